@@ -1,0 +1,748 @@
+#include "backend/mvcc/kv_store.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "backend/storage/schema.h"
+#include "common/errors.h"
+#include "common/key_range.h"
+
+namespace synod::mvcc {
+
+using common::EtcdError;
+using common::Err;
+using etcdserverpb::Compare;
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RangeResponse;
+using etcdserverpb::RequestOp;
+using etcdserverpb::TxnRequest;
+using etcdserverpb::TxnResponse;
+
+bool ParseRecord(absl::string_view record, bool* tombstone,
+                 mvccpb::KeyValue* kv) {
+  if (record.empty()) return false;
+  if (record[0] != storage::kPut && record[0] != storage::kTombstone) {
+    return false;
+  }
+  *tombstone = record[0] == storage::kTombstone;
+  return kv->ParseFromArray(record.data() + 1,
+                            static_cast<int>(record.size() - 1));
+}
+
+namespace {
+
+std::string RevKey(const Revision& r) {
+  return storage::RevisionKey(r.main, r.sub);
+}
+
+void FillKvFromEntry(const std::string& key, const IndexEntry& e,
+                     mvccpb::KeyValue* kv) {
+  kv->set_key(key);
+  kv->set_create_revision(e.create_revision);
+  kv->set_mod_revision(e.rev.main);
+  kv->set_version(e.version);
+  kv->set_lease(e.lease);
+}
+
+int CompareBytes(const std::string& a, const std::string& b) {
+  int c = a.compare(b);
+  return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+template <typename T>
+int Cmp(T a, T b) {
+  return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
+    storage::Backend* backend) {
+  std::unique_ptr<KvStore> s(new KvStore(backend));
+  absl::Status st = s->Load();
+  if (!st.ok()) return st;
+  return s;
+}
+
+absl::Status KvStore::Load() {
+  auto format = backend_->Get(storage::kMetaFormat);
+  if (!format.ok()) return format.status();
+  if (!format->has_value()) {
+    storage::Batch b;
+    b.Put(storage::kMetaFormat, absl::StrCat(storage::kFormatVersion));
+    absl::Status st = backend_->Write(&b, true);
+    if (!st.ok()) return st;
+  } else if (**format != absl::StrCat(storage::kFormatVersion)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir format ", **format, " is not supported (want ",
+                     storage::kFormatVersion, ")"));
+  }
+  auto applied = backend_->Get(storage::kMetaAppliedIndex);
+  if (!applied.ok()) return applied.status();
+  if (applied->has_value() && (*applied)->size() == 8) {
+    applied_index_ = storage::GetBigEndian64(**applied);
+  }
+  int64_t compact = 0;
+  auto c = backend_->Get(storage::kMetaCompactRev);
+  if (!c.ok()) return c.status();
+  if (c->has_value() && (*c)->size() == 8) {
+    compact = static_cast<int64_t>(storage::GetBigEndian64(**c));
+  }
+
+  absl::MutexLock l(&mu_);
+  compact_rev_ = compact;
+  int64_t last = 0;
+  auto it = backend_->NewIterator();
+  for (it->Seek(std::string(1, storage::kRevPrefix)); it->Valid(); it->Next()) {
+    int64_t main, sub;
+    if (!storage::DecodeRevisionKey(it->key(), &main, &sub)) break;
+    bool tombstone;
+    mvccpb::KeyValue kv;
+    if (!ParseRecord(it->value(), &tombstone, &kv)) {
+      return absl::DataLossError(
+          absl::StrCat("corrupt revision record at ", main, ".", sub));
+    }
+    IndexEntry e;
+    e.rev = Revision{main, sub};
+    if (!tombstone) {
+      e.create_revision = kv.create_revision();
+      e.version = kv.version();
+      e.lease = kv.lease();
+    }
+    index_[kv.key()].Restore(e);
+    last = main;
+  }
+  if (!it->status().ok()) return it->status();
+  int64_t rev = std::max<int64_t>({last, compact, 1});
+  rev_ = rev;
+  staged_rev_ = rev;
+  return absl::OkStatus();
+}
+
+int64_t KvStore::CompactRev() const {
+  absl::ReaderMutexLock l(&mu_);
+  return compact_rev_;
+}
+
+size_t KvStore::KeyCount() const {
+  absl::ReaderMutexLock l(&mu_);
+  return index_.size();
+}
+
+void KvStore::CollectLocked(const std::string& key,
+                            const std::string& range_end, int64_t rev,
+                            int64_t limit, bool count_only,
+                            std::vector<Match>* out, int64_t* count) const {
+  *count = 0;
+  auto take = [&](const std::string& k, const KeyIndex& ki) {
+    const IndexEntry* e = ki.At(rev);
+    if (e == nullptr || e->tombstone()) return;
+    ++*count;
+    if (count_only) return;
+    if (limit > 0 && static_cast<int64_t>(out->size()) >= limit) return;
+    out->push_back(Match{k, *e});
+  };
+  if (range_end.empty()) {
+    auto it = index_.find(key);
+    if (it != index_.end()) take(it->first, it->second);
+    return;
+  }
+  bool open = common::IsOpenEnd(range_end);
+  for (auto it = index_.lower_bound(key); it != index_.end(); ++it) {
+    if (!open && !(it->first < range_end)) break;
+    take(it->first, it->second);
+  }
+}
+
+template <typename ReadValue>
+absl::Status KvStore::RangeImpl(const RangeRequest& r, int64_t rev,
+                                std::vector<Match> matches, int64_t count,
+                                ReadValue read_value,
+                                RangeResponse* resp) const {
+  auto prune = [&](auto drop) {
+    matches.erase(std::remove_if(matches.begin(), matches.end(), drop),
+                  matches.end());
+  };
+  if (r.max_mod_revision() != 0) {
+    prune([&](const Match& m) { return m.entry.rev.main > r.max_mod_revision(); });
+  }
+  if (r.min_mod_revision() != 0) {
+    prune([&](const Match& m) { return m.entry.rev.main < r.min_mod_revision(); });
+  }
+  if (r.max_create_revision() != 0) {
+    prune([&](const Match& m) {
+      return m.entry.create_revision > r.max_create_revision();
+    });
+  }
+  if (r.min_create_revision() != 0) {
+    prune([&](const Match& m) {
+      return m.entry.create_revision < r.min_create_revision();
+    });
+  }
+
+  RangeRequest::SortOrder order = r.sort_order();
+  // etcd: a non-KEY target with no order sorts ascending.
+  if (r.sort_target() != RangeRequest::KEY && order == RangeRequest::NONE) {
+    order = RangeRequest::ASCEND;
+  }
+  const bool descend = order == RangeRequest::DESCEND;
+  const bool by_value = order != RangeRequest::NONE &&
+                        r.sort_target() == RangeRequest::VALUE;
+
+  std::vector<mvccpb::KeyValue> kvs;
+  if (by_value) {
+    // Values are needed to sort: read them all first.
+    kvs.reserve(matches.size());
+    for (const Match& m : matches) {
+      mvccpb::KeyValue kv;
+      FillKvFromEntry(m.key, m.entry, &kv);
+      kv.set_value(read_value(m));
+      kvs.push_back(std::move(kv));
+    }
+    std::stable_sort(kvs.begin(), kvs.end(),
+                     [&](const mvccpb::KeyValue& a, const mvccpb::KeyValue& b) {
+                       int c = CompareBytes(a.value(), b.value());
+                       return descend ? c > 0 : c < 0;
+                     });
+  } else if (order != RangeRequest::NONE) {
+    auto field = [&](const Match& m) -> int64_t {
+      switch (r.sort_target()) {
+        case RangeRequest::VERSION: return m.entry.version;
+        case RangeRequest::CREATE: return m.entry.create_revision;
+        case RangeRequest::MOD: return m.entry.rev.main;
+        default: return 0;
+      }
+    };
+    if (r.sort_target() == RangeRequest::KEY) {
+      // Already in ascending key order.
+      if (descend) std::reverse(matches.begin(), matches.end());
+    } else {
+      std::stable_sort(matches.begin(), matches.end(),
+                       [&](const Match& a, const Match& b) {
+                         int c = Cmp(field(a), field(b));
+                         return descend ? c > 0 : c < 0;
+                       });
+    }
+  }
+
+  size_t n = by_value ? kvs.size() : matches.size();
+  if (r.limit() > 0 && n > static_cast<size_t>(r.limit())) {
+    n = static_cast<size_t>(r.limit());
+    resp->set_more(true);
+  }
+  resp->mutable_header()->set_revision(rev);
+  resp->set_count(count);
+  if (r.count_only()) return absl::OkStatus();
+  auto* out = resp->mutable_kvs();
+  out->Reserve(static_cast<int>(n));
+  for (size_t i = 0; i < n; ++i) {
+    mvccpb::KeyValue* kv = out->Add();
+    if (by_value) {
+      *kv = std::move(kvs[i]);
+      if (r.keys_only()) kv->clear_value();
+    } else {
+      FillKvFromEntry(matches[i].key, matches[i].entry, kv);
+      if (!r.keys_only()) kv->set_value(read_value(matches[i]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+// How many matches to collect: etcd fetches everything when it must sort or
+// filter, else limit + 1 to learn `more`.
+int64_t CollectLimit(const RangeRequest& r) {
+  if (r.sort_order() != RangeRequest::NONE ||
+      r.sort_target() != RangeRequest::KEY || r.min_mod_revision() != 0 ||
+      r.max_mod_revision() != 0 || r.min_create_revision() != 0 ||
+      r.max_create_revision() != 0) {
+    return 0;
+  }
+  return r.limit() > 0 ? r.limit() + 1 : 0;
+}
+
+// Reads one revision's value through a snapshot iterator.
+std::string ValueAt(storage::Iterator* it, const Revision& rev) {
+  std::string k = RevKey(rev);
+  it->Seek(k);
+  if (!it->Valid() || it->key() != k) return std::string();
+  bool tombstone;
+  mvccpb::KeyValue kv;
+  if (!ParseRecord(it->value(), &tombstone, &kv)) return std::string();
+  return std::move(*kv.mutable_value());
+}
+}  // namespace
+
+absl::Status KvStore::Range(const RangeRequest& r, RangeResponse* resp) const {
+  const int64_t cur = Rev();
+  const int64_t rev = r.revision() > 0 ? r.revision() : cur;
+  if (rev > cur) return Err(EtcdError::kFutureRev);
+  std::vector<Match> matches;
+  int64_t count = 0;
+  std::unique_ptr<storage::Iterator> it;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    if (rev < compact_rev_) return Err(EtcdError::kCompacted);
+    CollectLocked(r.key(), r.range_end(), rev, CollectLimit(r), r.count_only(),
+                  &matches, &count);
+    // The snapshot is taken under the lock so that compaction cannot remove
+    // the records of the collected revisions first.
+    if (!matches.empty() && !r.keys_only()) it = backend_->NewIterator();
+  }
+  return RangeImpl(
+      r, rev, std::move(matches), count,
+      [&](const Match& m) { return ValueAt(it.get(), m.entry.rev); }, resp);
+}
+
+absl::Status KvStore::ReadEvents(int64_t from_rev, int64_t to_rev,
+                                 size_t max_events,
+                                 std::vector<mvccpb::Event>* out,
+                                 int64_t* next_rev) const {
+  std::unique_ptr<storage::Iterator> it;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    if (from_rev < compact_rev_) return Err(EtcdError::kCompacted);
+    it = backend_->NewIterator();
+  }
+  to_rev = std::min(to_rev, Rev());
+  *next_rev = from_rev;
+  if (from_rev > to_rev) return absl::OkStatus();
+  size_t n = 0;
+  int64_t cur_main = -1;
+  for (it->Seek(storage::RevisionKey(from_rev, 0)); it->Valid(); it->Next()) {
+    int64_t main, sub;
+    if (!storage::DecodeRevisionKey(it->key(), &main, &sub)) break;
+    if (main > to_rev) break;
+    if (main != cur_main && n >= max_events) break;
+    cur_main = main;
+    bool tombstone;
+    mvccpb::Event ev;
+    if (!ParseRecord(it->value(), &tombstone, ev.mutable_kv())) {
+      return absl::DataLossError(
+          absl::StrCat("corrupt revision record at ", main, ".", sub));
+    }
+    ev.set_type(tombstone ? mvccpb::Event::DELETE : mvccpb::Event::PUT);
+    out->push_back(std::move(ev));
+    ++n;
+    *next_rev = main + 1;
+  }
+  if (!it->status().ok()) return it->status();
+  // Reached to_rev without hitting the cap: everything up to to_rev is read.
+  if (n < max_events || cur_main == -1) *next_rev = to_rev + 1;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<mvccpb::KeyValue>> KvStore::Get(
+    const std::string& key, int64_t rev) const {
+  IndexEntry e;
+  std::unique_ptr<storage::Iterator> it;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    if (rev < compact_rev_) return Err(EtcdError::kCompacted);
+    auto ki = index_.find(key);
+    if (ki == index_.end()) return std::optional<mvccpb::KeyValue>();
+    const IndexEntry* at = ki->second.At(rev);
+    if (at == nullptr || at->tombstone()) {
+      return std::optional<mvccpb::KeyValue>();
+    }
+    e = *at;
+    it = backend_->NewIterator();
+  }
+  mvccpb::KeyValue kv;
+  FillKvFromEntry(key, e, &kv);
+  kv.set_value(ValueAt(it.get(), e.rev));
+  return std::optional<mvccpb::KeyValue>(std::move(kv));
+}
+
+absl::StatusOr<uint32_t> KvStore::HashKV(int64_t rev) const {
+  const int64_t cur = Rev();
+  if (rev <= 0) rev = cur;
+  if (rev > cur) return Err(EtcdError::kFutureRev);
+  std::unique_ptr<storage::Iterator> it;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    if (rev < compact_rev_) return Err(EtcdError::kCompacted);
+    it = backend_->NewIterator();
+  }
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (it->Seek(std::string(1, storage::kRevPrefix)); it->Valid(); it->Next()) {
+    int64_t main, sub;
+    if (!storage::DecodeRevisionKey(it->key(), &main, &sub)) break;
+    if (main > rev) break;
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(it->key().data()),
+                static_cast<uInt>(it->key().size()));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(it->value().data()),
+                static_cast<uInt>(it->value().size()));
+  }
+  if (!it->status().ok()) return it->status();
+  return static_cast<uint32_t>(crc);
+}
+
+std::vector<std::pair<int64_t, std::string>> KvStore::LeasedKeys() const {
+  std::vector<std::pair<int64_t, std::string>> out;
+  absl::ReaderMutexLock l(&mu_);
+  for (const auto& [key, ki] : index_) {
+    const IndexEntry* e = ki.Last();
+    if (e != nullptr && !e->tombstone() && e->lease != 0) {
+      out.emplace_back(e->lease, key);
+    }
+  }
+  return out;
+}
+
+// ---------------- Write side ----------------
+
+std::unique_ptr<KvStore::WriteTxn> KvStore::Write() {
+  return std::unique_ptr<WriteTxn>(new WriteTxn(this));
+}
+
+absl::Status KvStore::Compact(int64_t rev) {
+  // Compaction only runs on the published state: the applier commits the
+  // staged writes first, so readers never see a half-compacted history.
+  if (staged_rev_ != Rev()) {
+    return absl::InternalError("compact with unpublished writes staged");
+  }
+  std::vector<Revision> dropped;
+  {
+    absl::MutexLock l(&mu_);
+    if (rev <= compact_rev_) return Err(EtcdError::kCompacted);
+    if (rev > Rev()) return Err(EtcdError::kFutureRev);
+    for (auto it = index_.begin(); it != index_.end();) {
+      if (it->second.Compact(rev, &dropped)) {
+        it = index_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    compact_rev_ = rev;
+  }
+  for (const Revision& d : dropped) batch_.Delete(RevKey(d));
+  batch_.Put(storage::kMetaCompactRev, storage::EncodeU64(rev));
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::Commit(uint64_t applied_index,
+                             std::vector<mvccpb::Event>* events) {
+  batch_.Put(storage::kMetaAppliedIndex, storage::EncodeU64(applied_index));
+  absl::Status st = backend_->Write(&batch_, /*sync=*/true);
+  if (!st.ok()) return st;
+  batch_.Clear();
+  staged_records_.clear();
+  applied_index_.store(applied_index, std::memory_order_release);
+  rev_.store(staged_rev_, std::memory_order_release);
+  if (events != nullptr) {
+    events->insert(events->end(), std::make_move_iterator(staged_events_.begin()),
+                   std::make_move_iterator(staged_events_.end()));
+  }
+  staged_events_.clear();
+  return absl::OkStatus();
+}
+
+KvStore::WriteTxn::WriteTxn(KvStore* s) : s_(s), rev_(s->staged_rev_ + 1) {}
+
+KvStore::WriteTxn::~WriteTxn() {
+  if (sub_ > 0) s_->staged_rev_ = rev_;
+}
+
+std::optional<mvccpb::KeyValue> KvStore::WriteTxn::ReadKv(
+    const std::string& key, const IndexEntry& e) const {
+  mvccpb::KeyValue kv;
+  FillKvFromEntry(key, e, &kv);
+  std::string k = RevKey(e.rev);
+  auto staged = s_->staged_records_.find(k);
+  bool tombstone;
+  mvccpb::KeyValue stored;
+  if (staged != s_->staged_records_.end()) {
+    if (ParseRecord(staged->second, &tombstone, &stored)) {
+      kv.set_value(std::move(*stored.mutable_value()));
+    }
+    return kv;
+  }
+  auto rec = s_->backend_->Get(k);
+  if (rec.ok() && rec->has_value() && ParseRecord(**rec, &tombstone, &stored)) {
+    kv.set_value(std::move(*stored.mutable_value()));
+  }
+  return kv;
+}
+
+void KvStore::WriteTxn::PutInternal(const std::string& key,
+                                    const std::string& value, int64_t lease) {
+  Revision rv{rev_, sub_++};
+  IndexEntry e;
+  int64_t old_lease = 0;
+  {
+    absl::MutexLock l(&s_->mu_);
+    KeyIndex& ki = s_->index_[key];
+    const IndexEntry* prev = ki.Last();
+    if (prev != nullptr && !prev->tombstone()) old_lease = prev->lease;
+    e = ki.Put(rv, lease);
+  }
+  mvccpb::Event ev;
+  ev.set_type(mvccpb::Event::PUT);
+  mvccpb::KeyValue* kv = ev.mutable_kv();
+  FillKvFromEntry(key, e, kv);
+  kv->set_value(value);
+  std::string record(1, storage::kPut);
+  kv->AppendToString(&record);
+  std::string k = RevKey(rv);
+  s_->batch_.Put(k, record);
+  s_->staged_records_[k] = std::move(record);
+  s_->staged_events_.push_back(std::move(ev));
+  if (s_->lease_hooks_ != nullptr && old_lease != lease) {
+    if (old_lease != 0) s_->lease_hooks_->Detach(old_lease, key);
+    if (lease != 0) s_->lease_hooks_->Attach(lease, key);
+  }
+}
+
+bool KvStore::WriteTxn::TombstoneInternal(const std::string& key) {
+  int64_t old_lease = 0;
+  Revision rv{rev_, sub_};
+  {
+    absl::MutexLock l(&s_->mu_);
+    auto it = s_->index_.find(key);
+    if (it == s_->index_.end()) return false;
+    const IndexEntry* prev = it->second.Last();
+    if (prev == nullptr || prev->tombstone()) return false;
+    old_lease = prev->lease;
+    it->second.Tombstone(rv);
+  }
+  ++sub_;
+  mvccpb::Event ev;
+  ev.set_type(mvccpb::Event::DELETE);
+  ev.mutable_kv()->set_key(key);
+  ev.mutable_kv()->set_mod_revision(rv.main);
+  std::string record(1, storage::kTombstone);
+  ev.kv().AppendToString(&record);
+  std::string k = RevKey(rv);
+  s_->batch_.Put(k, record);
+  s_->staged_records_[k] = std::move(record);
+  s_->staged_events_.push_back(std::move(ev));
+  if (s_->lease_hooks_ != nullptr && old_lease != 0) {
+    s_->lease_hooks_->Detach(old_lease, key);
+  }
+  return true;
+}
+
+bool KvStore::WriteTxn::DeleteKey(const std::string& key) {
+  return TombstoneInternal(key);
+}
+
+absl::Status KvStore::WriteTxn::Put(const etcdserverpb::PutRequest& r,
+                                    etcdserverpb::PutResponse* resp) {
+  std::optional<IndexEntry> existing;
+  {
+    absl::ReaderMutexLock l(&s_->mu_);
+    auto it = s_->index_.find(r.key());
+    if (it != s_->index_.end()) {
+      const IndexEntry* e = it->second.At(ReadRev());
+      if (e != nullptr && !e->tombstone()) existing = *e;
+    }
+  }
+  // etcd checks the lease first, then the key for ignore_value/ignore_lease.
+  if (!r.ignore_lease() && r.lease() != 0 &&
+      (s_->lease_hooks_ == nullptr || !s_->lease_hooks_->LeaseExists(r.lease()))) {
+    return Err(EtcdError::kLeaseNotFound);
+  }
+  if ((r.ignore_value() || r.ignore_lease()) && !existing) {
+    return Err(EtcdError::kKeyNotFound);
+  }
+  std::optional<mvccpb::KeyValue> prev;
+  if (existing && (r.prev_kv() || r.ignore_value())) {
+    prev = ReadKv(r.key(), *existing);
+  }
+  const int64_t lease = r.ignore_lease() ? existing->lease : r.lease();
+  PutInternal(r.key(), r.ignore_value() ? prev->value() : r.value(), lease);
+  if (r.prev_kv() && prev) *resp->mutable_prev_kv() = std::move(*prev);
+  resp->mutable_header()->set_revision(rev_);
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::WriteTxn::DeleteRange(
+    const etcdserverpb::DeleteRangeRequest& r,
+    etcdserverpb::DeleteRangeResponse* resp) {
+  std::vector<Match> matches;
+  int64_t count = 0;
+  {
+    absl::ReaderMutexLock l(&s_->mu_);
+    s_->CollectLocked(r.key(), r.range_end(), ReadRev(), 0, false, &matches,
+                      &count);
+  }
+  for (const Match& m : matches) {
+    if (r.prev_kv()) {
+      std::optional<mvccpb::KeyValue> kv = ReadKv(m.key, m.entry);
+      if (kv) *resp->add_prev_kvs() = std::move(*kv);
+    }
+    TombstoneInternal(m.key);
+  }
+  resp->set_deleted(static_cast<int64_t>(matches.size()));
+  resp->mutable_header()->set_revision(ReadRev());
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::WriteTxn::Range(const RangeRequest& r,
+                                      RangeResponse* resp) {
+  const int64_t cur = ReadRev();
+  const int64_t rev = r.revision() > 0 ? r.revision() : cur;
+  if (rev > cur) return Err(EtcdError::kFutureRev);
+  std::vector<Match> matches;
+  int64_t count = 0;
+  {
+    absl::ReaderMutexLock l(&s_->mu_);
+    if (rev < s_->compact_rev_) return Err(EtcdError::kCompacted);
+    s_->CollectLocked(r.key(), r.range_end(), rev, CollectLimit(r),
+                      r.count_only(), &matches, &count);
+  }
+  return s_->RangeImpl(
+      r, rev, std::move(matches), count,
+      [&](const Match& m) {
+        std::optional<mvccpb::KeyValue> kv = ReadKv(m.key, m.entry);
+        return kv ? std::move(*kv->mutable_value()) : std::string();
+      },
+      resp);
+}
+
+bool KvStore::WriteTxn::EvalCompare(const Compare& c) const {
+  std::vector<Match> matches;
+  int64_t count = 0;
+  {
+    absl::ReaderMutexLock l(&s_->mu_);
+    s_->CollectLocked(c.key(), c.range_end(), ReadRev(), 0, false, &matches,
+                      &count);
+  }
+  auto compare_kv = [&](const mvccpb::KeyValue& kv) {
+    int result = 0;
+    switch (c.target()) {
+      case Compare::VALUE:
+        result = CompareBytes(kv.value(), c.value());
+        break;
+      case Compare::CREATE:
+        result = Cmp(kv.create_revision(), c.create_revision());
+        break;
+      case Compare::MOD:
+        result = Cmp(kv.mod_revision(), c.mod_revision());
+        break;
+      case Compare::VERSION:
+        result = Cmp(kv.version(), c.version());
+        break;
+      case Compare::LEASE:
+        result = Cmp(kv.lease(), c.lease());
+        break;
+      default:
+        break;
+    }
+    switch (c.result()) {
+      case Compare::EQUAL: return result == 0;
+      case Compare::NOT_EQUAL: return result != 0;
+      case Compare::GREATER: return result > 0;
+      case Compare::LESS: return result < 0;
+      default: return true;
+    }
+  };
+  if (matches.empty()) {
+    // etcd: a VALUE compare on a missing key always fails; other targets
+    // compare against zero values.
+    if (c.target() == Compare::VALUE) return false;
+    return compare_kv(mvccpb::KeyValue());
+  }
+  for (const Match& m : matches) {
+    mvccpb::KeyValue kv;
+    if (c.target() == Compare::VALUE) {
+      std::optional<mvccpb::KeyValue> full = ReadKv(m.key, m.entry);
+      if (full) kv = std::move(*full);
+    } else {
+      FillKvFromEntry(m.key, m.entry, &kv);
+    }
+    if (!compare_kv(kv)) return false;
+  }
+  return true;
+}
+
+void KvStore::WriteTxn::ComputePath(const TxnRequest& r,
+                                    std::vector<bool>* path) const {
+  bool ok = true;
+  for (const Compare& c : r.compare()) {
+    if (!EvalCompare(c)) {
+      ok = false;
+      break;
+    }
+  }
+  path->push_back(ok);
+  for (const RequestOp& op : ok ? r.success() : r.failure()) {
+    if (op.has_request_txn()) ComputePath(op.request_txn(), path);
+  }
+}
+
+absl::Status KvStore::WriteTxn::CheckTxn(const TxnRequest& r,
+                                         const std::vector<bool>& path,
+                                         size_t* pos) const {
+  const bool ok = path[(*pos)++];
+  for (const RequestOp& op : ok ? r.success() : r.failure()) {
+    if (op.has_request_put()) {
+      const auto& p = op.request_put();
+      if (!p.ignore_lease() && p.lease() != 0 &&
+          (s_->lease_hooks_ == nullptr ||
+           !s_->lease_hooks_->LeaseExists(p.lease()))) {
+        return Err(EtcdError::kLeaseNotFound);
+      }
+      if (p.ignore_value() || p.ignore_lease()) {
+        absl::ReaderMutexLock l(&s_->mu_);
+        auto it = s_->index_.find(p.key());
+        const IndexEntry* e =
+            it == s_->index_.end() ? nullptr : it->second.At(ReadRev());
+        if (e == nullptr || e->tombstone()) return Err(EtcdError::kKeyNotFound);
+      }
+    } else if (op.has_request_range()) {
+      const auto& rr = op.request_range();
+      if (rr.revision() > ReadRev()) return Err(EtcdError::kFutureRev);
+      absl::ReaderMutexLock l(&s_->mu_);
+      if (rr.revision() > 0 && rr.revision() < s_->compact_rev_) {
+        return Err(EtcdError::kCompacted);
+      }
+    } else if (op.has_request_txn()) {
+      absl::Status st = CheckTxn(op.request_txn(), path, pos);
+      if (!st.ok()) return st;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::WriteTxn::ExecTxn(const TxnRequest& r,
+                                        const std::vector<bool>& path,
+                                        size_t* pos, TxnResponse* resp) {
+  const bool ok = path[(*pos)++];
+  resp->set_succeeded(ok);
+  for (const RequestOp& op : ok ? r.success() : r.failure()) {
+    etcdserverpb::ResponseOp* out = resp->add_responses();
+    absl::Status st;
+    if (op.has_request_range()) {
+      st = Range(op.request_range(), out->mutable_response_range());
+    } else if (op.has_request_put()) {
+      st = Put(op.request_put(), out->mutable_response_put());
+    } else if (op.has_request_delete_range()) {
+      st = DeleteRange(op.request_delete_range(),
+                       out->mutable_response_delete_range());
+    } else if (op.has_request_txn()) {
+      st = ExecTxn(op.request_txn(), path, pos, out->mutable_response_txn());
+    }
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::WriteTxn::Txn(const TxnRequest& r, TxnResponse* resp) {
+  std::vector<bool> path;
+  ComputePath(r, &path);
+  size_t pos = 0;
+  absl::Status st = CheckTxn(r, path, &pos);
+  if (!st.ok()) return st;
+  pos = 0;
+  st = ExecTxn(r, path, &pos, resp);
+  if (!st.ok()) return st;
+  // Every sub-response reports the txn's revision, as etcd does.
+  resp->mutable_header()->set_revision(ReadRev());
+  return absl::OkStatus();
+}
+
+}  // namespace synod::mvcc

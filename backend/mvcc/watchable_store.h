@@ -1,0 +1,125 @@
+// WatchableStore: routes the events of each published revision to watchers
+// (etcd's mvcc/watchable_store.go, with synced and unsynced groups).
+//
+//  * A synced watcher has seen every revision up to the last one notified;
+//    Notify() hands it the events of new revisions directly.
+//  * An unsynced watcher is behind: it started at a past revision, or its
+//    sink was full (a "victim" in etcd's words). A sync thread reads its
+//    missed revisions from the KvStore's history, delivers them, and moves it
+//    to the synced group once it has caught up. A slow sink therefore never
+//    blocks other watchers and never loses events: it is fed from history
+//    when it has room again, or canceled with the compacted revision if that
+//    history is gone.
+//  * The events of one revision are always delivered together.
+//
+// Thread-safety: thread-safe. Notify is called by the apply thread. Lock
+// order: WatchableStore::mu_ is taken before any WatchSink lock; sinks must
+// not call back into the store while holding their own locks.
+#ifndef SYNOD_BACKEND_MVCC_WATCHABLE_STORE_H_
+#define SYNOD_BACKEND_MVCC_WATCHABLE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "backend/mvcc/kv_store.h"
+#include "proto/kv.pb.h"
+
+namespace synod::mvcc {
+
+// Receives a watcher's events. Implemented by the gRPC watch stream (and by
+// in-process users such as Lock and Election).
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  // Events of whole revisions for watcher `watch_id`, in revision order;
+  // `revision` is the store revision they bring the watcher to. Return false
+  // when the sink has no room: nothing was taken, and the same events will be
+  // offered again later from history. Called with the store's lock held:
+  // must not block and must not call into the store.
+  virtual bool Deliver(int64_t watch_id, std::vector<mvccpb::Event>* events,
+                       int64_t revision) = 0;
+  // The watcher's start revision has been compacted; it is removed from the
+  // store. Same calling rules as Deliver.
+  virtual void Compacted(int64_t watch_id, int64_t compact_revision) = 0;
+};
+
+struct WatchSpec {
+  std::string key;
+  std::string range_end;  // etcd rules: empty = one key, "\0" = open end
+  int64_t start_revision = 0;  // first revision to deliver; 0 = next one
+  bool no_put = false;         // filter NOPUT
+  bool no_delete = false;      // filter NODELETE
+};
+
+class WatchableStore {
+ public:
+  // `kv` is not owned and must outlive the store. Starts the sync thread.
+  explicit WatchableStore(KvStore* kv);
+  ~WatchableStore();  // stops the sync thread
+
+  // Registers a watcher; events go to `sink` (not owned; must stay valid
+  // until Cancel returns) tagged with `watch_id`. Returns a handle for
+  // Cancel. A start revision at or below the last notified one makes the
+  // watcher unsynced (history is replayed first).
+  uint64_t Watch(WatchSink* sink, int64_t watch_id, const WatchSpec& spec);
+
+  // Removes a watcher. After it returns, its sink gets no more calls for it.
+  // Returns false if the handle is unknown (already removed).
+  bool Cancel(uint64_t handle);
+
+  // The apply thread: `events` (all revisions up to `revision`) are now
+  // published. Hands them to synced watchers.
+  void Notify(const std::vector<mvccpb::Event>& events, int64_t revision);
+
+  // The last revision notified: every synced watcher has seen up to it.
+  int64_t NotifiedRev() const;
+
+  // The revision up to which watcher `handle` has been given every event
+  // (NotifiedRev() for a synced watcher). -1 if unknown.
+  int64_t Progress(uint64_t handle) const;
+
+  // Counts, for metrics and tests.
+  size_t WatcherCount() const;
+  size_t UnsyncedCount() const;
+
+ private:
+  struct Watcher {
+    uint64_t handle;
+    int64_t watch_id;
+    WatchSink* sink;
+    WatchSpec spec;
+    int64_t next_rev;  // first revision not yet delivered
+    bool synced;
+  };
+  bool Matches(const Watcher& w, const mvccpb::Event& ev) const;
+  void AddSyncedLocked(Watcher* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveSyncedLocked(Watcher* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SyncLoop();
+  // One pass over the unsynced watchers. Returns true if any made progress.
+  bool SyncOnce();
+
+  KvStore* const kv_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Watcher>> watchers_
+      ABSL_GUARDED_BY(mu_);
+  // Synced watchers on a single key, by key; and those on a range.
+  absl::flat_hash_map<std::string, absl::flat_hash_set<Watcher*>> key_synced_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<Watcher*> range_synced_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<Watcher*> unsynced_ ABSL_GUARDED_BY(mu_);
+  int64_t notified_rev_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread sync_thread_;
+};
+
+}  // namespace synod::mvcc
+
+#endif  // SYNOD_BACKEND_MVCC_WATCHABLE_STORE_H_

@@ -1,0 +1,64 @@
+#include "common/errors.h"
+
+namespace synod::common {
+namespace {
+
+struct Row {
+  absl::StatusCode code;
+  const char* message;
+};
+
+// Order follows EtcdError. Messages copied from etcd 3.4; never edit them.
+constexpr Row kTable[] = {
+    {absl::StatusCode::kInvalidArgument, "etcdserver: key is not provided"},
+    {absl::StatusCode::kInvalidArgument, "etcdserver: key not found"},
+    {absl::StatusCode::kInvalidArgument, "etcdserver: value is provided"},
+    {absl::StatusCode::kInvalidArgument, "etcdserver: lease is provided"},
+    {absl::StatusCode::kInvalidArgument,
+     "etcdserver: too many operations in txn request"},
+    {absl::StatusCode::kInvalidArgument,
+     "etcdserver: duplicate key given in txn request"},
+    {absl::StatusCode::kOutOfRange,
+     "etcdserver: mvcc: required revision has been compacted"},
+    {absl::StatusCode::kOutOfRange,
+     "etcdserver: mvcc: required revision is a future revision"},
+    {absl::StatusCode::kResourceExhausted,
+     "etcdserver: mvcc: database space exceeded"},
+    {absl::StatusCode::kNotFound, "etcdserver: requested lease not found"},
+    {absl::StatusCode::kFailedPrecondition, "etcdserver: lease already exists"},
+    {absl::StatusCode::kOutOfRange, "etcdserver: too large lease TTL"},
+    {absl::StatusCode::kNotFound, "etcdserver: member not found"},
+    {absl::StatusCode::kInvalidArgument, "etcdserver: request is too large"},
+    {absl::StatusCode::kResourceExhausted, "etcdserver: too many requests"},
+    {absl::StatusCode::kUnavailable, "etcdserver: no leader"},
+    {absl::StatusCode::kFailedPrecondition, "etcdserver: not leader"},
+    {absl::StatusCode::kUnavailable, "etcdserver: server stopped"},
+    {absl::StatusCode::kUnavailable, "etcdserver: request timed out"},
+    {absl::StatusCode::kUnavailable, "etcdserver: not capable"},
+    {absl::StatusCode::kDataLoss, "etcdserver: corrupt cluster"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: authentication is not enabled"},
+    {absl::StatusCode::kInvalidArgument, "etcdserver: invalid auth management"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: bad leader transferee"},
+};
+
+}  // namespace
+
+absl::Status Err(EtcdError e) {
+  const Row& r = kTable[static_cast<int>(e)];
+  return absl::Status(r.code, r.message);
+}
+
+bool IsErr(const absl::Status& s, EtcdError e) {
+  const Row& r = kTable[static_cast<int>(e)];
+  return s.code() == r.code && s.message() == r.message;
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+}  // namespace synod::common

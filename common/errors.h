@@ -1,0 +1,58 @@
+// The etcd error table: every error a client can see, with etcd 3.4's gRPC
+// code and exact message (clients such as etcdctl and clientv3 match on the
+// message text, so these strings must never change).
+//
+// Inside Synod errors travel as absl::Status carrying the etcd code and
+// message; the gRPC services convert them with ToGrpcStatus() at the edge.
+// Thread-safe: everything here is immutable.
+#ifndef SYNOD_COMMON_ERRORS_H_
+#define SYNOD_COMMON_ERRORS_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace synod::common {
+
+// One row per etcd error (etcdserver/api/v3rpc/rpctypes/error.go).
+enum class EtcdError {
+  kEmptyKey,            // InvalidArgument "etcdserver: key is not provided"
+  kKeyNotFound,         // InvalidArgument "etcdserver: key not found"
+  kValueProvided,       // InvalidArgument "etcdserver: value is provided"
+  kLeaseProvided,       // InvalidArgument "etcdserver: lease is provided"
+  kTooManyOps,          // InvalidArgument "etcdserver: too many operations in txn request"
+  kDuplicateKey,        // InvalidArgument "etcdserver: duplicate key given in txn request"
+  kCompacted,           // OutOfRange "etcdserver: mvcc: required revision has been compacted"
+  kFutureRev,           // OutOfRange "etcdserver: mvcc: required revision is a future revision"
+  kNoSpace,             // ResourceExhausted "etcdserver: mvcc: database space exceeded"
+  kLeaseNotFound,       // NotFound "etcdserver: requested lease not found"
+  kLeaseExist,          // FailedPrecondition "etcdserver: lease already exists"
+  kLeaseTTLTooLarge,    // OutOfRange "etcdserver: too large lease TTL"
+  kMemberNotFound,      // NotFound "etcdserver: member not found"
+  kRequestTooLarge,     // InvalidArgument "etcdserver: request is too large"
+  kTooManyRequests,     // ResourceExhausted "etcdserver: too many requests"
+  kNoLeader,            // Unavailable "etcdserver: no leader"
+  kNotLeader,           // FailedPrecondition "etcdserver: not leader"
+  kStopped,             // Unavailable "etcdserver: server stopped"
+  kTimeout,             // Unavailable "etcdserver: request timed out"
+  kNotCapable,          // Unavailable "etcdserver: not capable"
+  kCorrupt,             // DataLoss "etcdserver: corrupt cluster"
+  kAuthNotEnabled,      // FailedPrecondition "etcdserver: authentication is not enabled"
+  kInvalidAuthMgmt,     // InvalidArgument "etcdserver: invalid auth management"
+  kBadLeaderTransferee, // FailedPrecondition "etcdserver: bad leader transferee"
+};
+
+// Returns the status for `e`: etcd's code and exact message.
+absl::Status Err(EtcdError e);
+
+// True when `s` is exactly the etcd error `e` (same code and message).
+bool IsErr(const absl::Status& s, EtcdError e);
+
+// Converts an internal status to the gRPC status sent on the wire. The codes
+// share numbering, so this keeps code and message as they are.
+grpc::Status ToGrpcStatus(const absl::Status& s);
+
+}  // namespace synod::common
+
+#endif  // SYNOD_COMMON_ERRORS_H_
