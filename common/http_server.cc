@@ -1,0 +1,623 @@
+#include "common/http_server.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace synod::common {
+namespace {
+
+constexpr int kListenBacklog = 128;
+constexpr int kMaxLingerMs = 2000;
+// After responding, at most this much unread client data is drained before
+// the connection is closed outright.
+constexpr size_t kMaxDrainBytes = 1 << 20;
+constexpr size_t kReadChunkBytes = 4096;
+
+const char* ReasonPhrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "";
+  }
+}
+
+// RFC 9110 token characters.
+bool IsTchar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+         std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+bool IsToken(absl::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar);
+}
+
+// Parses "METHOD SP target SP HTTP/x.y". Returns 0 and fills `req` and
+// `minor` on success, else the status to answer with (400 or 505).
+int ParseRequestLine(absl::string_view line, HttpRequest* req, int* minor) {
+  size_t sp1 = line.find(' ');
+  if (sp1 == absl::string_view::npos) return 400;
+  size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == absl::string_view::npos) return 400;
+  absl::string_view method = line.substr(0, sp1);
+  absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  absl::string_view version = line.substr(sp2 + 1);
+  if (!IsToken(method) || target.empty()) return 400;
+  for (char c : target) {
+    if (c <= 0x20 || c >= 0x7f) return 400;  // CTL, space, non-ASCII
+  }
+  if (version.size() != 8 || !absl::StartsWith(version, "HTTP/") ||
+      !absl::ascii_isdigit(version[5]) || version[6] != '.' ||
+      !absl::ascii_isdigit(version[7])) {
+    return 400;
+  }
+  if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) {
+    return 505;
+  }
+  *minor = version[7] - '0';
+
+  // Absolute form (RFC 9112 §3.2.2): keep only the path and query.
+  for (absl::string_view scheme : {"http://", "https://"}) {
+    if (absl::StartsWithIgnoreCase(target, scheme)) {
+      absl::string_view rest = target.substr(scheme.size());
+      size_t start = rest.find_first_of("/?");
+      std::string origin = start == absl::string_view::npos
+                               ? "/"
+                               : std::string(rest.substr(start));
+      if (origin[0] == '?') origin.insert(0, "/");
+      req->method = std::string(method);
+      size_t q = origin.find('?');
+      req->path = origin.substr(0, q);
+      req->query = q == std::string::npos ? "" : origin.substr(q + 1);
+      return 0;
+    }
+  }
+  if (target[0] != '/') return 400;
+  size_t q = target.find('?');
+  req->method = std::string(method);
+  req->path = std::string(target.substr(0, q));
+  req->query =
+      q == absl::string_view::npos ? "" : std::string(target.substr(q + 1));
+  return 0;
+}
+
+// Checks the header lines (between the request line and the empty line).
+// Returns 0 if they are well formed, else 400.
+int CheckHeaders(absl::string_view block, int minor) {
+  int hosts = 0;
+  while (!block.empty()) {
+    size_t nl = block.find('\n');
+    absl::string_view line = block.substr(0, nl);
+    block = nl == absl::string_view::npos ? "" : block.substr(nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    size_t colon = line.find(':');
+    // Also rejects obsolete line folding: a line starting with SP or HTAB.
+    if (colon == absl::string_view::npos || !IsToken(line.substr(0, colon))) {
+      return 400;
+    }
+    for (char c : line.substr(colon + 1)) {
+      unsigned char u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && u != '\t') || u == 0x7f) return 400;
+    }
+    if (absl::EqualsIgnoreCase(line.substr(0, colon), "host")) ++hosts;
+  }
+  // RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host.
+  if (hosts > 1 || (minor == 1 && hosts == 0)) return 400;
+  return 0;
+}
+
+absl::Status UvError(int rc, const std::string& what) {
+  std::string msg = absl::StrCat(what, ": ", uv_strerror(rc));
+  switch (rc) {
+    case UV_EADDRINUSE:
+      return absl::UnavailableError(msg);
+    case UV_EACCES:
+    case UV_EPERM:
+      return absl::PermissionDeniedError(msg);
+    case UV_EADDRNOTAVAIL:
+    case UV_EINVAL:
+    case UV_EAFNOSUPPORT:
+      return absl::InvalidArgumentError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+}  // namespace
+
+class HttpServer::Impl {
+ public:
+  explicit Impl(HttpServerOptions options) : options_(options) {}
+
+  void Handle(std::string path, HttpHandler handler) {
+    absl::MutexLock lock(&handlers_mu_);
+    handlers_[std::move(path)] = std::move(handler);
+  }
+
+  absl::StatusOr<int> Start(const std::string& host, int port);
+  void Stop();
+  int port() const { return port_.load(std::memory_order_acquire); }
+
+ private:
+  // One client connection. Lives from accept until both handles are closed;
+  // touched only on the loop thread.
+  struct Conn {
+    enum class State { kReading, kWriting, kDraining, kClosing };
+    Impl* server = nullptr;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    State state = State::kReading;
+    int open_handles = 0;
+    std::string in;         // request bytes received so far
+    size_t line_end = 0;    // index after the request line's '\n', or 0
+    size_t scanned = 0;     // header-end search resumes here
+    int minor = 1;          // HTTP/1.<minor>
+    bool head = false;      // request method is HEAD
+    bool peer_eof = false;  // the client shut down its side
+    size_t drained = 0;     // bytes discarded after responding
+    std::string out;        // the response being written
+    char read_buf[kReadChunkBytes];
+  };
+
+  // libuv callbacks.
+  static void OnConnection(uv_stream_t* listener, int status);
+  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void OnWrite(uv_write_t* req, int status);
+  static void OnShutdown(uv_shutdown_t* req, int status);
+  static void OnTimer(uv_timer_t* timer);
+  static void OnStopAsync(uv_async_t* async);
+  static void OnConnHandleClosed(uv_handle_t* handle);
+
+  // Consumes conn->in: answers once the request is complete or invalid.
+  void Process(Conn* conn);
+  void Dispatch(Conn* conn, const HttpRequest& req);
+  void RespondError(Conn* conn, int status);
+  void Respond(Conn* conn, int status, const std::string& content_type,
+               const std::string& body, bool allow_header);
+  void CloseConn(Conn* conn);
+
+  const HttpServerOptions options_;
+
+  absl::Mutex handlers_mu_;
+  std::map<std::string, HttpHandler> handlers_ ABSL_GUARDED_BY(handlers_mu_);
+
+  // Serialises Start() and Stop().
+  absl::Mutex lifecycle_mu_;
+  bool running_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
+  bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
+  std::thread thread_;
+  std::atomic<int> port_{0};
+
+  // Owned by the loop thread while it runs; by Start()/Stop() before it
+  // starts and after it is joined.
+  uv_loop_t loop_;
+  uv_tcp_t listener_;
+  uv_async_t stop_async_;
+  std::unordered_set<Conn*> conns_;
+};
+
+absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host, int port) {
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (started_) {
+    return absl::FailedPreconditionError("HttpServer: already started");
+  }
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HttpServer: port ", port, " out of range 0..65535"));
+  }
+  std::string ip = host.empty()          ? "0.0.0.0"
+                   : host == "localhost" ? "127.0.0.1"
+                                         : host;
+  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') {
+    ip = ip.substr(1, ip.size() - 2);
+  }
+  sockaddr_storage addr;
+  std::memset(&addr, 0, sizeof(addr));
+  if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr)) !=
+          0 &&
+      uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr)) !=
+          0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HttpServer: bad host \"", host, "\""));
+  }
+  std::string where = absl::StrCat("HttpServer: listen on ", host, ":", port);
+
+  int rc = uv_loop_init(&loop_);
+  if (rc != 0) return UvError(rc, where);
+  uv_tcp_init(&loop_, &listener_);
+  listener_.data = this;
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), kListenBacklog,
+                   &OnConnection);
+  sockaddr_storage bound;
+  int len = sizeof(bound);
+  if (rc == 0) {
+    rc = uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound),
+                            &len);
+  }
+  if (rc == 0) rc = uv_async_init(&loop_, &stop_async_, &OnStopAsync);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    return UvError(rc, where);
+  }
+  stop_async_.data = this;
+  int bound_port =
+      bound.ss_family == AF_INET6
+          ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+          : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  port_.store(bound_port, std::memory_order_release);
+  started_ = true;
+  running_ = true;
+  thread_ = std::thread([this] {
+    // libuv writes with writev(), so a write to a reset connection raises
+    // SIGPIPE; keep it blocked (pending, harmless) on this thread only rather
+    // than changing the process-wide disposition.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  });
+  return bound_port;
+}
+
+void HttpServer::Impl::Stop() {
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (!running_) return;
+  running_ = false;
+  uv_async_send(&stop_async_);
+  thread_.join();
+  // uv_run returned, so every handle is closed and every Conn deleted.
+  if (uv_loop_close(&loop_) == UV_EBUSY) {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+}
+
+void HttpServer::Impl::OnStopAsync(uv_async_t* async) {
+  Impl* self = static_cast<Impl*>(async->data);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->listener_), nullptr);
+  std::vector<Conn*> conns(self->conns_.begin(), self->conns_.end());
+  for (Conn* conn : conns) self->CloseConn(conn);
+  uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
+}
+
+void HttpServer::Impl::OnConnection(uv_stream_t* listener, int status) {
+  Impl* self = static_cast<Impl*>(listener->data);
+  if (status < 0) return;
+  Conn* conn = new Conn();
+  conn->server = self;
+  uv_tcp_init(&self->loop_, &conn->tcp);
+  uv_timer_init(&self->loop_, &conn->timer);
+  conn->tcp.data = conn;
+  conn->timer.data = conn;
+  conn->open_handles = 2;
+  self->conns_.insert(conn);
+  // Accept even when over the limit, so the pending socket is consumed.
+  if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&conn->tcp)) != 0 ||
+      self->conns_.size() >
+          static_cast<size_t>(self->options_.max_connections)) {
+    self->CloseConn(conn);
+    return;
+  }
+  uv_tcp_nodelay(&conn->tcp, 1);
+  uv_timer_start(&conn->timer, &OnTimer, self->options_.io_timeout_ms, 0);
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &OnAlloc,
+                    &OnRead) != 0) {
+    self->CloseConn(conn);
+  }
+}
+
+void HttpServer::Impl::OnAlloc(uv_handle_t* handle, size_t /*suggested*/,
+                               uv_buf_t* buf) {
+  Conn* conn = static_cast<Conn*>(handle->data);
+  *buf = uv_buf_init(conn->read_buf, sizeof(conn->read_buf));
+}
+
+void HttpServer::Impl::OnRead(uv_stream_t* stream, ssize_t nread,
+                              const uv_buf_t* /*buf*/) {
+  Conn* conn = static_cast<Conn*>(stream->data);
+  Impl* self = conn->server;
+  if (nread == 0 || conn->state == Conn::State::kClosing) return;
+  if (nread < 0) {
+    if (nread != UV_EOF) {
+      self->CloseConn(conn);
+      return;
+    }
+    conn->peer_eof = true;
+    switch (conn->state) {
+      case Conn::State::kReading:
+        // The client gave up mid-request (or sent nothing at all).
+        if (conn->in.empty()) {
+          self->CloseConn(conn);
+        } else {
+          self->RespondError(conn, 400);
+        }
+        break;
+      case Conn::State::kWriting:
+        break;  // OnWrite closes once the response is out.
+      default:
+        self->CloseConn(conn);
+    }
+    return;
+  }
+  if (conn->state != Conn::State::kReading) {
+    conn->drained += nread;
+    if (conn->drained > kMaxDrainBytes) self->CloseConn(conn);
+    return;
+  }
+  conn->in.append(conn->read_buf, nread);
+  self->Process(conn);
+}
+
+void HttpServer::Impl::Process(Conn* conn) {
+  const size_t limit = options_.max_request_bytes;
+  if (conn->line_end == 0) {
+    // RFC 9112 §2.2: ignore empty lines before the request line.
+    size_t skip = conn->in.find_first_not_of("\r\n");
+    if (skip == std::string::npos) skip = conn->in.size();
+    if (skip > 0 && skip <= 4) {
+      conn->in.erase(0, skip);
+    } else if (skip > 4) {
+      RespondError(conn, 400);
+      return;
+    }
+    size_t nl = conn->in.find('\n');
+    if (nl == std::string::npos) {
+      if (conn->in.size() > limit) RespondError(conn, 431);
+      return;
+    }
+    absl::string_view line(conn->in.data(), nl);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    HttpRequest req;
+    int status = ParseRequestLine(line, &req, &conn->minor);
+    if (status != 0) {
+      RespondError(conn, status);
+      return;
+    }
+    conn->head = req.method == "HEAD";
+    conn->line_end = nl + 1;
+    conn->scanned = nl;
+  }
+  // The headers end at the first empty line ("\n\n" or "\n\r\n").
+  size_t end = std::string::npos;
+  size_t block_end = 0;
+  for (size_t i = conn->scanned; i < conn->in.size(); ++i) {
+    if (conn->in[i] != '\n') continue;
+    if (i + 1 < conn->in.size() && conn->in[i + 1] == '\n') {
+      block_end = i + 1;
+      end = i + 2;
+      break;
+    }
+    if (i + 2 < conn->in.size() && conn->in[i + 1] == '\r' &&
+        conn->in[i + 2] == '\n') {
+      block_end = i + 1;
+      end = i + 3;
+      break;
+    }
+  }
+  if (end == std::string::npos) {
+    if (conn->in.size() > limit) {
+      RespondError(conn, 431);
+    } else {
+      // Resume where an incomplete "\n\r\n" may start.
+      conn->scanned = conn->in.size() >= 2 ? conn->in.size() - 2 : 0;
+      conn->scanned = std::max(conn->scanned, conn->line_end - 1);
+    }
+    return;
+  }
+  if (end > limit) {
+    RespondError(conn, 431);
+    return;
+  }
+  absl::string_view headers(conn->in.data() + conn->line_end,
+                            block_end - conn->line_end);
+  if (!headers.empty() && headers.back() == '\n') headers.remove_suffix(1);
+  if (CheckHeaders(headers, conn->minor) != 0) {
+    RespondError(conn, 400);
+    return;
+  }
+  HttpRequest req;
+  int minor = 1;
+  absl::string_view line(conn->in.data(), conn->line_end - 1);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  ParseRequestLine(line, &req, &minor);  // already validated
+  Dispatch(conn, req);
+}
+
+void HttpServer::Impl::Dispatch(Conn* conn, const HttpRequest& req) {
+  if (req.method != "GET" && req.method != "HEAD") {
+    Respond(conn, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n",
+            /*allow_header=*/true);
+    return;
+  }
+  HttpHandler handler;
+  {
+    absl::MutexLock lock(&handlers_mu_);
+    auto it = handlers_.find(req.path);
+    if (it != handlers_.end()) handler = it->second;
+  }
+  if (!handler) {
+    RespondError(conn, 404);
+    return;
+  }
+  HttpResponse resp = handler(req);
+  bool bad_type = std::any_of(
+      resp.content_type.begin(), resp.content_type.end(),
+      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+  if (resp.status < 200 || resp.status > 999 || bad_type) {
+    RespondError(conn, 500);
+    return;
+  }
+  Respond(conn, resp.status, resp.content_type, resp.body, false);
+}
+
+void HttpServer::Impl::RespondError(Conn* conn, int status) {
+  Respond(conn, status, "text/plain; charset=utf-8",
+          absl::StrCat(status, " ", ReasonPhrase(status), "\n"), false);
+}
+
+void HttpServer::Impl::Respond(Conn* conn, int status,
+                               const std::string& content_type,
+                               const std::string& body, bool allow_header) {
+  // 204 and 304 carry neither body nor Content-Length (RFC 9110 §8.6).
+  bool no_body = status == 204 || status == 304;
+  conn->out =
+      absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nDate: ",
+                   absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(),
+                                    absl::UTCTimeZone()),
+                   "\r\nConnection: close\r\n");
+  if (!no_body) {
+    absl::StrAppend(&conn->out, "Content-Type: ", content_type,
+                    "\r\nContent-Length: ", body.size(), "\r\n");
+  }
+  if (allow_header) conn->out += "Allow: GET, HEAD\r\n";
+  conn->out += "\r\n";
+  if (!no_body && !conn->head) conn->out += body;
+
+  conn->state = Conn::State::kWriting;
+  conn->in.clear();
+  conn->in.shrink_to_fit();
+  uv_timer_start(&conn->timer, &OnTimer, options_.io_timeout_ms, 0);
+  uv_buf_t buf = uv_buf_init(conn->out.data(), conn->out.size());
+  conn->write_req.data = conn;
+  if (uv_write(&conn->write_req, reinterpret_cast<uv_stream_t*>(&conn->tcp),
+               &buf, 1, &OnWrite) != 0) {
+    CloseConn(conn);
+  }
+}
+
+void HttpServer::Impl::OnWrite(uv_write_t* req, int status) {
+  Conn* conn = static_cast<Conn*>(req->data);
+  Impl* self = conn->server;
+  if (conn->state == Conn::State::kClosing) return;  // cancelled by close
+  if (status < 0 || conn->peer_eof) {
+    self->CloseConn(conn);
+    return;
+  }
+  // Lingering close: send FIN, then read and discard whatever the client is
+  // still sending, so that closing with unread data does not reset the
+  // connection before the client has read the response.
+  conn->state = Conn::State::kDraining;
+  conn->shutdown_req.data = conn;
+  if (uv_shutdown(&conn->shutdown_req,
+                  reinterpret_cast<uv_stream_t*>(&conn->tcp),
+                  &OnShutdown) != 0) {
+    self->CloseConn(conn);
+    return;
+  }
+  uv_timer_start(&conn->timer, &OnTimer,
+                 std::min(self->options_.io_timeout_ms, kMaxLingerMs), 0);
+}
+
+void HttpServer::Impl::OnShutdown(uv_shutdown_t* req, int status) {
+  Conn* conn = static_cast<Conn*>(req->data);
+  if (status < 0 && conn->state != Conn::State::kClosing) {
+    conn->server->CloseConn(conn);
+  }
+}
+
+void HttpServer::Impl::OnTimer(uv_timer_t* timer) {
+  Conn* conn = static_cast<Conn*>(timer->data);
+  Impl* self = conn->server;
+  if (conn->state == Conn::State::kReading && !conn->in.empty()) {
+    self->RespondError(conn, 408);
+  } else {
+    self->CloseConn(conn);
+  }
+}
+
+void HttpServer::Impl::CloseConn(Conn* conn) {
+  if (conn->state == Conn::State::kClosing) return;
+  conn->state = Conn::State::kClosing;
+  conns_.erase(conn);
+  uv_close(reinterpret_cast<uv_handle_t*>(&conn->tcp), &OnConnHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&conn->timer), &OnConnHandleClosed);
+}
+
+void HttpServer::Impl::OnConnHandleClosed(uv_handle_t* handle) {
+  Conn* conn = static_cast<Conn*>(handle->data);
+  if (--conn->open_handles == 0) delete conn;
+}
+
+HttpServer::HttpServer(HttpServerOptions options)
+    : impl_(std::make_unique<Impl>(options)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Handle(std::string path, HttpHandler handler) {
+  impl_->Handle(std::move(path), std::move(handler));
+}
+
+absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
+  return impl_->Start(host, port);
+}
+
+void HttpServer::Stop() { impl_->Stop(); }
+
+int HttpServer::port() const { return impl_->port(); }
+
+}  // namespace synod::common

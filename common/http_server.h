@@ -1,0 +1,103 @@
+// HttpServer: the small HTTP/1.x endpoint of a member or proxy, serving
+// /health, /metrics and /version. It is not a general web server: it answers
+// GET and HEAD only, one request per connection ("Connection: close"), and
+// parses the request line and headers itself (no request bodies).
+//
+// It runs its own libuv loop on a dedicated thread started by Start() and
+// joined by Stop(). Handlers run on that thread, one at a time, so a slow
+// handler delays every other request; keep them quick.
+//
+// Responses: the handler's response for GET/HEAD on a registered path (HEAD
+// gets the headers only); 404 for an unknown path; 405 (with "Allow: GET,
+// HEAD") for any other method; 400 for a malformed request (including an
+// HTTP/1.1 request without Host); 505 for an HTTP version other than 1.0/1.1;
+// 431 when the request line and headers exceed max_request_bytes; 408 when a
+// started request is not complete within io_timeout_ms; 500 when a handler
+// returns an invalid status or content type. Garbage input never crashes the
+// server; the connection is answered (or closed) and the server keeps serving.
+//
+// Ownership: the server owns its loop, thread, sockets and handler copies.
+// Thread safety: every method may be called from any thread, except that
+// Stop() and the destructor must not be called from a handler (they join the
+// thread the handler runs on).
+#ifndef SYNOD_COMMON_HTTP_SERVER_H_
+#define SYNOD_COMMON_HTTP_SERVER_H_
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace synod::common {
+
+struct HttpRequest {
+  std::string method;  // "GET" or "HEAD" (handlers never see other methods)
+  std::string path;    // raw path, starts with '/', e.g. "/metrics"
+  std::string query;   // raw text after '?', without it; "" if none
+};
+
+struct HttpResponse {
+  int status = 200;  // 100..999; anything else is sent as 500
+  // Must not contain CR or LF; otherwise 500 is sent.
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpServerOptions {
+  // Largest accepted request line plus headers, in bytes; beyond it the
+  // client gets 431 and the connection is closed.
+  size_t max_request_bytes = 16 * 1024;
+  // Per-connection deadline, in milliseconds, to receive a complete request
+  // and then to send the response. An idle connection is closed silently; a
+  // partial request gets 408. After responding, unread client data is
+  // drained for at most this long (bounded by 2000 ms) before closing.
+  int io_timeout_ms = 10000;
+  // Connections beyond this many open ones are accepted and closed at once.
+  int max_connections = 256;
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(HttpServerOptions options = HttpServerOptions());
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  // Calls Stop().
+  ~HttpServer();
+
+  // Serves `path` (exact match on the raw path, without the query, e.g.
+  // "/metrics") with `handler`, replacing any earlier handler for it.
+  // Usually called before Start(); calling it later is also safe.
+  void Handle(std::string path, HttpHandler handler);
+
+  // Binds `host` (an IPv4 or IPv6 literal, "localhost" for 127.0.0.1, or ""
+  // for 0.0.0.0) and `port` (0..65535; 0 picks a free port), then starts
+  // serving on the server thread. Returns the bound port.
+  // Errors: InvalidArgument for a bad host or port or an address that is not
+  // local (EADDRNOTAVAIL); Unavailable if the address is in use;
+  // PermissionDenied for a privileged port; FailedPrecondition if Start() was
+  // already called (a server starts at most once); Internal for any other
+  // libuv failure. On error nothing is left running.
+  absl::StatusOr<int> Start(const std::string& host, int port);
+
+  // Stops accepting, closes every connection (in-flight responses may be cut
+  // off), and joins the server thread. Idempotent; a no-op if Start() did not
+  // succeed. After it returns no handler is running or will run.
+  // REQUIRES: not called from a handler.
+  void Stop();
+
+  // The bound port after a successful Start(), else 0. Still valid after
+  // Stop().
+  int port() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace synod::common
+
+#endif  // SYNOD_COMMON_HTTP_SERVER_H_
