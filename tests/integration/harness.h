@@ -157,6 +157,8 @@ class ServerProcess {
   std::string MetricsUrl() const;  // "http://127.0.0.1:M"
   int client_port() const { return client_port_; }
   int metrics_port() const { return metrics_port_; }
+  int peer_port() const { return peer_port_; }
+  const std::string& name() const { return name_; }
   const std::string& data_dir() const { return data_dir_; }
   std::string LogTail(size_t max_bytes = 4000) const;
 
