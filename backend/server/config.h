@@ -1,0 +1,45 @@
+// ServerConfig: a member's settings, named after etcd's flags (etcd's
+// embed.Config). Filled by main.cc from the command line; tests fill it
+// directly. Plain data, not thread-safe.
+#ifndef SYNOD_BACKEND_SERVER_CONFIG_H_
+#define SYNOD_BACKEND_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace synod::server {
+
+struct ServerConfig {
+  std::string name = "default";                 // --name
+  std::string data_dir;                         // --data-dir ("<name>.synod")
+  std::vector<std::string> listen_client_urls;  // --listen-client-urls
+  std::vector<std::string> advertise_client_urls;
+  std::vector<std::string> listen_peer_urls;
+  std::vector<std::string> initial_advertise_peer_urls;
+  std::vector<std::string> listen_metrics_urls;
+  std::string initial_cluster;
+  std::string initial_cluster_state = "new";
+  std::string initial_cluster_token = "etcd-cluster";
+  int64_t quota_backend_bytes = int64_t{2} << 30;  // etcd's default, 2 GiB
+  int64_t max_request_bytes = 1572864;             // 1.5 MiB
+  int max_txn_ops = 128;
+  // "periodic" (retention is a duration such as "1h", "30m", or a number of
+  // hours) or "revision" (retention is a number of revisions). "0" = off.
+  std::string auto_compaction_mode = "periodic";
+  std::string auto_compaction_retention = "0";
+  absl::Duration progress_notify_interval = absl::Minutes(10);
+  absl::Duration heartbeat_interval = absl::Milliseconds(100);
+  absl::Duration election_timeout = absl::Milliseconds(1000);
+  int64_t snapshot_count = 100000;
+  bool pre_vote = false;
+  // A snapshot file (from `etcdctl snapshot save`) to initialise an empty
+  // data dir from.
+  std::string restore_snapshot;
+};
+
+}  // namespace synod::server
+
+#endif  // SYNOD_BACKEND_SERVER_CONFIG_H_

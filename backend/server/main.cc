@@ -1,0 +1,298 @@
+// synod: one member of a Synod cluster. Flags follow etcd's names
+// (`synod --help` lists them); dashes and underscores are interchangeable.
+#include <signal.h>
+
+#include <climits>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "backend/server/etcd_server.h"
+#include "backend/server/services.h"
+#include "backend/server/snapshot.h"
+#include "common/http_server.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+
+ABSL_FLAG(std::string, name, "default", "Human-readable name for this member.");
+ABSL_FLAG(std::string, data_dir, "", "Path to the data directory (default: ${name}.synod).");
+ABSL_FLAG(std::string, listen_client_urls, "http://localhost:2379",
+          "Comma-separated URLs to listen on for client traffic.");
+ABSL_FLAG(std::string, advertise_client_urls, "http://localhost:2379",
+          "Comma-separated client URLs to advertise to the rest of the cluster.");
+ABSL_FLAG(std::string, listen_peer_urls, "http://localhost:2380",
+          "Comma-separated URLs to listen on for peer traffic (used once Raft lands).");
+ABSL_FLAG(std::string, initial_advertise_peer_urls, "http://localhost:2380",
+          "Comma-separated peer URLs of this member to advertise.");
+ABSL_FLAG(std::string, initial_cluster, "", "Initial cluster configuration for bootstrapping.");
+ABSL_FLAG(std::string, initial_cluster_state, "new", "Initial cluster state ('new' or 'existing').");
+ABSL_FLAG(std::string, initial_cluster_token, "etcd-cluster", "Initial cluster token.");
+ABSL_FLAG(std::string, listen_metrics_urls, "",
+          "Comma-separated URLs to serve /metrics, /health and /version on.");
+ABSL_FLAG(int64_t, quota_backend_bytes, int64_t{2} << 30,
+          "Raise the NOSPACE alarm when the backend exceeds this many bytes (0 = default).");
+ABSL_FLAG(int64_t, max_request_bytes, 1572864, "Maximum client request size in bytes.");
+ABSL_FLAG(int32_t, max_txn_ops, 128, "Maximum number of operations permitted in a transaction.");
+ABSL_FLAG(std::string, auto_compaction_mode, "periodic",
+          "'periodic' (retention is a duration such as '1h', or hours) or 'revision'.");
+ABSL_FLAG(std::string, auto_compaction_retention, "0",
+          "Auto compaction retention; '0' disables auto compaction.");
+ABSL_FLAG(std::string, experimental_watch_progress_notify_interval, "10m",
+          "Duration of periodic watch progress notifications.");
+ABSL_FLAG(int64_t, heartbeat_interval, 100, "Time (ms) of a heartbeat interval.");
+ABSL_FLAG(int64_t, election_timeout, 1000, "Time (ms) for an election to timeout.");
+ABSL_FLAG(int64_t, snapshot_count, 100000, "Committed entries between Raft snapshots.");
+ABSL_FLAG(bool, pre_vote, false, "Enable the Raft pre-vote phase.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error, panic or fatal.");
+ABSL_FLAG(std::string, restore_snapshot, "",
+          "Initialise an empty --data-dir from this file (made by `etcdctl snapshot save`).");
+
+namespace synod::server {
+namespace {
+
+std::vector<std::string> SplitUrls(const std::string& s) {
+  std::vector<std::string> out;
+  for (absl::string_view u : absl::StrSplit(s, ',', absl::SkipWhitespace())) {
+    out.emplace_back(u);
+  }
+  return out;
+}
+
+// "http://127.0.0.1:2379" -> "127.0.0.1:2379". Empty on an unsupported URL.
+std::string HostPort(absl::string_view url) {
+  if (!absl::ConsumePrefix(&url, "http://")) return "";
+  absl::ConsumeSuffix(&url, "/");
+  return std::string(url);
+}
+
+// etcd spells flags with dashes; Abseil with underscores. Accept both.
+std::vector<char*> NormalizeFlags(int argc, char** argv,
+                                  std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && absl::StartsWith(a, "--") && a.size() > 2) {
+      size_t eq = a.find('=');
+      for (size_t j = 2; j < std::min(eq, a.size()); ++j) {
+        if (a[j] == '-') a[j] = '_';
+      }
+    }
+    storage->push_back(a);
+  }
+  for (std::string& s : *storage) out.push_back(s.data());
+  return out;
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "synod: a member of a Synod cluster (etcd v3 API).\n"
+      "  synod --name m1 --data-dir m1.synod "
+      "--listen-client-urls http://127.0.0.1:2379");
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormalizeFlags(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  if (!common::SetLogLevel(absl::GetFlag(FLAGS_log_level))) {
+    std::fprintf(stderr, "synod: invalid --log-level %s\n",
+                 absl::GetFlag(FLAGS_log_level).c_str());
+    return 2;
+  }
+  ServerConfig cfg;
+  cfg.name = absl::GetFlag(FLAGS_name);
+  cfg.data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (cfg.data_dir.empty()) cfg.data_dir = cfg.name + ".synod";
+  cfg.listen_client_urls = SplitUrls(absl::GetFlag(FLAGS_listen_client_urls));
+  cfg.advertise_client_urls = SplitUrls(absl::GetFlag(FLAGS_advertise_client_urls));
+  cfg.listen_peer_urls = SplitUrls(absl::GetFlag(FLAGS_listen_peer_urls));
+  cfg.initial_advertise_peer_urls =
+      SplitUrls(absl::GetFlag(FLAGS_initial_advertise_peer_urls));
+  cfg.listen_metrics_urls = SplitUrls(absl::GetFlag(FLAGS_listen_metrics_urls));
+  cfg.initial_cluster = absl::GetFlag(FLAGS_initial_cluster);
+  cfg.initial_cluster_state = absl::GetFlag(FLAGS_initial_cluster_state);
+  cfg.initial_cluster_token = absl::GetFlag(FLAGS_initial_cluster_token);
+  cfg.quota_backend_bytes = absl::GetFlag(FLAGS_quota_backend_bytes);
+  if (cfg.quota_backend_bytes <= 0) cfg.quota_backend_bytes = int64_t{2} << 30;
+  cfg.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  cfg.max_txn_ops = absl::GetFlag(FLAGS_max_txn_ops);
+  cfg.auto_compaction_mode = absl::GetFlag(FLAGS_auto_compaction_mode);
+  cfg.auto_compaction_retention = absl::GetFlag(FLAGS_auto_compaction_retention);
+  cfg.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval));
+  cfg.election_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_election_timeout));
+  cfg.snapshot_count = absl::GetFlag(FLAGS_snapshot_count);
+  cfg.pre_vote = absl::GetFlag(FLAGS_pre_vote);
+  cfg.restore_snapshot = absl::GetFlag(FLAGS_restore_snapshot);
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_experimental_watch_progress_notify_interval),
+                           &cfg.progress_notify_interval) ||
+      cfg.progress_notify_interval <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "synod: invalid --experimental-watch-progress-notify-interval\n");
+    return 2;
+  }
+  if (cfg.auto_compaction_mode != "periodic" && cfg.auto_compaction_mode != "revision") {
+    std::fprintf(stderr, "synod: unknown --auto-compaction-mode %s (periodic|revision)\n",
+                 cfg.auto_compaction_mode.c_str());
+    return 2;
+  }
+  if (cfg.max_request_bytes <= 0 || cfg.max_txn_ops <= 0) {
+    std::fprintf(stderr, "synod: --max-request-bytes and --max-txn-ops must be > 0\n");
+    return 2;
+  }
+  if (cfg.listen_client_urls.empty()) {
+    std::fprintf(stderr, "synod: --listen-client-urls is empty\n");
+    return 2;
+  }
+
+  if (!cfg.restore_snapshot.empty()) {
+    if (std::filesystem::exists(cfg.data_dir + "/member")) {
+      std::fprintf(stderr, "synod: --restore-snapshot needs an empty data dir; %s exists\n",
+                   cfg.data_dir.c_str());
+      return 1;
+    }
+    std::filesystem::create_directories(cfg.data_dir + "/member");
+    auto b = storage::Backend::Open(cfg.data_dir + "/member/db");
+    if (!b.ok()) {
+      std::fprintf(stderr, "synod: %s\n", b.status().ToString().c_str());
+      return 1;
+    }
+    absl::Status st = RestoreSnapshot(cfg.restore_snapshot, b->get());
+    if (!st.ok()) {
+      std::fprintf(stderr, "synod: %s\n", st.ToString().c_str());
+      std::filesystem::remove_all(cfg.data_dir + "/member");
+      return 1;
+    }
+    SYNOD_LOG(INFO) << "restored " << cfg.data_dir << " from " << cfg.restore_snapshot;
+  }
+
+  // SIGINT/SIGTERM are taken by sigwait below; block them before any thread.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = EtcdServer::Open(cfg);
+  if (!server.ok()) {
+    SYNOD_LOG(ERROR) << "cannot start: " << server.status();
+    return 1;
+  }
+  EtcdServer* s = server->get();
+
+  KvService kv(s);
+  WatchService watch(s);
+  LeaseService lease(s);
+  MaintenanceService maintenance(s);
+  ClusterService cluster(s);
+  AuthService auth(s);
+  grpc::ServerBuilder builder;
+  for (const std::string& u : cfg.listen_client_urls) {
+    std::string hp = HostPort(u);
+    if (hp.empty()) {
+      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http://host:port)";
+      return 2;
+    }
+    builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+  }
+  // etcd allows 512 KiB of gRPC overhead over --max-request-bytes.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(cfg.max_request_bytes + (512 << 10), INT_MAX)));
+  builder.SetMaxSendMessageSize(INT_MAX);
+  builder.RegisterService(&kv);
+  builder.RegisterService(&watch);
+  builder.RegisterService(&lease);
+  builder.RegisterService(&maintenance);
+  builder.RegisterService(&cluster);
+  builder.RegisterService(&auth);
+  RegisterLockElection(&builder, s);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (!grpc_server) {
+    SYNOD_LOG(ERROR) << "cannot listen on " << absl::GetFlag(FLAGS_listen_client_urls);
+    return 1;
+  }
+
+  common::MetricsRegistry& metrics = common::DefaultMetrics();
+  metrics.AddGaugeCallback("etcd_server_has_leader", "Whether a leader exists (1) or not (0).",
+                           [] { return 1.0; });
+  metrics.AddGaugeCallback("etcd_server_is_leader", "Whether this member is the leader.",
+                           [] { return 1.0; });
+  metrics.AddGaugeCallback("etcd_mvcc_db_total_size_in_bytes", "Backend size in bytes.",
+                           [s] { return static_cast<double>(s->DbSizeBytes()); });
+  metrics.AddGaugeCallback("etcd_debugging_mvcc_keys_total", "Keys in the index.",
+                           [s] { return static_cast<double>(s->kv()->KeyCount()); });
+  metrics.AddGaugeCallback("etcd_debugging_mvcc_watcher_total", "Watchers.",
+                           [s] { return static_cast<double>(s->watchable()->WatcherCount()); });
+  metrics.AddGaugeCallback("etcd_debugging_mvcc_slow_watcher_total", "Unsynced watchers.",
+                           [s] { return static_cast<double>(s->watchable()->UnsyncedCount()); });
+  metrics.AddGaugeCallback("etcd_debugging_mvcc_current_revision", "Current revision.",
+                           [s] { return static_cast<double>(s->kv()->Rev()); });
+  metrics.AddGaugeCallback("etcd_debugging_mvcc_compact_revision", "Compacted revision.",
+                           [s] { return static_cast<double>(s->kv()->CompactRev()); });
+  metrics.AddGaugeCallback("etcd_server_proposals_applied_total", "Applied index.",
+                           [s] { return static_cast<double>(s->kv()->AppliedIndex()); });
+  metrics.AddGaugeCallback("etcd_debugging_lease_total", "Leases.",
+                           [s] { return static_cast<double>(s->lessor()->Count()); });
+
+  std::vector<std::unique_ptr<common::HttpServer>> http;
+  for (const std::string& u : cfg.listen_metrics_urls) {
+    std::string hp = HostPort(u);
+    size_t colon = hp.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), &port)) {
+      SYNOD_LOG(ERROR) << "unsupported metrics URL " << u;
+      return 2;
+    }
+    auto h = std::make_unique<common::HttpServer>();
+    h->Handle("/metrics", [&metrics](const common::HttpRequest&) {
+      return common::HttpResponse{200, common::kPrometheusTextContentType,
+                                  metrics.RenderText()};
+    });
+    h->Handle("/health", [s](const common::HttpRequest&) {
+      bool ok = s->Alarms().empty();
+      return common::HttpResponse{ok ? 200 : 503, "application/json",
+                                  ok ? "{\"health\":\"true\"}"
+                                     : "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}"};
+    });
+    h->Handle("/version", [](const common::HttpRequest&) {
+      return common::HttpResponse{
+          200, "application/json",
+          absl::StrCat("{\"etcdserver\":\"", kServerVersion, "\",\"etcdcluster\":\"",
+                       kClusterVersion, "\"}")};
+    });
+    auto st = h->Start(hp.substr(0, colon), port);
+    if (!st.ok()) {
+      SYNOD_LOG(ERROR) << "cannot serve metrics on " << u << ": " << st.status();
+      return 1;
+    }
+    http.push_back(std::move(h));
+  }
+
+  SYNOD_LOG(INFO) << "serving client requests on "
+                  << absl::GetFlag(FLAGS_listen_client_urls)
+                  << (cfg.listen_metrics_urls.empty()
+                          ? ""
+                          : absl::StrCat(", metrics on ",
+                                         absl::GetFlag(FLAGS_listen_metrics_urls)));
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
+  for (auto& h : http) h->Stop();
+  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  s->Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace synod::server
+
+int main(int argc, char** argv) { return synod::server::Run(argc, argv); }

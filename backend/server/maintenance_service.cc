@@ -1,0 +1,183 @@
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "backend/server/services.h"
+#include "backend/server/snapshot.h"
+#include "common/errors.h"
+
+namespace synod::server {
+
+using common::EtcdError;
+using common::Err;
+
+grpc::ServerUnaryReactor* MaintenanceService::Alarm(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::AlarmRequest* req,
+    etcdserverpb::AlarmResponse* resp) {
+  if (req->action() == etcdserverpb::AlarmRequest::GET) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    for (const auto& a : s_->Alarms()) {
+      if ((req->memberid() == 0 || a.memberid() == req->memberid()) &&
+          (req->alarm() == etcdserverpb::NONE || a.alarm() == req->alarm())) {
+        *resp->add_alarms() = a;
+      }
+    }
+    s_->FillHeader(resp->mutable_header());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  synodpb::Request r;
+  *r.mutable_alarm() = *req;
+  return ProposeAndFinish(s_, ctx, std::move(r), resp);
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::Status(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::StatusRequest*,
+    etcdserverpb::StatusResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  resp->set_version(kServerVersion);
+  resp->set_dbsize(s_->DbSizeBytes());
+  resp->set_dbsizeinuse(s_->DbSizeBytes());
+  resp->set_leader(s_->member_id());
+  resp->set_raftindex(s_->kv()->AppliedIndex());
+  resp->set_raftappliedindex(s_->kv()->AppliedIndex());
+  resp->set_raftterm(s_->term());
+  resp->set_islearner(false);
+  for (const auto& a : s_->Alarms()) {
+    resp->add_errors(absl::StrCat("memberID:", a.memberid(), " alarm:",
+                                  etcdserverpb::AlarmType_Name(a.alarm())));
+  }
+  s_->FillHeader(resp->mutable_header());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::Defragment(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::DefragmentRequest*,
+    etcdserverpb::DefragmentResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  s_->backend()->CompactAll();
+  s_->FillHeader(resp->mutable_header());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::Hash(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::HashRequest*,
+    etcdserverpb::HashResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto h = s_->kv()->HashKV(0);
+  if (h.ok()) {
+    resp->set_hash(*h);
+    s_->FillHeader(resp->mutable_header());
+  }
+  reactor->Finish(common::ToGrpcStatus(h.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::HashKV(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::HashKVRequest* req,
+    etcdserverpb::HashKVResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const int64_t rev = req->revision() > 0 ? req->revision() : s_->kv()->Rev();
+  auto h = s_->kv()->HashKV(rev);
+  if (h.ok()) {
+    resp->set_hash(*h);
+    resp->set_compact_revision(s_->kv()->CompactRev());
+    resp->mutable_header()->set_revision(rev);
+    s_->FillHeader(resp->mutable_header());
+  }
+  reactor->Finish(common::ToGrpcStatus(h.status()));
+  return reactor;
+}
+
+namespace {
+
+// Streams a snapshot of the data dir in chunks (see snapshot.h for the
+// format), one write in flight.
+class SnapshotReactor final
+    : public grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse> {
+ public:
+  explicit SnapshotReactor(EtcdServer* s) : writer_(s->backend()) {
+    NextChunk();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "snapshot aborted"));
+      return;
+    }
+    NextChunk();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void NextChunk() {
+    resp_.Clear();
+    bool last = false;
+    absl::Status st = writer_.Next(resp_.mutable_blob(), &last);
+    if (!st.ok()) {
+      Finish(common::ToGrpcStatus(st));
+      return;
+    }
+    if (resp_.blob().empty() && last) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    resp_.set_remaining_bytes(last ? 0 : 1);
+    StartWrite(&resp_);
+  }
+  SnapshotWriter writer_;
+  etcdserverpb::SnapshotResponse resp_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>*
+MaintenanceService::Snapshot(grpc::CallbackServerContext*,
+                             const etcdserverpb::SnapshotRequest*) {
+  return new SnapshotReactor(s_);
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::MoveLeader(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::MoveLeaderRequest* req,
+    etcdserverpb::MoveLeaderResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status st = req->targetid() == s_->member_id()
+                        ? absl::OkStatus()
+                        : Err(EtcdError::kBadLeaderTransferee);
+  if (st.ok()) s_->FillHeader(resp->mutable_header());
+  FinishWith(reactor, st);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ClusterService::MemberList(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::MemberListRequest*,
+    etcdserverpb::MemberListResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  etcdserverpb::Member* m = resp->add_members();
+  m->set_id(s_->member_id());
+  m->set_name(s_->config().name);
+  for (const auto& u : s_->config().initial_advertise_peer_urls) m->add_peerurls(u);
+  for (const auto& u : s_->config().advertise_client_urls) m->add_clienturls(u);
+  s_->FillHeader(resp->mutable_header());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuthService::Authenticate(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::AuthenticateRequest*,
+    etcdserverpb::AuthenticateResponse*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  FinishWith(reactor, Err(EtcdError::kAuthNotEnabled));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuthService::AuthDisable(
+    grpc::CallbackServerContext* ctx, const etcdserverpb::AuthDisableRequest*,
+    etcdserverpb::AuthDisableResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  s_->FillHeader(resp->mutable_header());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace synod::server

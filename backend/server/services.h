@@ -1,0 +1,178 @@
+// The etcd v3 gRPC services of a member, on gRPC's callback API. Each
+// service is a thin layer: it checks the request's shape with etcd's errors
+// (etcdserver/api/v3rpc/key.go), turns writes into proposals, serves reads
+// from the MVCC store, and converts errors through common/errors.h.
+//
+// Ownership: services hold a non-owning EtcdServer*, which must outlive the
+// gRPC server. Thread-safe: gRPC calls them from its own threads.
+#ifndef SYNOD_BACKEND_SERVER_SERVICES_H_
+#define SYNOD_BACKEND_SERVER_SERVICES_H_
+
+#include "backend/server/etcd_server.h"
+#include "proto/rpc.grpc.pb.h"
+#include "proto/v3election.grpc.pb.h"
+#include "proto/v3lock.grpc.pb.h"
+#include <grpcpp/server_builder.h>
+
+namespace synod::server {
+
+class KvService final : public etcdserverpb::KV::CallbackService {
+ public:
+  explicit KvService(EtcdServer* s) : s_(s) {}
+  // Range: linearizable and serializable reads are both served from the
+  // published state of this member (it is the only one, so it is current).
+  // Errors: kEmptyKey, kCompacted, kFutureRev.
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
+                                  const etcdserverpb::RangeRequest* req,
+                                  etcdserverpb::RangeResponse* resp) override;
+  // Put. Errors: kEmptyKey, kValueProvided, kLeaseProvided,
+  // kRequestTooLarge, kKeyNotFound, kLeaseNotFound, kNoSpace.
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx,
+                                const etcdserverpb::PutRequest* req,
+                                etcdserverpb::PutResponse* resp) override;
+  // DeleteRange. Errors: kEmptyKey, kRequestTooLarge.
+  grpc::ServerUnaryReactor* DeleteRange(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::DeleteRangeRequest* req,
+      etcdserverpb::DeleteRangeResponse* resp) override;
+  // Txn. Errors: kTooManyOps (--max-txn-ops), kDuplicateKey, kEmptyKey,
+  // kRequestTooLarge, and those of its ops.
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx,
+                                const etcdserverpb::TxnRequest* req,
+                                etcdserverpb::TxnResponse* resp) override;
+  // Compact. Errors: kCompacted, kFutureRev.
+  grpc::ServerUnaryReactor* Compact(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::CompactionRequest* req,
+      etcdserverpb::CompactionResponse* resp) override;
+
+ private:
+  EtcdServer* s_;
+};
+
+class WatchService final : public etcdserverpb::Watch::CallbackService {
+ public:
+  explicit WatchService(EtcdServer* s) : s_(s) {}
+  grpc::ServerBidiReactor<etcdserverpb::WatchRequest,
+                          etcdserverpb::WatchResponse>*
+  Watch(grpc::CallbackServerContext* ctx) override;
+
+ private:
+  EtcdServer* s_;
+};
+
+class LeaseService final : public etcdserverpb::Lease::CallbackService {
+ public:
+  explicit LeaseService(EtcdServer* s) : s_(s) {}
+  grpc::ServerUnaryReactor* LeaseGrant(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::LeaseGrantRequest* req,
+      etcdserverpb::LeaseGrantResponse* resp) override;
+  grpc::ServerUnaryReactor* LeaseRevoke(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::LeaseRevokeRequest* req,
+      etcdserverpb::LeaseRevokeResponse* resp) override;
+  grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                          etcdserverpb::LeaseKeepAliveResponse>*
+  LeaseKeepAlive(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* LeaseTimeToLive(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::LeaseTimeToLiveRequest* req,
+      etcdserverpb::LeaseTimeToLiveResponse* resp) override;
+  grpc::ServerUnaryReactor* LeaseLeases(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::LeaseLeasesRequest* req,
+      etcdserverpb::LeaseLeasesResponse* resp) override;
+
+ private:
+  EtcdServer* s_;
+};
+
+class MaintenanceService final
+    : public etcdserverpb::Maintenance::CallbackService {
+ public:
+  explicit MaintenanceService(EtcdServer* s) : s_(s) {}
+  grpc::ServerUnaryReactor* Alarm(grpc::CallbackServerContext* ctx,
+                                  const etcdserverpb::AlarmRequest* req,
+                                  etcdserverpb::AlarmResponse* resp) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
+                                   const etcdserverpb::StatusRequest* req,
+                                   etcdserverpb::StatusResponse* resp) override;
+  grpc::ServerUnaryReactor* Defragment(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::DefragmentRequest* req,
+      etcdserverpb::DefragmentResponse* resp) override;
+  grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext* ctx,
+                                 const etcdserverpb::HashRequest* req,
+                                 etcdserverpb::HashResponse* resp) override;
+  grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx,
+                                   const etcdserverpb::HashKVRequest* req,
+                                   etcdserverpb::HashKVResponse* resp) override;
+  grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* Snapshot(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::SnapshotRequest* req) override;
+  grpc::ServerUnaryReactor* MoveLeader(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::MoveLeaderRequest* req,
+      etcdserverpb::MoveLeaderResponse* resp) override;
+
+ private:
+  EtcdServer* s_;
+};
+
+class ClusterService final : public etcdserverpb::Cluster::CallbackService {
+ public:
+  explicit ClusterService(EtcdServer* s) : s_(s) {}
+  grpc::ServerUnaryReactor* MemberList(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::MemberListRequest* req,
+      etcdserverpb::MemberListResponse* resp) override;
+
+ private:
+  EtcdServer* s_;
+};
+
+// Auth is not enabled in Synod yet: Authenticate and AuthDisable answer as
+// etcd does with auth disabled.
+class AuthService final : public etcdserverpb::Auth::CallbackService {
+ public:
+  explicit AuthService(EtcdServer* s) : s_(s) {}
+  grpc::ServerUnaryReactor* Authenticate(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthenticateRequest* req,
+      etcdserverpb::AuthenticateResponse* resp) override;
+  grpc::ServerUnaryReactor* AuthDisable(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthDisableRequest* req,
+      etcdserverpb::AuthDisableResponse* resp) override;
+
+ private:
+  EtcdServer* s_;
+};
+
+// Finishes `reactor` with `st`, converted to etcd's gRPC status.
+void FinishWith(grpc::ServerUnaryReactor* reactor, const absl::Status& st);
+
+// Proposes `req` and finishes the unary call when it is applied, filling
+// resp's header. `resp` is the gRPC-owned response.
+template <typename Resp>
+grpc::ServerUnaryReactor* ProposeAndFinish(EtcdServer* s,
+                                           grpc::CallbackServerContext* ctx,
+                                           synodpb::Request req, Resp* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  s->Propose(std::move(req), resp, [s, reactor, resp](absl::Status st) {
+    if (st.ok()) s->FillHeader(resp->mutable_header());
+    FinishWith(reactor, st);
+  });
+  return reactor;
+}
+
+}  // namespace synod::server
+
+#endif  // SYNOD_BACKEND_SERVER_SERVICES_H_
+
+namespace synod::server {
+// Registers the v3lockpb.Lock and v3electionpb.Election services (owned by a
+// static registry; they live until process exit) on `builder`.
+void RegisterLockElection(grpc::ServerBuilder* builder, EtcdServer* s);
+}  // namespace synod::server
