@@ -173,6 +173,13 @@ bool UsingRealEtcd() {
   return v != nullptr && std::string(v) == "etcd";
 }
 
+std::string ServerBinary() {
+  if (UsingRealEtcd()) return kEtcdBinary;
+  const char* v = getenv("SYNOD_TEST_SERVER");
+  if (v != nullptr && v[0] == '/') return v;
+  return SYNOD_BINARY;
+}
+
 int PickFreePort() {
   static std::mutex mu;
   static std::set<int>* used = new std::set<int>();
@@ -540,7 +547,7 @@ std::string ServerProcess::MetricsUrl() const {
 std::vector<std::string> ServerProcess::BuildArgv() const {
   const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port_);
   std::vector<std::string> argv = {
-      UsingRealEtcd() ? kEtcdBinary : SYNOD_BINARY,
+      ServerBinary(),
       "--name=" + name_,
       "--data-dir=" + data_dir_,
       "--listen-client-urls=" + ClientUrl(),

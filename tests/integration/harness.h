@@ -30,6 +30,9 @@ namespace synod::testing {
 
 // True when SYNOD_TEST_SERVER=etcd: the tests run against /usr/bin/etcd.
 bool UsingRealEtcd();
+// The server binary: /usr/bin/etcd when UsingRealEtcd(), the value of
+// SYNOD_TEST_SERVER when it is an absolute path, else SYNOD_BINARY.
+std::string ServerBinary();
 
 // A port on 127.0.0.1 that was free a moment ago (bind port 0, read, close).
 // Never returns the same port twice within one process.
