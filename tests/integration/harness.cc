@@ -554,13 +554,12 @@ std::vector<std::string> ServerProcess::BuildArgv() const {
       "--advertise-client-urls=" + ClientUrl(),
       "--listen-peer-urls=" + peer_url,
       "--listen-metrics-urls=" + MetricsUrl(),
+      "--initial-advertise-peer-urls=" + peer_url,
+      absl::StrCat("--initial-cluster=", name_, "=", peer_url),
       "--log-level=info",
   };
-  if (UsingRealEtcd()) {
-    argv.push_back("--logger=zap");
-    argv.push_back("--initial-advertise-peer-urls=" + peer_url);
-    argv.push_back(absl::StrCat("--initial-cluster=", name_, "=", peer_url));
-  }
+  // etcd 3.4 honours --log-level only with the zap logger.
+  if (UsingRealEtcd()) argv.push_back("--logger=zap");
   for (const auto& f : options_.extra_flags) argv.push_back(f);
   return argv;
 }
