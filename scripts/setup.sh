@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libleveldb-dev libsnappy-dev zlib1g-dev
+  libleveldb-dev libsnappy-dev zlib1g-dev libssl-dev
   libabsl-dev libuv1-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-client etcd-server curl

@@ -212,7 +212,7 @@ class LockService final : public v3lockpb::Lock::CallbackService {
       }
       absl::Status st = ops.WaitDeletes(prefix, my_rev - 1);
       if (!st.ok()) {
-        ops.Delete(key, nullptr);  // give up the place in the queue
+        (void)ops.Delete(key, nullptr);  // give up the place in the queue
         return reactor->Finish(ToGrpc(st));
       }
       // The lease may have expired while waiting: then the key is gone.
@@ -273,14 +273,14 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
         if (kv.value() != req->value()) {
           absl::Status st = Proclaim(&ops, key, rev, req->value(), nullptr);
           if (!st.ok()) {
-            ops.Delete(key, nullptr);
+            (void)ops.Delete(key, nullptr);
             return reactor->Finish(ToGrpc(st));
           }
         }
       }
       absl::Status st = ops.WaitDeletes(prefix, rev - 1);
       if (!st.ok()) {
-        if (ops.Cancelled()) ops.Delete(key, nullptr);
+        if (ops.Cancelled()) (void)ops.Delete(key, nullptr);
         return reactor->Finish(ToGrpc(st));
       }
       *resp->mutable_header() = txn->header();

@@ -43,8 +43,9 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(
   resp->set_raftterm(s_->term());
   resp->set_islearner(false);
   for (const auto& a : s_->Alarms()) {
+    // etcd's format, trailing space included.
     resp->add_errors(absl::StrCat("memberID:", a.memberid(), " alarm:",
-                                  etcdserverpb::AlarmType_Name(a.alarm())));
+                                  etcdserverpb::AlarmType_Name(a.alarm()), " "));
   }
   s_->FillHeader(resp->mutable_header());
   reactor->Finish(grpc::Status::OK);

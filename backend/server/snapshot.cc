@@ -1,6 +1,6 @@
 #include "backend/server/snapshot.h"
 
-#include <zlib.h>
+#include <openssl/sha.h>
 
 #include <fstream>
 #include <sstream>
@@ -10,8 +10,9 @@
 namespace synod::server {
 namespace {
 
-constexpr char kMagic[] = "SYNODSNAP1\n";
+constexpr char kMagic[] = "SYNODSNAP2\n";
 constexpr size_t kChunkBytes = 64 << 10;
+constexpr size_t kAlign = 512;
 
 void PutVarint32(std::string* dst, uint32_t v) {
   while (v >= 0x80) {
@@ -35,15 +36,16 @@ bool GetVarint32(absl::string_view* in, uint32_t* v) {
   return false;
 }
 
-uint32_t Crc(uint32_t crc, absl::string_view s) {
-  return static_cast<uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(s.data()),
-                                     static_cast<uInt>(s.size())));
-}
-
 }  // namespace
 
+struct SnapshotWriter::Sha {
+  SHA256_CTX ctx;
+};
+
 SnapshotWriter::SnapshotWriter(storage::Backend* backend)
-    : it_(backend->NewIterator()), crc_(static_cast<uint32_t>(crc32(0L, Z_NULL, 0))) {}
+    : it_(backend->NewIterator()), sha_(std::make_shared<Sha>()) {
+  SHA256_Init(&sha_->ctx);
+}
 
 absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
   chunk->clear();
@@ -58,6 +60,10 @@ absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
     it_->Seek("");
   }
   while (it_->Valid() && chunk->size() < kChunkBytes) {
+    if (it_->key().empty()) {
+      it_->Next();  // never written by Synod; the end marker is length 0
+      continue;
+    }
     PutVarint32(chunk, static_cast<uint32_t>(it_->key().size()));
     chunk->append(it_->key().data(), it_->key().size());
     PutVarint32(chunk, static_cast<uint32_t>(it_->value().size()));
@@ -65,14 +71,22 @@ absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
     it_->Next();
   }
   if (!it_->status().ok()) return it_->status();
-  crc_ = Crc(crc_, *chunk);
   if (!it_->Valid()) {
     chunk->push_back('\0');
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      chunk->push_back(static_cast<char>((crc_ >> shift) & 0xff));
-    }
+    const size_t used = (written_ + chunk->size() + 2) % kAlign;
+    const size_t pad = used == 0 ? 0 : kAlign - used;
+    chunk->append(pad, '\0');
+    chunk->push_back(static_cast<char>((pad >> 8) & 0xff));
+    chunk->push_back(static_cast<char>(pad & 0xff));
     done_ = true;
     *last = true;
+  }
+  SHA256_Update(&sha_->ctx, chunk->data(), chunk->size());
+  written_ += chunk->size();
+  if (done_) {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256_Final(digest, &sha_->ctx);
+    chunk->append(reinterpret_cast<const char*>(digest), sizeof(digest));
   }
   return absl::OkStatus();
 }
@@ -88,23 +102,28 @@ absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend)
         absl::StrCat("snapshot file ", path, " is corrupt: ", why));
   };
   const size_t magic = sizeof(kMagic) - 1;
-  if (data.size() < magic + 5 || data.compare(0, magic, kMagic) != 0) {
+  if (data.size() < magic + 3 + SHA256_DIGEST_LENGTH ||
+      data.compare(0, magic, kMagic) != 0) {
     return corrupt("bad header");
   }
-  const size_t body_end = data.size() - 5;
-  if (data[body_end] != '\0') return corrupt("no trailer");
-  uint32_t want = 0;
-  for (int i = 1; i <= 4; ++i) {
-    want = (want << 8) | static_cast<unsigned char>(data[body_end + i]);
+  const size_t body_end = data.size() - SHA256_DIGEST_LENGTH;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), body_end, digest);
+  if (data.compare(body_end, SHA256_DIGEST_LENGTH,
+                   reinterpret_cast<const char*>(digest), SHA256_DIGEST_LENGTH) != 0) {
+    return corrupt("SHA-256 mismatch");
   }
-  uint32_t crc = Crc(static_cast<uint32_t>(crc32(0L, Z_NULL, 0)),
-                     absl::string_view(data).substr(0, body_end));
-  if (crc != want) return corrupt("checksum mismatch");
-  absl::string_view in = absl::string_view(data).substr(magic, body_end - magic);
+  const size_t pad = (static_cast<unsigned char>(data[body_end - 2]) << 8) |
+                     static_cast<unsigned char>(data[body_end - 1]);
+  if (pad + 2 + magic > body_end) return corrupt("bad padding");
+  absl::string_view in =
+      absl::string_view(data).substr(magic, body_end - 2 - pad - magic);
   storage::Batch batch;
-  while (!in.empty()) {
+  while (true) {
     uint32_t klen, vlen;
-    if (!GetVarint32(&in, &klen) || in.size() < klen) return corrupt("bad record");
+    if (!GetVarint32(&in, &klen)) return corrupt("truncated");
+    if (klen == 0) break;  // end marker
+    if (in.size() < klen) return corrupt("bad record");
     absl::string_view k = in.substr(0, klen);
     in.remove_prefix(klen);
     if (!GetVarint32(&in, &vlen) || in.size() < vlen) return corrupt("bad record");
@@ -116,6 +135,7 @@ absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend)
       batch.Clear();
     }
   }
+  if (!in.empty()) return corrupt("data after the end marker");
   return backend->Write(&batch, true);
 }
 

@@ -3,12 +3,17 @@
 // dir.
 //
 // Format (PERSISTENT: bump the magic to change it):
-//   "SYNODSNAP1\n"
-//   records: varint32 key length, key, varint32 value length, value
+//   "SYNODSNAP2\n"
+//   records: varint32 key length (> 0), key, varint32 value length, value
 //            (every LevelDB key of the member at one point in time)
-//   trailer: a zero byte, then the CRC-32 (IEEE, 4 bytes big-endian) of all
-//            bytes before the trailer.
-// Not etcd's bbolt format: `etcdctl snapshot status/restore` do not read it.
+//   end:     a zero byte (a key length of 0)
+//   padding: zero bytes, then the padding length (2 bytes big-endian), so
+//            that everything so far is a multiple of 512 bytes
+//   digest:  SHA-256 of everything before it (32 bytes).
+// The 512-byte alignment and the trailing SHA-256 are what `etcdctl
+// snapshot save` checks for (etcd appends the digest the same way). The
+// body is not etcd's bbolt format: `etcdctl snapshot status/restore` do not
+// read it; `synod --restore-snapshot` does.
 //
 // Not thread-safe; a SnapshotWriter reads a consistent LevelDB snapshot.
 #ifndef SYNOD_BACKEND_SERVER_SNAPSHOT_H_
@@ -34,12 +39,14 @@ class SnapshotWriter {
   std::unique_ptr<storage::Iterator> it_;
   bool started_ = false;
   bool done_ = false;
-  uint32_t crc_;
+  uint64_t written_ = 0;  // bytes before the digest
+  struct Sha;
+  std::shared_ptr<Sha> sha_;
 };
 
 // Loads snapshot file `path` into `backend` (which should be empty) and
 // syncs. Errors: DataLoss "snapshot file ... is corrupt" on a bad magic,
-// record or checksum; NotFound if the file cannot be read.
+// record or digest; NotFound if the file cannot be read.
 absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend);
 
 }  // namespace synod::server
