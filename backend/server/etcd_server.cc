@@ -36,6 +36,8 @@ absl::Duration PeriodicRetention(const std::string& s) {
 }
 
 constexpr size_t kMaxApplyBatch = 1024;
+// etcd's maxGapBetweenApplyAndCommitIndex.
+constexpr size_t kMaxPendingProposals = 5000;
 constexpr absl::Duration kTimerTick = absl::Milliseconds(100);
 constexpr absl::Duration kRevisionCompactInterval = absl::Minutes(5);
 
@@ -142,14 +144,20 @@ void EtcdServer::Stop() {
 
 void EtcdServer::Propose(synodpb::Request req, google::protobuf::Message* resp,
                          Done done) {
+  absl::Status refused;
   {
     absl::MutexLock l(&mu_);
-    if (!stopping_) {
+    if (stopping_) {
+      refused = Err(EtcdError::kStopped);
+    } else if (queue_.size() >= kMaxPendingProposals) {
+      // etcd refuses when applying lags too far behind committing.
+      refused = Err(EtcdError::kTooManyRequests);
+    } else {
       queue_.push_back(Proposal{std::move(req), resp, std::move(done)});
       return;
     }
   }
-  done(Err(EtcdError::kStopped));
+  done(refused);
 }
 
 void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* h) const {

@@ -63,7 +63,9 @@ class EtcdServer {
   // on the apply thread with the result; the response was written into
   // `resp`, whose type must match the op (PutResponse for put, ...), and
   // which must stay valid until `done` runs. Errors passed to done: the
-  // op's etcd errors, kNoSpace when the NOSPACE alarm is raised, kStopped.
+  // op's etcd errors, kNoSpace when the NOSPACE alarm is raised, kStopped,
+  // kTooManyRequests when 5,000 proposals already wait (then `done` runs
+  // before Propose returns, on the caller's thread).
   using Done = std::function<void(absl::Status)>;
   void Propose(synodpb::Request req, google::protobuf::Message* resp,
                Done done);

@@ -84,7 +84,7 @@ class WatchStream final
   bool Deliver(int64_t watch_id, std::vector<mvccpb::Event>* events,
                int64_t revision) override {
     absl::MutexLock l(&mu_);
-    if (broken_) return true;  // drop: the stream is going away
+    if (broken_ || finished_) return true;  // drop: the stream is going away
     if (queue_.size() >= kMaxQueuedResponses) return false;
     auto it = watchers_.find(watch_id);
     if (it == watchers_.end()) return true;
@@ -255,7 +255,7 @@ class WatchStream final
 
   void EnqueueLocked(WatchResponse resp, bool fragment)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (broken_) return;
+    if (broken_ || finished_) return;  // never write after Finish
     const size_t limit = static_cast<size_t>(s_->config().max_request_bytes);
     if (fragment && resp.ByteSizeLong() > limit && resp.events_size() > 1) {
       // etcd's sendFragments: split the events over several responses, all
@@ -312,7 +312,9 @@ class WatchStream final
   }
 
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if ((reads_done_ || broken_) && !writing_ && !finished_ && reads_done_) {
+    // A broken stream still waits for its read side to end (it will, as
+    // gRPC cancels the call) before finishing.
+    if (reads_done_ && !writing_ && !finished_) {
       finished_ = true;
       Finish(grpc::Status::OK);
     }
