@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "backend/server/config_file.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
@@ -55,6 +56,8 @@ ABSL_FLAG(int64_t, election_timeout, 1000, "Time (ms) for an election to timeout
 ABSL_FLAG(int64_t, snapshot_count, 100000, "Committed entries between Raft snapshots.");
 ABSL_FLAG(bool, pre_vote, false, "Enable the Raft pre-vote phase.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error, panic or fatal.");
+ABSL_FLAG(std::string, config_file, "",
+          "Path to an etcd-style YAML config file; when set, it replaces the other flags.");
 ABSL_FLAG(std::string, restore_snapshot, "",
           "Initialise an empty --data-dir from this file (made by `etcdctl snapshot save`).");
 
@@ -103,11 +106,22 @@ int Run(int argc, char** argv) {
   std::vector<std::string> storage;
   std::vector<char*> args = NormalizeFlags(argc, argv, &storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<std::string> skipped;
+  if (!absl::GetFlag(FLAGS_config_file).empty()) {
+    absl::Status st = ApplyConfigFile(absl::GetFlag(FLAGS_config_file), &skipped);
+    if (!st.ok()) {
+      std::fprintf(stderr, "synod: %s\n", std::string(st.message()).c_str());
+      return 2;
+    }
+  }
 
   if (!common::SetLogLevel(absl::GetFlag(FLAGS_log_level))) {
     std::fprintf(stderr, "synod: invalid --log-level %s\n",
                  absl::GetFlag(FLAGS_log_level).c_str());
     return 2;
+  }
+  for (const std::string& k : skipped) {
+    SYNOD_LOG(WARNING) << "config file: key '" << k << "' is not supported; skipped";
   }
   ServerConfig cfg;
   cfg.name = absl::GetFlag(FLAGS_name);
