@@ -35,6 +35,9 @@ struct ServerConfig {
   absl::Duration election_timeout = absl::Milliseconds(1000);
   int64_t snapshot_count = 100000;
   bool pre_vote = false;
+  // Run the timer thread (lease expiry, auto-compaction, progress ticks).
+  // Tests on a FakeClock turn it off and call EtcdServer::TEST_Tick().
+  bool run_timer_thread = true;
   // A snapshot file (from `etcdctl snapshot save`) to initialise an empty
   // data dir from.
   std::string restore_snapshot;

@@ -116,6 +116,7 @@ absl::Status EtcdServer::Init() {
                                         ((static_cast<uint64_t>(now_ms) &
                                           0xffffffffffULL) << 8));
   last_compact_check_ = clock_->Now();
+  last_progress_ = clock_->Now();
 
   SYNOD_LOG(INFO) << "member " << absl::StrCat(absl::Hex(member_id_))
                   << " of cluster " << absl::StrCat(absl::Hex(cluster_id_))
@@ -124,7 +125,9 @@ absl::Status EtcdServer::Init() {
                   << ", " << kv_->KeyCount() << " keys, " << lessor_->Count()
                   << " leases";
   apply_thread_ = std::thread([this] { ApplyLoop(); });
-  timer_thread_ = std::thread([this] { TimerLoop(); });
+  if (config_.run_timer_thread) {
+    timer_thread_ = std::thread([this] { TimerLoop(); });
+  }
   return absl::OkStatus();
 }
 
@@ -450,34 +453,37 @@ void EtcdServer::MaybeAutoCompact() {
 }
 
 void EtcdServer::TimerLoop() {
-  absl::Time last_progress = clock_->Now();
   while (true) {
     {
       absl::MutexLock l(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), kTimerTick)) return;
     }
-    // Lease expiry: the leader proposes a revoke for each expired lease.
-    for (int64_t id : lessor_->Expired(1000)) {
-      {
-        absl::MutexLock l(&mu_);
-        if (!revoking_.insert(id).second) continue;
-      }
-      synodpb::Request req;
-      req.mutable_lease_revoke()->set_id(id);
-      Propose(std::move(req), nullptr, [this, id](absl::Status st) {
-        if (!st.ok()) {
-          absl::MutexLock l(&mu_);
-          revoking_.erase(id);
-        }
-      });
-    }
-    MaybeAutoCompact();
-    const absl::Time now = clock_->Now();
-    if (now - last_progress >= config_.progress_notify_interval) {
-      last_progress = now;
+    TimerTick();
+  }
+}
+
+void EtcdServer::TimerTick() {
+  // Lease expiry: the leader proposes a revoke for each expired lease.
+  for (int64_t id : lessor_->Expired(1000)) {
+    {
       absl::MutexLock l(&mu_);
-      for (auto& [id, tick] : tickers_) tick();
+      if (!revoking_.insert(id).second) continue;
     }
+    synodpb::Request req;
+    req.mutable_lease_revoke()->set_id(id);
+    Propose(std::move(req), nullptr, [this, id](absl::Status st) {
+      if (!st.ok()) {
+        absl::MutexLock l(&mu_);
+        revoking_.erase(id);
+      }
+    });
+  }
+  MaybeAutoCompact();
+  const absl::Time now = clock_->Now();
+  if (now - last_progress_ >= config_.progress_notify_interval) {
+    last_progress_ = now;
+    absl::MutexLock l(&mu_);
+    for (auto& [id, tick] : tickers_) tick();
   }
 }
 

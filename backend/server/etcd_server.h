@@ -84,6 +84,11 @@ class EtcdServer {
   uint64_t AddProgressTicker(std::function<void()> tick);
   void RemoveProgressTicker(uint64_t id);
 
+  // Runs one pass of the timer thread's work (lease expiry, auto-compaction,
+  // progress ticks) on the calling thread. For tests with
+  // config.run_timer_thread = false.
+  void TEST_Tick() { TimerTick(); }
+
   mvcc::KvStore* kv() { return kv_.get(); }
   mvcc::WatchableStore* watchable() { return watchable_.get(); }
   lease::Lessor* lessor() { return lessor_.get(); }
@@ -105,6 +110,7 @@ class EtcdServer {
   absl::Status Init();
   void ApplyLoop();
   void TimerLoop();
+  void TimerTick();
   // Applies one entry. Runs on the apply thread.
   absl::Status Apply(const synodpb::Request& req,
                      google::protobuf::Message* resp, uint64_t index);
@@ -143,6 +149,7 @@ class EtcdServer {
   absl::Time last_compact_check_;
   std::deque<std::pair<absl::Time, int64_t>> rev_samples_;
   int64_t last_auto_compact_rev_ = 0;
+  absl::Time last_progress_;
 
   std::thread apply_thread_;
   std::thread timer_thread_;
