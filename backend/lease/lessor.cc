@@ -108,10 +108,8 @@ std::vector<int64_t> Lessor::Expired(size_t max) const {
   const absl::Time now = clock_->Now();
   std::vector<int64_t> ids;
   for (const auto& [id, lease] : leases_) {
-    if (lease.expiry <= now) {
-      ids.push_back(id);
-      if (ids.size() >= max) break;
-    }
+    if (ids.size() >= max) break;
+    if (lease.expiry <= now) ids.push_back(id);
   }
   std::sort(ids.begin(), ids.end());
   return ids;

@@ -48,8 +48,10 @@ class Lessor : public mvcc::LeaseHooks {
   // it (etcd: 1.5 x election timeout, rounded up to a second).
   Lessor(common::Clock* clock, int64_t min_ttl_s);
 
-  // Loads the persisted leases and attaches `leased_keys`; every lease gets
-  // a full TTL from now (renewal rule). Errors: DataLoss on a corrupt record.
+  // Loads the persisted leases and attaches `leased_keys`. Each lease
+  // expires its checkpointed remaining TTL from now if one was recorded,
+  // else its full TTL (etcd's renewal rule; Promote() then applies the
+  // leader's rule). Errors: DataLoss on a corrupt record.
   absl::Status Restore(storage::Backend* backend,
                        const std::vector<std::pair<int64_t, std::string>>&
                            leased_keys);

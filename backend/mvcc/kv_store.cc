@@ -289,7 +289,11 @@ absl::Status KvStore::Range(const RangeRequest& r, RangeResponse* resp) const {
                   &matches, &count);
     // The snapshot is taken under the lock so that compaction cannot remove
     // the records of the collected revisions first.
-    if (!matches.empty() && !r.keys_only()) it = backend_->NewIterator();
+    // Values are read unless keys_only, and always to sort by VALUE.
+    const bool sort_by_value = r.sort_target() == RangeRequest::VALUE;
+    if (!matches.empty() && (!r.keys_only() || sort_by_value)) {
+      it = backend_->NewIterator();
+    }
   }
   return RangeImpl(
       r, rev, std::move(matches), count,
@@ -307,6 +311,7 @@ absl::Status KvStore::ReadEvents(int64_t from_rev, int64_t to_rev,
     it = backend_->NewIterator();
   }
   to_rev = std::min(to_rev, Rev());
+  max_events = std::max<size_t>(max_events, 1);
   *next_rev = from_rev;
   if (from_rev > to_rev) return absl::OkStatus();
   size_t n = 0;
@@ -383,8 +388,9 @@ absl::StatusOr<uint32_t> KvStore::HashKV(int64_t rev) const {
 std::vector<std::pair<int64_t, std::string>> KvStore::LeasedKeys() const {
   std::vector<std::pair<int64_t, std::string>> out;
   absl::ReaderMutexLock l(&mu_);
+  const int64_t rev = Rev();
   for (const auto& [key, ki] : index_) {
-    const IndexEntry* e = ki.Last();
+    const IndexEntry* e = ki.At(rev);
     if (e != nullptr && !e->tombstone() && e->lease != 0) {
       out.emplace_back(e->lease, key);
     }

@@ -81,7 +81,7 @@ class KvStore {
 
   // Reads the events of revisions [from_rev, to_rev] in revision order into
   // `out`, whole revisions only, stopping after the revision at which the
-  // count reaches max_events. *next_rev is the first revision not read.
+  // count reaches max_events (values below 1 count as 1). *next_rev is the first revision not read.
   // prev_kv of the events is left empty. Errors: kCompacted if from_rev <
   // CompactRev() (etcd's rule; events at exactly the compacted revision are
   // kept whole, see KeyIndex::Compact).
