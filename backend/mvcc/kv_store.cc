@@ -8,6 +8,7 @@
 #include "backend/storage/schema.h"
 #include "common/errors.h"
 #include "common/key_range.h"
+#include "common/logging.h"
 
 namespace synod::mvcc {
 
@@ -745,7 +746,16 @@ absl::Status KvStore::WriteTxn::Txn(const TxnRequest& r, TxnResponse* resp) {
   if (!st.ok()) return st;
   pos = 0;
   st = ExecTxn(r, path, &pos, resp);
-  if (!st.ok()) return st;
+  if (!st.ok()) {
+    // CheckTxn and the service's checks make this unreachable; if it happens
+    // anyway, committing half a txn would corrupt state silently.
+    if (sub_ > 0) {
+      SYNOD_LOG(FATAL) << "txn failed after " << sub_
+                       << " writes were staged at revision " << rev_ << ": "
+                       << st;
+    }
+    return st;
+  }
   // Every sub-response reports the txn's revision, as etcd does.
   resp->mutable_header()->set_revision(ReadRev());
   return absl::OkStatus();

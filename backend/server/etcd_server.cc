@@ -216,12 +216,22 @@ void EtcdServer::ApplyLoop() {
     for (Proposal& p : batch) {
       results.push_back(Apply(p.req, p.resp, ++index));
     }
+    const int64_t batch_bytes = static_cast<int64_t>(kv_->batch()->ApproximateSize());
     absl::Status st = kv_->Commit(index, &events);
     if (!st.ok()) {
       // The state on disk is unknown: never guess, stop.
       SYNOD_LOG(FATAL) << "write of applied batch failed: " << st;
     }
-    db_size_ = backend_->DiskSizeBytes();
+    // The size scan lists the data dir, so it runs at most every 100 ms or
+    // when the quota is near; in between, written bytes are added (LevelDB's
+    // log grows by about the batch size).
+    db_size_ += batch_bytes;
+    const absl::Time now = clock_->Now();
+    if (now - last_size_check_ >= absl::Milliseconds(100) ||
+        db_size_.load() > config_.quota_backend_bytes / 10 * 9) {
+      last_size_check_ = now;
+      db_size_ = backend_->DiskSizeBytes();
+    }
     if (!events.empty()) {
       watchable_->Notify(events, kv_->Rev());
       events.clear();

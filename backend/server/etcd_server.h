@@ -150,6 +150,7 @@ class EtcdServer {
   std::deque<std::pair<absl::Time, int64_t>> rev_samples_;
   int64_t last_auto_compact_rev_ = 0;
   absl::Time last_progress_;
+  absl::Time last_size_check_;  // apply thread only
 
   std::thread apply_thread_;
   std::thread timer_thread_;

@@ -80,7 +80,10 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(
   holder->filter.reset(leveldb::NewBloomFilterPolicy(10));
   leveldb::Options o;
   o.create_if_missing = true;
-  o.paranoid_checks = true;
+  // Not paranoid: after a crash the log may end in a torn record, which was
+  // never synced and so never acknowledged; LevelDB then drops it instead of
+  // refusing to open.
+  o.paranoid_checks = false;
   o.block_cache = holder->cache.get();
   o.filter_policy = holder->filter.get();
   o.write_buffer_size = options.write_buffer_bytes;
