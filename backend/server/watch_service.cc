@@ -22,8 +22,11 @@ namespace {
 using etcdserverpb::WatchRequest;
 using etcdserverpb::WatchResponse;
 
-// Responses queued per stream before its watchers become victims.
+// What a stream may queue before its watchers become victims: responses,
+// and bytes (one response can carry a whole group commit's events). A
+// delivery into an empty queue is always taken, however large.
 constexpr size_t kMaxQueuedResponses = 1024;
+constexpr size_t kMaxQueuedBytes = 1 << 20;
 // etcd's error strings for watch creation (mvcc/watcher.go).
 constexpr char kEmptyWatcherRange[] = "mvcc: watcher range is empty";
 constexpr char kDuplicateWatchId[] =
@@ -56,9 +59,11 @@ class WatchStream final
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&mu_);
+    queued_bytes_ -= queue_.front().ByteSizeLong();
     queue_.pop_front();
     if (!ok) {
       queue_.clear();
+      queued_bytes_ = 0;
       writing_ = false;
       broken_ = true;
       MaybeFinishLocked();
@@ -85,7 +90,10 @@ class WatchStream final
                int64_t revision) override {
     absl::MutexLock l(&mu_);
     if (broken_ || finished_) return true;  // drop: the stream is going away
-    if (queue_.size() >= kMaxQueuedResponses) return false;
+    if (queue_.size() >= kMaxQueuedResponses ||
+        queued_bytes_ >= kMaxQueuedBytes) {
+      return false;
+    }
     auto it = watchers_.find(watch_id);
     if (it == watchers_.end()) return true;
     WatchResponse resp;
@@ -281,6 +289,7 @@ class WatchStream final
   }
 
   void PushLocked(WatchResponse resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queued_bytes_ += resp.ByteSizeLong();
     queue_.push_back(std::move(resp));
     if (!writing_) {
       writing_ = true;
@@ -328,6 +337,7 @@ class WatchStream final
   std::vector<uint64_t> orphan_handles_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<WatchResponse> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

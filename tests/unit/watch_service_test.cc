@@ -39,8 +39,13 @@ class WatchServiceTest : public ::testing::Test {
     b.RegisterService(service_.get());
     grpc_ = b.BuildAndStart();
     ASSERT_NE(grpc_, nullptr);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
+    // No BDP probing: the client's flow-control window stays at its 64 KiB
+    // default, so a client that stops reading stalls the server's writes
+    // soon (as a slow client on a real network does).
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                             grpc::InsecureChannelCredentials(), args);
     stub_ = etcdserverpb::Watch::NewStub(channel);
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
@@ -247,6 +252,76 @@ TEST_F(WatchServiceTest, CancelStopsEventsAndIsAcknowledged) {
   WatchResponse next = Next();
   EXPECT_EQ(next.watch_id(), -1);
   EXPECT_EQ(next.events_size(), 0);
+}
+
+}  // namespace
+}  // namespace synod::server
+
+namespace synod::server {
+namespace {
+
+// A stream whose client stops reading fills its flow-control window and
+// then its bounded queue; its watcher becomes a victim. Another stream on the
+// same key keeps getting every event, and the stalled one, once it reads
+// again, gets every event exactly once and in order (from history).
+TEST_F(WatchServiceTest, StalledStreamBlocksNoOneAndLaterGetsEveryEventOnce) {
+  constexpr int kPuts = 3000;
+  // Stream A (the fixture's) watches "k" and does not read for now.
+  WatchResponse created = Create("k");
+  ASSERT_TRUE(created.created());
+  // Stream B watches the same key and reads everything.
+  grpc::ClientContext bctx;
+  bctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto b = stub_->Watch(&bctx);
+  WatchRequest req;
+  req.mutable_create_request()->set_key("k");
+  ASSERT_TRUE(b->Write(req));
+  WatchResponse r;
+  ASSERT_TRUE(b->Read(&r));
+  ASSERT_TRUE(r.created());
+
+  // Propose every put at once (one group commit after another).
+  absl::Mutex mu;
+  int done = 0;
+  std::vector<std::unique_ptr<etcdserverpb::PutResponse>> resps;
+  const std::string value(1024, 'v');
+  for (int i = 0; i < kPuts; ++i) {
+    synodpb::Request p;
+    p.mutable_put()->set_key("k");
+    p.mutable_put()->set_value(value);
+    resps.push_back(std::make_unique<etcdserverpb::PutResponse>());
+    server_->Propose(std::move(p), resps.back().get(), [&](absl::Status st) {
+      EXPECT_TRUE(st.ok()) << st;
+      absl::MutexLock l(&mu);
+      ++done;
+    });
+  }
+  // B sees all of them while A is stalled.
+  int64_t expect = 2;
+  while (expect < 2 + kPuts) {
+    ASSERT_TRUE(b->Read(&r)) << "B stopped at revision " << expect;
+    for (const auto& ev : r.events()) {
+      ASSERT_EQ(ev.kv().mod_revision(), expect) << "B: gap or duplicate";
+      ++expect;
+    }
+  }
+  EXPECT_GT(server_->watchable()->UnsyncedCount(), 0u)
+      << "the stalled stream's watcher should have become a victim";
+  // A reads now: every revision once, in order.
+  expect = 2;
+  while (expect < 2 + kPuts) {
+    WatchResponse a = Next();
+    for (const auto& ev : a.events()) {
+      ASSERT_EQ(ev.kv().mod_revision(), expect) << "A: gap or duplicate";
+      ++expect;
+    }
+  }
+  b->WritesDone();
+  while (b->Read(&r)) {
+  }
+  b->Finish();
+  absl::MutexLock l(&mu);
+  mu.Await(absl::Condition(+[](int* d) { return *d == kPuts; }, &done));
 }
 
 }  // namespace
