@@ -15,6 +15,13 @@ void FinishWith(grpc::ServerUnaryReactor* reactor, const absl::Status& st) {
   reactor->Finish(common::ToGrpcStatus(st));
 }
 
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx,
+                                    const absl::Status& st) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  FinishWith(reactor, st);
+  return reactor;
+}
+
 namespace {
 
 // etcd's checkRequestOp / checkTxnRequest (v3rpc/key.go).
@@ -139,11 +146,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
   } else {
     st = CheckSize(s_, *req);
   }
-  if (!st.ok()) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    FinishWith(reactor, st);
-    return reactor;
-  }
+  if (!st.ok()) return FinishNow(ctx, st);
   synodpb::Request r;
   *r.mutable_put() = *req;
   return ProposeAndFinish(s_, ctx, std::move(r), resp);
@@ -155,11 +158,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(
     etcdserverpb::DeleteRangeResponse* resp) {
   absl::Status st = req->key().empty() ? Err(EtcdError::kEmptyKey)
                                        : CheckSize(s_, *req);
-  if (!st.ok()) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    FinishWith(reactor, st);
-    return reactor;
-  }
+  if (!st.ok()) return FinishNow(ctx, st);
   synodpb::Request r;
   *r.mutable_delete_range() = *req;
   return ProposeAndFinish(s_, ctx, std::move(r), resp);
@@ -180,11 +179,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
     }
   }
   if (st.ok()) st = CheckSize(s_, *req);
-  if (!st.ok()) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    FinishWith(reactor, st);
-    return reactor;
-  }
+  if (!st.ok()) return FinishNow(ctx, st);
   synodpb::Request r;
   *r.mutable_txn() = *req;
   return ProposeAndFinish(s_, ctx, std::move(r), resp);

@@ -172,15 +172,23 @@ std::string HolderKey(const std::string& name, int64_t lease) {
   return absl::StrCat(name, "/", absl::Hex(lease));
 }
 
-// Txn: if create_revision(key) == 0 then put key=value with lease else get key.
-TxnRequest CreateOrGet(const std::string& key, const std::string& value,
-                       int64_t lease) {
+// A txn that runs its success branch only if `key` was created at revision
+// `rev`: 0 means "does not exist"; a leader's revision means "still leads"
+// (etcd's Proclaim/Resign).
+TxnRequest IfCreatedAt(const std::string& key, int64_t rev) {
   TxnRequest t;
   Compare* c = t.add_compare();
   c->set_key(key);
   c->set_target(Compare::CREATE);
   c->set_result(Compare::EQUAL);
-  c->set_create_revision(0);
+  c->set_create_revision(rev);
+  return t;
+}
+
+// Txn: if create_revision(key) == 0 then put key=value with lease else get key.
+TxnRequest CreateOrGet(const std::string& key, const std::string& value,
+                       int64_t lease) {
+  TxnRequest t = IfCreatedAt(key, 0);
   auto* put = t.add_success()->mutable_request_put();
   put->set_key(key);
   put->set_value(value);
@@ -190,6 +198,12 @@ TxnRequest CreateOrGet(const std::string& key, const std::string& value,
 }
 
 grpc::Status ToGrpc(const absl::Status& st) { return common::ToGrpcStatus(st); }
+
+grpc::ServerUnaryReactor* MissingLeader(grpc::CallbackServerContext* ctx) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, kMissingLeaderKey));
+  return reactor;
+}
 
 class LockService final : public v3lockpb::Lock::CallbackService {
  public:
@@ -297,11 +311,8 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
   grpc::ServerUnaryReactor* Proclaim(grpc::CallbackServerContext* ctx,
                                      const v3electionpb::ProclaimRequest* req,
                                      v3electionpb::ProclaimResponse* resp) override {
+    if (!req->has_leader()) return MissingLeader(ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (!req->has_leader()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, kMissingLeaderKey));
-      return reactor;
-    }
     EtcdServer* s = s_;
     std::thread([s, ctx, req, resp, reactor] {
       Ops ops(s, ctx);
@@ -333,20 +344,12 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
   grpc::ServerUnaryReactor* Resign(grpc::CallbackServerContext* ctx,
                                    const v3electionpb::ResignRequest* req,
                                    v3electionpb::ResignResponse* resp) override {
+    if (!req->has_leader()) return MissingLeader(ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (!req->has_leader()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, kMissingLeaderKey));
-      return reactor;
-    }
     EtcdServer* s = s_;
     std::thread([s, ctx, req, resp, reactor] {
       Ops ops(s, ctx);
-      TxnRequest t;
-      Compare* c = t.add_compare();
-      c->set_key(req->leader().key());
-      c->set_target(Compare::CREATE);
-      c->set_result(Compare::EQUAL);
-      c->set_create_revision(req->leader().rev());
+      TxnRequest t = IfCreatedAt(req->leader().key(), req->leader().rev());
       t.add_success()->mutable_request_delete_range()->set_key(req->leader().key());
       auto txn = ops.Txn(t);
       if (txn.ok()) *resp->mutable_header() = txn->header();
@@ -366,12 +369,7 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
   static absl::Status Proclaim(Ops* ops, const std::string& key, int64_t rev,
                                const std::string& value,
                                etcdserverpb::ResponseHeader* header) {
-    TxnRequest t;
-    Compare* c = t.add_compare();
-    c->set_key(key);
-    c->set_target(Compare::CREATE);
-    c->set_result(Compare::EQUAL);
-    c->set_create_revision(rev);
+    TxnRequest t = IfCreatedAt(key, rev);
     auto* put = t.add_success()->mutable_request_put();
     put->set_key(key);
     put->set_value(value);

@@ -153,6 +153,11 @@ class AuthService final : public etcdserverpb::Auth::CallbackService {
 // Finishes `reactor` with `st`, converted to etcd's gRPC status.
 void FinishWith(grpc::ServerUnaryReactor* reactor, const absl::Status& st);
 
+// Finishes the unary call on `ctx` at once with `st` (usually an error
+// found before proposing) and returns its reactor.
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx,
+                                    const absl::Status& st);
+
 // Proposes `req` and finishes the unary call when it is applied, filling
 // resp's header. `resp` is the gRPC-owned response.
 template <typename Resp>
