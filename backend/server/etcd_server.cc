@@ -8,6 +8,7 @@
 #include "backend/storage/schema.h"
 #include "common/errors.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 
 namespace synod::server {
 
@@ -44,7 +45,16 @@ constexpr absl::Duration kRevisionCompactInterval = absl::Minutes(5);
 }  // namespace
 
 EtcdServer::EtcdServer(const ServerConfig& config, common::Clock* clock)
-    : config_(config), clock_(clock ? clock : common::RealClock::Get()) {}
+    : config_(config),
+      clock_(clock ? clock : common::RealClock::Get()),
+      // etcd's metric names.
+      commit_seconds_(common::DefaultMetrics().GetHistogram(
+          "etcd_disk_backend_commit_duration_seconds",
+          "The latency distributions of commit called by backend.",
+          common::ExponentialBuckets(0.001, 2, 14))),
+      proposals_committed_(common::DefaultMetrics().GetCounter(
+          "etcd_server_proposals_committed_total",
+          "The total number of consensus proposals committed.")) {}
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Open(
     const ServerConfig& config, common::Clock* clock) {
@@ -217,7 +227,10 @@ void EtcdServer::ApplyLoop() {
       results.push_back(Apply(p.req, p.resp, ++index));
     }
     const int64_t batch_bytes = static_cast<int64_t>(kv_->batch()->ApproximateSize());
+    const absl::Time commit_start = clock_->Now();
     absl::Status st = kv_->Commit(index, &events);
+    commit_seconds_->Observe(absl::ToDoubleSeconds(clock_->Now() - commit_start));
+    proposals_committed_->Inc(batch.size());
     if (!st.ok()) {
       // The state on disk is unknown: never guess, stop.
       SYNOD_LOG(FATAL) << "write of applied batch failed: " << st;
@@ -295,20 +308,26 @@ absl::Status EtcdServer::Apply(const synodpb::Request& req,
     if (raised) return Err(EtcdError::kNoSpace);
   }
 
+  // Internal proposals may pass no response; the ops still need one.
+  auto out = [resp](auto* local) {
+    using T = std::remove_pointer_t<decltype(local)>;
+    return resp != nullptr ? static_cast<T*>(resp) : local;
+  };
   switch (req.op_case()) {
     case synodpb::Request::kPut: {
+      etcdserverpb::PutResponse local;
       auto txn = kv_->Write();
-      return txn->Put(req.put(), static_cast<etcdserverpb::PutResponse*>(resp));
+      return txn->Put(req.put(), out(&local));
     }
     case synodpb::Request::kDeleteRange: {
+      etcdserverpb::DeleteRangeResponse local;
       auto txn = kv_->Write();
-      return txn->DeleteRange(
-          req.delete_range(),
-          static_cast<etcdserverpb::DeleteRangeResponse*>(resp));
+      return txn->DeleteRange(req.delete_range(), out(&local));
     }
     case synodpb::Request::kTxn: {
+      etcdserverpb::TxnResponse local;
       auto txn = kv_->Write();
-      return txn->Txn(req.txn(), static_cast<etcdserverpb::TxnResponse*>(resp));
+      return txn->Txn(req.txn(), out(&local));
     }
     case synodpb::Request::kCompaction: {
       // Compaction works on published state: commit what is staged first.
@@ -347,9 +366,10 @@ absl::Status EtcdServer::Apply(const synodpb::Request& req,
       }
       return st;
     }
-    case synodpb::Request::kAlarm:
-      return ApplyAlarm(req.alarm(),
-                        static_cast<etcdserverpb::AlarmResponse*>(resp));
+    case synodpb::Request::kAlarm: {
+      etcdserverpb::AlarmResponse local;
+      return ApplyAlarm(req.alarm(), out(&local));
+    }
     case synodpb::Request::kLeaseCheckpoint:
       return absl::OkStatus();
     default:

@@ -38,6 +38,7 @@
 #include "backend/server/config.h"
 #include "backend/storage/backend.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "proto/internal.pb.h"
 #include "proto/rpc.pb.h"
 
@@ -123,6 +124,8 @@ class EtcdServer {
 
   const ServerConfig config_;
   common::Clock* const clock_;
+  common::Histogram* const commit_seconds_;  // owned by DefaultMetrics()
+  common::Counter* const proposals_committed_;
   uint64_t cluster_id_ = 0;
   uint64_t member_id_ = 0;
 
