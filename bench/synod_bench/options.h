@@ -1,0 +1,68 @@
+// Options: synod-bench's command line, parsed and checked.
+//
+//   synod-bench [flags] <workload>
+//
+// Flags are absl flags (defined in options.cc); dashes and underscores in a
+// flag name are interchangeable (--key-size == --key_size), as in `synod`.
+// ParseOptions() never exits: every bad value comes back as an
+// InvalidArgument status whose message names the flag and what is allowed,
+// and main() prints it and exits with code 2.
+//
+// Not thread-safe: ParseOptions() resets synod-bench's flags to their
+// defaults and then sets them from the arguments.
+#ifndef SYNOD_BENCH_SYNOD_BENCH_OPTIONS_H_
+#define SYNOD_BENCH_SYNOD_BENCH_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace synod::bench {
+
+enum class Workload { kPut, kRange, kTxnPut, kWatchLatency, kLeaseKeepAlive };
+
+// "put", "range", "txn-put", "watch-latency", "lease-keepalive".
+const char* WorkloadName(Workload w);
+
+struct Options {
+  bool help = false;  // --help was given: print Usage() and exit 0.
+  Workload workload = Workload::kPut;
+  std::vector<std::string> endpoints;  // host:port, "http://" stripped.
+  int conns = 1;                       // gRPC connections (one channel each).
+  int clients = 1;    // Concurrent requests (or streams) in flight.
+  int threads = 1;    // Completion-queue threads.
+  int64_t total = 0;  // 0: bounded by duration only.
+  absl::Duration duration = absl::ZeroDuration();  // 0: by total only.
+  int key_size = 8;
+  int val_size = 8;
+  int64_t key_space = 1;
+  bool seq_keys = false;
+  int64_t rate = 0;           // Ops per second over all clients; 0 = unlimited.
+  bool serializable = false;  // range --consistency=s.
+  int txn_ops = 1;
+  int watchers = 100;
+  int watch_streams = 10;
+  int64_t lease_ttl = 60;
+  absl::Duration timeout = absl::Seconds(10);  // Per request.
+  uint64_t seed = 1;
+  bool json = false;
+  bool progress = true;  // Only ever drawn when stderr is a terminal.
+};
+
+// Parses `args` (argv without the program name). Returns InvalidArgument with
+// a message such as "--conns: must be at least 1 (got 0)" on a bad value, an
+// unknown flag, a missing or unknown workload, or inconsistent options.
+absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args);
+
+// The --help text: usage line, workloads, and every flag with its default.
+std::string Usage();
+
+// Key number `n` as synod-bench writes it: decimal, zero-padded to key_size.
+std::string FormatKey(int64_t n, int key_size);
+
+}  // namespace synod::bench
+
+#endif  // SYNOD_BENCH_SYNOD_BENCH_OPTIONS_H_

@@ -1,0 +1,785 @@
+#include "bench/synod_bench/runner.h"
+
+#include <grpcpp/alarm.h>
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "proto/rpc.grpc.pb.h"
+
+namespace synod::bench {
+namespace {
+
+using etcdserverpb::KV;
+using etcdserverpb::Lease;
+using etcdserverpb::Watch;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// A steady-clock time in ns as the system_clock deadline gRPC wants.
+std::chrono::system_clock::time_point ToDeadline(int64_t steady_ns) {
+  return std::chrono::system_clock::now() +
+         std::chrono::nanoseconds(steady_ns - NowNs());
+}
+
+std::chrono::system_clock::time_point After(absl::Duration d) {
+  return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(d);
+}
+
+const char* CodeName(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::OK:
+      return "OK";
+    case grpc::CANCELLED:
+      return "CANCELLED";
+    case grpc::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::ABORTED:
+      return "ABORTED";
+    case grpc::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::INTERNAL:
+      return "INTERNAL";
+    case grpc::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "CODE_?";
+  }
+}
+
+// Everything a completion-queue thread records. Only that thread writes it
+// until the run is over.
+struct ThreadStats {
+  Histogram latency;
+  Histogram put_latency;
+  uint64_t ok = 0;
+  uint64_t errors = 0;
+  uint64_t puts_ok = 0;
+  std::map<std::string, uint64_t> error_counts;
+
+  void Error(const std::string& what, uint64_t n = 1) {
+    errors += n;
+    error_counts[what] += n;
+  }
+  void Error(const grpc::Status& s) {
+    Error(absl::StrCat(CodeName(s.error_code()), ": ", s.error_message()));
+  }
+};
+
+// A completion-queue tag: the polling thread calls Proceed(ok). Every tag
+// handed to gRPC is a Tag*, so the void* round trip is exact.
+class Tag {
+ public:
+  explicit Tag(std::function<void(bool)> fn) : fn_(std::move(fn)) {}
+  void Proceed(bool ok) { fn_(ok); }
+
+ private:
+  std::function<void(bool)> fn_;
+};
+
+class Runner {
+ public:
+  explicit Runner(const Options& o) : o_(o), stats_(o.threads) {
+    std::mt19937_64 rng(o.seed);
+    value_.resize(o.val_size);
+    for (char& c : value_) c = static_cast<char>(rng());
+  }
+
+  absl::StatusOr<Result> Run(
+      const std::function<void(double, uint64_t)>& progress);
+
+  // --- Called by clients, from completion-queue threads. ---
+  const Options& opts() const { return o_; }
+  ThreadStats& stats(int thread) { return stats_[thread]; }
+  const std::string& value() const { return value_; }
+
+  // Claims the next op. False when the run is over. *due_ns is when the op
+  // may be issued (--rate), or 0 for now.
+  bool Claim(int64_t* index, int64_t* due_ns) {
+    if (stopping_.load(std::memory_order_relaxed)) return false;
+    int64_t i = next_op_.fetch_add(1, std::memory_order_relaxed);
+    if (o_.total > 0 && i >= o_.total) return false;
+    int64_t now = NowNs();
+    if (deadline_ns_ > 0 && now >= deadline_ns_) return false;
+    *index = i;
+    *due_ns = 0;
+    if (o_.rate > 0) {
+      int64_t due =
+          start_ns_ +
+          static_cast<int64_t>(static_cast<long double>(i) * 1e9L / o_.rate);
+      if (deadline_ns_ > 0 && due >= deadline_ns_) return false;
+      if (due > now) *due_ns = due;
+    }
+    return true;
+  }
+  void OpCompleted() { completed_.fetch_add(1, std::memory_order_relaxed); }
+  void PutDone() { puts_ok_.fetch_add(1, std::memory_order_relaxed); }
+  void EventsReceived(uint64_t n) {
+    events_.fetch_add(n, std::memory_order_relaxed);
+    completed_.fetch_add(n, std::memory_order_relaxed);
+  }
+  void ClientDone() { Done(&active_); }
+  void StreamReady() { Done(&unready_streams_); }
+  void StreamDone() { Done(&active_streams_); }
+  void SetupError(const std::string& what) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (setup_error_.empty()) setup_error_ = what;
+  }
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  void RegisterStream(grpc::ClientContext* ctx) {
+    std::lock_guard<std::mutex> l(mu_);
+    stream_ctxs_.push_back(ctx);
+  }
+
+ private:
+  void Done(std::atomic<int>* counter) {
+    if (counter->fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> l(mu_);
+      cv_.notify_all();
+    }
+  }
+  // Waits until pred() or `limit_ns` (0 = none), calling progress; cancels
+  // the streams when nothing completes for --timeout. False on the limit.
+  bool WaitFor(const std::function<bool()>& pred, int64_t limit_ns,
+               const std::function<void(double, uint64_t)>& progress);
+  void CancelStreams() {
+    std::lock_guard<std::mutex> l(mu_);
+    for (grpc::ClientContext* c : stream_ctxs_) c->TryCancel();
+  }
+  absl::Status Connect();
+  void StartThreads();
+  void StopThreads();
+  absl::Status RunUnary(const std::function<void(double, uint64_t)>& progress);
+  absl::Status RunKeepAlive(
+      const std::function<void(double, uint64_t)>& progress);
+  absl::Status RunWatchLatency(
+      const std::function<void(double, uint64_t)>& progress);
+  double Fraction() const;
+
+  const Options o_;
+  std::string value_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<KV::Stub>> kv_;
+  std::vector<std::unique_ptr<Watch::Stub>> watch_;
+  std::vector<std::unique_ptr<Lease::Stub>> lease_;
+  std::vector<std::unique_ptr<grpc::CompletionQueue>> cqs_;
+  std::vector<std::thread> threads_;
+  std::vector<ThreadStats> stats_;
+
+  int64_t start_ns_ = 0;
+  int64_t deadline_ns_ = 0;  // 0: no --duration.
+  int64_t end_ns_ = 0;
+  std::atomic<int64_t> next_op_{0};
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> puts_ok_{0};
+  std::atomic<uint64_t> events_{0};
+  std::atomic<int> active_{0};
+  std::atomic<int> unready_streams_{0};
+  std::atomic<int> active_streams_{0};
+  std::atomic<bool> stopping_{false};
+  uint64_t missing_events_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<grpc::ClientContext*> stream_ctxs_;  // Guarded by mu_.
+  std::string setup_error_;                        // Guarded by mu_.
+};
+
+// put, range, txn-put, and the puts of watch-latency: one unary call in
+// flight at a time.
+class UnaryClient {
+ public:
+  UnaryClient(Runner* r, int id, KV::Stub* kv, grpc::CompletionQueue* cq,
+              int thread)
+      : r_(r),
+        o_(r->opts()),
+        kv_(kv),
+        cq_(cq),
+        thread_(thread),
+        rng_(o_.seed * 1000003 + id) {}
+
+  void Start() { Next(); }
+
+  void Proceed(bool ok) {
+    if (in_alarm_) {
+      in_alarm_ = false;
+      Issue();
+      return;
+    }
+    int64_t lat = NowNs() - t0_;
+    ThreadStats& s = r_->stats(thread_);
+    if (!status_.ok()) {
+      s.Error(status_);
+    } else if (o_.workload == Workload::kWatchLatency) {
+      s.puts_ok++;
+      s.put_latency.Record(lat);
+      r_->PutDone();
+    } else {
+      s.ok++;
+      s.latency.Record(lat);
+    }
+    r_->OpCompleted();
+    Next();
+  }
+
+ private:
+  void Next() {
+    int64_t due = 0;
+    if (!r_->Claim(&op_, &due)) {
+      r_->ClientDone();  // Must be the last touch of *this.
+      return;
+    }
+    if (due > 0) {
+      in_alarm_ = true;
+      alarm_.Set(cq_, ToDeadline(due), &tag_);
+      return;
+    }
+    Issue();
+  }
+
+  int64_t KeyNumber() {
+    if (o_.seq_keys) return op_ % o_.key_space;
+    return static_cast<int64_t>(rng_() % static_cast<uint64_t>(o_.key_space));
+  }
+
+  void Issue() {
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    ctx_->set_deadline(After(o_.timeout));
+    status_ = grpc::Status();
+    t0_ = NowNs();
+    switch (o_.workload) {
+      case Workload::kPut: {
+        etcdserverpb::PutRequest req;
+        req.set_key(FormatKey(KeyNumber(), o_.key_size));
+        req.set_value(r_->value());
+        put_ = kv_->AsyncPut(ctx_.get(), req, cq_);
+        put_->Finish(&put_resp_, &status_, &tag_);
+        break;
+      }
+      case Workload::kWatchLatency: {
+        etcdserverpb::PutRequest req;
+        req.set_key(FormatKey(0, o_.key_size));
+        std::string v = r_->value();
+        std::memcpy(v.data(), &t0_, sizeof(t0_));  // val_size >= 8.
+        req.set_value(std::move(v));
+        put_ = kv_->AsyncPut(ctx_.get(), req, cq_);
+        put_->Finish(&put_resp_, &status_, &tag_);
+        break;
+      }
+      case Workload::kRange: {
+        etcdserverpb::RangeRequest req;
+        req.set_key(FormatKey(KeyNumber(), o_.key_size));
+        req.set_serializable(o_.serializable);
+        range_ = kv_->AsyncRange(ctx_.get(), req, cq_);
+        range_->Finish(&range_resp_, &status_, &tag_);
+        break;
+      }
+      case Workload::kTxnPut: {
+        etcdserverpb::TxnRequest req;
+        int64_t k = KeyNumber();
+        for (int j = 0; j < o_.txn_ops; ++j) {
+          etcdserverpb::PutRequest* p =
+              req.add_success()->mutable_request_put();
+          p->set_key(FormatKey((k + j) % o_.key_space, o_.key_size));
+          p->set_value(r_->value());
+        }
+        txn_ = kv_->AsyncTxn(ctx_.get(), req, cq_);
+        txn_->Finish(&txn_resp_, &status_, &tag_);
+        break;
+      }
+      case Workload::kLeaseKeepAlive:
+        break;  // Not a unary workload.
+    }
+  }
+
+  Runner* const r_;
+  const Options& o_;
+  KV::Stub* const kv_;
+  grpc::CompletionQueue* const cq_;
+  const int thread_;
+  std::mt19937_64 rng_;
+  Tag tag_{[this](bool ok) { Proceed(ok); }};
+  grpc::Alarm alarm_;
+  bool in_alarm_ = false;
+  int64_t op_ = 0;
+  int64_t t0_ = 0;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  grpc::Status status_;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<etcdserverpb::PutResponse>>
+      put_;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<etcdserverpb::RangeResponse>>
+      range_;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<etcdserverpb::TxnResponse>>
+      txn_;
+  etcdserverpb::PutResponse put_resp_;
+  etcdserverpb::RangeResponse range_resp_;
+  etcdserverpb::TxnResponse txn_resp_;
+};
+
+// lease-keepalive: one lease and one LeaseKeepAlive stream; an op is one
+// request written and its response read.
+class KeepAliveClient {
+ public:
+  KeepAliveClient(Runner* r, int64_t lease_id, Lease::Stub* lease,
+                  grpc::CompletionQueue* cq, int thread)
+      : r_(r),
+        id_(lease_id),
+        lease_(lease),
+        cq_(cq),
+        thread_(thread),
+        start_tag_([this](bool ok) { ok ? Next() : Fail(); }),
+        alarm_tag_([this](bool) { Issue(); }),
+        write_tag_([this](bool ok) {
+          ok ? stream_->Read(&resp_, &read_tag_) : Fail();
+        }),
+        read_tag_([this](bool ok) { ok ? OnResponse() : Fail(); }),
+        finish_tag_([this](bool) { OnFinish(); }) {}
+
+  void Start() {
+    r_->RegisterStream(&ctx_);
+    stream_ = lease_->PrepareAsyncLeaseKeepAlive(&ctx_, cq_);
+    stream_->StartCall(&start_tag_);
+  }
+
+ private:
+  void Next() {
+    int64_t op = 0, due = 0;
+    if (!r_->Claim(&op, &due)) {
+      ended_ = true;
+      ctx_.TryCancel();
+      stream_->Finish(&status_, &finish_tag_);
+      return;
+    }
+    if (due > 0) {
+      alarm_.Set(cq_, ToDeadline(due), &alarm_tag_);
+      return;
+    }
+    Issue();
+  }
+  void Issue() {
+    etcdserverpb::LeaseKeepAliveRequest req;
+    req.set_id(id_);
+    t0_ = NowNs();
+    stream_->Write(req, &write_tag_);
+  }
+  void OnResponse() {
+    ThreadStats& s = r_->stats(thread_);
+    if (resp_.ttl() > 0) {
+      s.ok++;
+      s.latency.Record(NowNs() - t0_);
+    } else {
+      s.Error("NOT_FOUND: lease not found (keep-alive answered TTL <= 0)");
+    }
+    r_->OpCompleted();
+    Next();
+  }
+  // The stream broke: collect its status.
+  void Fail() { stream_->Finish(&status_, &finish_tag_); }
+  void OnFinish() {
+    if (!ended_) {
+      ThreadStats& s = r_->stats(thread_);
+      if (status_.ok()) {
+        s.Error("stream closed by the server");
+      } else {
+        s.Error(status_);
+      }
+      r_->OpCompleted();
+    }
+    r_->ClientDone();
+  }
+
+  Runner* const r_;
+  const int64_t id_;
+  Lease::Stub* const lease_;
+  grpc::CompletionQueue* const cq_;
+  const int thread_;
+  Tag start_tag_, alarm_tag_, write_tag_, read_tag_, finish_tag_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
+                                    etcdserverpb::LeaseKeepAliveResponse>>
+      stream_;
+  etcdserverpb::LeaseKeepAliveResponse resp_;
+  grpc::Status status_;
+  grpc::Alarm alarm_;
+  bool ended_ = false;
+  int64_t t0_ = 0;
+};
+
+// watch-latency: one Watch stream carrying `n` watchers of the same key.
+class WatchStream {
+ public:
+  WatchStream(Runner* r, int n, Watch::Stub* watch, grpc::CompletionQueue* cq,
+              int thread)
+      : r_(r),
+        n_(n),
+        watch_(watch),
+        cq_(cq),
+        thread_(thread),
+        start_tag_([this](bool ok) {
+          if (!ok) return Finish();
+          WriteCreate();
+          stream_->Read(&resp_, &read_tag_);
+        }),
+        write_tag_([this](bool ok) {
+          if (ok && sent_ < n_) WriteCreate();
+        }),
+        read_tag_([this](bool ok) { ok ? OnResponse() : Finish(); }),
+        finish_tag_([this](bool) { OnFinish(); }) {}
+
+  void Start() {
+    r_->RegisterStream(&ctx_);
+    stream_ = watch_->PrepareAsyncWatch(&ctx_, cq_);
+    stream_->StartCall(&start_tag_);
+  }
+
+ private:
+  void WriteCreate() {
+    etcdserverpb::WatchRequest req;
+    req.mutable_create_request()->set_key(FormatKey(0, r_->opts().key_size));
+    ++sent_;
+    stream_->Write(req, &write_tag_);
+  }
+  void OnResponse() {
+    ThreadStats& s = r_->stats(thread_);
+    if (resp_.created() && ++created_ == n_) r_->StreamReady();
+    if (resp_.canceled()) {
+      s.Error(absl::StrCat("watch canceled: ", resp_.cancel_reason()));
+    }
+    if (resp_.events_size() > 0) {
+      int64_t now = NowNs();
+      for (const auto& ev : resp_.events()) {
+        int64_t sent = 0;
+        if (ev.kv().value().size() >= sizeof(sent)) {
+          std::memcpy(&sent, ev.kv().value().data(), sizeof(sent));
+          s.latency.Record(now - sent);
+          s.ok++;
+        } else {
+          s.Error("event without a send time (another writer on the key?)");
+        }
+      }
+      r_->EventsReceived(resp_.events_size());
+    }
+    stream_->Read(&resp_, &read_tag_);
+  }
+  void Finish() { stream_->Finish(&status_, &finish_tag_); }
+  void OnFinish() {
+    if (created_ < n_) {
+      // Never blocks setup forever; reported by RunWatchLatency.
+      r_->SetupError(absl::StrCat(CodeName(status_.error_code()), ": ",
+                                  status_.error_message()));
+      r_->StreamReady();
+    } else if (!r_->stopping()) {
+      r_->stats(thread_).Error(status_);
+    }
+    r_->StreamDone();
+  }
+
+  Runner* const r_;
+  const int n_;
+  Watch::Stub* const watch_;
+  grpc::CompletionQueue* const cq_;
+  const int thread_;
+  Tag start_tag_, write_tag_, read_tag_, finish_tag_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<etcdserverpb::WatchRequest,
+                                                etcdserverpb::WatchResponse>>
+      stream_;
+  etcdserverpb::WatchResponse resp_;
+  grpc::Status status_;
+  int sent_ = 0;
+  int created_ = 0;
+};
+
+absl::Status Runner::Connect() {
+  for (int i = 0; i < o_.conns; ++i) {
+    const std::string& ep = o_.endpoints[i % o_.endpoints.size()];
+    grpc::ChannelArguments args;
+    // A channel of its own, on a connection of its own.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("synod_bench.conn", i);
+    args.SetMaxReceiveMessageSize(-1);
+    auto ch =
+        grpc::CreateCustomChannel(ep, grpc::InsecureChannelCredentials(), args);
+    if (!ch->WaitForConnected(After(absl::Seconds(5)))) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot connect to ", ep, " within 5 s"));
+    }
+    kv_.push_back(KV::NewStub(ch));
+    watch_.push_back(Watch::NewStub(ch));
+    lease_.push_back(Lease::NewStub(ch));
+    channels_.push_back(std::move(ch));
+  }
+  return absl::OkStatus();
+}
+
+void Runner::StartThreads() {
+  for (int t = 0; t < o_.threads; ++t) {
+    cqs_.push_back(std::make_unique<grpc::CompletionQueue>());
+  }
+  for (int t = 0; t < o_.threads; ++t) {
+    threads_.emplace_back([cq = cqs_[t].get()] {
+      void* tag;
+      bool ok;
+      while (cq->Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+    });
+  }
+}
+
+void Runner::StopThreads() {
+  for (auto& cq : cqs_) cq->Shutdown();
+  for (auto& t : threads_) t.join();
+}
+
+double Runner::Fraction() const {
+  double f = 0;
+  if (o_.total > 0) {
+    uint64_t n = o_.workload == Workload::kWatchLatency ? puts_ok_.load()
+                                                        : completed_.load();
+    f = static_cast<double>(n) / o_.total;
+  }
+  if (deadline_ns_ > 0) {
+    f = std::max(f, static_cast<double>(NowNs() - start_ns_) /
+                        (deadline_ns_ - start_ns_));
+  }
+  return std::min(f, 1.0);
+}
+
+bool Runner::WaitFor(const std::function<bool()>& pred, int64_t limit_ns,
+                     const std::function<void(double, uint64_t)>& progress) {
+  const int64_t timeout_ns = absl::ToInt64Nanoseconds(o_.timeout);
+  uint64_t last_done = completed_.load();
+  int64_t last_change = NowNs();
+  bool cancelled = false;
+  std::unique_lock<std::mutex> l(mu_);
+  while (!pred()) {
+    cv_.wait_for(l, std::chrono::milliseconds(100));
+    int64_t now = NowNs();
+    if (limit_ns > 0 && now >= limit_ns) return pred();
+    uint64_t done = completed_.load();
+    if (done != last_done) {
+      last_done = done;
+      last_change = now;
+    } else if (!cancelled && now - last_change > timeout_ns &&
+               !stream_ctxs_.empty()) {
+      // Streams have no deadline of their own: a stalled server would hang
+      // the run. Unary calls carry --timeout already.
+      cancelled = true;
+      stopping_ = true;
+      for (grpc::ClientContext* c : stream_ctxs_) c->TryCancel();
+    }
+    if (progress) {
+      l.unlock();
+      progress(Fraction(), done);
+      l.lock();
+    }
+  }
+  return true;
+}
+
+absl::Status Runner::RunUnary(
+    const std::function<void(double, uint64_t)>& progress) {
+  std::vector<std::unique_ptr<UnaryClient>> clients;
+  for (int i = 0; i < o_.clients; ++i) {
+    int c = i % o_.conns, t = i % o_.threads;
+    clients.push_back(
+        std::make_unique<UnaryClient>(this, i, kv_[c].get(), cqs_[t].get(), t));
+  }
+  active_ = o_.clients;
+  start_ns_ = NowNs();
+  if (o_.duration > absl::ZeroDuration()) {
+    deadline_ns_ = start_ns_ + absl::ToInt64Nanoseconds(o_.duration);
+  }
+  for (auto& c : clients) c->Start();
+  WaitFor([this] { return active_.load() == 0; }, 0, progress);
+  end_ns_ = NowNs();
+  StopThreads();
+  return absl::OkStatus();
+}
+
+absl::Status Runner::RunKeepAlive(
+    const std::function<void(double, uint64_t)>& progress) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < o_.clients; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(After(o_.timeout));
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(o_.lease_ttl);
+    etcdserverpb::LeaseGrantResponse resp;
+    grpc::Status s = lease_[i % o_.conns]->LeaseGrant(&ctx, req, &resp);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("lease grant failed: ", CodeName(s.error_code()), ": ",
+                       s.error_message()));
+    }
+    ids.push_back(resp.id());
+  }
+  std::vector<std::unique_ptr<KeepAliveClient>> clients;
+  for (int i = 0; i < o_.clients; ++i) {
+    int c = i % o_.conns, t = i % o_.threads;
+    clients.push_back(std::make_unique<KeepAliveClient>(
+        this, ids[i], lease_[c].get(), cqs_[t].get(), t));
+  }
+  active_ = o_.clients;
+  start_ns_ = NowNs();
+  if (o_.duration > absl::ZeroDuration()) {
+    deadline_ns_ = start_ns_ + absl::ToInt64Nanoseconds(o_.duration);
+  }
+  for (auto& c : clients) c->Start();
+  WaitFor([this] { return active_.load() == 0; }, 0, progress);
+  end_ns_ = NowNs();
+  StopThreads();
+  // Best effort: give the leases back.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(After(absl::Seconds(2)));
+    etcdserverpb::LeaseRevokeRequest req;
+    req.set_id(ids[i]);
+    etcdserverpb::LeaseRevokeResponse resp;
+    (void)lease_[i % o_.conns]->LeaseRevoke(&ctx, req, &resp);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runner::RunWatchLatency(
+    const std::function<void(double, uint64_t)>& progress) {
+  const int streams = o_.watch_streams;
+  std::vector<std::unique_ptr<WatchStream>> ws;
+  for (int i = 0; i < streams; ++i) {
+    // Watchers spread as evenly as possible over the streams.
+    int n = o_.watchers / streams + (i < o_.watchers % streams ? 1 : 0);
+    int c = i % o_.conns, t = i % o_.threads;
+    ws.push_back(std::make_unique<WatchStream>(this, n, watch_[c].get(),
+                                               cqs_[t].get(), t));
+  }
+  unready_streams_ = streams;
+  active_streams_ = streams;
+  for (auto& w : ws) w->Start();
+  const int64_t setup_limit = NowNs() + absl::ToInt64Nanoseconds(o_.timeout);
+  bool ready = WaitFor([this] { return unready_streams_.load() == 0; },
+                       setup_limit, nullptr);
+  absl::Status st;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!setup_error_.empty()) {
+      st = absl::UnavailableError(
+          absl::StrCat("watch setup failed: ", setup_error_));
+    }
+  }
+  if (!ready && st.ok()) {
+    st = absl::UnavailableError(
+        absl::StrCat(o_.watchers, " watchers were not all created within ",
+                     absl::FormatDuration(o_.timeout)));
+  }
+  if (st.ok()) {
+    std::vector<std::unique_ptr<UnaryClient>> putters;
+    for (int i = 0; i < o_.clients; ++i) {
+      int c = i % o_.conns, t = i % o_.threads;
+      putters.push_back(std::make_unique<UnaryClient>(this, i, kv_[c].get(),
+                                                      cqs_[t].get(), t));
+    }
+    active_ = o_.clients;
+    start_ns_ = NowNs();
+    if (o_.duration > absl::ZeroDuration()) {
+      deadline_ns_ = start_ns_ + absl::ToInt64Nanoseconds(o_.duration);
+    }
+    for (auto& p : putters) p->Start();
+    WaitFor([this] { return active_.load() == 0; }, 0, progress);
+    // Every watcher should see every successful put.
+    const uint64_t expected = puts_ok_.load() * o_.watchers;
+    const int64_t grace = NowNs() + absl::ToInt64Nanoseconds(o_.timeout);
+    WaitFor([&] { return events_.load() >= expected; }, grace, progress);
+    end_ns_ = NowNs();
+    uint64_t got = events_.load();
+    missing_events_ = got < expected ? expected - got : 0;
+  }
+  stopping_ = true;
+  CancelStreams();
+  WaitFor([this] { return active_streams_.load() == 0; }, 0, nullptr);
+  StopThreads();
+  return st;
+}
+
+absl::StatusOr<Result> Runner::Run(
+    const std::function<void(double, uint64_t)>& progress) {
+  if (absl::Status s = Connect(); !s.ok()) return s;
+  StartThreads();
+  absl::Status st;
+  switch (o_.workload) {
+    case Workload::kPut:
+    case Workload::kRange:
+    case Workload::kTxnPut:
+      st = RunUnary(progress);
+      break;
+    case Workload::kLeaseKeepAlive:
+      st = RunKeepAlive(progress);
+      break;
+    case Workload::kWatchLatency:
+      st = RunWatchLatency(progress);
+      break;
+  }
+  if (!st.ok()) return st;
+  Result r;
+  r.options = o_;
+  r.elapsed_s = (end_ns_ - start_ns_) / 1e9;
+  for (const ThreadStats& s : stats_) {
+    r.ok += s.ok;
+    r.errors += s.errors;
+    r.puts_ok += s.puts_ok;
+    r.latency.Merge(s.latency);
+    r.put_latency.Merge(s.put_latency);
+    for (const auto& [what, n] : s.error_counts) r.error_counts[what] += n;
+  }
+  if (missing_events_ > 0) {
+    r.errors += missing_events_;
+    r.error_counts[absl::StrCat("event not delivered within ",
+                                absl::FormatDuration(o_.timeout),
+                                " of the last put")] += missing_events_;
+  }
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<Result> RunWorkload(
+    const Options& opts,
+    const std::function<void(double fraction, uint64_t done)>& progress) {
+  Runner runner(opts);
+  return runner.Run(progress);
+}
+
+}  // namespace synod::bench
