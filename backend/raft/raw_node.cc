@@ -1,0 +1,94 @@
+#include "backend/raft/raw_node.h"
+
+namespace synod::raft {
+
+absl::StatusOr<std::unique_ptr<RawNode>> RawNode::Create(const Config& config) {
+  absl::Status s = config.Validate();
+  if (!s.ok()) return s;
+  return std::unique_ptr<RawNode>(new RawNode(config));
+}
+
+RawNode::RawNode(const Config& config)
+    : raft_(config),
+      prev_soft_(raft_.soft_state()),
+      prev_hard_(raft_.hard_state()) {}
+
+void RawNode::Tick() { raft_.Tick(); }
+
+void RawNode::Campaign() {
+  Message m;
+  m.type = MessageType::kHup;
+  m.from = raft_.id();
+  (void)raft_.Step(m);
+}
+
+absl::Status RawNode::Step(const Message& m) {
+  if (m.type == MessageType::kHup) {
+    return absl::InvalidArgumentError("raft: cannot step raft local message");
+  }
+  return raft_.Step(m);
+}
+
+absl::Status RawNode::Propose(std::string data) {
+  Message m;
+  m.type = MessageType::kProp;
+  m.from = raft_.id();
+  Entry e;
+  e.data = std::move(data);
+  m.entries.push_back(std::move(e));
+  return raft_.Step(m);
+}
+
+absl::Status RawNode::ReadIndex(std::string ctx) {
+  Message m;
+  m.type = MessageType::kReadIndex;
+  m.from = raft_.id();
+  m.context = std::move(ctx);
+  return raft_.Step(m);
+}
+
+absl::Status RawNode::TransferLeadership(uint64_t transferee) {
+  Message m;
+  m.type = MessageType::kTransferLeader;
+  m.from = transferee;
+  return raft_.Step(m);
+}
+
+bool RawNode::HasReady() const {
+  return raft_.soft_state() != prev_soft_ || raft_.hard_state() != prev_hard_ ||
+         !raft_.log().UnstableEntries().empty() ||
+         raft_.log().HasNextCommittedEntries() ||
+         raft_.HasMessagesOrReadStates();
+}
+
+Ready RawNode::GetReady() {
+  Ready rd;
+  SoftState soft = raft_.soft_state();
+  if (soft != prev_soft_) {
+    rd.soft_state = soft;
+    prev_soft_ = soft;
+  }
+  HardState hard = raft_.hard_state();
+  if (hard != prev_hard_) {
+    rd.hard_state = hard;
+    prev_hard_ = hard;
+  }
+  rd.entries = raft_.log().UnstableEntries();
+  rd.committed_entries = raft_.log().NextCommittedEntries();
+  rd.messages = raft_.TakeMessages();
+  rd.read_states = raft_.TakeReadStates();
+  return rd;
+}
+
+void RawNode::Advance(const Ready& rd) {
+  RaftLog& log = raft_.mutable_log();
+  if (!rd.committed_entries.empty()) {
+    log.AppliedTo(rd.committed_entries.back().index);
+  }
+  if (!rd.entries.empty()) {
+    log.StableTo(rd.entries.back().index, rd.entries.back().term);
+  }
+  raft_.OnPersisted();
+}
+
+}  // namespace synod::raft
