@@ -404,6 +404,9 @@ void RunSeeds(SimOptions o) {
 
 TEST(RaftSim, ThreeNodes) { RunSeeds({3, false, false}); }
 TEST(RaftSim, FiveNodes) { RunSeeds({5, false, false}); }
+TEST(RaftSim, ThreeNodesPreVoteCheckQuorum) { RunSeeds({3, true, true}); }
+TEST(RaftSim, FiveNodesPreVoteCheckQuorum) { RunSeeds({5, true, true}); }
+TEST(RaftSim, FiveNodesPreVote) { RunSeeds({5, true, false}); }
 
 }  // namespace
 }  // namespace synod::raft
