@@ -63,6 +63,7 @@ class Sim {
 
   uint64_t committed() const { return committed_.size(); }
   uint64_t elections() const { return leaders_.size(); }
+  uint64_t reads_served() const { return reads_served_; }
 
  private:
   struct Node {
@@ -163,9 +164,17 @@ class Sim {
       uint64_t id = Pick(live);
       ProcessReady(id);
       Check(id);
-    } else if (r < 930) {
+    } else if (r < 900) {
       uint64_t id = Pick(live);
       (void)nodes_[id]->raw->Propose("v" + std::to_string(step_));
+      Check(id);
+    } else if (r < 930) {
+      // A linearizable read must see every write committed before it
+      // started (thesis §6.4).
+      uint64_t id = Pick(live);
+      std::string ctx = "r" + std::to_string(step_);
+      uint64_t known = committed_.empty() ? 0 : committed_.rbegin()->first;
+      if (nodes_[id]->raw->ReadIndex(ctx).ok()) reads_[ctx] = known;
       Check(id);
     } else if (r < 945) {
       if (!net_.empty()) net_.erase(net_.begin() + rng_.Uniform(net_.size()));
@@ -233,6 +242,19 @@ class Sim {
       net_.push_back(InFlight{std::move(m), step_ + delay});
     }
     for (const Entry& e : rd.committed_entries) Apply(id, e);
+    for (const ReadState& rs : rd.read_states) {
+      auto it = reads_.find(rs.request_ctx);
+      if (it == reads_.end()) {
+        return Fail("read state for unknown ctx " + rs.request_ctx);
+      }
+      if (rs.index < it->second) {
+        return Fail("stale read: " + rs.request_ctx + " got read index " +
+                    std::to_string(rs.index) + " but " +
+                    std::to_string(it->second) +
+                    " was committed before it started");
+      }
+      reads_served_++;
+    }
     n.raw->Advance(rd);
   }
 
@@ -369,6 +391,8 @@ class Sim {
   std::unordered_map<uint64_t, uint64_t> prefix_;
   std::map<uint64_t, Committed> committed_;
   std::map<uint64_t, Entry> applied_;
+  std::map<std::string, uint64_t> reads_;  // ctx -> commit index at request
+  uint64_t reads_served_ = 0;
 };
 
 std::vector<uint64_t> Seeds() {
@@ -385,21 +409,26 @@ std::vector<uint64_t> Seeds() {
 }
 
 void RunSeeds(SimOptions o) {
-  uint64_t committed = 0, elections = 0, runs = 0;
+  uint64_t committed = 0, elections = 0, reads = 0, runs = 0;
   for (uint64_t seed : Seeds()) {
     Sim sim(seed, o);
     if (!sim.Run()) return;  // the failure names the seed
     committed += sim.committed();
     elections += sim.elections();
+    reads += sim.reads_served();
     runs++;
   }
   // The schedules must exercise the protocol, not just idle.
   EXPECT_GT(committed, runs * 5);
   EXPECT_GT(elections, runs);
-  printf("%llu schedules: %llu entries committed, %llu terms with a leader\n",
-         static_cast<unsigned long long>(runs),
-         static_cast<unsigned long long>(committed),
-         static_cast<unsigned long long>(elections));
+  EXPECT_GT(reads, runs);
+  printf(
+      "%llu schedules: %llu entries committed, %llu terms with a leader, "
+      "%llu reads served\n",
+      static_cast<unsigned long long>(runs),
+      static_cast<unsigned long long>(committed),
+      static_cast<unsigned long long>(elections),
+      static_cast<unsigned long long>(reads));
 }
 
 TEST(RaftSim, ThreeNodes) { RunSeeds({3, false, false}); }
