@@ -55,7 +55,8 @@ class RawNode {
   absl::Status TransferLeadership(uint64_t transferee);
 
   bool HasReady() const;
-  // REQUIRES: the previous Ready was passed to Advance.
+  // REQUIRES: the previous Ready was passed to Advance (HasReady may still
+  // be true while one is outstanding: do not call GetReady then).
   Ready GetReady();
   // REQUIRES: rd is the last Ready returned, fully processed.
   void Advance(const Ready& rd);

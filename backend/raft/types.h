@@ -109,6 +109,8 @@ struct ReadState {
 //     the leader counts itself towards a quorum only after Advance);
 //  3. apply `committed_entries` in order;
 //  4. call RawNode::Advance(ready).
+// Tick, Step and client calls may go on between GetReady and Advance (while
+// the write is in flight); GetReady may not.
 struct Ready {
   std::optional<SoftState> soft_state;   // set when it changed
   std::optional<HardState> hard_state;   // set when it changed
