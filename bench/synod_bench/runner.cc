@@ -115,8 +115,13 @@ class Runner {
  public:
   explicit Runner(const Options& o) : o_(o), stats_(o.threads) {
     std::mt19937_64 rng(o.seed);
-    value_.resize(o.val_size);
-    for (char& c : value_) c = static_cast<char>(rng());
+    // Values are slices of a random pool at random offsets: incompressible
+    // (LevelDB compresses its blocks, bbolt does not) and cheap to make.
+    pool_.resize(kPoolSize + o.val_size);
+    for (size_t i = 0; i + 8 <= pool_.size(); i += 8) {
+      uint64_t x = rng();
+      std::memcpy(&pool_[i], &x, 8);
+    }
   }
 
   absl::StatusOr<Result> Run(
@@ -125,7 +130,10 @@ class Runner {
   // --- Called by clients, from completion-queue threads. ---
   const Options& opts() const { return o_; }
   ThreadStats& stats(int thread) { return stats_[thread]; }
-  const std::string& value() const { return value_; }
+  // A value of --val-size random bytes; `rng` picks which.
+  std::string Value(std::mt19937_64& rng) const {
+    return pool_.substr(rng() % kPoolSize, o_.val_size);
+  }
 
   // Claims the next op. False when the run is over. *due_ns is when the op
   // may be issued (--rate), or 0 for now.
@@ -191,7 +199,8 @@ class Runner {
   double Fraction() const;
 
   const Options o_;
-  std::string value_;
+  static constexpr size_t kPoolSize = size_t{4} << 20;
+  std::string pool_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<KV::Stub>> kv_;
   std::vector<std::unique_ptr<Watch::Stub>> watch_;
@@ -285,7 +294,7 @@ class UnaryClient {
       case Workload::kPut: {
         etcdserverpb::PutRequest req;
         req.set_key(FormatKey(KeyNumber(), o_.key_size));
-        req.set_value(r_->value());
+        req.set_value(r_->Value(rng_));
         put_ = kv_->AsyncPut(ctx_.get(), req, cq_);
         put_->Finish(&put_resp_, &status_, &tag_);
         break;
@@ -293,7 +302,7 @@ class UnaryClient {
       case Workload::kWatchLatency: {
         etcdserverpb::PutRequest req;
         req.set_key(FormatKey(0, o_.key_size));
-        std::string v = r_->value();
+        std::string v = r_->Value(rng_);
         std::memcpy(v.data(), &t0_, sizeof(t0_));  // val_size >= 8.
         req.set_value(std::move(v));
         put_ = kv_->AsyncPut(ctx_.get(), req, cq_);
@@ -315,7 +324,7 @@ class UnaryClient {
           etcdserverpb::PutRequest* p =
               req.add_success()->mutable_request_put();
           p->set_key(FormatKey((k + j) % o_.key_space, o_.key_size));
-          p->set_value(r_->value());
+          p->set_value(r_->Value(rng_));
         }
         txn_ = kv_->AsyncTxn(ctx_.get(), req, cq_);
         txn_->Finish(&txn_resp_, &status_, &tag_);
