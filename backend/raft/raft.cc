@@ -4,10 +4,6 @@
 #include "backend/raft/raft.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-
-#include "absl/strings/str_cat.h"
 
 namespace synod::raft {
 
@@ -252,8 +248,7 @@ void Raft::Campaign(bool pre, bool transfer) {
 // ---------------------------------------------------------------- ticks
 
 void Raft::Tick() {
-  if (auto* l = std::get_if<LeaderState>(&state_)) {
-    (void)l;
+  if (std::holds_alternative<LeaderState>(state_)) {
     TickHeartbeat();
   } else {
     TickElection();

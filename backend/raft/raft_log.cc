@@ -1,6 +1,7 @@
 #include "backend/raft/raft_log.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
