@@ -11,24 +11,13 @@ namespace {
 using testing::Cluster;
 using testing::EntriesWithTerms;
 using testing::Ids;
+using testing::MakeLeader;
 using testing::Msg;
 using testing::NodeOptions;
 using testing::OfType;
 using testing::TestNode;
 
 // Makes `n` leader by granting it the votes of every peer.
-std::vector<Message> MakeLeader(TestNode& n) {
-  n->Campaign();
-  n.Drain();
-  for (uint64_t p : n.peers) {
-    if (p == n.id) continue;
-    EXPECT_TRUE(
-        n->Step(Msg(MessageType::kVoteResp, p, n.id, n.raft().term())).ok());
-  }
-  EXPECT_EQ(n.raft().role(), Role::kLeader);
-  return n.Drain();
-}
-
 Entry E(uint64_t term, uint64_t index) {
   Entry e;
   e.term = term;

@@ -6,27 +6,11 @@ namespace {
 
 using testing::Cluster;
 using testing::Ids;
+using testing::AppResp;
+using testing::MakeLeader;
 using testing::Msg;
 using testing::OfType;
 using testing::TestNode;
-
-std::vector<Message> MakeLeader(TestNode& n) {
-  n->Campaign();
-  n.Drain();
-  for (uint64_t p : n.peers) {
-    if (p != n.id) {
-      EXPECT_TRUE(
-          n->Step(Msg(MessageType::kVoteResp, p, n.id, n.raft().term())).ok());
-    }
-  }
-  return n.Drain();
-}
-
-Message AppResp(uint64_t from, uint64_t index) {
-  Message m = Msg(MessageType::kAppResp, from, 1, 1);
-  m.index = index;
-  return m;
-}
 
 TEST(RaftReadIndex, LeaderAnswersOnceQuorumConfirmsLeadership) {
   Cluster c(3);

@@ -198,6 +198,27 @@ class Cluster {
   std::set<MessageType> dropped_types_;
 };
 
+// Makes `n` leader: campaigns and grants it every peer's vote. Returns the
+// messages it sends as new leader.
+inline std::vector<Message> MakeLeader(TestNode& n) {
+  n->Campaign();
+  n.Drain();
+  for (uint64_t p : n.peers) {
+    if (p == n.id) continue;
+    EXPECT_TRUE(
+        n->Step(Msg(MessageType::kVoteResp, p, n.id, n.raft().term())).ok());
+  }
+  EXPECT_EQ(n.raft().role(), Role::kLeader);
+  return n.Drain();
+}
+
+// A successful MsgAppResp to node 1 in term 1 acknowledging `index`.
+inline Message AppResp(uint64_t from, uint64_t index) {
+  Message m = Msg(MessageType::kAppResp, from, 1, 1);
+  m.index = index;
+  return m;
+}
+
 }  // namespace synod::raft::testing
 
 #endif  // SYNOD_TESTS_RAFT_TEST_UTIL_H_
