@@ -7,8 +7,8 @@
 // At the end the network heals and the cluster must elect a leader and
 // commit a new entry on every node (liveness under good conditions).
 //
-// Replay one schedule:   SYNOD_RAFT_SEED=<seed> raft_sim_test
-// Soak with more seeds:  SYNOD_RAFT_SOAK=<n> raft_sim_test
+// Replay one schedule:   SYNOD_RAFT_SEED=<seed> build/tests/sim/sim_sim_test
+// Soak with more seeds:  SYNOD_RAFT_SOAK=<n> build/tests/sim/sim_sim_test
 #include <cstdlib>
 #include <memory>
 #include <optional>
