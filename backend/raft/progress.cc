@@ -6,8 +6,20 @@
 namespace synod::raft {
 
 void Progress::BecomeProbe() {
+  // If the snapshot was sent (pending_snapshot still set), the follower will
+  // have it: probe right after it rather than from match.
+  uint64_t after_snapshot =
+      state == State::kSnapshot ? pending_snapshot + 1 : 0;
   state = State::kProbe;
-  next = match + 1;
+  next = std::max(match + 1, after_snapshot);
+  probe_sent = false;
+  pending_snapshot = 0;
+  inflights.Reset();
+}
+
+void Progress::BecomeSnapshot(uint64_t snapshot_index) {
+  state = State::kSnapshot;
+  pending_snapshot = snapshot_index;
   probe_sent = false;
   inflights.Reset();
 }
@@ -16,6 +28,7 @@ void Progress::BecomeReplicate() {
   state = State::kReplicate;
   next = match + 1;
   probe_sent = false;
+  pending_snapshot = 0;
   inflights.Reset();
 }
 
@@ -56,7 +69,27 @@ void Progress::SentEntries(uint64_t last) {
 }
 
 bool Progress::IsPaused() const {
-  return state == State::kProbe ? probe_sent : inflights.Full();
+  switch (state) {
+    case State::kProbe:
+      return probe_sent;
+    case State::kReplicate:
+      return inflights.Full();
+    case State::kSnapshot:
+      return true;
+  }
+  return true;
+}
+
+const char* ProgressStateName(Progress::State s) {
+  switch (s) {
+    case Progress::State::kProbe:
+      return "StateProbe";
+    case Progress::State::kReplicate:
+      return "StateReplicate";
+    case Progress::State::kSnapshot:
+      return "StateSnapshot";
+  }
+  return "StateUnknown";
 }
 
 uint64_t QuorumIndex(std::vector<uint64_t> matches) {

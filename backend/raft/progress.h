@@ -1,7 +1,9 @@
 // Progress: what a leader knows about one follower's log (Figure 2
 // "nextIndex[]" and "matchIndex[]"), plus the flow control that etcd's raft
 // layers on top: a follower is probed one MsgApp at a time until its log
-// matches, then replicated to with up to max_inflight pipelined MsgApps.
+// matches, then replicated to with up to max_inflight pipelined MsgApps; a
+// follower that needs compacted entries is sent a snapshot and paused until
+// it acknowledges it (or the send fails).
 // Thread-safety: none; owned by the leader's state.
 #ifndef SYNOD_BACKEND_RAFT_PROGRESS_H_
 #define SYNOD_BACKEND_RAFT_PROGRESS_H_
@@ -38,7 +40,7 @@ class Inflights {
 
 class Progress {
  public:
-  enum class State { kProbe, kReplicate };
+  enum class State { kProbe, kReplicate, kSnapshot };
 
   Progress(uint64_t next, size_t max_inflight)
       : next(next), inflights(max_inflight) {}
@@ -50,10 +52,17 @@ class Progress {
   bool probe_sent = false;
   // Heard from since the last check-quorum round (thesis §6.2).
   bool recent_active = false;
+  // Snapshot: the index of the snapshot being sent.
+  uint64_t pending_snapshot = 0;
+  // Replicated to but never counted in a quorum.
+  bool is_learner = false;
   Inflights inflights;
 
+  // From a snapshot state, next resumes after the snapshot if it was sent.
   void BecomeProbe();
   void BecomeReplicate();
+  // A snapshot at `snapshot_index` is on its way; paused until it lands.
+  void BecomeSnapshot(uint64_t snapshot_index);
   // The follower acknowledged entries up to n. Returns whether match moved.
   bool MaybeUpdate(uint64_t n);
   // The follower rejected a MsgApp whose prev index was `rejected`; it hints
@@ -68,6 +77,9 @@ class Progress {
 // The index a quorum of `matches` has reached: with n voters, the
 // (n/2+1)-th largest match (§5.3, §5.4.2).
 uint64_t QuorumIndex(std::vector<uint64_t> matches);
+
+// etcd's names: "StateProbe", "StateReplicate", "StateSnapshot".
+const char* ProgressStateName(Progress::State s);
 
 enum class VoteResult { kPending, kWon, kLost };
 // Tallies granted/rejected votes among `voters`.

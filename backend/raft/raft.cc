@@ -37,6 +37,12 @@ const char* MessageTypeName(MessageType t) {
       return "MsgTimeoutNow";
     case MessageType::kTransferLeader:
       return "MsgTransferLeader";
+    case MessageType::kSnap:
+      return "MsgSnap";
+    case MessageType::kSnapStatus:
+      return "MsgSnapStatus";
+    case MessageType::kUnreachable:
+      return "MsgUnreachable";
   }
   return "MsgUnknown";
 }
@@ -57,8 +63,10 @@ const char* RoleName(Role r) {
 
 absl::Status Config::Validate() const {
   if (id == kNone) return absl::InvalidArgumentError("raft: id must not be 0");
-  if (std::find(peers.begin(), peers.end(), id) == peers.end()) {
-    return absl::InvalidArgumentError("raft: peers must include id");
+  if ((!peers.empty() || !learners.empty()) &&
+      std::find(peers.begin(), peers.end(), id) == peers.end() &&
+      std::find(learners.begin(), learners.end(), id) == learners.end()) {
+    return absl::InvalidArgumentError("raft: peers or learners must include id");
   }
   if (heartbeat_tick <= 0) {
     return absl::InvalidArgumentError("raft: heartbeat_tick must be > 0");
@@ -89,7 +97,6 @@ std::vector<uint64_t> Sorted(std::vector<uint64_t> v) {
 
 Raft::Raft(const Config& c)
     : id_(c.id),
-      peers_(Sorted(c.peers)),
       election_timeout_(c.election_tick),
       heartbeat_timeout_(c.heartbeat_tick),
       max_size_per_msg_(c.max_size_per_msg),
@@ -98,12 +105,36 @@ Raft::Raft(const Config& c)
       check_quorum_(c.check_quorum),
       random_(c.random),
       log_(c.storage) {
-  HardState hs = c.storage->InitialState();
+  InitialState init = c.storage->InitialState();
+  const HardState& hs = init.hard_state;
+  std::vector<uint64_t> voters = Sorted(c.peers);
+  std::vector<uint64_t> learners = Sorted(c.learners);
+  // A learner listed as a voter too is a voter.
+  learners.erase(std::remove_if(learners.begin(), learners.end(),
+                                [&](uint64_t id) {
+                                  return std::binary_search(
+                                      voters.begin(), voters.end(), id);
+                                }),
+                 learners.end());
+  bool bootstrap = false;
+  if (!init.conf_state.empty()) {
+    voters_ = Sorted(init.conf_state.voters);
+    learners_ = Sorted(init.conf_state.learners);
+  } else if (!c.bootstrap) {
+    voters_ = voters;
+    learners_ = learners;
+  } else {
+    bootstrap = c.storage->LastIndex() == 0 &&
+                (!voters.empty() || !learners.empty());
+  }
   log_.CommitTo(hs.commit);
-  log_.AppliedTo(std::min(c.applied, log_.committed()));
+  if (c.applied > log_.applied()) {
+    log_.AppliedTo(std::min(c.applied, log_.committed()));
+  }
   // Figure 2: currentTerm and votedFor survive restarts.
   BecomeFollower(hs.term, kNone);
   vote_ = hs.vote;
+  if (bootstrap) Bootstrap(voters, learners);
 }
 
 Role Raft::role() const {
@@ -115,7 +146,11 @@ Role Raft::role() const {
 }
 
 bool Raft::IsVoter(uint64_t id) const {
-  return std::binary_search(peers_.begin(), peers_.end(), id);
+  return std::binary_search(voters_.begin(), voters_.end(), id);
+}
+
+bool Raft::IsLearner(uint64_t id) const {
+  return std::binary_search(learners_.begin(), learners_.end(), id);
 }
 
 std::vector<Message> Raft::TakeMessages() {
@@ -186,7 +221,15 @@ void Raft::BecomeLeader() {
   lead_ = id_;
   LeaderState l;
   uint64_t last = log_.LastIndex();
-  for (uint64_t p : peers_) {
+  // Any unapplied entry may be a conf change: allow a new one only once
+  // everything up to here is applied (etcd's pendingConfIndex).
+  l.pending_conf_index = last;
+  for (uint64_t p : learners_) {
+    Progress pr(last + 1, max_inflight_);
+    pr.is_learner = true;
+    l.progress.emplace(p, std::move(pr));
+  }
+  for (uint64_t p : voters_) {
     // §5.3: "the leader initializes all nextIndex values to the index just
     // after the last one in its log".
     auto it = l.progress.emplace(p, Progress(last + 1, max_inflight_)).first;
@@ -205,7 +248,7 @@ void Raft::BecomeLeader() {
 
 void Raft::Hup(bool transfer) {
   if (role() == Role::kLeader) return;
-  if (!IsVoter(id_)) return;
+  if (!Promotable()) return;
   Campaign(pre_vote_ && !transfer, transfer);
 }
 
@@ -223,7 +266,7 @@ void Raft::Campaign(bool pre, bool transfer) {
   }
   auto& c = std::get<CandidateState>(state_);
   c.votes[id_] = true;
-  if (TallyVotes(peers_, c.votes) == VoteResult::kWon) {
+  if (TallyVotes(voters_, c.votes) == VoteResult::kWon) {
     // A single-voter cluster wins at once.
     if (pre) {
       Campaign(false, transfer);
@@ -232,7 +275,7 @@ void Raft::Campaign(bool pre, bool transfer) {
     }
     return;
   }
-  for (uint64_t p : peers_) {
+  for (uint64_t p : voters_) {
     if (p == id_) continue;
     Message m;
     m.type = type;
@@ -259,7 +302,8 @@ void Raft::TickElection() {
   election_elapsed_++;
   // §5.2: "If a follower receives no communication over a period of time
   // called the election timeout, then it ... begins an election".
-  if (IsVoter(id_) && PastElectionTimeout()) {
+  // A learner or a node outside the membership never campaigns.
+  if (Promotable() && PastElectionTimeout()) {
     election_elapsed_ = 0;
     Message m;
     m.type = MessageType::kHup;
@@ -290,7 +334,8 @@ absl::Status Raft::Step(const Message& m) {
       // The granted pre-vote carries the future term; ours rises only once
       // the pre-vote is won.
     } else if (m.type == MessageType::kApp ||
-               m.type == MessageType::kHeartbeat) {
+               m.type == MessageType::kHeartbeat ||
+               m.type == MessageType::kSnap) {
       BecomeFollower(m.term, m.from);
     } else {
       BecomeFollower(m.term, kNone);
@@ -392,6 +437,11 @@ absl::Status Raft::StepFollower(const Message& m) {
       lead_ = m.from;
       HandleHeartbeat(m);
       return absl::OkStatus();
+    case MessageType::kSnap:
+      election_elapsed_ = 0;
+      lead_ = m.from;
+      HandleSnapshot(m);
+      return absl::OkStatus();
     case MessageType::kTimeoutNow:
       // Thesis §3.10: the transferee starts an election at once, without a
       // pre-vote and past the check-quorum lease.
@@ -424,12 +474,16 @@ absl::Status Raft::StepCandidate(CandidateState& c, const Message& m) {
       BecomeFollower(m.term, m.from);
       HandleHeartbeat(m);
       return absl::OkStatus();
+    case MessageType::kSnap:
+      BecomeFollower(m.term, m.from);
+      HandleSnapshot(m);
+      return absl::OkStatus();
     default:
       break;
   }
   if (m.type != my_resp) return absl::OkStatus();
   c.votes.emplace(m.from, !m.reject);
-  switch (TallyVotes(peers_, c.votes)) {
+  switch (TallyVotes(voters_, c.votes)) {
     case VoteResult::kWon:
       // §5.2: "A candidate wins an election if it receives votes from a
       // majority of the servers in the full cluster for the same term".

@@ -5,7 +5,14 @@
 //
 // Role state is a std::variant (ScyllaDB raft's habit): followers keep
 // nothing extra, candidates keep their tally, leaders keep per-follower
-// progress, pending ReadIndex requests and a leadership transfer.
+// progress, pending ReadIndex requests, a leadership transfer and the index
+// of the last conf change proposed.
+//
+// Membership (thesis §4.1, one server at a time, etcd raft 3.4): voters count
+// towards every quorum (commit, votes, check-quorum, ReadIndex); learners are
+// replicated to but never counted and never campaign. The application
+// applies committed kConfChange entries through ApplyConfChange; raft applies
+// them by itself only at bootstrap and when it installs a snapshot.
 // Thread-safety: none. Use it through RawNode from one thread.
 #ifndef SYNOD_BACKEND_RAFT_RAFT_H_
 #define SYNOD_BACKEND_RAFT_RAFT_H_
@@ -28,8 +35,26 @@ namespace synod::raft {
 
 struct Config {
   uint64_t id = kNone;
-  // Every voter of the cluster, this node included.
+  // The initial voters and learners, this node included in one of them.
+  // Used only when the storage's InitialState().conf_state is empty (a fresh
+  // storage); otherwise that conf state is the membership and these are
+  // ignored. How they are used depends on `bootstrap`:
+  //  - false (etcd 3.4's raft.Config.peers, used by the unit tests): they
+  //    become the membership in memory only; nothing is written to the log.
+  //  - true (etcd's RawNode.Bootstrap / StartNode, what a server uses for a
+  //    new cluster): on an empty storage (LastIndex() == 0) the node becomes
+  //    a follower in term 1 and its log gets one kConfChange entry per voter
+  //    (kAddNode) then per learner (kAddLearnerNode), term 1, indexes 1..n,
+  //    all committed and already applied to the membership. The first Ready
+  //    carries them in `entries` and `committed_entries` (the application
+  //    then calls ApplyConfChange for them, which is idempotent), so a node
+  //    that later replays the log from index 1 learns the first membership.
+  // Both empty with an empty conf state: a node joining an existing cluster.
+  // It knows no voters, never campaigns and learns the membership from the
+  // leader's entries or snapshot.
   std::vector<uint64_t> peers;
+  std::vector<uint64_t> learners;
+  bool bootstrap = false;
   // Followers start an election after a random [election_tick,
   // 2*election_tick) ticks without hearing from a leader (§5.2).
   int election_tick = 10;
@@ -56,6 +81,28 @@ struct Config {
   absl::Status Validate() const;
 };
 
+// What the leader knows about one member (Status::progress).
+struct ProgressStatus {
+  uint64_t match = 0;
+  uint64_t next = 0;
+  std::string state;  // "StateProbe", "StateReplicate" or "StateSnapshot"
+  uint64_t pending_snapshot = 0;
+  bool is_learner = false;
+  bool recent_active = false;
+};
+
+// A snapshot of the node's state for the application (etcd's raft.Status).
+struct Status {
+  uint64_t id = kNone;
+  HardState hard_state;
+  SoftState soft_state;
+  uint64_t applied = 0;
+  ConfState conf_state;
+  // Leader only (empty otherwise): every voter and learner, self included.
+  std::map<uint64_t, ProgressStatus> progress;
+  uint64_t lead_transferee = kNone;
+};
+
 // The context of a MsgVote sent on a leadership transfer (thesis §3.10);
 // such a vote overrides the check-quorum lease.
 inline constexpr char kCampaignTransfer[] = "CampaignTransfer";
@@ -76,6 +123,14 @@ class Raft {
 
   // Called by RawNode::Advance once entries up to `index` are durable.
   void OnPersisted();
+
+  // Applies one committed membership change (see RawNode::ApplyConfChange)
+  // and returns the new membership.
+  ConfState ApplyConfChange(const ConfChange& cc);
+  ConfState conf_state() const { return ConfState{voters_, learners_}; }
+  Status GetStatus() const;
+  // Whether this node may campaign: it is a voter (etcd's promotable()).
+  bool Promotable() const { return IsVoter(id_); }
 
   uint64_t id() const { return id_; }
   uint64_t term() const { return term_; }
@@ -117,6 +172,9 @@ class Raft {
     // ReadIndex requests received before an entry of this term committed.
     std::vector<Message> reads_before_commit;
     uint64_t lead_transferee = kNone;
+    // Index of the last conf change appended; a conf change proposed while
+    // this is above the applied index is replaced by an empty entry.
+    uint64_t pending_conf_index = 0;
   };
 
   // Role transitions (§5.2, thesis §9.6).
@@ -132,6 +190,14 @@ class Raft {
     return election_elapsed_ >= randomized_election_timeout_;
   }
   bool IsVoter(uint64_t id) const;
+  bool IsLearner(uint64_t id) const;
+  // Etcd's RawNode.Bootstrap: see Config::bootstrap.
+  void Bootstrap(const std::vector<uint64_t>& voters,
+                 const std::vector<uint64_t>& learners);
+  // Installs a leader's snapshot (§7); false if it is stale or already in
+  // the log (then only commit moves).
+  bool Restore(const Snapshot& snap);
+  void HandleSnapshot(const Message& m);
 
   void TickElection();
   void TickHeartbeat();
@@ -148,6 +214,7 @@ class Raft {
   // Leader side (raft_leader.cc).
   void AppendEntries(LeaderState& l, std::vector<Entry> ents);
   bool SendAppend(LeaderState& l, uint64_t to, bool send_if_empty);
+  bool SendSnapshot(Progress& pr, uint64_t to);
   void BroadcastAppend(LeaderState& l);
   void SendHeartbeat(LeaderState& l, uint64_t to, const std::string& ctx);
   void BroadcastHeartbeat(LeaderState& l, const std::string& ctx);
@@ -158,6 +225,12 @@ class Raft {
   void RespondToRead(uint64_t from, uint64_t index, const std::string& ctx);
   void ReleaseReadsBeforeCommit(LeaderState& l);
   void HandleTransferLeader(LeaderState& l, const Message& m);
+  void HandleSnapStatus(LeaderState& l, const Message& m);
+  void HandleUnreachable(LeaderState& l, const Message& m);
+  void HandlePropose(LeaderState& l, const Message& m);
+  // The leader's part of a membership change (etcd's switchToConfig).
+  void AfterConfChangeAsLeader(LeaderState& l, uint64_t added);
+  Progress NewProgress(bool is_learner) const;
   void SendTimeoutNow(uint64_t to);
   bool QuorumActive(LeaderState& l);
   bool CommittedEntryInCurrentTerm() const {
@@ -167,7 +240,8 @@ class Raft {
   void Send(Message m);
 
   const uint64_t id_;
-  const std::vector<uint64_t> peers_;  // sorted voters, self included
+  std::vector<uint64_t> voters_;    // sorted
+  std::vector<uint64_t> learners_;  // sorted, disjoint from voters_
   const int election_timeout_;
   const int heartbeat_timeout_;
   const uint64_t max_size_per_msg_;

@@ -1,11 +1,21 @@
 // Raft: the leader role. Log replication with flow control (§5.3), commit by
-// quorum of the current term only (§5.4.2), heartbeats, check-quorum
-// (thesis §6.2), ReadIndex (thesis §6.4) and leadership transfer (§3.10).
+// quorum of the current term only (§5.4.2), snapshots for followers behind
+// the compacted log (§7), heartbeats, check-quorum (thesis §6.2), ReadIndex
+// (thesis §6.4) and leadership transfer (§3.10).
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "backend/raft/raft.h"
 
 namespace synod::raft {
+
+namespace {
+[[noreturn]] void Fatal(const std::string& msg) {
+  fprintf(stderr, "raft: FATAL %s\n", msg.c_str());
+  abort();
+}
+}  // namespace
 
 const Progress* Raft::TEST_progress(uint64_t id) const {
   const auto* l = std::get_if<LeaderState>(&state_);
@@ -45,12 +55,13 @@ void Raft::TickHeartbeat() {
 }
 
 bool Raft::QuorumActive(LeaderState& l) {
-  size_t active = 0;
+  // Learners are never counted.
+  std::map<uint64_t, bool> active;
   for (auto& [id, pr] : l.progress) {
-    if (id == id_ || pr.recent_active) active++;
+    if (id == id_ || pr.recent_active) active[id] = true;
     if (id != id_) pr.recent_active = false;
   }
-  return active >= peers_.size() / 2 + 1;
+  return TallyVotes(voters_, active) == VoteResult::kWon;
 }
 
 // ------------------------------------------------------------ replication
@@ -69,23 +80,45 @@ void Raft::AppendEntries(LeaderState& l, std::vector<Entry> ents) {
 bool Raft::SendAppend(LeaderState& l, uint64_t to, bool send_if_empty) {
   Progress& pr = l.progress.at(to);
   if (pr.IsPaused()) return false;
+  std::optional<uint64_t> prev_term = log_.Term(pr.next - 1);
+  absl::StatusOr<std::vector<Entry>> ents =
+      log_.EntriesFrom(pr.next, max_size_per_msg_);
+  if ((!ents.ok() || ents->empty()) && !send_if_empty) return false;
+  // §7: the entries the follower needs were compacted away.
+  if (!prev_term.has_value() || !ents.ok()) return SendSnapshot(pr, to);
   Message m;
   m.type = MessageType::kApp;
   m.to = to;
   m.index = pr.next - 1;
-  m.log_term = log_.TermOrZero(m.index);
-  if (pr.next <= log_.LastIndex()) {
-    m.entries = log_.Slice(pr.next, log_.LastIndex() + 1, max_size_per_msg_);
-  }
-  if (m.entries.empty() && !send_if_empty) return false;
+  m.log_term = *prev_term;
+  m.entries = std::move(*ents);
   m.commit = log_.committed();
   pr.SentEntries(m.entries.empty() ? 0 : m.entries.back().index);
   Send(std::move(m));
   return true;
 }
 
+bool Raft::SendSnapshot(Progress& pr, uint64_t to) {
+  // Only to a follower known to be alive: a snapshot is expensive.
+  if (!pr.recent_active) return false;
+  absl::StatusOr<Snapshot> snap = log_.GetSnapshot();
+  if (!snap.ok()) {
+    // Being built: try again on a later heartbeat response.
+    if (absl::IsUnavailable(snap.status())) return false;
+    Fatal(snap.status().ToString());
+  }
+  if (snap->empty()) Fatal("need a non-empty snapshot");
+  pr.BecomeSnapshot(snap->metadata.index);
+  Message m;
+  m.type = MessageType::kSnap;
+  m.to = to;
+  m.snapshot = std::move(*snap);
+  Send(std::move(m));
+  return true;
+}
+
 void Raft::BroadcastAppend(LeaderState& l) {
-  for (uint64_t p : peers_) {
+  for (auto& [p, pr] : l.progress) {
     if (p != id_) SendAppend(l, p, /*send_if_empty=*/true);
   }
 }
@@ -102,7 +135,7 @@ void Raft::SendHeartbeat(LeaderState& l, uint64_t to, const std::string& ctx) {
 }
 
 void Raft::BroadcastHeartbeat(LeaderState& l, const std::string& ctx) {
-  for (uint64_t p : peers_) {
+  for (auto& [p, pr] : l.progress) {
     if (p != id_) SendHeartbeat(l, p, ctx);
   }
 }
@@ -112,7 +145,9 @@ bool Raft::MaybeCommit(LeaderState& l) {
   // has replicated it on a majority of the servers"; §5.4.2: only entries of
   // the current term are committed by counting replicas.
   std::vector<uint64_t> matches;
-  for (const auto& [id, pr] : l.progress) matches.push_back(pr.match);
+  for (const auto& [id, pr] : l.progress) {
+    if (!pr.is_learner) matches.push_back(pr.match);
+  }
   if (!log_.MaybeCommit(QuorumIndex(std::move(matches)), term_)) return false;
   ReleaseReadsBeforeCommit(l);
   return true;
@@ -140,10 +175,20 @@ void Raft::HandleAppendResponse(LeaderState& l, const Message& m) {
   }
   bool was_paused = pr.IsPaused();
   if (!pr.MaybeUpdate(m.index)) return;
-  if (pr.state == Progress::State::kProbe) {
-    pr.BecomeReplicate();
-  } else {
-    pr.inflights.FreeLE(m.index);
+  switch (pr.state) {
+    case Progress::State::kProbe:
+      pr.BecomeReplicate();
+      break;
+    case Progress::State::kSnapshot:
+      // The follower has the snapshot (or caught up past it otherwise).
+      if (pr.match >= pr.pending_snapshot) {
+        pr.BecomeProbe();
+        pr.BecomeReplicate();
+      }
+      break;
+    case Progress::State::kReplicate:
+      pr.inflights.FreeLE(m.index);
+      break;
   }
   if (MaybeCommit(l)) {
     BroadcastAppend(l);
@@ -179,7 +224,7 @@ void Raft::HandleHeartbeatResponse(LeaderState& l, const Message& m) {
                    [&](const ReadRequest& r) { return r.ctx == m.context; });
   if (req == l.reads.end()) return;
   req->acks[m.from] = true;
-  if (TallyVotes(peers_, req->acks) != VoteResult::kWon) return;
+  if (TallyVotes(voters_, req->acks) != VoteResult::kWon) return;
   auto end = req + 1;
   for (auto r = l.reads.begin(); r != end; ++r) {
     RespondToRead(r->from, r->index, r->ctx);
@@ -190,7 +235,7 @@ void Raft::HandleHeartbeatResponse(LeaderState& l, const Message& m) {
 // --------------------------------------------------------------- reads
 
 void Raft::HandleReadIndex(LeaderState& l, const Message& m) {
-  if (peers_.size() == 1) {
+  if (voters_.size() == 1 && IsVoter(id_)) {
     RespondToRead(m.from, log_.committed(), m.context);
     return;
   }
@@ -246,6 +291,44 @@ void Raft::HandleTransferLeader(LeaderState& l, const Message& m) {
   }
 }
 
+void Raft::HandleSnapStatus(LeaderState& l, const Message& m) {
+  auto it = l.progress.find(m.from);
+  if (it == l.progress.end()) return;
+  Progress& pr = it->second;
+  if (pr.state != Progress::State::kSnapshot) return;
+  // On failure, forget the snapshot: probe from match again.
+  if (m.reject) pr.pending_snapshot = 0;
+  pr.BecomeProbe();
+  // Wait for the follower's MsgAppResp (success) or the next heartbeat
+  // response (failure) before sending again.
+  pr.probe_sent = true;
+}
+
+void Raft::HandleUnreachable(LeaderState& l, const Message& m) {
+  auto it = l.progress.find(m.from);
+  if (it == l.progress.end()) return;
+  // Pipelined MsgApps were probably lost: probe again.
+  if (it->second.state == Progress::State::kReplicate) {
+    it->second.BecomeProbe();
+  }
+}
+
+void Raft::HandlePropose(LeaderState& l, const Message& m) {
+  std::vector<Entry> ents = m.entries;
+  uint64_t last = log_.LastIndex();
+  for (size_t i = 0; i < ents.size(); ++i) {
+    if (ents[i].type != EntryType::kConfChange) continue;
+    if (l.pending_conf_index > log_.applied()) {
+      // Thesis §4.1: one change at a time. Like etcd, the proposal becomes
+      // an empty normal entry (it is not refused).
+      ents[i] = Entry{};
+    } else {
+      l.pending_conf_index = last + i + 1;
+    }
+  }
+  AppendEntries(l, std::move(ents));
+}
+
 void Raft::SendTimeoutNow(uint64_t to) {
   Message m;
   m.type = MessageType::kTimeoutNow;
@@ -261,7 +344,7 @@ absl::Status Raft::StepLeader(LeaderState& l, const Message& m) {
       if (l.lead_transferee != kNone) {
         return absl::FailedPreconditionError(kErrProposalDropped);
       }
-      AppendEntries(l, m.entries);
+      HandlePropose(l, m);
       return absl::OkStatus();
     }
     case MessageType::kReadIndex:
@@ -275,6 +358,12 @@ absl::Status Raft::StepLeader(LeaderState& l, const Message& m) {
       return absl::OkStatus();
     case MessageType::kTransferLeader:
       HandleTransferLeader(l, m);
+      return absl::OkStatus();
+    case MessageType::kSnapStatus:
+      HandleSnapStatus(l, m);
+      return absl::OkStatus();
+    case MessageType::kUnreachable:
+      HandleUnreachable(l, m);
       return absl::OkStatus();
     default:
       return absl::OkStatus();

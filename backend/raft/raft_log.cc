@@ -22,8 +22,14 @@ RaftLog::RaftLog(const LogStorage* storage)
       committed_(storage->FirstIndex() - 1),
       applied_(storage->FirstIndex() - 1) {}
 
+uint64_t RaftLog::FirstIndex() const {
+  if (pending_snapshot_) return pending_snapshot_->metadata.index + 1;
+  return storage_->FirstIndex();
+}
+
 uint64_t RaftLog::LastIndex() const {
   if (!unstable_.empty()) return offset_ + unstable_.size() - 1;
+  if (pending_snapshot_) return pending_snapshot_->metadata.index;
   return storage_->LastIndex();
 }
 
@@ -32,7 +38,14 @@ std::optional<uint64_t> RaftLog::Term(uint64_t i) const {
     if (i - offset_ < unstable_.size()) return unstable_[i - offset_].term;
     return std::nullopt;
   }
-  if (i + 1 < FirstIndex()) return std::nullopt;
+  if (i + 1 < FirstIndex()) return std::nullopt;  // compacted
+  if (pending_snapshot_) {
+    // The stable log is superseded: only the snapshot's own index is known.
+    if (i == pending_snapshot_->metadata.index) {
+      return pending_snapshot_->metadata.term;
+    }
+    return std::nullopt;
+  }
   absl::StatusOr<uint64_t> t = storage_->Term(i);
   if (!t.ok()) return std::nullopt;
   return *t;
@@ -161,6 +174,45 @@ std::vector<Entry> RaftLog::Slice(uint64_t lo, uint64_t hi,
   }
   LimitSize(&out, max_bytes);
   return out;
+}
+
+absl::StatusOr<std::vector<Entry>> RaftLog::EntriesFrom(
+    uint64_t lo, uint64_t max_bytes) const {
+  if (lo < FirstIndex()) return absl::OutOfRangeError(kErrCompacted);
+  uint64_t hi = LastIndex() + 1;
+  if (lo >= hi) return std::vector<Entry>{};
+  std::vector<Entry> out;
+  if (lo < offset_) {
+    absl::StatusOr<std::vector<Entry>> stored =
+        storage_->Entries(lo, std::min(hi, offset_), max_bytes);
+    if (IsCompacted(stored.status())) return stored.status();
+    if (!stored.ok()) Fatal(stored.status().ToString());
+    out = std::move(*stored);
+    if (out.size() < std::min(hi, offset_) - lo) return out;
+  }
+  for (uint64_t i = std::max(lo, offset_); i < hi; ++i) {
+    out.push_back(unstable_[i - offset_]);
+  }
+  LimitSize(&out, max_bytes);
+  return out;
+}
+
+void RaftLog::Restore(const Snapshot& snap) {
+  committed_ = snap.metadata.index;
+  offset_ = snap.metadata.index + 1;
+  unstable_.clear();
+  pending_snapshot_ = snap;
+}
+
+void RaftLog::StableSnapTo(uint64_t index) {
+  if (pending_snapshot_ && pending_snapshot_->metadata.index == index) {
+    pending_snapshot_.reset();
+  }
+}
+
+absl::StatusOr<Snapshot> RaftLog::GetSnapshot() const {
+  if (pending_snapshot_) return *pending_snapshot_;
+  return storage_->Snapshot();
 }
 
 bool RaftLog::HasNextCommittedEntries() const {

@@ -1,7 +1,9 @@
 // RaftLog: the log as the core sees it, stable entries (read through
 // LogStorage) followed by unstable ones (appended in memory, handed out in a
 // Ready, and dropped from memory once Advance says they are durable), plus the
-// commit and applied indexes.
+// commit and applied indexes. A snapshot received from the leader is also
+// unstable until Advance (etcd's unstable.snapshot): while it is pending it
+// replaces the whole stable log.
 // Thread-safety: none; owned by one Raft.
 #ifndef SYNOD_BACKEND_RAFT_RAFT_LOG_H_
 #define SYNOD_BACKEND_RAFT_RAFT_LOG_H_
@@ -11,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "backend/raft/storage.h"
 #include "backend/raft/types.h"
 
@@ -23,7 +26,7 @@ class RaftLog {
   // Does not take ownership; storage must outlive the log.
   explicit RaftLog(const LogStorage* storage);
 
-  uint64_t FirstIndex() const { return storage_->FirstIndex(); }
+  uint64_t FirstIndex() const;
   uint64_t LastIndex() const;
   uint64_t LastTerm() const { return TermOrZero(LastIndex()); }
   // The last index known durable (everything before the unstable part).
@@ -59,7 +62,27 @@ class RaftLog {
   void StableTo(uint64_t index, uint64_t term);
 
   // Entries [lo, hi), stopping at max_bytes (at least one entry).
+  // REQUIRES: FirstIndex() <= lo, hi <= LastIndex() + 1 (aborts otherwise).
   std::vector<Entry> Slice(uint64_t lo, uint64_t hi, uint64_t max_bytes) const;
+  // Entries [lo, LastIndex() + 1), stopping at max_bytes; empty if lo is past
+  // the end. Errors: OutOfRange kErrCompacted if lo < FirstIndex() (or the
+  // storage compacted them meanwhile): send a snapshot instead.
+  absl::StatusOr<std::vector<Entry>> EntriesFrom(uint64_t lo,
+                                                 uint64_t max_bytes) const;
+
+  // Replaces the log by `snap` (a follower installing the leader's
+  // snapshot, §7): everything up to snap's index is committed, the unstable
+  // part is dropped, and the snapshot is pending until StableSnapTo.
+  void Restore(const Snapshot& snap);
+  // The snapshot handed out in a Ready is durable.
+  void StableSnapTo(uint64_t index);
+  // The snapshot received but not yet persisted, or nullptr.
+  const Snapshot* PendingSnapshot() const {
+    return pending_snapshot_ ? &*pending_snapshot_ : nullptr;
+  }
+  // The newest snapshot: the pending one, else the storage's.
+  // Errors: from LogStorage::Snapshot().
+  absl::StatusOr<Snapshot> GetSnapshot() const;
   const std::vector<Entry>& UnstableEntries() const { return unstable_; }
   bool HasNextCommittedEntries() const;
   std::vector<Entry> NextCommittedEntries() const;
@@ -72,6 +95,7 @@ class RaftLog {
   uint64_t FindConflict(const std::vector<Entry>& ents) const;
 
   const LogStorage* storage_;
+  std::optional<Snapshot> pending_snapshot_;
   std::vector<Entry> unstable_;  // unstable_[k].index == offset_ + k
   uint64_t offset_;
   uint64_t committed_;

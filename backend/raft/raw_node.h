@@ -5,9 +5,17 @@
 //
 //   while (node.HasReady()) {
 //     Ready rd = node.GetReady();
-//     storage.Persist(rd.hard_state, rd.entries);   // one synced write
-//     transport.Send(rd.messages);
-//     apply(rd.committed_entries);
+//     storage.Persist(rd.snapshot, rd.hard_state, rd.entries);  // one sync
+//     transport.Send(rd.messages);   // report MsgSnap results: ReportSnapshot
+//     apply(rd.snapshot);            // if non-empty
+//     for (const Entry& e : rd.committed_entries) {
+//       if (e.type == EntryType::kConfChange) {
+//         ConfState cs = node.ApplyConfChange(*DecodeConfChange(e.data));
+//         storage.SetConfState(cs);  // with the applied index
+//       } else {
+//         apply(e);
+//       }
+//     }
 //     node.Advance(rd);
 //   }
 //
@@ -28,7 +36,8 @@ namespace synod::raft {
 
 class RawNode {
  public:
-  // Restores term, vote, commit and log from config.storage.
+  // Restores term, vote, commit, log and membership from config.storage,
+  // or bootstraps a new cluster (see Config::peers and Config::bootstrap).
   // Errors: InvalidArgument from Config::Validate().
   static absl::StatusOr<std::unique_ptr<RawNode>> Create(const Config& config);
 
@@ -38,7 +47,8 @@ class RawNode {
   // Starts an election now (MsgHup).
   void Campaign();
   // Feeds a message from a peer.
-  // Errors: InvalidArgument for a local-only message type (MsgHup);
+  // Errors: InvalidArgument "raft: cannot step raft local message" for a
+  // local-only message type (MsgHup, MsgSnapStatus, MsgUnreachable);
   // FailedPrecondition "raft: proposal dropped" as for Propose.
   absl::Status Step(const Message& m);
   // Proposes `data` for the log. A follower forwards it to the leader.
@@ -50,15 +60,44 @@ class RawNode {
   // ReadState carrying `ctx` in a later Ready; `ctx` must be unique among
   // outstanding requests. Errors: as for Propose.
   absl::Status ReadIndex(std::string ctx);
-  // Asks the leader to hand leadership to `transferee` (thesis §3.10).
+  // Asks the leader to hand leadership to `transferee` (thesis §3.10). The
+  // leader ignores a transfer to a learner or a non-member.
   // Errors: as for Propose.
   absl::Status TransferLeadership(uint64_t transferee);
+
+  // Proposes a membership change: appends a kConfChange entry carrying
+  // EncodeConfChange(cc). A follower forwards it to the leader. Only one
+  // change may be in flight: like etcd, a leader that has an unapplied conf
+  // change in its log turns a second one into an empty normal entry (the
+  // call still succeeds; the change simply never shows up as a committed
+  // kConfChange entry), so serialize changes above raft.
+  // Errors: as for Propose.
+  absl::Status ProposeConfChange(const ConfChange& cc);
+  // Applies a committed kConfChange entry's change to the membership and
+  // returns the new membership (persist it with the applied index). The
+  // APPLICATION calls it, in log order, for each such entry it applies
+  // (raft applies none by itself, except at bootstrap and when installing a
+  // snapshot). Idempotent: adding a member of the same kind, removing a
+  // non-member, or adding as learner a voter are no-ops; kAddNode promotes
+  // a learner. A leader that removes itself steps down (same term) and never
+  // campaigns again; a leader that removes others may commit more at once.
+  ConfState ApplyConfChange(const ConfChange& cc);
+  // Reports the outcome of sending a MsgSnap to `id` (ok = delivered). On
+  // failure the leader probes `id` again after a heartbeat.
+  void ReportSnapshot(uint64_t id, bool ok);
+  // Reports that `id` could not be reached; a leader stops pipelining to it.
+  void ReportUnreachable(uint64_t id);
+  // The node's state: hard and soft state, applied index, membership and,
+  // on a leader, every member's progress.
+  Status GetStatus() const { return raft_.GetStatus(); }
 
   bool HasReady() const;
   // REQUIRES: the previous Ready was passed to Advance (HasReady may still
   // be true while one is outstanding: do not call GetReady then).
   Ready GetReady();
-  // REQUIRES: rd is the last Ready returned, fully processed.
+  // REQUIRES: rd is the last Ready returned, fully processed (its snapshot
+  // persisted and applied, its entries persisted, its committed entries
+  // applied).
   void Advance(const Ready& rd);
 
   uint64_t id() const { return raft_.id(); }

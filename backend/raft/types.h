@@ -9,17 +9,20 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 namespace synod::raft {
 
 // A node id of 0 means "nobody" (no vote, no known leader).
 inline constexpr uint64_t kNone = 0;
 
-// Persisted inside entries later: do not change these values.
+// Persisted inside entries: do not change these values.
 enum class EntryType : uint8_t {
   kNormal = 0,
-  kConfChange = 1,  // reserved: membership changes come in a later slice
+  kConfChange = 1,  // data is an EncodeConfChange()d ConfChange
 };
 
 struct Entry {
@@ -48,6 +51,65 @@ struct HardState {
   bool operator!=(const HardState& o) const { return !(*this == o); }
 };
 
+// The membership of the cluster: voters count towards every quorum, learners
+// are replicated to but never vote nor campaign. Both sorted, disjoint.
+struct ConfState {
+  std::vector<uint64_t> voters;
+  std::vector<uint64_t> learners;
+
+  bool empty() const { return voters.empty() && learners.empty(); }
+  bool operator==(const ConfState& o) const {
+    return voters == o.voters && learners == o.learners;
+  }
+  bool operator!=(const ConfState& o) const { return !(*this == o); }
+};
+
+struct SnapshotMetadata {
+  ConfState conf_state;  // the membership as of `index`
+  uint64_t index = 0;    // last entry the snapshot covers
+  uint64_t term = 0;     // term of that entry
+};
+
+// The state machine as of metadata.index: replaces the log up to there
+// (thesis §5.1, paper §7). `data` is opaque to the core.
+struct Snapshot {
+  std::string data;
+  SnapshotMetadata metadata;
+  bool empty() const { return metadata.index == 0; }
+};
+
+// Persisted inside kConfChange entries: do not change these values.
+enum class ConfChangeType : uint8_t {
+  kAddNode = 0,         // add a voter, or promote a learner to voter
+  kRemoveNode = 1,      // remove a voter or a learner
+  kUpdateNode = 2,      // no membership effect; `context` is for the app
+  kAddLearnerNode = 3,  // add a learner (ignored if already a voter)
+};
+
+// One membership change (thesis §4.1: one server at a time).
+struct ConfChange {
+  ConfChangeType type = ConfChangeType::kAddNode;
+  uint64_t node_id = kNone;
+  std::string context;  // opaque to the core (etcd puts the member there)
+
+  bool operator==(const ConfChange& o) const {
+    return type == o.type && node_id == o.node_id && context == o.context;
+  }
+  bool operator!=(const ConfChange& o) const { return !(*this == o); }
+};
+
+// The bytes of a kConfChange entry: a version byte (1), the type byte, the
+// node id as 8 bytes little-endian, the context length as 4 bytes
+// little-endian, then the context. A persisted format: do not change it;
+// add a new version instead.
+std::string EncodeConfChange(const ConfChange& cc);
+// Errors: InvalidArgument "raft: malformed conf change: ..." for any input
+// EncodeConfChange could not have produced (never crashes on any bytes).
+absl::StatusOr<ConfChange> DecodeConfChange(std::string_view data);
+
+const char* ConfChangeTypeName(ConfChangeType t);
+
+// Wire and log values: do not change them; append new types at the end.
 enum class MessageType : uint8_t {
   kHup = 0,   // local: start an election now
   kVote = 1,  // RequestVote (§5.2)
@@ -63,7 +125,15 @@ enum class MessageType : uint8_t {
   kReadIndexResp = 11,
   kTimeoutNow = 12,      // thesis §3.10
   kTransferLeader = 13,  // local or forwarded: from = the transferee
+  kSnap = 14,            // InstallSnapshot (§7): carries `snapshot`
+  kSnapStatus = 15,      // local: sending a snapshot to `from` ended;
+                         // reject = true means it failed
+  kUnreachable = 16,     // local: `from` could not be reached
 };
+
+// True for messages that only the local application may step (never sent
+// over the wire): MsgHup, MsgSnapStatus, MsgUnreachable.
+bool IsLocalMessage(MessageType t);
 
 const char* MessageTypeName(MessageType t);
 
@@ -80,6 +150,7 @@ struct Message {
   bool reject = false;
   uint64_t reject_hint = 0;  // MsgAppResp reject: follower's last index
   std::string context;       // ReadIndex request ctx; campaign kind
+  Snapshot snapshot;         // MsgSnap only
 };
 
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
@@ -103,17 +174,21 @@ struct ReadState {
 };
 
 // One batch of work for the application. Process it in this order:
-//  1. persist `hard_state` (if set) and append `entries` to stable storage,
-//     in one synced write;
+//  1. persist `snapshot` (if non-empty: it replaces the log up to its index,
+//     e.g. MemoryStorage::ApplySnapshot), `hard_state` (if set) and append
+//     `entries` to stable storage, in one synced write;
 //  2. send `messages` (a leader's may be sent before step 1, thesis §10.2.1:
 //     the leader counts itself towards a quorum only after Advance);
-//  3. apply `committed_entries` in order;
+//  3. apply `snapshot` (if non-empty) to the state machine, then
+//     `committed_entries` in order (calling RawNode::ApplyConfChange for
+//     each kConfChange entry);
 //  4. call RawNode::Advance(ready).
 // Tick, Step and client calls may go on between GetReady and Advance (while
 // the write is in flight); GetReady may not.
 struct Ready {
   std::optional<SoftState> soft_state;   // set when it changed
   std::optional<HardState> hard_state;   // set when it changed
+  Snapshot snapshot;                     // to persist and apply, if non-empty
   std::vector<Entry> entries;            // unstable: to persist
   std::vector<Entry> committed_entries;  // to apply
   std::vector<Message> messages;

@@ -120,7 +120,7 @@ TEST(RaftPaper, Sec52_NoCommunicationStartsElection) {
     std::vector<Message> votes = OfType(n.Drain(), MessageType::kVote);
     ASSERT_EQ(votes.size(), 2u);
     for (const Message& m : votes) EXPECT_EQ(m.term, term + 1);
-    EXPECT_EQ(n.storage.InitialState().vote, 1u) << "vote must be persisted";
+    EXPECT_EQ(n.storage.InitialState().hard_state.vote, 1u) << "vote must be persisted";
   }
 }
 

@@ -43,7 +43,7 @@ TEST(RaftPreVote, PreCandidateKeepsTermAndVote) {
   std::vector<Message> pv = OfType(n.Drain(), MessageType::kPreVote);
   ASSERT_EQ(pv.size(), 2u);
   for (const Message& m : pv) EXPECT_EQ(m.term, 3u) << "the term it would use";
-  EXPECT_EQ(n.storage.InitialState().term, 2u);
+  EXPECT_EQ(n.storage.InitialState().hard_state.term, 2u);
 }
 
 TEST(RaftPreVote, WinningPreVoteStartsRealElection) {

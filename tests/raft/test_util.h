@@ -25,6 +25,12 @@ struct NodeOptions {
   uint64_t max_size_per_msg = 1 << 20;
   size_t max_inflight_msgs = 256;
   uint64_t seed = 1;
+  // Config::learners and Config::bootstrap.
+  std::vector<uint64_t> learners;
+  bool bootstrap = false;
+  // Drain() calls ApplyConfChange for committed kConfChange entries (and
+  // records the result in storage), as an application does.
+  bool apply_conf_changes = true;
 };
 
 inline std::vector<uint64_t> Ids(int n) {
@@ -59,11 +65,13 @@ struct TestNode {
     Config c;
     c.id = id;
     c.peers = peers;
+    c.learners = opts.learners;
+    c.bootstrap = opts.bootstrap;
     c.election_tick = opts.election_tick;
     c.heartbeat_tick = opts.heartbeat_tick;
     c.storage = &storage;
     c.random = &random;
-    c.applied = applied.empty() ? 0 : applied.back().index;
+    c.applied = applied_index;
     c.max_size_per_msg = opts.max_size_per_msg;
     c.max_inflight_msgs = opts.max_inflight_msgs;
     c.pre_vote = opts.pre_vote;
@@ -83,10 +91,23 @@ struct TestNode {
     std::vector<Message> out;
     while (node->HasReady()) {
       Ready rd = node->GetReady();
+      if (!rd.snapshot.empty()) {
+        EXPECT_TRUE(storage.ApplySnapshot(rd.snapshot).ok());
+        snapshots.push_back(rd.snapshot);
+        applied_index = rd.snapshot.metadata.index;
+      }
       if (rd.hard_state) storage.SetHardState(*rd.hard_state);
       EXPECT_TRUE(storage.Append(rd.entries).ok());
       for (Message& m : rd.messages) out.push_back(std::move(m));
-      for (const Entry& e : rd.committed_entries) applied.push_back(e);
+      for (const Entry& e : rd.committed_entries) {
+        applied.push_back(e);
+        applied_index = e.index;
+        if (e.type == EntryType::kConfChange && opts.apply_conf_changes) {
+          absl::StatusOr<ConfChange> cc = DecodeConfChange(e.data);
+          EXPECT_TRUE(cc.ok()) << cc.status();
+          if (cc.ok()) storage.SetConfState(node->ApplyConfChange(*cc));
+        }
+      }
       for (ReadState& r : rd.read_states) read_states.push_back(std::move(r));
       node->Advance(rd);
     }
@@ -103,6 +124,8 @@ struct TestNode {
   Random random;
   std::unique_ptr<RawNode> node;
   std::vector<Entry> applied;
+  uint64_t applied_index = 0;
+  std::vector<Snapshot> snapshots;  // installed from Ready.snapshot
   std::vector<ReadState> read_states;
 };
 
@@ -133,6 +156,22 @@ class Cluster {
     for (uint64_t id : Ids(n)) {
       nodes_.emplace(id, std::make_unique<TestNode>(id, Ids(n), o));
     }
+  }
+  // Voters and learners (o.learners is overridden).
+  Cluster(const std::vector<uint64_t>& voters,
+          const std::vector<uint64_t>& learners, NodeOptions o = {}) {
+    o.learners = learners;
+    for (uint64_t id : voters) {
+      nodes_.emplace(id, std::make_unique<TestNode>(id, voters, o));
+    }
+    for (uint64_t id : learners) {
+      nodes_.emplace(id, std::make_unique<TestNode>(id, voters, o));
+    }
+  }
+  // Adds a node (e.g. one joining with no membership).
+  void Add(std::unique_ptr<TestNode> n) {
+    uint64_t id = n->id;
+    nodes_[id] = std::move(n);
   }
   TestNode& operator[](uint64_t id) { return *nodes_.at(id); }
 
