@@ -1,0 +1,434 @@
+// The Raft half of SimCluster: schedule, faults and the safety invariants.
+// The KV workload is in sim_clients.cc.
+#include "tests/sim/sim_cluster.h"
+
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace synod::sim {
+
+using raft::Entry;
+using raft::Message;
+using raft::Progress;
+using raft::Raft;
+using raft::Ready;
+using raft::ReadState;
+using raft::Role;
+
+namespace {
+
+uint64_t Fnv(uint64_t h, const void* p, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t HashEntry(uint64_t h, const Entry& e) {
+  h = Fnv(h, &e.term, sizeof(e.term));
+  h = Fnv(h, &e.index, sizeof(e.index));
+  return Fnv(h, e.data.data(), e.data.size());
+}
+
+const char* ReadModeName(ReadMode m) {
+  switch (m) {
+    case ReadMode::kLog:
+      return "reads through the log";
+    case ReadMode::kReadIndex:
+      return "ReadIndex reads";
+    case ReadMode::kMixed:
+      return "log and ReadIndex reads";
+    case ReadMode::kUnsafeLocal:
+      return "UNSAFE local reads";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string Describe(const SimOptions& o) {
+  std::string s = absl::StrCat(o.nodes, " nodes");
+  if (o.pre_vote) absl::StrAppend(&s, ", pre-vote");
+  if (o.check_quorum) absl::StrAppend(&s, ", check-quorum");
+  if (o.clients > 0) {
+    absl::StrAppend(&s, ", ", o.clients, " clients, ",
+                    ReadModeName(o.read_mode));
+  }
+  return s;
+}
+
+SimCluster::SimCluster(uint64_t seed, SimOptions o)
+    : seed_(seed), opts_(o), rng_(seed) {
+  for (int i = 1; i <= o.nodes; ++i) ids_.push_back(i);
+  for (uint64_t id : ids_) {
+    auto n = std::make_unique<Node>();
+    n->random = std::make_unique<raft::Random>(seed * 7919 + id);
+    nodes_[id] = std::move(n);
+    Start(id);
+  }
+  for (int i = 1; i <= o.clients; ++i) {
+    auto c = std::make_unique<Client>();
+    c->id = i;
+    c->target = Pick(ids_);
+    clients_.push_back(std::move(c));
+  }
+}
+
+SimCluster::~SimCluster() = default;
+
+bool SimCluster::Run() {
+  for (step_ = 0; step_ < opts_.steps && ok_; ++step_) {
+    RandomStep();
+    ClientTimeouts();
+  }
+  if (ok_) Settle();
+  for (auto& c : clients_) {
+    if (c->busy) Complete(*c, /*known=*/false);
+  }
+  stats_.committed = committed_.size();
+  stats_.elections = leaders_.size();
+  if (ok_) CheckHistory();
+  return ok_;
+}
+
+void SimCluster::Fail(const std::string& what) {
+  if (!ok_) return;
+  ok_ = false;
+  failure_ = absl::StrCat("seed ", seed_, " (", Describe(opts_), ") step ",
+                          step_, ": ", what, "\n", Dump());
+}
+
+std::string SimCluster::Dump() {
+  std::ostringstream o;
+  for (uint64_t id : ids_) {
+    Node& n = *nodes_[id];
+    o << "  node " << id << ": ";
+    if (!n.raw) {
+      o << "down\n";
+      continue;
+    }
+    const Raft& r = n.raw->TEST_raft();
+    o << RoleName(r.role()) << " term " << r.term() << " vote " << r.vote()
+      << " lead " << r.lead() << " last " << r.log().LastIndex() << "/"
+      << r.log().LastTerm() << " commit " << r.log().committed()
+      << " applied " << n.applied.size();
+    for (uint64_t p : ids_) {
+      if (const Progress* pr = r.TEST_progress(p)) {
+        o << " [" << p << " m" << pr->match << " n" << pr->next
+          << (pr->state == Progress::State::kProbe ? " probe" : " repl")
+          << (pr->IsPaused() ? " paused" : "") << "]";
+      }
+    }
+    o << "\n";
+  }
+  return o.str();
+}
+
+void SimCluster::Start(uint64_t id) {
+  Node& n = *nodes_[id];
+  raft::Config c;
+  c.id = id;
+  c.peers = ids_;
+  c.election_tick = 10;
+  c.heartbeat_tick = 2;
+  c.storage = &n.storage;
+  c.random = n.random.get();
+  c.applied = n.applied.empty() ? 0 : n.applied.back().index;
+  c.max_size_per_msg = 64;
+  c.max_inflight_msgs = 4;
+  c.pre_vote = opts_.pre_vote;
+  c.check_quorum = opts_.check_quorum;
+  auto raw = raft::RawNode::Create(c);
+  if (!raw.ok()) return Fail(raw.status().ToString());
+  n.raw = std::move(*raw);
+}
+
+std::vector<uint64_t> SimCluster::Live() const {
+  std::vector<uint64_t> out;
+  for (uint64_t id : ids_) {
+    if (nodes_.at(id)->raw) out.push_back(id);
+  }
+  return out;
+}
+
+void SimCluster::RandomStep() {
+  // Storms (crashes and partitions) alternate with calm spells, so that
+  // clients also get work done and faults hit ops in flight.
+  if (rng_.OneIn(calm_ ? 600 : 300)) {
+    calm_ = !calm_;
+    if (calm_) side_.clear();
+  }
+  std::vector<uint64_t> live = Live();
+  uint64_t r = rng_.Uniform(1000);
+  if (calm_ && ((r >= 960 && r < 970) || (r >= 985 && r < 993))) return;
+  if (r < 400 && DeliverOne()) return;
+  if (live.empty()) r = 960;  // only restarts make sense
+  if (r < 600) {
+    uint64_t id = Pick(live);
+    nodes_[id]->raw->Tick();
+    Check(id);
+  } else if (r < 850) {
+    uint64_t id = Pick(live);
+    ProcessReady(id);
+    Check(id);
+  } else if (r < 895) {
+    if (clients_.empty()) return;
+    Client& c = *clients_[rng_.Uniform(clients_.size())];
+    if (!c.busy) IssueOp(c);
+  } else if (r < 900) {
+    uint64_t id = Pick(live);
+    (void)nodes_[id]->raw->Propose("v" + std::to_string(step_));
+    Check(id);
+  } else if (r < 930) {
+    // A linearizable read must see every write committed before it
+    // started (thesis §6.4).
+    uint64_t id = Pick(live);
+    std::string ctx = "r" + std::to_string(step_);
+    uint64_t known = committed_.empty() ? 0 : committed_.rbegin()->first;
+    if (nodes_[id]->raw->ReadIndex(ctx).ok()) reads_[ctx] = known;
+    Check(id);
+  } else if (r < 935) {
+    uint64_t id = Pick(live);
+    (void)nodes_[id]->raw->TransferLeadership(Pick(ids_));
+    Check(id);
+  } else if (r < 945) {
+    if (!net_.empty()) net_.erase(net_.begin() + rng_.Uniform(net_.size()));
+  } else if (r < 960) {
+    if (!net_.empty()) net_.push_back(net_[rng_.Uniform(net_.size())]);
+  } else if (r < 970) {
+    if (!live.empty()) Crash(Pick(live));
+  } else if (r < 985) {
+    std::vector<uint64_t> down;
+    for (uint64_t id : ids_) {
+      if (!nodes_[id]->raw) down.push_back(id);
+    }
+    if (!down.empty()) {
+      uint64_t id = Pick(down);
+      nodes_[id]->restarts++;
+      Start(id);
+      Check(id);
+    }
+  } else if (r < 993) {
+    // A random partition: each node on side 0 or 1.
+    side_.clear();
+    for (uint64_t id : ids_) side_[id] = rng_.Uniform(2);
+  } else {
+    side_.clear();
+  }
+}
+
+bool SimCluster::Connected(uint64_t a, uint64_t b) {
+  if (side_.empty()) return true;
+  return side_[a] == side_[b];
+}
+
+// Delivers one random message that is due (reordering by construction).
+bool SimCluster::DeliverOne() {
+  std::vector<size_t> due;
+  for (size_t i = 0; i < net_.size(); ++i) {
+    if (net_[i].deliver_at <= step_) due.push_back(i);
+  }
+  if (due.empty()) return false;
+  size_t i = Pick(due);
+  Message m = std::move(net_[i].m);
+  net_.erase(net_.begin() + i);
+  Node& to = *nodes_[m.to];
+  if (!to.raw || !Connected(m.from, m.to)) return true;  // lost
+  (void)to.raw->Step(m);
+  Check(m.to);
+  return true;
+}
+
+void SimCluster::Crash(uint64_t id) {
+  // Everything not persisted is lost: unstable entries, unsent messages,
+  // reads waiting for their index. Its clients lose their connection.
+  Node& n = *nodes_[id];
+  n.raw.reset();
+  n.pending.reset();
+  n.reads.clear();
+  for (auto& c : clients_) {
+    if (c->busy && c->node == id) Complete(*c, /*known=*/false);
+  }
+}
+
+void SimCluster::SendAll(std::vector<Message>& msgs, bool reliable) {
+  for (Message& m : msgs) {
+    if (!reliable && rng_.OneIn(20)) continue;  // dropped
+    int delay = reliable ? 0 : static_cast<int>(rng_.Uniform(30));
+    net_.push_back(InFlight{std::move(m), step_ + delay});
+  }
+  msgs.clear();
+}
+
+void SimCluster::ProcessReady(uint64_t id, bool reliable) {
+  Node& n = *nodes_[id];
+  if (!n.raw) return;
+  if (n.pending) {
+    // Slow disks: the write often takes a while.
+    if (!reliable && !rng_.OneIn(4)) return;
+    Ready rd = std::move(*n.pending);
+    n.pending.reset();
+    return FinishReady(id, rd, reliable);
+  }
+  if (!n.raw->HasReady()) return;
+  Ready rd = n.raw->GetReady();
+  if (!reliable && n.raw->TEST_raft().role() == Role::kLeader &&
+      rng_.OneIn(4)) {
+    // A leader may send before it persists (thesis §10.2.1): the node
+    // keeps stepping messages meanwhile and may crash before the write.
+    SendAll(rd.messages, reliable);
+    n.pending = std::move(rd);
+    return;
+  }
+  FinishReady(id, rd, reliable);
+}
+
+void SimCluster::FinishReady(uint64_t id, Ready& rd, bool reliable) {
+  Node& n = *nodes_[id];
+  if (rd.hard_state) n.storage.SetHardState(*rd.hard_state);
+  absl::Status s = n.storage.Append(rd.entries);
+  if (!s.ok()) return Fail(s.ToString());
+  SendAll(rd.messages, reliable);
+  for (const Entry& e : rd.committed_entries) Apply(id, e);
+  for (const ReadState& rs : rd.read_states) {
+    auto it = reads_.find(rs.request_ctx);
+    if (it == reads_.end()) {
+      return Fail("read state for unknown ctx " + rs.request_ctx);
+    }
+    if (rs.index < it->second) {
+      return Fail("stale read: " + rs.request_ctx + " got read index " +
+                  std::to_string(rs.index) + " but " +
+                  std::to_string(it->second) +
+                  " was committed before it started");
+    }
+    stats_.reads_served++;
+    OnReadState(id, rs);
+  }
+  ServeReads(id);
+  n.raw->Advance(rd);
+}
+
+// State machine safety: "if a server has applied a log entry at a given
+// index to its state machine, no other server will ever apply a different
+// log entry for the same index".
+void SimCluster::Apply(uint64_t id, const Entry& e) {
+  Node& n = *nodes_[id];
+  uint64_t want = n.applied.empty() ? 1 : n.applied.back().index + 1;
+  if (e.index != want) {
+    return Fail("node " + std::to_string(id) + " applied index " +
+                std::to_string(e.index) + ", expected " +
+                std::to_string(want));
+  }
+  auto [it, inserted] = applied_.emplace(e.index, e);
+  if (!inserted && it->second != e) {
+    return Fail("state machine safety: node " + std::to_string(id) +
+                " applied (term " + std::to_string(e.term) + ") at index " +
+                std::to_string(e.index) + ", another applied term " +
+                std::to_string(it->second.term));
+  }
+  n.applied.push_back(e);
+  ApplyCommand(id, e);
+}
+
+void SimCluster::Check(uint64_t id) {
+  Node& n = *nodes_[id];
+  if (!n.raw || !ok_) return;
+  const Raft& r = n.raw->TEST_raft();
+  std::vector<Entry> log = r.log().AllEntries();
+
+  // Log matching: "if two logs contain an entry with the same index and
+  // term, then the logs are identical in all entries up through the given
+  // index". Every (index, term) maps to one prefix hash.
+  uint64_t h = 1469598103934665603ull;
+  for (const Entry& e : log) {
+    h = HashEntry(h, e);
+    uint64_t key = (e.index << 20) | e.term;
+    auto [it, inserted] = prefix_.emplace(key, h);
+    if (!inserted && it->second != h) {
+      return Fail("log matching: node " + std::to_string(id) +
+                  " entry (index " + std::to_string(e.index) + ", term " +
+                  std::to_string(e.term) + ") has a different prefix");
+    }
+  }
+  if (r.role() != Role::kLeader) return;
+
+  // Election safety: "at most one leader can be elected in a given term".
+  auto [lt, inserted] = leaders_.emplace(r.term(), id);
+  if (!inserted && lt->second != id) {
+    return Fail("election safety: nodes " + std::to_string(lt->second) +
+                " and " + std::to_string(id) + " both lead term " +
+                std::to_string(r.term()));
+  }
+  // Record what this leader has committed.
+  for (uint64_t i = 1; i <= r.log().committed(); ++i) {
+    if (committed_.count(i)) continue;
+    const Entry& e = log[i - 1];
+    committed_.emplace(i, Committed{e.term, HashEntry(0, e), r.term()});
+  }
+  // Leader completeness: "if a log entry is committed in a given term,
+  // then that entry will be present in the logs of the leaders for all
+  // higher-numbered terms".
+  for (const auto& [i, c] : committed_) {
+    if (c.commit_term > r.term()) continue;
+    if (i > log.size() || log[i - 1].term != c.term ||
+        HashEntry(0, log[i - 1]) != c.data_hash) {
+      return Fail("leader completeness: leader " + std::to_string(id) +
+                  " of term " + std::to_string(r.term()) + " lacks entry " +
+                  std::to_string(i) + " committed in term " +
+                  std::to_string(c.commit_term));
+    }
+  }
+}
+
+// Heals everything and requires a leader and a new commit on every node
+// within a bounded number of ticks. Clients issue nothing new, but their
+// outstanding ops may still complete.
+void SimCluster::Settle() {
+  side_.clear();
+  for (uint64_t id : ids_) {
+    if (!nodes_[id]->raw) Start(id);
+  }
+  // A proposal may die with a leader that loses its term: propose again
+  // every few rounds until one is applied everywhere.
+  std::set<std::string> tokens;
+  for (int round = 0; round < 400 && ok_; ++round, ++step_) {
+    for (uint64_t id : ids_) nodes_[id]->raw->Tick();
+    for (int pass = 0; pass < 50; ++pass) {
+      for (uint64_t id : ids_) {
+        ProcessReady(id, /*reliable=*/true);
+        Check(id);
+      }
+      if (net_.empty()) break;
+      std::vector<InFlight> batch;
+      batch.swap(net_);
+      for (InFlight& f : batch) {
+        if (nodes_[f.m.to]->raw) {
+          (void)nodes_[f.m.to]->raw->Step(f.m);
+          Check(f.m.to);
+        }
+      }
+    }
+    ClientTimeouts();
+    if (round % 20 == 0) {
+      for (uint64_t id : ids_) {
+        if (nodes_[id]->raw->TEST_raft().role() != Role::kLeader) continue;
+        std::string token = "settle-" + std::to_string(round);
+        if (nodes_[id]->raw->Propose(token).ok()) tokens.insert(token);
+      }
+    }
+    bool everywhere = true;
+    for (uint64_t id : ids_) {
+      const auto& a = nodes_[id]->applied;
+      bool found = false;
+      for (auto it = a.rbegin(); it != a.rend() && !found; ++it) {
+        found = tokens.count(it->data) > 0;
+      }
+      everywhere = everywhere && found;
+    }
+    if (everywhere) return;
+  }
+  Fail("liveness: no commit on every node within 400 ticks after healing");
+}
+
+}  // namespace synod::sim
