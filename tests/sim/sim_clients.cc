@@ -173,6 +173,35 @@ void SimCluster::ApplyCommand(uint64_t id, const raft::Entry& e) {
   }
 }
 
+// "k\t<key>\t<value>\n" per key, then "s\t<client>\t<seq>\n" per
+// client; keys and values hold no tabs nor newlines.
+std::string SimCluster::StateData(const Node& n) {
+  std::string out;
+  for (const auto& [k, v] : n.kv) absl::StrAppend(&out, "k\t", k, "\t", v, "\n");
+  for (const auto& [c, seq] : n.last_seq) {
+    absl::StrAppend(&out, "s\t", c, "\t", seq, "\n");
+  }
+  return out;
+}
+
+bool SimCluster::RestoreState(Node& n, const std::string& data) {
+  n.kv.clear();
+  n.last_seq.clear();
+  for (absl::string_view line : absl::StrSplit(data, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> f = absl::StrSplit(line, '\t');
+    if (f.size() != 3) return false;
+    if (f[0] == "k") {
+      n.kv[f[1]] = f[2];
+    } else if (f[0] == "s") {
+      n.last_seq[std::atoi(f[1].c_str())] =
+          std::strtoull(f[2].c_str(), nullptr, 10);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 void SimCluster::OnReadState(uint64_t id, const raft::ReadState& rs) {
   for (auto& c : clients_) {
     if (c->busy && c->node == id && c->ctx == rs.request_ctx) {
@@ -183,7 +212,7 @@ void SimCluster::OnReadState(uint64_t id, const raft::ReadState& rs) {
 
 void SimCluster::ServeReads(uint64_t id) {
   Node& n = *nodes_[id];
-  const uint64_t applied = n.applied.empty() ? 0 : n.applied.back().index;
+  const uint64_t applied = n.applied;
   auto served = [&](const PendingRead& pr) {
     if (pr.index > applied) return false;
     Client& c = *clients_[pr.client - 1];

@@ -2,7 +2,8 @@
 // The KV workload is in sim_clients.cc.
 #include "tests/sim/sim_cluster.h"
 
-#include <set>
+#include <algorithm>
+#include <utility>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,9 @@ std::string Describe(const SimOptions& o) {
   std::string s = absl::StrCat(o.nodes, " nodes");
   if (o.pre_vote) absl::StrAppend(&s, ", pre-vote");
   if (o.check_quorum) absl::StrAppend(&s, ", check-quorum");
+  if (o.compact_every > 0) {
+    absl::StrAppend(&s, ", snapshot every ", o.compact_every, " entries");
+  }
   if (o.clients > 0) {
     absl::StrAppend(&s, ", ", o.clients, " clients, ",
                     ReadModeName(o.read_mode));
@@ -112,7 +116,7 @@ std::string SimCluster::Dump() {
     o << RoleName(r.role()) << " term " << r.term() << " vote " << r.vote()
       << " lead " << r.lead() << " last " << r.log().LastIndex() << "/"
       << r.log().LastTerm() << " commit " << r.log().committed()
-      << " applied " << n.applied.size();
+      << " applied " << n.applied << " first " << r.log().FirstIndex();
     for (uint64_t p : ids_) {
       if (const Progress* pr = r.TEST_progress(p)) {
         o << " [" << p << " m" << pr->match << " n" << pr->next
@@ -134,7 +138,7 @@ void SimCluster::Start(uint64_t id) {
   c.heartbeat_tick = 2;
   c.storage = &n.storage;
   c.random = n.random.get();
-  c.applied = n.applied.empty() ? 0 : n.applied.back().index;
+  c.applied = n.applied;
   c.max_size_per_msg = 64;
   c.max_inflight_msgs = 4;
   c.pre_vote = opts_.pre_vote;
@@ -193,7 +197,12 @@ void SimCluster::RandomStep() {
     (void)nodes_[id]->raw->TransferLeadership(Pick(ids_));
     Check(id);
   } else if (r < 945) {
-    if (!net_.empty()) net_.erase(net_.begin() + rng_.Uniform(net_.size()));
+    if (!net_.empty()) {
+      size_t i = rng_.Uniform(net_.size());
+      Message m = std::move(net_[i].m);
+      net_.erase(net_.begin() + i);
+      ReportSnap(m, false);
+    }
   } else if (r < 960) {
     if (!net_.empty()) net_.push_back(net_[rng_.Uniform(net_.size())]);
   } else if (r < 970) {
@@ -233,10 +242,7 @@ bool SimCluster::DeliverOne() {
   size_t i = Pick(due);
   Message m = std::move(net_[i].m);
   net_.erase(net_.begin() + i);
-  Node& to = *nodes_[m.to];
-  if (!to.raw || !Connected(m.from, m.to)) return true;  // lost
-  (void)to.raw->Step(m);
-  Check(m.to);
+  Deliver(m);
   return true;
 }
 
@@ -254,7 +260,10 @@ void SimCluster::Crash(uint64_t id) {
 
 void SimCluster::SendAll(std::vector<Message>& msgs, bool reliable) {
   for (Message& m : msgs) {
-    if (!reliable && rng_.OneIn(20)) continue;  // dropped
+    if (!reliable && rng_.OneIn(20)) {  // dropped
+      ReportSnap(m, false);
+      continue;
+    }
     int delay = reliable ? 0 : static_cast<int>(rng_.Uniform(30));
     net_.push_back(InFlight{std::move(m), step_ + delay});
   }
@@ -286,10 +295,15 @@ void SimCluster::ProcessReady(uint64_t id, bool reliable) {
 
 void SimCluster::FinishReady(uint64_t id, Ready& rd, bool reliable) {
   Node& n = *nodes_[id];
+  if (!rd.snapshot.empty()) {
+    absl::Status s = n.storage.ApplySnapshot(rd.snapshot);
+    if (!s.ok()) return Fail("ApplySnapshot: " + s.ToString());
+  }
   if (rd.hard_state) n.storage.SetHardState(*rd.hard_state);
   absl::Status s = n.storage.Append(rd.entries);
   if (!s.ok()) return Fail(s.ToString());
   SendAll(rd.messages, reliable);
+  if (!rd.snapshot.empty()) InstallSnapshot(id, rd.snapshot);
   for (const Entry& e : rd.committed_entries) Apply(id, e);
   for (const ReadState& rs : rd.read_states) {
     auto it = reads_.find(rs.request_ctx);
@@ -307,6 +321,7 @@ void SimCluster::FinishReady(uint64_t id, Ready& rd, bool reliable) {
   }
   ServeReads(id);
   n.raw->Advance(rd);
+  MaybeCompact(id);
 }
 
 // State machine safety: "if a server has applied a log entry at a given
@@ -314,7 +329,7 @@ void SimCluster::FinishReady(uint64_t id, Ready& rd, bool reliable) {
 // log entry for the same index".
 void SimCluster::Apply(uint64_t id, const Entry& e) {
   Node& n = *nodes_[id];
-  uint64_t want = n.applied.empty() ? 1 : n.applied.back().index + 1;
+  uint64_t want = n.applied + 1;
   if (e.index != want) {
     return Fail("node " + std::to_string(id) + " applied index " +
                 std::to_string(e.index) + ", expected " +
@@ -327,8 +342,66 @@ void SimCluster::Apply(uint64_t id, const Entry& e) {
                 std::to_string(e.index) + ", another applied term " +
                 std::to_string(it->second.term));
   }
-  n.applied.push_back(e);
+  n.applied = e.index;
   ApplyCommand(id, e);
+  if (state_at_.count(e.index)) CheckStateAt(id, e.index);
+}
+
+// A follower replaces its state machine by the leader's snapshot.
+void SimCluster::InstallSnapshot(uint64_t id, const raft::Snapshot& snap) {
+  Node& n = *nodes_[id];
+  if (snap.metadata.index <= n.applied) {
+    return Fail("node " + std::to_string(id) + " got a snapshot at " +
+                std::to_string(snap.metadata.index) + " but applied " +
+                std::to_string(n.applied));
+  }
+  if (!RestoreState(n, snap.data)) return Fail("bad snapshot data");
+  n.applied = snap.metadata.index;
+  stats_.snapshots_installed++;
+  CheckStateAt(id, n.applied);
+}
+
+void SimCluster::CheckStateAt(uint64_t id, uint64_t index) {
+  std::string data = StateData(*nodes_[id]);
+  uint64_t h = Fnv(1469598103934665603ull, data.data(), data.size());
+  auto [it, inserted] = state_at_.emplace(index, h);
+  if (!inserted && it->second != h) {
+    Fail("state machine safety: node " + std::to_string(id) +
+         " has a different state at applied index " + std::to_string(index));
+  }
+}
+
+// Snapshots the state machine at the applied index and drops the log
+// before it (keeping a random few entries, so some followers still catch up
+// from the log and others need the snapshot).
+void SimCluster::MaybeCompact(uint64_t id) {
+  Node& n = *nodes_[id];
+  if (opts_.compact_every <= 0 || !n.raw || !ok_) return;
+  const uint64_t snap_index = n.storage.FirstIndex() - 1;
+  if (n.applied < snap_index + opts_.compact_every) return;
+  if (n.applied > n.storage.LastIndex()) return;  // not persisted yet
+  auto snap = n.storage.CreateSnapshot(
+      n.applied, n.raw->TEST_raft().conf_state(), StateData(n));
+  if (!snap.ok()) return Fail("CreateSnapshot: " + snap.status().ToString());
+  CheckStateAt(id, n.applied);
+  uint64_t compact = n.applied - rng_.Uniform(3);
+  if (compact <= snap_index) return;
+  absl::Status s = n.storage.Compact(compact);
+  if (!s.ok()) return Fail("Compact: " + s.ToString());
+}
+
+void SimCluster::ReportSnap(const Message& m, bool delivered) {
+  if (m.type != raft::MessageType::kSnap) return;
+  Node& from = *nodes_[m.from];
+  if (from.raw) from.raw->ReportSnapshot(m.to, delivered);
+}
+
+void SimCluster::Deliver(Message& m) {
+  Node& to = *nodes_[m.to];
+  if (!to.raw || !Connected(m.from, m.to)) return ReportSnap(m, false);
+  (void)to.raw->Step(m);
+  ReportSnap(m, true);
+  Check(m.to);
 }
 
 void SimCluster::Check(uint64_t id) {
@@ -336,20 +409,24 @@ void SimCluster::Check(uint64_t id) {
   if (!n.raw || !ok_) return;
   const Raft& r = n.raw->TEST_raft();
   std::vector<Entry> log = r.log().AllEntries();
+  const uint64_t first = r.log().FirstIndex();
 
   // Log matching: "if two logs contain an entry with the same index and
   // term, then the logs are identical in all entries up through the given
-  // index". Every (index, term) maps to one prefix hash.
-  uint64_t h = 1469598103934665603ull;
+  // index". Checked inductively, which survives compaction: an (index,
+  // term) always has the same data and the same term before it.
+  uint64_t prev_term = r.log().TermOrZero(first - 1);
   for (const Entry& e : log) {
-    h = HashEntry(h, e);
     uint64_t key = (e.index << 20) | e.term;
-    auto [it, inserted] = prefix_.emplace(key, h);
-    if (!inserted && it->second != h) {
+    Shape shape{HashEntry(0, e), prev_term};
+    auto [it, inserted] = shapes_.emplace(key, shape);
+    if (!inserted && (it->second.data_hash != shape.data_hash ||
+                      it->second.prev_term != shape.prev_term)) {
       return Fail("log matching: node " + std::to_string(id) +
                   " entry (index " + std::to_string(e.index) + ", term " +
                   std::to_string(e.term) + ") has a different prefix");
     }
+    prev_term = e.term;
   }
   if (r.role() != Role::kLeader) return;
 
@@ -360,19 +437,23 @@ void SimCluster::Check(uint64_t id) {
                 " and " + std::to_string(id) + " both lead term " +
                 std::to_string(r.term()));
   }
-  // Record what this leader has committed.
-  for (uint64_t i = 1; i <= r.log().committed(); ++i) {
-    if (committed_.count(i)) continue;
-    const Entry& e = log[i - 1];
+  // Record what this leader has committed (entries before `first` were
+  // recorded before anyone could compact them).
+  uint64_t next = committed_.empty() ? 1 : committed_.rbegin()->first + 1;
+  for (uint64_t i = std::max(next, first); i <= r.log().committed(); ++i) {
+    const Entry& e = log[i - first];
     committed_.emplace(i, Committed{e.term, HashEntry(0, e), r.term()});
   }
   // Leader completeness: "if a log entry is committed in a given term,
   // then that entry will be present in the logs of the leaders for all
   // higher-numbered terms".
-  for (const auto& [i, c] : committed_) {
+  // Entries in its snapshot are checked through the state machine hashes.
+  for (auto it = committed_.lower_bound(first); it != committed_.end();
+       ++it) {
+    const auto& [i, c] = *it;
     if (c.commit_term > r.term()) continue;
-    if (i > log.size() || log[i - 1].term != c.term ||
-        HashEntry(0, log[i - 1]) != c.data_hash) {
+    if (i - first >= log.size() || log[i - first].term != c.term ||
+        HashEntry(0, log[i - first]) != c.data_hash) {
       return Fail("leader completeness: leader " + std::to_string(id) +
                   " of term " + std::to_string(r.term()) + " lacks entry " +
                   std::to_string(i) + " committed in term " +
@@ -391,7 +472,7 @@ void SimCluster::Settle() {
   }
   // A proposal may die with a leader that loses its term: propose again
   // every few rounds until one is applied everywhere.
-  std::set<std::string> tokens;
+  std::vector<std::pair<std::string, uint64_t>> tokens;  // data, index
   for (int round = 0; round < 400 && ok_; ++round, ++step_) {
     for (uint64_t id : ids_) nodes_[id]->raw->Tick();
     for (int pass = 0; pass < 50; ++pass) {
@@ -402,31 +483,28 @@ void SimCluster::Settle() {
       if (net_.empty()) break;
       std::vector<InFlight> batch;
       batch.swap(net_);
-      for (InFlight& f : batch) {
-        if (nodes_[f.m.to]->raw) {
-          (void)nodes_[f.m.to]->raw->Step(f.m);
-          Check(f.m.to);
-        }
-      }
+      for (InFlight& f : batch) Deliver(f.m);
     }
     ClientTimeouts();
     if (round % 20 == 0) {
       for (uint64_t id : ids_) {
         if (nodes_[id]->raw->TEST_raft().role() != Role::kLeader) continue;
         std::string token = "settle-" + std::to_string(round);
-        if (nodes_[id]->raw->Propose(token).ok()) tokens.insert(token);
+        if (nodes_[id]->raw->Propose(token).ok()) {
+          tokens.emplace_back(token,
+                              nodes_[id]->raw->TEST_raft().log().LastIndex());
+        }
       }
     }
-    bool everywhere = true;
-    for (uint64_t id : ids_) {
-      const auto& a = nodes_[id]->applied;
-      bool found = false;
-      for (auto it = a.rbegin(); it != a.rend() && !found; ++it) {
-        found = tokens.count(it->data) > 0;
+    for (const auto& [token, index] : tokens) {
+      auto it = applied_.find(index);
+      if (it == applied_.end() || it->second.data != token) continue;
+      bool everywhere = true;
+      for (uint64_t id : ids_) {
+        everywhere = everywhere && nodes_[id]->applied >= index;
       }
-      everywhere = everywhere && found;
+      if (everywhere) return;
     }
-    if (everywhere) return;
   }
   Fail("liveness: no commit on every node within 400 ticks after healing");
 }

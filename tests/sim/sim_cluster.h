@@ -56,6 +56,10 @@ struct SimOptions {
   int clients = 4;  // 0: no KV workload
   int keys = 3;
   ReadMode read_mode = ReadMode::kMixed;
+  // Every node takes a snapshot of its state machine and compacts its log
+  // once it applied this many entries past its last snapshot (0: never),
+  // so lagging and restarted followers get MsgSnap.
+  int compact_every = 0;
   // A client gives up (unknown outcome) after this many steps.
   int client_timeout = 600;
   // Whether a non-linearizable history is a failure (false: just counted).
@@ -68,6 +72,7 @@ struct SimStats {
   uint64_t committed = 0;  // entries known committed by some leader
   uint64_t elections = 0;  // terms that had a leader
   uint64_t reads_served = 0;  // ReadIndex answers
+  uint64_t snapshots_installed = 0;  // MsgSnap applied by followers
   uint64_t ops = 0;           // client ops in the history
   uint64_t ops_ok = 0;        // ... with a known outcome
   bool linearizable = true;
@@ -95,9 +100,10 @@ class SimCluster {
   };
   struct Node {
     raft::MemoryStorage storage;       // what survives a crash
-    std::vector<raft::Entry> applied;  // durable with the state machine
-    // The KV state machine (durable with `applied`): key -> value, and per
-    // client the last sequence number applied (exactly-once).
+    // The state machine, durable as a whole: the last entry applied, the
+    // KV map and per client the last sequence number applied (exactly
+    // once).
+    uint64_t applied = 0;
     std::map<std::string, std::string> kv;
     std::map<int, uint64_t> last_seq;
     std::unique_ptr<raft::Random> random;
@@ -127,6 +133,11 @@ class SimCluster {
     uint64_t data_hash;
     uint64_t commit_term;  // term of the leader first seen committing it
   };
+  // What an entry (index, term) must look like in every log.
+  struct Shape {
+    uint64_t data_hash;
+    uint64_t prev_term;  // term of the entry before it
+  };
 
   void Fail(const std::string& what);
   std::string Dump();
@@ -144,6 +155,13 @@ class SimCluster {
   void ProcessReady(uint64_t id, bool reliable = false);
   void FinishReady(uint64_t id, raft::Ready& rd, bool reliable);
   void Apply(uint64_t id, const raft::Entry& e);
+  void InstallSnapshot(uint64_t id, const raft::Snapshot& snap);
+  void MaybeCompact(uint64_t id);
+  // Checks (or records) the state machine's hash at index `index`.
+  void CheckStateAt(uint64_t id, uint64_t index);
+  // The transport's report on a MsgSnap it delivered or lost.
+  void ReportSnap(const raft::Message& m, bool delivered);
+  void Deliver(raft::Message& m);
   void Check(uint64_t id);
   void Settle();
 
@@ -151,6 +169,9 @@ class SimCluster {
   int64_t Now();
   void IssueOp(Client& c);
   void ApplyCommand(uint64_t id, const raft::Entry& e);
+  // The state machine as snapshot data, and back.
+  static std::string StateData(const Node& n);
+  static bool RestoreState(Node& n, const std::string& data);
   void OnReadState(uint64_t id, const raft::ReadState& rs);
   void ServeReads(uint64_t id);
   void Complete(Client& c, bool known);
@@ -173,8 +194,10 @@ class SimCluster {
   SimStats stats_;
 
   std::map<uint64_t, uint64_t> leaders_;  // term -> leader
-  // (index << 20 | term) -> hash of the log up to there; lookups only.
-  std::unordered_map<uint64_t, uint64_t> prefix_;
+  // (index << 20 | term) -> the entry's shape; lookups only.
+  std::unordered_map<uint64_t, Shape> shapes_;
+  // applied index -> hash of the state machine there (only at snapshots).
+  std::map<uint64_t, uint64_t> state_at_;
   std::map<uint64_t, Committed> committed_;
   std::map<uint64_t, raft::Entry> applied_;
   std::map<std::string, uint64_t> reads_;  // ctx -> commit index at request

@@ -39,7 +39,7 @@ struct NamedConfig {
 void PrintTo(const NamedConfig& c, std::ostream* os) { *os << c.name; }
 
 SimOptions Opts(int nodes, bool pre_vote, bool check_quorum, ReadMode mode,
-                int clients) {
+                int clients, int compact_every = 0) {
   SimOptions o;
   o.nodes = nodes;
   o.pre_vote = pre_vote;
@@ -47,17 +47,20 @@ SimOptions Opts(int nodes, bool pre_vote, bool check_quorum, ReadMode mode,
   o.read_mode = mode;
   o.clients = clients;
   o.steps = 8000;
+  o.compact_every = compact_every;
   return o;
 }
 
 const NamedConfig kConfigs[] = {
     {"ThreeNodes", Opts(3, false, false, ReadMode::kMixed, 3)},
     {"FiveNodes", Opts(5, false, false, ReadMode::kMixed, 5)},
-    {"ThreeNodesPreVoteCheckQuorum", Opts(3, true, true, ReadMode::kMixed, 4)},
+    {"ThreeNodesPreVoteCheckQuorumCompaction",
+     Opts(3, true, true, ReadMode::kMixed, 4, 4)},
     {"FiveNodesPreVoteCheckQuorum", Opts(5, true, true, ReadMode::kMixed, 4)},
-    {"FiveNodesPreVote", Opts(5, true, false, ReadMode::kMixed, 3)},
+    {"FiveNodesPreVoteCompaction", Opts(5, true, false, ReadMode::kMixed, 3, 5)},
     {"ThreeNodesCheckQuorumLogReads", Opts(3, false, true, ReadMode::kLog, 5)},
-    {"FiveNodesReadIndexReads", Opts(5, false, false, ReadMode::kReadIndex, 4)},
+    {"FiveNodesReadIndexReadsCompaction",
+     Opts(5, false, false, ReadMode::kReadIndex, 4, 3)},
 };
 
 std::string CurrentTest() {
@@ -106,6 +109,7 @@ TEST_P(RaftSim, SafetyAndLinearizability) {
     total.reads_served += s.reads_served;
     total.ops += s.ops;
     total.ops_ok += s.ops_ok;
+    total.snapshots_installed += s.snapshots_installed;
     runs++;
   }
   // The schedules must exercise the protocol and the clients, not idle.
@@ -113,14 +117,17 @@ TEST_P(RaftSim, SafetyAndLinearizability) {
   EXPECT_GT(total.elections, runs);
   EXPECT_GT(total.reads_served, runs / 2);
   EXPECT_GT(total.ops_ok, runs * 5);
+  if (o.compact_every > 0) EXPECT_GT(total.snapshots_installed, runs / 10);
   printf("%s: %llu schedules: %llu entries committed, %llu terms with a "
-         "leader, %llu ReadIndex answers, %llu client ops (%llu known)\n",
+         "leader, %llu ReadIndex answers, %llu client ops (%llu known), "
+         "%llu snapshots installed\n",
          Describe(o).c_str(), static_cast<unsigned long long>(runs),
          static_cast<unsigned long long>(total.committed),
          static_cast<unsigned long long>(total.elections),
          static_cast<unsigned long long>(total.reads_served),
          static_cast<unsigned long long>(total.ops),
-         static_cast<unsigned long long>(total.ops_ok));
+         static_cast<unsigned long long>(total.ops_ok),
+         static_cast<unsigned long long>(total.snapshots_installed));
 }
 
 INSTANTIATE_TEST_SUITE_P(
