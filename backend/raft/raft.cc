@@ -66,7 +66,8 @@ absl::Status Config::Validate() const {
   if ((!peers.empty() || !learners.empty()) &&
       std::find(peers.begin(), peers.end(), id) == peers.end() &&
       std::find(learners.begin(), learners.end(), id) == learners.end()) {
-    return absl::InvalidArgumentError("raft: peers or learners must include id");
+    return absl::InvalidArgumentError(
+        "raft: peers or learners must include id");
   }
   if (heartbeat_tick <= 0) {
     return absl::InvalidArgumentError("raft: heartbeat_tick must be > 0");
@@ -112,8 +113,8 @@ Raft::Raft(const Config& c)
   // A learner listed as a voter too is a voter.
   learners.erase(std::remove_if(learners.begin(), learners.end(),
                                 [&](uint64_t id) {
-                                  return std::binary_search(
-                                      voters.begin(), voters.end(), id);
+                                  return std::binary_search(voters.begin(),
+                                                            voters.end(), id);
                                 }),
                  learners.end());
   bool bootstrap = false;
@@ -124,8 +125,8 @@ Raft::Raft(const Config& c)
     voters_ = voters;
     learners_ = learners;
   } else {
-    bootstrap = c.storage->LastIndex() == 0 &&
-                (!voters.empty() || !learners.empty());
+    bootstrap =
+        c.storage->LastIndex() == 0 && (!voters.empty() || !learners.empty());
   }
   log_.CommitTo(hs.commit);
   if (c.applied > log_.applied()) {

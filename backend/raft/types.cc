@@ -47,8 +47,8 @@ std::string EncodeConfChange(const ConfChange& cc) {
 absl::StatusOr<ConfChange> DecodeConfChange(std::string_view data) {
   if (data.size() < kConfChangeHeader) return Malformed("too short");
   if (static_cast<uint8_t>(data[0]) != kConfChangeVersion) {
-    return Malformed(absl::StrCat("unknown version ",
-                                  static_cast<uint8_t>(data[0])));
+    return Malformed(
+        absl::StrCat("unknown version ", static_cast<uint8_t>(data[0])));
   }
   uint8_t type = static_cast<uint8_t>(data[1]);
   if (type > static_cast<uint8_t>(ConfChangeType::kAddLearnerNode)) {

@@ -275,10 +275,9 @@ TEST(RaftBootstrap, InitialMembershipIsWrittenAsCommittedEntries) {
   EXPECT_EQ(*rd.hard_state, (HardState{1, kNone, 4}));
   ASSERT_EQ(rd.entries.size(), 4u);
   EXPECT_EQ(rd.committed_entries, rd.entries);
-  std::vector<ConfChange> want = {CC(ConfChangeType::kAddNode, 1),
-                                  CC(ConfChangeType::kAddNode, 2),
-                                  CC(ConfChangeType::kAddNode, 3),
-                                  CC(ConfChangeType::kAddLearnerNode, 4)};
+  std::vector<ConfChange> want = {
+      CC(ConfChangeType::kAddNode, 1), CC(ConfChangeType::kAddNode, 2),
+      CC(ConfChangeType::kAddNode, 3), CC(ConfChangeType::kAddLearnerNode, 4)};
   for (size_t i = 0; i < rd.entries.size(); ++i) {
     EXPECT_EQ(rd.entries[i].index, i + 1);
     EXPECT_EQ(rd.entries[i].term, 1u);
@@ -359,26 +358,27 @@ TEST(RaftConfChangeCodec, RoundTrips) {
   for (ConfChangeType t :
        {ConfChangeType::kAddNode, ConfChangeType::kRemoveNode,
         ConfChangeType::kUpdateNode, ConfChangeType::kAddLearnerNode}) {
-    for (uint64_t id : {uint64_t{1}, uint64_t{0x0102030405060708},
-                        ~uint64_t{0}}) {
+    for (uint64_t id :
+         {uint64_t{1}, uint64_t{0x0102030405060708}, ~uint64_t{0}}) {
       for (std::string ctx : {std::string(), std::string("peer-urls"),
                               std::string("\0\xff\x01", 3)}) {
         ConfChange cc{t, id, ctx};
-        absl::StatusOr<ConfChange> back = DecodeConfChange(EncodeConfChange(cc));
+        absl::StatusOr<ConfChange> back =
+            DecodeConfChange(EncodeConfChange(cc));
         ASSERT_TRUE(back.ok()) << back.status();
         EXPECT_EQ(*back, cc) << ConfChangeTypeName(t);
       }
     }
   }
   // The persisted layout: version 1, type, id LE, length LE, context.
-  EXPECT_EQ(EncodeConfChange(ConfChange{ConfChangeType::kAddLearnerNode, 0x0201,
-                                        "ab"}),
+  EXPECT_EQ(EncodeConfChange(
+                ConfChange{ConfChangeType::kAddLearnerNode, 0x0201, "ab"}),
             std::string("\x01\x03\x01\x02\0\0\0\0\0\0\x02\0\0\0ab", 16));
 }
 
 TEST(RaftConfChangeCodec, RejectsGarbage) {
-  std::string good = EncodeConfChange(ConfChange{ConfChangeType::kAddNode, 7,
-                                                 "ctx"});
+  std::string good =
+      EncodeConfChange(ConfChange{ConfChangeType::kAddNode, 7, "ctx"});
   EXPECT_FALSE(DecodeConfChange("").ok());
   EXPECT_FALSE(DecodeConfChange(good.substr(0, good.size() - 1)).ok());
   EXPECT_FALSE(DecodeConfChange(good + "x").ok());
@@ -392,7 +392,8 @@ TEST(RaftConfChangeCodec, RejectsGarbage) {
   // Arbitrary bytes never crash, and whatever decodes re-encodes to itself.
   // Replay another schedule with SYNOD_RAFT_SEED=<seed>.
   uint64_t seed = 20261201;
-  if (const char* env = getenv("SYNOD_RAFT_SEED")) seed = strtoull(env, nullptr, 10);
+  if (const char* env = getenv("SYNOD_RAFT_SEED"))
+    seed = strtoull(env, nullptr, 10);
   printf("RaftConfChangeCodec.RejectsGarbage seed=%" PRIu64 "\n", seed);
   std::mt19937_64 rng(seed);
   int decoded = 0;
@@ -406,7 +407,8 @@ TEST(RaftConfChangeCodec, RejectsGarbage) {
     if (i % 4 == 0 && bytes.size() >= 14) {
       // A consistent context length: these decode unless the type is bad.
       uint64_t len = bytes.size() - 14;
-      for (int b = 0; b < 4; ++b) bytes[10 + b] = static_cast<char>(len >> (8 * b));
+      for (int b = 0; b < 4; ++b)
+        bytes[10 + b] = static_cast<char>(len >> (8 * b));
     }
     absl::StatusOr<ConfChange> cc = DecodeConfChange(bytes);
     if (cc.ok()) {

@@ -25,7 +25,9 @@ Snapshot MakeSnapshot(uint64_t index, uint64_t term, ConfState cs,
   return s;
 }
 
-ConfState Voters(std::vector<uint64_t> v) { return ConfState{std::move(v), {}}; }
+ConfState Voters(std::vector<uint64_t> v) {
+  return ConfState{std::move(v), {}};
+}
 
 // ---------------------------------------------------------------- storage
 
@@ -91,8 +93,8 @@ TEST(RaftSnapshotStorage, ApplySnapshotReplacesTheLogAndMembership) {
             kErrSnapOutOfDate);
 
   // Appending entries the snapshot covers keeps only the new part.
-  std::vector<Entry> ents = EntriesWithTerms({4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-                                              4, 5});
+  std::vector<Entry> ents =
+      EntriesWithTerms({4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5});
   ASSERT_TRUE(s.Append(ents).ok());
   EXPECT_EQ(s.FirstIndex(), 11u);
   EXPECT_EQ(s.LastIndex(), 12u);
@@ -345,14 +347,14 @@ TEST(RaftSnapshotCluster, LaggingFollowerCatchesUpThroughSnapshot) {
   Cluster c(3);
   c.Elect(1);
   c.Isolate(3);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c[1]->Propose("v" + std::to_string(i)).ok());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(c[1]->Propose("v" + std::to_string(i)).ok());
   c.Stabilize();
   uint64_t applied = c[1].applied_index;
   ASSERT_EQ(applied, 6u);
   for (uint64_t id : {1, 2}) {
-    ASSERT_TRUE(c[id].storage.CreateSnapshot(applied, Voters({1, 2, 3}),
-                                             "upto6")
-                    .ok());
+    ASSERT_TRUE(
+        c[id].storage.CreateSnapshot(applied, Voters({1, 2, 3}), "upto6").ok());
     ASSERT_TRUE(c[id].storage.Compact(applied).ok());
   }
   c.Heal();

@@ -202,11 +202,19 @@ class Cluster {
     ADD_FAILURE() << "cluster did not stabilize";
   }
   void Deliver(const Message& m) {
-    if (cut_.count({m.from, m.to}) || dropped_types_.count(m.type)) return;
+    bool dropped = cut_.count({m.from, m.to}) || dropped_types_.count(m.type);
     auto it = nodes_.find(m.to);
-    if (it == nodes_.end()) return;
-    (void)it->second->node->Step(m);
+    if (it == nodes_.end()) dropped = true;
+    if (!dropped) (void)it->second->node->Step(m);
+    // Like a transport, tell the sender how a snapshot send went.
+    if (m.type == MessageType::kSnap && report_snapshots_) {
+      auto from = nodes_.find(m.from);
+      if (from != nodes_.end())
+        from->second->node->ReportSnapshot(m.to, !dropped);
+    }
   }
+  // Whether Deliver reports MsgSnap outcomes to the sender (default on).
+  void set_report_snapshots(bool on) { report_snapshots_ = on; }
   // Ticks `id` until it campaigns (bypasses the randomized timeout).
   void Elect(uint64_t id) {
     (*this)[id]->Campaign();
@@ -235,6 +243,7 @@ class Cluster {
   std::map<uint64_t, std::unique_ptr<TestNode>> nodes_;
   std::set<std::pair<uint64_t, uint64_t>> cut_;
   std::set<MessageType> dropped_types_;
+  bool report_snapshots_ = true;
 };
 
 // Makes `n` leader: campaigns and grants it every peer's vote. Returns the
