@@ -52,6 +52,7 @@ std::string Describe(const SimOptions& o) {
   std::string s = absl::StrCat(o.nodes, " nodes");
   if (o.pre_vote) absl::StrAppend(&s, ", pre-vote");
   if (o.check_quorum) absl::StrAppend(&s, ", check-quorum");
+  if (o.membership) absl::StrAppend(&s, ", membership changes");
   if (o.compact_every > 0) {
     absl::StrAppend(&s, ", snapshot every ", o.compact_every, " entries");
   }
@@ -133,7 +134,13 @@ void SimCluster::Start(uint64_t id) {
   Node& n = *nodes_[id];
   raft::Config c;
   c.id = id;
-  c.peers = ids_;
+  if (opts_.membership) {
+    // New storage: nodes 1-3 bootstrap the cluster, the others join empty.
+    c.bootstrap = true;
+    if (id <= 3) c.peers = {1, 2, 3};
+  } else {
+    c.peers = ids_;
+  }
   c.election_tick = 10;
   c.heartbeat_tick = 2;
   c.storage = &n.storage;
@@ -192,10 +199,12 @@ void SimCluster::RandomStep() {
     uint64_t known = committed_.empty() ? 0 : committed_.rbegin()->first;
     if (nodes_[id]->raw->ReadIndex(ctx).ok()) reads_[ctx] = known;
     Check(id);
-  } else if (r < 935) {
+  } else if (r < 933 || (r < 935 && !opts_.membership)) {
     uint64_t id = Pick(live);
     (void)nodes_[id]->raw->TransferLeadership(Pick(ids_));
     Check(id);
+  } else if (r < 935) {
+    ProposeConfChange();
   } else if (r < 945) {
     if (!net_.empty()) {
       size_t i = rng_.Uniform(net_.size());
@@ -343,6 +352,19 @@ void SimCluster::Apply(uint64_t id, const Entry& e) {
                 std::to_string(it->second.term));
   }
   n.applied = e.index;
+  if (e.type == raft::EntryType::kConfChange) {
+    // The application applies membership changes, and persists the result
+    // with its applied index.
+    absl::StatusOr<raft::ConfChange> cc = raft::DecodeConfChange(e.data);
+    if (!cc.ok()) return Fail(cc.status().ToString());
+    raft::ConfState cs = n.raw->ApplyConfChange(*cc);
+    n.storage.SetConfState(cs);
+    if (e.index > conf_index_) {
+      conf_index_ = e.index;
+      conf_ = cs;
+      stats_.conf_changes++;
+    }
+  }
   ApplyCommand(id, e);
   if (state_at_.count(e.index)) CheckStateAt(id, e.index);
 }
@@ -388,6 +410,51 @@ void SimCluster::MaybeCompact(uint64_t id) {
   if (compact <= snap_index) return;
   absl::Status s = n.storage.Compact(compact);
   if (!s.ok()) return Fail("Compact: " + s.ToString());
+}
+
+// One membership change through a leader: add a node (as learner or
+// voter), promote a learner, or remove a voter while more than 3 remain.
+void SimCluster::ProposeConfChange() {
+  std::vector<uint64_t> leaders;
+  for (uint64_t id : Live()) {
+    if (nodes_[id]->raw->TEST_raft().role() == Role::kLeader) {
+      leaders.push_back(id);
+    }
+  }
+  if (leaders.empty()) return;
+  uint64_t id = Pick(leaders);
+  raft::ConfState cs = nodes_[id]->raw->TEST_raft().conf_state();
+  auto in = [](const std::vector<uint64_t>& v, uint64_t x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  std::vector<raft::ConfChange> options;
+  for (uint64_t x : ids_) {
+    if (in(removed_, x)) continue;
+    if (!in(cs.voters, x) && !in(cs.learners, x)) {
+      options.push_back({raft::ConfChangeType::kAddLearnerNode, x, ""});
+      options.push_back({raft::ConfChangeType::kAddNode, x, ""});
+    } else if (in(cs.learners, x)) {
+      options.push_back({raft::ConfChangeType::kAddNode, x, ""});
+    } else if (cs.voters.size() > 3) {
+      options.push_back({raft::ConfChangeType::kRemoveNode, x, ""});
+    }
+  }
+  if (options.empty()) return;
+  raft::ConfChange cc = options[rng_.Uniform(options.size())];
+  if (nodes_[id]->raw->ProposeConfChange(cc).ok() &&
+      cc.type == raft::ConfChangeType::kRemoveNode) {
+    removed_.push_back(cc.node_id);
+  }
+  Check(id);
+}
+
+std::vector<uint64_t> SimCluster::Members() const {
+  if (!opts_.membership) return ids_;
+  if (conf_.empty()) return {1, 2, 3};  // nothing applied yet: the bootstrap
+  std::vector<uint64_t> out = conf_.voters;
+  out.insert(out.end(), conf_.learners.begin(), conf_.learners.end());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 void SimCluster::ReportSnap(const Message& m, bool delivered) {
@@ -467,16 +534,25 @@ void SimCluster::Check(uint64_t id) {
 // outstanding ops may still complete.
 void SimCluster::Settle() {
   side_.clear();
-  for (uint64_t id : ids_) {
+  calm_ = true;
+  for (uint64_t id : Members()) {
     if (!nodes_[id]->raw) Start(id);
   }
   // A proposal may die with a leader that loses its term: propose again
   // every few rounds until one is applied everywhere.
   std::vector<std::pair<std::string, uint64_t>> tokens;  // data, index
   for (int round = 0; round < 400 && ok_; ++round, ++step_) {
-    for (uint64_t id : ids_) nodes_[id]->raw->Tick();
+    // Removed members are shut down, as an operator would.
+    std::vector<uint64_t> members = Members();
+    for (uint64_t id : ids_) {
+      bool member = std::find(members.begin(), members.end(), id) !=
+                    members.end();
+      if (!member && nodes_[id]->raw) Crash(id);
+      if (member && !nodes_[id]->raw) Start(id);
+    }
+    for (uint64_t id : members) nodes_[id]->raw->Tick();
     for (int pass = 0; pass < 50; ++pass) {
-      for (uint64_t id : ids_) {
+      for (uint64_t id : members) {
         ProcessReady(id, /*reliable=*/true);
         Check(id);
       }
@@ -487,7 +563,7 @@ void SimCluster::Settle() {
     }
     ClientTimeouts();
     if (round % 20 == 0) {
-      for (uint64_t id : ids_) {
+      for (uint64_t id : members) {
         if (nodes_[id]->raw->TEST_raft().role() != Role::kLeader) continue;
         std::string token = "settle-" + std::to_string(round);
         if (nodes_[id]->raw->Propose(token).ok()) {
@@ -500,7 +576,7 @@ void SimCluster::Settle() {
       auto it = applied_.find(index);
       if (it == applied_.end() || it->second.data != token) continue;
       bool everywhere = true;
-      for (uint64_t id : ids_) {
+      for (uint64_t id : members) {
         everywhere = everywhere && nodes_[id]->applied >= index;
       }
       if (everywhere) return;

@@ -60,6 +60,11 @@ struct SimOptions {
   // once it applied this many entries past its last snapshot (0: never),
   // so lagging and restarted followers get MsgSnap.
   int compact_every = 0;
+  // Membership changes (thesis §4.1, one at a time): nodes 1-3 bootstrap
+  // the cluster, the others start empty; the schedule adds them as learners
+  // or voters, promotes learners and removes voters (keeping at least 3).
+  // REQUIRES: nodes == 5 when set.
+  bool membership = false;
   // A client gives up (unknown outcome) after this many steps.
   int client_timeout = 600;
   // Whether a non-linearizable history is a failure (false: just counted).
@@ -73,6 +78,7 @@ struct SimStats {
   uint64_t elections = 0;  // terms that had a leader
   uint64_t reads_served = 0;  // ReadIndex answers
   uint64_t snapshots_installed = 0;  // MsgSnap applied by followers
+  uint64_t conf_changes = 0;         // membership changes applied (max node)
   uint64_t ops = 0;           // client ops in the history
   uint64_t ops_ok = 0;        // ... with a known outcome
   bool linearizable = true;
@@ -162,6 +168,9 @@ class SimCluster {
   // The transport's report on a MsgSnap it delivered or lost.
   void ReportSnap(const raft::Message& m, bool delivered);
   void Deliver(raft::Message& m);
+  void ProposeConfChange();
+  // The committed membership (every node when membership is off).
+  std::vector<uint64_t> Members() const;
   void Check(uint64_t id);
   void Settle();
 
@@ -201,6 +210,11 @@ class SimCluster {
   std::map<uint64_t, Committed> committed_;
   std::map<uint64_t, raft::Entry> applied_;
   std::map<std::string, uint64_t> reads_;  // ctx -> commit index at request
+
+  // The membership applied at the highest index any node applied.
+  raft::ConfState conf_;
+  uint64_t conf_index_ = 0;
+  std::vector<uint64_t> removed_;  // never added back (as etcd requires)
 
   std::vector<std::unique_ptr<Client>> clients_;
   std::vector<lincheck::Operation> history_;

@@ -39,7 +39,7 @@ struct NamedConfig {
 void PrintTo(const NamedConfig& c, std::ostream* os) { *os << c.name; }
 
 SimOptions Opts(int nodes, bool pre_vote, bool check_quorum, ReadMode mode,
-                int clients, int compact_every = 0) {
+                int clients, int compact_every = 0, bool membership = false) {
   SimOptions o;
   o.nodes = nodes;
   o.pre_vote = pre_vote;
@@ -48,6 +48,7 @@ SimOptions Opts(int nodes, bool pre_vote, bool check_quorum, ReadMode mode,
   o.clients = clients;
   o.steps = 8000;
   o.compact_every = compact_every;
+  o.membership = membership;
   return o;
 }
 
@@ -61,6 +62,9 @@ const NamedConfig kConfigs[] = {
     {"ThreeNodesCheckQuorumLogReads", Opts(3, false, true, ReadMode::kLog, 5)},
     {"FiveNodesReadIndexReadsCompaction",
      Opts(5, false, false, ReadMode::kReadIndex, 4, 3)},
+    {"MembershipChanges", Opts(5, false, false, ReadMode::kMixed, 4, 0, true)},
+    {"MembershipChangesPreVoteCheckQuorumCompaction",
+     Opts(5, true, true, ReadMode::kMixed, 4, 4, true)},
 };
 
 std::string CurrentTest() {
@@ -110,6 +114,7 @@ TEST_P(RaftSim, SafetyAndLinearizability) {
     total.ops += s.ops;
     total.ops_ok += s.ops_ok;
     total.snapshots_installed += s.snapshots_installed;
+    total.conf_changes += s.conf_changes;
     runs++;
   }
   // The schedules must exercise the protocol and the clients, not idle.
@@ -118,16 +123,18 @@ TEST_P(RaftSim, SafetyAndLinearizability) {
   EXPECT_GT(total.reads_served, runs / 2);
   EXPECT_GT(total.ops_ok, runs * 5);
   if (o.compact_every > 0) EXPECT_GT(total.snapshots_installed, runs / 10);
+  if (o.membership) EXPECT_GT(total.conf_changes, runs * 4);
   printf("%s: %llu schedules: %llu entries committed, %llu terms with a "
          "leader, %llu ReadIndex answers, %llu client ops (%llu known), "
-         "%llu snapshots installed\n",
+         "%llu snapshots installed, %llu membership entries applied\n",
          Describe(o).c_str(), static_cast<unsigned long long>(runs),
          static_cast<unsigned long long>(total.committed),
          static_cast<unsigned long long>(total.elections),
          static_cast<unsigned long long>(total.reads_served),
          static_cast<unsigned long long>(total.ops),
          static_cast<unsigned long long>(total.ops_ok),
-         static_cast<unsigned long long>(total.snapshots_installed));
+         static_cast<unsigned long long>(total.snapshots_installed),
+         static_cast<unsigned long long>(total.conf_changes));
 }
 
 INSTANTIATE_TEST_SUITE_P(
