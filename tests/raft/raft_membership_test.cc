@@ -103,6 +103,22 @@ TEST(RaftMembership, CheckQuorumIgnoresLearners) {
       << "an active learner does not keep a leader in office";
 }
 
+// Thesis §6.4 with learners: a read index needs heartbeat acks from a
+// quorum of voters; a learner's ack does not count.
+TEST(RaftMembership, ReadIndexIgnoresLearnerAcks) {
+  Cluster c({1, 2}, {3});
+  c.Elect(1);
+  c.Isolate(2);
+  ASSERT_TRUE(c[1]->ReadIndex("r1").ok());
+  c.Stabilize();
+  EXPECT_TRUE(c[1].read_states.empty());
+  c.Heal();
+  ASSERT_TRUE(c[1]->ReadIndex("r2").ok());
+  c.Stabilize();
+  ASSERT_EQ(c[1].read_states.size(), 2u);
+  EXPECT_EQ(c[1].read_states[1].request_ctx, "r2");
+}
+
 // Thesis §4.2.1: once caught up the server is promoted and then counts.
 TEST(RaftMembership, PromotedLearnerCountsTowardsQuorum) {
   Cluster c({1, 2}, {3});
