@@ -3,6 +3,8 @@
 #include "tests/sim/sim_cluster.h"
 
 #include <algorithm>
+#include <functional>
+#include <string_view>
 #include <utility>
 #include <sstream>
 
@@ -26,10 +28,13 @@ uint64_t Fnv(uint64_t h, const void* p, size_t n) {
   return h;
 }
 
+// std::hash of the bytes: deterministic within one binary, and only ever
+// compared, never iterated.
 uint64_t HashEntry(uint64_t h, const Entry& e) {
   h = Fnv(h, &e.term, sizeof(e.term));
   h = Fnv(h, &e.index, sizeof(e.index));
-  return Fnv(h, e.data.data(), e.data.size());
+  uint64_t d = std::hash<std::string_view>()(e.data);
+  return Fnv(h, &d, sizeof(d));
 }
 
 const char* ReadModeName(ReadMode m) {
@@ -250,7 +255,8 @@ bool SimCluster::DeliverOne() {
   if (due.empty()) return false;
   size_t i = Pick(due);
   Message m = std::move(net_[i].m);
-  net_.erase(net_.begin() + i);
+  net_[i] = std::move(net_.back());
+  net_.pop_back();
   Deliver(m);
   return true;
 }

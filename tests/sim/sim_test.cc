@@ -28,7 +28,7 @@ namespace synod::sim {
 namespace {
 
 constexpr int kShards = 4;
-constexpr uint64_t kSeedsPerShard = 100;
+constexpr uint64_t kSeedsPerShard = 75;
 
 struct NamedConfig {
   const char* name;
