@@ -73,7 +73,7 @@ struct ExecSpec {
 
 // Forks and execs. The given fds become the child's 0/1/2; all other fds we
 // create are O_CLOEXEC. The child dies with the forking thread.
-pid_t Spawn(ExecSpec& spec, int in_fd, int out_fd, int err_fd) {
+pid_t SpawnChild(ExecSpec& spec, int in_fd, int out_fd, int err_fd) {
   IgnoreSigpipeOnce();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -246,7 +246,7 @@ CmdResult RunCommand(const std::vector<std::string>& argv,
   } else {
     devnull = OpenDevNull();
   }
-  pid_t pid = Spawn(spec, stdin_data ? in[0] : devnull, out[1], err[1]);
+  pid_t pid = SpawnChild(spec, stdin_data ? in[0] : devnull, out[1], err[1]);
   close(out[1]);
   close(err[1]);
   if (stdin_data) close(in[0]);
@@ -368,7 +368,7 @@ BackgroundCmd::BackgroundCmd(const std::vector<std::string>& argv,
   MakePipe(in);
   MakePipe(out);
   MakePipe(err);
-  pid_ = Spawn(spec, in[0], out[1], err[1]);
+  pid_ = SpawnChild(spec, in[0], out[1], err[1]);
   close(in[0]);
   close(out[1]);
   close(err[1]);
@@ -524,11 +524,14 @@ ServerProcess::ServerProcess(const std::string& dir, ServerOptions options)
     : dir_(dir),
       data_dir_(dir + "/data"),
       log_path_(dir + "/server.log"),
-      name_("s1"),
+      name_(options.name),
       options_(std::move(options)),
-      client_port_(PickFreePort()),
-      peer_port_(PickFreePort()),
-      metrics_port_(PickFreePort()) {}
+      client_port_(options_.client_port > 0 ? options_.client_port
+                                            : PickFreePort()),
+      peer_port_(options_.peer_port > 0 ? options_.peer_port
+                                        : PickFreePort()),
+      metrics_port_(options_.metrics_port > 0 ? options_.metrics_port
+                                              : PickFreePort()) {}
 
 ServerProcess::~ServerProcess() {
   if (Running()) Kill9();
@@ -555,9 +558,17 @@ std::vector<std::string> ServerProcess::BuildArgv() const {
       "--listen-peer-urls=" + peer_url,
       "--listen-metrics-urls=" + MetricsUrl(),
       "--initial-advertise-peer-urls=" + peer_url,
-      absl::StrCat("--initial-cluster=", name_, "=", peer_url),
+      options_.initial_cluster.empty()
+          ? absl::StrCat("--initial-cluster=", name_, "=", peer_url)
+          : "--initial-cluster=" + options_.initial_cluster,
       "--log-level=info",
   };
+  if (!options_.initial_cluster_state.empty()) {
+    argv.push_back("--initial-cluster-state=" + options_.initial_cluster_state);
+  }
+  if (!options_.initial_cluster_token.empty()) {
+    argv.push_back("--initial-cluster-token=" + options_.initial_cluster_token);
+  }
   // etcd 3.4 honours --log-level only with the zap logger.
   if (UsingRealEtcd()) argv.push_back("--logger=zap");
   for (const auto& f : options_.extra_flags) argv.push_back(f);
@@ -574,6 +585,12 @@ std::string ServerProcess::LogTail(size_t max_bytes) const {
 }
 
 ::testing::AssertionResult ServerProcess::Start() {
+  ::testing::AssertionResult spawned = Spawn();
+  if (!spawned) return spawned;
+  return WaitReady(absl::Seconds(10));
+}
+
+::testing::AssertionResult ServerProcess::Spawn() {
   if (Running()) return ::testing::AssertionFailure() << "already running";
   std::vector<std::string> argv = BuildArgv();
   if (access(argv[0].c_str(), X_OK) != 0) {
@@ -587,13 +604,25 @@ std::string ServerProcess::LogTail(size_t max_bytes) const {
   std::string cmdline = absl::StrJoin(argv, " ");
   WriteAll(log_fd, absl::StrCat("=== harness: starting ", cmdline, "\n"));
   ExecSpec spec(argv, {});
-  pid_ = Spawn(spec, devnull, log_fd, log_fd);
+  pid_ = SpawnChild(spec, devnull, log_fd, log_fd);
   close(log_fd);
   close(devnull);
+  paused_ = false;
+  exited_by_itself_ = false;
   if (pid_ < 0) return ::testing::AssertionFailure() << "fork failed";
+  return ::testing::AssertionSuccess();
+}
 
-  // Ready = the client port accepts and a linearizable get succeeds.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+::testing::AssertionResult ServerProcess::WaitReady(absl::Duration timeout,
+                                                    bool serializable) {
+  const std::string cmdline = absl::StrJoin(BuildArgv(), " ");
+  if (!Running()) {
+    return ::testing::AssertionFailure() << "not running: " << cmdline;
+  }
+  // Ready = the client port accepts and a get succeeds.
+  std::vector<std::string> probe = {"get", "synod-readiness-probe"};
+  if (serializable) probe.push_back("--consistency=s");
+  const absl::Time deadline = absl::Now() + timeout;
   std::string last_err;
   while (absl::Now() < deadline) {
     int status;
@@ -604,8 +633,7 @@ std::string ServerProcess::LogTail(size_t max_bytes) const {
              << "): " << cmdline << "\n--- log tail ---\n" << LogTail();
     }
     if (TcpConnects(client_port_)) {
-      CmdResult r = Etcdctl(Endpoint(), {"get", "synod-readiness-probe"},
-                            std::nullopt, absl::Seconds(3));
+      CmdResult r = Etcdctl(Endpoint(), probe, std::nullopt, absl::Seconds(3));
       if (r.exit_code == 0) return ::testing::AssertionSuccess();
       last_err = r.err;
     }
@@ -614,9 +642,21 @@ std::string ServerProcess::LogTail(size_t max_bytes) const {
   std::string tail = LogTail();
   Kill9();
   return ::testing::AssertionFailure()
-         << "server not ready within 10s: " << cmdline
-         << "\nlast etcdctl error: " << last_err << "\n--- log tail ---\n"
-         << tail;
+         << "server not ready within " << timeout << ": " << cmdline
+         << "\nlast etcdctl error: " << ErrorLine(last_err)
+         << "\n--- log tail ---\n" << tail;
+}
+
+bool ServerProcess::ExitedByItself() {
+  if (exited_by_itself_) return true;
+  if (pid_ <= 0) return false;
+  int status;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    paused_ = false;
+    exited_by_itself_ = true;
+  }
+  return exited_by_itself_;
 }
 
 void ServerProcess::Reap(absl::Duration timeout) {
@@ -639,12 +679,14 @@ void ServerProcess::Kill9() {
   int status;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+  paused_ = false;
 }
 
 void ServerProcess::Stop() {
   if (pid_ <= 0) return;
   kill(pid_, SIGCONT);  // in case it is paused
   kill(pid_, SIGTERM);
+  paused_ = false;
   Reap(absl::Seconds(10));
   if (pid_ > 0) {
     ADD_FAILURE() << "server did not exit within 10s of SIGTERM";
@@ -658,11 +700,12 @@ void ServerProcess::Stop() {
 }
 
 void ServerProcess::Pause() {
-  if (pid_ > 0) kill(pid_, SIGSTOP);
+  if (pid_ > 0 && kill(pid_, SIGSTOP) == 0) paused_ = true;
 }
 
 void ServerProcess::Resume() {
   if (pid_ > 0) kill(pid_, SIGCONT);
+  paused_ = false;
 }
 
 // ---------------------------------------------------------------------------
@@ -723,8 +766,9 @@ bool SendRawTcp(int port, const std::string& bytes) {
 
 void ServerTest::SetUp() {
   dir_ = std::make_unique<TestDir>();
-  server_ = std::make_unique<ServerProcess>(dir_->path(),
-                                            ServerOptions{ExtraFlags()});
+  ServerOptions options;
+  options.extra_flags = ExtraFlags();
+  server_ = std::make_unique<ServerProcess>(dir_->path(), std::move(options));
   ASSERT_TRUE(server_->Start());
 }
 

@@ -131,10 +131,24 @@ class BackgroundCmd {
 struct ServerOptions {
   // Extra flags in "--flag=value" form, e.g. "--quota-backend-bytes=200000".
   std::vector<std::string> extra_flags;
+  // --name. Cluster members need distinct names.
+  std::string name = "s1";
+  // Ports on 127.0.0.1; 0 picks a free one. A cluster picks them up front
+  // because every member's --initial-cluster names every peer URL.
+  int client_port = 0;
+  int peer_port = 0;
+  int metrics_port = 0;
+  // --initial-cluster; empty means this server alone ("<name>=<peer url>").
+  std::string initial_cluster;
+  // --initial-cluster-state ("new" or "existing") and
+  // --initial-cluster-token; empty leaves the flag out (server default).
+  std::string initial_cluster_state;
+  std::string initial_cluster_token;
 };
 
 // One server process. Ports are chosen once and kept across restarts, and so
-// is the data dir.
+// is the data dir. With default options it is a single-member cluster named
+// "s1"; ServerOptions turn it into a member of a larger one.
 class ServerProcess {
  public:
   // `dir` must exist; the data dir and log file are created inside it.
@@ -145,7 +159,21 @@ class ServerProcess {
 
   // Starts the process and waits (10 s) until it serves requests. On failure
   // returns an error text that includes the tail of the server log.
+  // Equivalent to Spawn() followed by WaitReady(absl::Seconds(10)).
   ::testing::AssertionResult Start();
+  // Starts the process without waiting; fails only if it cannot be spawned.
+  // A new cluster's first member cannot serve until a quorum has started, so
+  // clusters spawn every member and then wait.
+  ::testing::AssertionResult Spawn();
+  // Waits until the process serves requests: a linearizable get succeeds
+  // (or, when `serializable`, a `--consistency=s` get does, which a learner
+  // can answer). On timeout or an early exit the process is killed and the
+  // result carries the tail of the server log.
+  ::testing::AssertionResult WaitReady(absl::Duration timeout,
+                                       bool serializable = false);
+  // True once the process has exited by itself (reaps it). False while it
+  // runs, and when it was never started or was stopped by the harness.
+  bool ExitedByItself();
   void Kill9();
   // SIGTERM, wait 10 s, then SIGKILL.
   void Stop();
@@ -154,6 +182,8 @@ class ServerProcess {
   void Pause();   // SIGSTOP
   void Resume();  // SIGCONT
   bool Running() const { return pid_ > 0; }
+  bool Paused() const { return paused_; }
+  pid_t pid() const { return pid_; }
 
   std::string Endpoint() const;    // "127.0.0.1:P"
   std::string ClientUrl() const;   // "http://127.0.0.1:P"
@@ -173,6 +203,8 @@ class ServerProcess {
   ServerOptions options_;
   int client_port_, peer_port_, metrics_port_;
   pid_t pid_ = -1;
+  bool paused_ = false;
+  bool exited_by_itself_ = false;
 };
 
 struct HttpResponse {
