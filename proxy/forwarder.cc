@@ -1,0 +1,223 @@
+#include "proxy/forwarder.h"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/generic/generic_stub.h>
+
+#include "absl/strings/match.h"
+
+namespace synod::proxy {
+namespace {
+
+// Requests kept for a replay on another endpoint, at most this many bytes.
+constexpr size_t kMaxReplayBytes = 4 << 20;
+
+class Pipe;
+
+// The member side of a pipe.
+class UpstreamCall final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  UpstreamCall(Pipe* pipe, size_t index) : pipe_(pipe), index_(index) {}
+  void OnWriteDone(bool ok) override;
+  void OnWritesDoneDone(bool ok) override {}
+  void OnReadDone(bool ok) override;
+  void OnDone(const grpc::Status& s) override;
+
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer out;  // the message being written
+  grpc::ByteBuffer in;   // the message being read
+
+ private:
+  Pipe* pipe_;
+  size_t index_;
+};
+
+// One forwarded call: the client's server-side reactor plus the current
+// UpstreamCall. Deletes itself when both sides are done.
+class Pipe final : public grpc::ServerGenericBidiReactor {
+ public:
+  Pipe(Endpoints* endpoints, grpc::GenericCallbackServerContext* ctx)
+      : endpoints_(endpoints), sctx_(ctx) {
+    absl::MutexLock l(&mu_);
+    StartUpstreamLocked();
+    StartRead(&req_);
+  }
+
+  // ---- client side ----
+  void OnReadDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    if (!ok) {
+      client_writes_done_ = true;
+      PumpUpstreamLocked();
+      return;
+    }
+    if (replay_ok_) {
+      replay_bytes_ += req_.Length();
+      if (replay_bytes_ > kMaxReplayBytes) {
+        replay_ok_ = false;
+        sent_.clear();
+      } else {
+        sent_.push_back(req_);
+      }
+    }
+    pending_.push_back(std::move(req_));
+    req_.Clear();
+    PumpUpstreamLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    client_writing_ = false;
+    if (!ok) {
+      if (up_ != nullptr) up_->ctx.TryCancel();
+      return;
+    }
+    if (up_ != nullptr) up_->StartRead(&up_->in);
+  }
+
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    if (up_ != nullptr) up_->ctx.TryCancel();
+  }
+
+  void OnDone() override {
+    bool del;
+    {
+      absl::MutexLock l(&mu_);
+      server_done_ = true;
+      del = up_ == nullptr;
+    }
+    if (del) delete this;
+  }
+
+  // ---- upstream side (called by UpstreamCall) ----
+  void UpWriteDone(bool ok) {
+    absl::MutexLock l(&mu_);
+    up_writing_ = false;
+    if (!ok) return;  // the call failed; UpDone follows
+    if (pending_.empty() && !replaying_ && !client_writes_done_) {
+      StartRead(&req_);
+    }
+    PumpUpstreamLocked();
+  }
+
+  void UpReadDone(bool ok) {
+    absl::MutexLock l(&mu_);
+    if (!ok) return;
+    got_response_ = true;
+    replay_ok_ = false;
+    sent_.clear();
+    client_writing_ = true;
+    resp_ = std::move(up_->in);
+    up_->in.Clear();
+    StartWrite(&resp_);
+  }
+
+  void UpDone(const grpc::Status& s, size_t index) {
+    bool del = false;
+    UpstreamCall* old;
+    {
+      absl::MutexLock l(&mu_);
+      old = up_;
+      up_ = nullptr;
+      if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        endpoints_->ReportFailure(index);
+        if (!got_response_ && replay_ok_ && client_writes_done_ &&
+            ++attempts_ < endpoints_->size() && !server_done_) {
+          // Replay the whole request on the next endpoint.
+          pending_.assign(sent_.begin(), sent_.end());
+          StartUpstreamLocked();
+          delete old;
+          return;
+        }
+      }
+      if (!server_done_) {
+        Finish(s);
+      } else {
+        del = true;
+      }
+    }
+    delete old;
+    if (del) delete this;
+  }
+
+ private:
+  void StartUpstreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    size_t index = 0;
+    auto channel = endpoints_->Current(&index);
+    up_ = new UpstreamCall(this, index);
+    writes_done_sent_for_current_ = false;
+    for (const auto& [k, v] : sctx_->client_metadata()) {
+      std::string key(k.data(), k.size());
+      if (absl::StartsWith(key, ":") || absl::StartsWith(key, "grpc-") ||
+          key == "user-agent" || key == "content-type" || key == "te") {
+        continue;
+      }
+      up_->ctx.AddMetadata(key, std::string(v.data(), v.size()));
+    }
+    if (sctx_->deadline() != std::chrono::system_clock::time_point::max()) {
+      up_->ctx.set_deadline(sctx_->deadline());
+    }
+    grpc::GenericStub stub(channel);
+    stub.PrepareBidiStreamingCall(&up_->ctx, sctx_->method(),
+                                  grpc::StubOptions(), up_);
+    up_->StartRead(&up_->in);
+    up_->StartCall();
+    replaying_ = !pending_.empty();
+    PumpUpstreamLocked();
+  }
+
+  // Writes the next pending message upstream, or half-closes when the
+  // client has.
+  void PumpUpstreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (up_ == nullptr || up_writing_) return;
+    if (!pending_.empty()) {
+      up_writing_ = true;
+      up_->out = std::move(pending_.front());
+      pending_.pop_front();
+      up_->StartWrite(&up_->out);
+      return;
+    }
+    if (replaying_) replaying_ = false;
+    if (client_writes_done_ && !writes_done_sent_for_current_) {
+      writes_done_sent_for_current_ = true;
+      up_->StartWritesDone();
+    }
+  }
+
+  Endpoints* endpoints_;
+  grpc::GenericCallbackServerContext* sctx_;
+  grpc::ByteBuffer req_;   // client -> proxy, being read
+  grpc::ByteBuffer resp_;  // proxy -> client, being written
+  absl::Mutex mu_;
+  UpstreamCall* up_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::deque<grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<grpc::ByteBuffer> sent_ ABSL_GUARDED_BY(mu_);
+  size_t replay_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
+  bool replay_ok_ ABSL_GUARDED_BY(mu_) = true;
+  bool replaying_ ABSL_GUARDED_BY(mu_) = false;
+  bool up_writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_writes_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool writes_done_sent_for_current_ ABSL_GUARDED_BY(mu_) = false;
+  bool got_response_ ABSL_GUARDED_BY(mu_) = false;
+  bool server_done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void UpstreamCall::OnWriteDone(bool ok) { pipe_->UpWriteDone(ok); }
+void UpstreamCall::OnReadDone(bool ok) { pipe_->UpReadDone(ok); }
+void UpstreamCall::OnDone(const grpc::Status& s) { pipe_->UpDone(s, index_); }
+
+}  // namespace
+
+grpc::ServerGenericBidiReactor* ForwardingService::CreateReactor(
+    grpc::GenericCallbackServerContext* ctx) {
+  return new Pipe(endpoints_, ctx);
+}
+
+}  // namespace synod::proxy

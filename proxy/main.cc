@@ -1,0 +1,240 @@
+// synod-proxy: a stateless gRPC proxy in front of a Synod (or etcd) cluster.
+// Flags follow `etcd grpc-proxy start` (names and defaults); dashes and
+// underscores are interchangeable.
+#include <signal.h>
+
+#include <climits>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "common/http_server.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "proxy/forwarder.h"
+#include "proxy/proxy_metrics.h"
+#include "proxy/watch_hub.h"
+#include "proxy/watch_proxy.h"
+#include "proxy/upstream.h"
+
+ABSL_FLAG(std::string, endpoints, "127.0.0.1:2379",
+          "Comma-separated etcd cluster endpoints.");
+ABSL_FLAG(std::string, listen_addr, "127.0.0.1:23790", "Listen address.");
+ABSL_FLAG(std::string, advertise_client_url, "127.0.0.1:23790",
+          "Advertise address to register (must be reachable by clients).");
+ABSL_FLAG(std::string, metrics_addr, "",
+          "Listen for /metrics and /health requests on this URL "
+          "(http://host:port).");
+ABSL_FLAG(int64_t, max_send_bytes, 1572864,
+          "Message send limit to the cluster, in bytes.");
+ABSL_FLAG(int64_t, max_recv_bytes, INT_MAX,
+          "Message receive limit from the cluster, in bytes.");
+ABSL_FLAG(std::string, namespace, "",
+          "String to prefix to all keys for namespacing requests.");
+ABSL_FLAG(std::string, resolver_prefix, "",
+          "Prefix to use for registering the proxy (shared with other "
+          "proxies).");
+ABSL_FLAG(int64_t, resolver_ttl, 0,
+          "TTL, in seconds, when registering proxy endpoints.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error.");
+// Proxy-specific flags (not in etcd grpc-proxy).
+ABSL_FLAG(int64_t, watch_window_events, 4096,
+          "Recent events kept per watched range for resuming clients.");
+ABSL_FLAG(int64_t, watch_window_bytes, 8 << 20,
+          "Bytes of recent events kept per watched range.");
+ABSL_FLAG(int64_t, watch_client_queue_bytes, 1 << 20,
+          "Event bytes queued per client watch stream before its watchers "
+          "are canceled as too slow.");
+ABSL_FLAG(std::string, watch_idle_linger, "30s",
+          "How long a watched range with no watcher keeps its upstream "
+          "watch and window.");
+ABSL_FLAG(std::string, watch_progress_notify_interval, "10m",
+          "Interval of progress notifications to progress_notify watchers.");
+
+namespace synod::proxy {
+namespace {
+
+// etcd spells flags with dashes; Abseil with underscores. Accept both.
+std::vector<char*> NormalizeFlags(int argc, char** argv,
+                                  std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && absl::StartsWith(a, "--") && a.size() > 2) {
+      size_t eq = a.find('=');
+      for (size_t j = 2; j < std::min(eq, a.size()); ++j) {
+        if (a[j] == '-') a[j] = '_';
+      }
+    }
+    storage->push_back(a);
+  }
+  for (std::string& s : *storage) out.push_back(s.data());
+  return out;
+}
+
+// "http://127.0.0.1:2379/" -> "127.0.0.1:2379".
+std::string HostPort(absl::string_view url) {
+  absl::ConsumePrefix(&url, "http://");
+  absl::ConsumeSuffix(&url, "/");
+  return std::string(url);
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "synod-proxy: a caching, watch-coalescing etcd v3 gRPC proxy.\n"
+      "  synod-proxy --endpoints=127.0.0.1:2379 "
+      "--listen-addr=127.0.0.1:23790");
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormalizeFlags(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (!common::SetLogLevel(absl::GetFlag(FLAGS_log_level))) {
+    std::fprintf(stderr, "synod-proxy: invalid --log-level\n");
+    return 2;
+  }
+  std::vector<std::string> eps;
+  for (absl::string_view e : absl::StrSplit(absl::GetFlag(FLAGS_endpoints),
+                                            ',', absl::SkipWhitespace())) {
+    eps.push_back(HostPort(e));
+  }
+  if (eps.empty()) {
+    std::fprintf(stderr, "synod-proxy: --endpoints is empty\n");
+    return 2;
+  }
+  const int64_t max_send = absl::GetFlag(FLAGS_max_send_bytes);
+  const int64_t max_recv = absl::GetFlag(FLAGS_max_recv_bytes);
+  if (max_send <= 0 || max_recv <= 0) {
+    std::fprintf(stderr,
+                 "synod-proxy: --max-send-bytes and --max-recv-bytes must "
+                 "be > 0\n");
+    return 2;
+  }
+
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Endpoints endpoints(eps, static_cast<int>(std::min<int64_t>(max_send, INT_MAX)),
+                      static_cast<int>(std::min<int64_t>(max_recv, INT_MAX)));
+  GrpcUpstream upstream(&endpoints);
+  ForwardingService forwarder(&endpoints);
+  common::MetricsRegistry& metrics = common::DefaultMetrics();
+  ProxyMetrics pm(&metrics);
+  common::Clock* clock = common::RealClock::Get();
+  absl::Duration linger, notify;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_watch_idle_linger), &linger) ||
+      !absl::ParseDuration(absl::GetFlag(FLAGS_watch_progress_notify_interval),
+                           &notify) ||
+      notify <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "synod-proxy: invalid duration flag\n");
+    return 2;
+  }
+  WatchRangeOptions wro;
+  wro.window_events = static_cast<size_t>(
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_window_events)));
+  wro.window_bytes = static_cast<size_t>(
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_window_bytes)));
+  WatchHub hub(&upstream, clock, wro, linger, &pm);
+  WatchProxyOptions wpo;
+  wpo.client_queue_bytes = static_cast<size_t>(
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_client_queue_bytes)));
+  wpo.progress_notify_interval = notify;
+  wpo.max_response_bytes = static_cast<size_t>(max_send);
+  WatchProxy watch_proxy(&hub, clock, wpo, &pm);
+
+  grpc::ServerBuilder builder;
+  const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.SetMaxReceiveMessageSize(INT_MAX);
+  builder.SetMaxSendMessageSize(INT_MAX);
+  builder.RegisterService(&watch_proxy);
+  builder.RegisterCallbackGenericService(&forwarder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    SYNOD_LOG(ERROR) << "cannot listen on " << listen;
+    return 1;
+  }
+
+  std::unique_ptr<common::HttpServer> http;
+  const std::string metrics_addr = absl::GetFlag(FLAGS_metrics_addr);
+  if (!metrics_addr.empty()) {
+    std::string hp = HostPort(metrics_addr);
+    size_t colon = hp.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(hp.substr(colon + 1), &port)) {
+      SYNOD_LOG(ERROR) << "unsupported --metrics-addr " << metrics_addr;
+      return 2;
+    }
+    http = std::make_unique<common::HttpServer>();
+    http->Handle("/metrics", [&metrics](const common::HttpRequest&) {
+      return common::HttpResponse{200, common::kPrometheusTextContentType,
+                                  metrics.RenderText()};
+    });
+    // Healthy when a quorum read through the proxy succeeds within 1 s
+    // (etcd's grpc-proxy checks the cluster the same way).
+    http->Handle("/health", [&upstream](const common::HttpRequest&) {
+      absl::Mutex mu;
+      bool done = false, ok = false;
+      upstream.CurrentRevision("health", [&](absl::StatusOr<int64_t> r) {
+        absl::MutexLock l(&mu);
+        ok = r.ok();
+        done = true;
+      });
+      absl::MutexLock l(&mu);
+      mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(2));
+      // Wait for the callback even past the timeout: it references locals.
+      mu.Await(absl::Condition(&done));
+      return common::HttpResponse{ok ? 200 : 503, "application/json",
+                                  ok ? "{\"health\":\"true\"}"
+                                     : "{\"health\":\"false\"}\n"};
+    });
+    auto st = http->Start(hp.substr(0, colon), port);
+    if (!st.ok()) {
+      SYNOD_LOG(ERROR) << "cannot serve metrics on " << metrics_addr << ": "
+                       << st.status();
+      return 1;
+    }
+  }
+
+  // Timer work: reconnects, catch-up and freshness progress, progress
+  // notifications, idle ranges.
+  absl::Notification stopping;
+  std::thread ticker([&] {
+    while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+      hub.Tick();
+      watch_proxy.Tick();
+    }
+  });
+
+  SYNOD_LOG(INFO) << "synod-proxy serving on " << listen << " for "
+                  << absl::GetFlag(FLAGS_endpoints);
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
+  if (http) http->Stop();
+  stopping.Notify();
+  ticker.join();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
+
+}  // namespace
+}  // namespace synod::proxy
+
+int main(int argc, char** argv) { return synod::proxy::Run(argc, argv); }

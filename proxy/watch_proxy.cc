@@ -1,0 +1,411 @@
+#include "proxy/watch_proxy.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/key_range.h"
+
+namespace synod::proxy {
+
+using etcdserverpb::ResponseHeader;
+using etcdserverpb::WatchRequest;
+using etcdserverpb::WatchResponse;
+
+namespace {
+constexpr char kEmptyWatcherRange[] = "mvcc: watcher range is empty";
+constexpr char kDuplicateWatchId[] =
+    "mvcc: duplicate watch ID provided on the WatchStream";
+}  // namespace
+
+class ClientWatchStream;
+
+// One client watcher: a subscriber of one WatchRange. Its state is guarded
+// by its stream's mutex.
+class ClientWatcher final : public RangeSubscriber {
+ public:
+  ClientWatcher(ClientWatchStream* stream, int64_t id,
+                const etcdserverpb::WatchCreateRequest& c)
+      : stream_(stream),
+        id_(id),
+        start_(c.start_revision()),
+        prev_kv_(c.prev_kv()),
+        progress_notify_(c.progress_notify()),
+        fragment_(c.fragment()) {
+    for (int f : c.filters()) {
+      if (f == etcdserverpb::WatchCreateRequest::NOPUT) no_put_ = true;
+      if (f == etcdserverpb::WatchCreateRequest::NODELETE) no_delete_ = true;
+    }
+  }
+
+  void OnCreated(const ResponseHeader& header) override;
+  bool OnEvents(const std::vector<const mvccpb::Event*>& events,
+                const ResponseHeader& header) override;
+  void OnStatus(const RangeStatus& status) override;
+  void OnCanceled(int64_t compact_revision, const std::string& reason,
+                  const ResponseHeader& header) override;
+
+  ClientWatchStream* const stream_;
+  const int64_t id_;
+  const int64_t start_;
+  const bool prev_kv_, progress_notify_, fragment_;
+  bool no_put_ = false, no_delete_ = false;
+  // Guarded by the stream's mu_.
+  bool created_ = false;
+  bool sent_since_tick_ = false;
+  int64_t progress_ = 0;
+  std::shared_ptr<WatchRange> range_;
+  uint64_t handle_ = 0;
+};
+
+class ClientWatchStream final
+    : public grpc::ServerBidiReactor<WatchRequest, WatchResponse> {
+ public:
+  explicit ClientWatchStream(WatchProxy* p) : p_(p) {
+    p_->AddStream(this);
+    if (p_->metrics_ != nullptr) p_->metrics_->client_watch_streams->Inc();
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Shutdown();
+      return;
+    }
+    if (req_.has_create_request()) {
+      Create(req_.create_request());
+    } else if (req_.has_cancel_request()) {
+      Cancel(req_.cancel_request().watch_id());
+    } else if (req_.has_progress_request()) {
+      Progress();
+    }
+    StartRead(&req_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&mu_);
+    queued_bytes_ -= sizes_.front();
+    sizes_.pop_front();
+    queue_.pop_front();
+    if (!ok) {
+      queue_.clear();
+      sizes_.clear();
+      queued_bytes_ = 0;
+      writing_ = false;
+      broken_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    if (!queue_.empty()) {
+      StartWrite(&queue_.front());
+      return;
+    }
+    writing_ = false;
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override {
+    UnsubscribeAll();
+    p_->RemoveStream(this);
+    if (p_->metrics_ != nullptr) p_->metrics_->client_watch_streams->Dec();
+    delete this;
+  }
+
+  // ---- called by watchers (with their range's lock held) ----
+  void WatcherCreated(ClientWatcher* w, const ResponseHeader& header) {
+    absl::MutexLock l(&mu_);
+    if (!ActiveLocked(w)) return;
+    last_header_ = header;
+    w->created_ = true;
+    // Start 0: the watcher starts after header.revision. Otherwise nothing
+    // before start_ concerns it.
+    w->progress_ = std::max(
+        w->progress_, w->start_ > 0 ? w->start_ - 1 : header.revision());
+    WatchResponse resp;
+    resp.set_watch_id(w->id_);
+    resp.set_created(true);
+    *resp.mutable_header() = header;
+    PushLocked(std::move(resp));
+  }
+
+  bool WatcherEvents(ClientWatcher* w,
+                     const std::vector<const mvccpb::Event*>& events,
+                     const ResponseHeader& header) {
+    absl::MutexLock l(&mu_);
+    if (!ActiveLocked(w)) return true;  // canceled meanwhile: drop
+    WatchResponse resp;
+    resp.set_watch_id(w->id_);
+    *resp.mutable_header() = header;
+    int64_t last = 0;
+    for (const mvccpb::Event* e : events) {
+      last = e->kv().mod_revision();
+      if (e->type() == mvccpb::Event::PUT && w->no_put_) continue;
+      if (e->type() == mvccpb::Event::DELETE && w->no_delete_) continue;
+      mvccpb::Event* ne = resp.add_events();
+      *ne = *e;
+      if (!w->prev_kv_) ne->clear_prev_kv();
+    }
+    last_header_ = header;
+    w->progress_ = std::max(w->progress_, last);
+    if (resp.events_size() == 0) return true;
+    if (!queue_.empty() && queued_bytes_ >= p_->options_.client_queue_bytes) {
+      return false;
+    }
+    w->sent_since_tick_ = true;
+    EnqueueLocked(std::move(resp), w->fragment_);
+    return true;
+  }
+
+  void WatcherStatus(ClientWatcher* w, const RangeStatus& status) {
+    absl::MutexLock l(&mu_);
+    if (!ActiveLocked(w)) return;
+    w->progress_ = std::max(w->progress_, status.progress);
+  }
+
+  void WatcherCanceled(ClientWatcher* w, int64_t compact_revision,
+                       const std::string& reason,
+                       const ResponseHeader& header) {
+    absl::MutexLock l(&mu_);
+    if (!ActiveLocked(w)) return;
+    watchers_.erase(w->id_);  // the range already dropped it
+    if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Dec();
+    WatchResponse resp;
+    resp.set_watch_id(w->id_);
+    resp.set_canceled(true);
+    resp.set_compact_revision(compact_revision);
+    resp.set_cancel_reason(reason);
+    *resp.mutable_header() = header;
+    PushLocked(std::move(resp));
+  }
+
+  // Periodic progress notify (etcd: progress_notify watchers that got no
+  // event during the interval get an empty response).
+  void ProgressTick() {
+    absl::MutexLock l(&mu_);
+    for (auto& [id, w] : watchers_) {
+      if (w->progress_notify_ && w->created_ && !w->sent_since_tick_) {
+        WatchResponse resp;
+        resp.set_watch_id(id);
+        *resp.mutable_header() = last_header_;
+        resp.mutable_header()->set_revision(w->progress_);
+        PushLocked(std::move(resp));
+      }
+      w->sent_since_tick_ = false;
+    }
+  }
+
+ private:
+  bool ActiveLocked(ClientWatcher* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = watchers_.find(w->id_);
+    return it != watchers_.end() && it->second.get() == w;
+  }
+
+  void Create(const etcdserverpb::WatchCreateRequest& c) {
+    const std::string& end = c.range_end();
+    int64_t id = c.watch_id();
+    const char* error = nullptr;
+    std::shared_ptr<ClientWatcher> w;
+    {
+      absl::MutexLock l(&mu_);
+      if (!end.empty() && !common::IsOpenEnd(end) && !(c.key() < end)) {
+        error = kEmptyWatcherRange;
+      } else if (id == 0) {
+        while (watchers_.count(next_id_) > 0) ++next_id_;
+        id = next_id_++;
+      } else if (watchers_.count(id) > 0) {
+        error = kDuplicateWatchId;
+      }
+      if (error != nullptr) {
+        WatchResponse resp;
+        resp.set_watch_id(-1);
+        resp.set_created(true);
+        resp.set_canceled(true);
+        resp.set_cancel_reason(error);
+        *resp.mutable_header() = last_header_;
+        PushLocked(std::move(resp));
+        return;
+      }
+      w = std::make_shared<ClientWatcher>(this, id, c);
+      watchers_[id] = w;
+      if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Inc();
+    }
+    auto [range, handle] =
+        p_->hub_->Subscribe(c.key(), end, w, c.start_revision(), false);
+    absl::MutexLock l(&mu_);
+    if (ActiveLocked(w.get())) {
+      w->range_ = range;
+      w->handle_ = handle;
+    }
+  }
+
+  void Cancel(int64_t id) {
+    std::shared_ptr<ClientWatcher> w;
+    {
+      absl::MutexLock l(&mu_);
+      auto it = watchers_.find(id);
+      if (it == watchers_.end()) return;  // etcd ignores unknown ids
+      w = it->second;
+      watchers_.erase(it);
+      if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Dec();
+    }
+    if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
+    absl::MutexLock l(&mu_);
+    WatchResponse resp;
+    resp.set_watch_id(id);
+    resp.set_canceled(true);
+    *resp.mutable_header() = last_header_;
+    PushLocked(std::move(resp));
+  }
+
+  void Progress() {
+    std::vector<std::shared_ptr<WatchRange>> ranges;
+    {
+      absl::MutexLock l(&mu_);
+      int64_t rev = -1;
+      for (const auto& [id, w] : watchers_) {
+        if (!w->created_) continue;
+        rev = rev < 0 ? w->progress_ : std::min(rev, w->progress_);
+        if (w->range_ != nullptr) ranges.push_back(w->range_);
+      }
+      WatchResponse resp;
+      resp.set_watch_id(-1);
+      *resp.mutable_header() = last_header_;
+      if (rev >= 0) resp.mutable_header()->set_revision(rev);
+      PushLocked(std::move(resp));
+    }
+    std::sort(ranges.begin(), ranges.end());
+    ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
+    for (const auto& r : ranges) r->RequestProgress();
+  }
+
+  void UnsubscribeAll() {
+    std::map<int64_t, std::shared_ptr<ClientWatcher>> all;
+    {
+      absl::MutexLock l(&mu_);
+      all.swap(watchers_);
+      if (p_->metrics_ != nullptr) {
+        p_->metrics_->client_watchers->Add(-static_cast<double>(all.size()));
+      }
+    }
+    for (const auto& [id, w] : all) {
+      if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
+    }
+  }
+
+  void Shutdown() {
+    UnsubscribeAll();
+    absl::MutexLock l(&mu_);
+    reads_done_ = true;
+    MaybeFinishLocked();
+  }
+
+  // Splits the events of a fragment watcher over responses of at most
+  // max_response_bytes (etcd's sendFragments).
+  void EnqueueLocked(WatchResponse resp, bool fragment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t limit = p_->options_.max_response_bytes;
+    if (!fragment || resp.events_size() <= 1 || resp.ByteSizeLong() <= limit) {
+      PushLocked(std::move(resp));
+      return;
+    }
+    WatchResponse cur;
+    *cur.mutable_header() = resp.header();
+    cur.set_watch_id(resp.watch_id());
+    for (int i = 0; i < resp.events_size(); ++i) {
+      *cur.add_events() = resp.events(i);
+      if (cur.ByteSizeLong() > limit && cur.events_size() > 1) {
+        cur.mutable_events()->RemoveLast();
+        cur.set_fragment(true);
+        PushLocked(cur);
+        cur.clear_events();
+        *cur.add_events() = resp.events(i);
+      }
+    }
+    cur.set_fragment(false);
+    PushLocked(std::move(cur));
+  }
+
+  void PushLocked(WatchResponse resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (broken_ || finished_) return;
+    const size_t n = resp.ByteSizeLong();
+    queued_bytes_ += n;
+    sizes_.push_back(n);
+    queue_.push_back(std::move(resp));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reads_done_ && !writing_ && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  WatchProxy* const p_;
+  WatchRequest req_;
+  absl::Mutex mu_;
+  std::map<int64_t, std::shared_ptr<ClientWatcher>> watchers_
+      ABSL_GUARDED_BY(mu_);
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  ResponseHeader last_header_ ABSL_GUARDED_BY(mu_);
+  std::deque<WatchResponse> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<size_t> sizes_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void ClientWatcher::OnCreated(const ResponseHeader& header) {
+  stream_->WatcherCreated(this, header);
+}
+bool ClientWatcher::OnEvents(const std::vector<const mvccpb::Event*>& events,
+                             const ResponseHeader& header) {
+  return stream_->WatcherEvents(this, events, header);
+}
+void ClientWatcher::OnStatus(const RangeStatus& status) {
+  stream_->WatcherStatus(this, status);
+}
+void ClientWatcher::OnCanceled(int64_t compact_revision,
+                               const std::string& reason,
+                               const ResponseHeader& header) {
+  stream_->WatcherCanceled(this, compact_revision, reason, header);
+}
+
+WatchProxy::WatchProxy(WatchHub* hub, common::Clock* clock,
+                       WatchProxyOptions options, ProxyMetrics* metrics)
+    : hub_(hub), clock_(clock), options_(options), metrics_(metrics) {
+  last_notify_ = clock_->Now();
+}
+
+grpc::ServerBidiReactor<WatchRequest, WatchResponse>* WatchProxy::Watch(
+    grpc::CallbackServerContext*) {
+  return new ClientWatchStream(this);
+}
+
+void WatchProxy::AddStream(ClientWatchStream* s) {
+  absl::MutexLock l(&mu_);
+  streams_.insert(s);
+}
+
+void WatchProxy::RemoveStream(ClientWatchStream* s) {
+  absl::MutexLock l(&mu_);
+  streams_.erase(s);
+}
+
+void WatchProxy::Tick() {
+  absl::MutexLock l(&mu_);
+  const absl::Time now = clock_->Now();
+  if (now - last_notify_ < options_.progress_notify_interval) return;
+  last_notify_ = now;
+  for (ClientWatchStream* s : streams_) s->ProgressTick();
+}
+
+}  // namespace synod::proxy

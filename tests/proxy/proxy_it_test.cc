@@ -1,0 +1,129 @@
+// synod-proxy end to end: a real synod member and a synod-proxy process,
+// driven by the stock etcdctl pointed at the proxy.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/harness.h"
+#include "tests/proxy/proxy_process.h"
+
+namespace synod::testing {
+namespace {
+
+class ProxyItTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<TestDir>();
+    member_ = std::make_unique<ServerProcess>(dir_->path());
+    ASSERT_TRUE(member_->Start());
+    proxy_ = std::make_unique<ProxyProcess>(
+        std::vector<std::string>{member_->Endpoint()});
+    ASSERT_TRUE(proxy_->Start());
+  }
+  void TearDown() override {
+    if (HasFailure() && proxy_) {
+      std::cerr << "--- proxy log ---\n" << proxy_->Log() << "\n";
+    }
+    proxy_.reset();
+    member_.reset();
+    dir_.reset();
+  }
+  CmdResult P(const std::vector<std::string>& args,
+              const std::optional<std::string>& in = std::nullopt) {
+    return Etcdctl(proxy_->Endpoint(), args, in);
+  }
+  CmdResult M(const std::vector<std::string>& args) {
+    return Etcdctl(member_->Endpoint(), args);
+  }
+
+  std::unique_ptr<TestDir> dir_;
+  std::unique_ptr<ServerProcess> member_;
+  std::unique_ptr<ProxyProcess> proxy_;
+};
+
+TEST_F(ProxyItTest, PutGetDeleteThroughTheProxy) {
+  CmdResult r = P({"put", "k1", "v1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "OK\n");
+  r = P({"get", "k1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "k1\nv1\n");
+  // The member sees the write.
+  EXPECT_EQ(M({"get", "k1"}).out, "k1\nv1\n");
+  r = P({"del", "k1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_EQ(P({"get", "k1"}).out, "");
+}
+
+TEST_F(ProxyItTest, TxnThroughTheProxy) {
+  ASSERT_EQ(P({"put", "t", "1"}).exit_code, 0);
+  CmdResult r = P({"txn"}, "value(\"t\") = \"1\"\n\nput t 2\n\nput t 3\n\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "SUCCESS\n\nOK\n");
+  EXPECT_EQ(P({"get", "t", "--print-value-only"}).out, "2\n");
+}
+
+TEST_F(ProxyItTest, LeaseGrantKeepAliveTimeToLiveRevoke) {
+  CmdResult r = P({"lease", "grant", "60"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // "lease 694d77aa9e38260f granted with TTL(60s)"
+  ASSERT_TRUE(absl::StartsWith(r.out, "lease ")) << r.out;
+  std::string id = r.out.substr(6, r.out.find(' ', 6) - 6);
+  r = P({"put", "lk", "v", "--lease", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = P({"lease", "keep-alive", "--once", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "keepalived with TTL(60)")) << r.out;
+  r = P({"lease", "timetolive", id, "--keys"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "attached keys([lk])")) << r.out;
+  r = P({"lease", "revoke", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(P({"get", "lk"}).out, "");
+}
+
+TEST_F(ProxyItTest, LockThroughTheProxy) {
+  CmdResult r = P({"lock", "mylock", "echo", "held"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "held\n");
+}
+
+TEST_F(ProxyItTest, MaintenanceAndClusterCallsAreForwarded) {
+  CmdResult r = P({"member", "list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, M({"member", "list"}).out);
+  r = P({"endpoint", "status"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, proxy_->Endpoint())) << r.out;
+}
+
+TEST_F(ProxyItTest, HealthAndMetricsEndpoints) {
+  HttpResponse h = HttpGet(proxy_->MetricsUrl() + "/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body, "{\"health\":\"true\"}");
+  HttpResponse m = HttpGet(proxy_->MetricsUrl() + "/metrics");
+  EXPECT_EQ(m.status, 200);
+  // Once the member is gone the proxy reports itself unhealthy.
+  member_->Kill9();
+  h = HttpGet(proxy_->MetricsUrl() + "/health", absl::Seconds(20));
+  EXPECT_EQ(h.status, 503);
+}
+
+TEST_F(ProxyItTest, FailsOverToTheNextEndpoint) {
+  // The first endpoint is dead; every call goes to the live member.
+  ProxyProcess p2({absl::StrCat("127.0.0.1:", PickFreePort()),
+                   member_->Endpoint()});
+  ASSERT_TRUE(p2.Start()) << p2.Log();
+  for (int i = 0; i < 3; ++i) {
+    CmdResult r = Etcdctl(p2.Endpoint(), {"put", "f", std::to_string(i)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_EQ(M({"get", "f", "--print-value-only"}).out, "2\n");
+}
+
+}  // namespace
+}  // namespace synod::testing
