@@ -1,0 +1,143 @@
+// A fake Upstream for proxy unit tests: records every watch stream opened
+// and lets the test play the member (created, events, progress, cancel,
+// failure) synchronously on the test thread. Quorum reads and ranges wait
+// in queues until the test answers them.
+// Thread-safety: single-threaded (the test thread).
+#ifndef SYNOD_TESTS_PROXY_FAKE_UPSTREAM_H_
+#define SYNOD_TESTS_PROXY_FAKE_UPSTREAM_H_
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proxy/upstream.h"
+
+namespace synod::proxy::testing {
+
+inline etcdserverpb::ResponseHeader Header(int64_t rev) {
+  etcdserverpb::ResponseHeader h;
+  h.set_cluster_id(7);
+  h.set_member_id(9);
+  h.set_raft_term(1);
+  h.set_revision(rev);
+  return h;
+}
+
+inline mvccpb::Event Put(const std::string& key, const std::string& value,
+                         int64_t rev) {
+  mvccpb::Event e;
+  e.set_type(mvccpb::Event::PUT);
+  e.mutable_kv()->set_key(key);
+  e.mutable_kv()->set_value(value);
+  e.mutable_kv()->set_mod_revision(rev);
+  e.mutable_kv()->set_create_revision(rev);
+  e.mutable_kv()->set_version(1);
+  return e;
+}
+
+inline mvccpb::Event Del(const std::string& key, int64_t rev) {
+  mvccpb::Event e;
+  e.set_type(mvccpb::Event::DELETE);
+  e.mutable_kv()->set_key(key);
+  e.mutable_kv()->set_mod_revision(rev);
+  return e;
+}
+
+class FakeWatch final : public UpstreamWatch {
+ public:
+  void RequestProgress() override { ++progress_requests; }
+  void Close() override { closed = true; }
+
+  // ---- the member's side ----
+  void Created(int64_t rev) {
+    etcdserverpb::WatchResponse r;
+    r.set_created(true);
+    r.set_watch_id(0);
+    *r.mutable_header() = Header(rev);
+    cb.on_response(r);
+  }
+  void Events(std::vector<mvccpb::Event> events, int64_t header_rev = 0,
+              bool fragment = false) {
+    etcdserverpb::WatchResponse r;
+    r.set_watch_id(0);
+    r.set_fragment(fragment);
+    int64_t last = 0;
+    for (auto& e : events) {
+      last = e.kv().mod_revision();
+      *r.add_events() = std::move(e);
+    }
+    *r.mutable_header() = Header(header_rev > 0 ? header_rev : last);
+    cb.on_response(r);
+  }
+  // The answer to a progress request.
+  void Progress(int64_t rev) {
+    etcdserverpb::WatchResponse r;
+    r.set_watch_id(-1);
+    *r.mutable_header() = Header(rev);
+    cb.on_response(r);
+  }
+  void Compacted(int64_t compact_rev) {
+    etcdserverpb::WatchResponse r;
+    r.set_watch_id(0);
+    r.set_canceled(true);
+    r.set_compact_revision(compact_rev);
+    *r.mutable_header() = Header(compact_rev);
+    cb.on_response(r);
+  }
+  void Fail() {
+    failed = true;
+    cb.on_closed(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"));
+  }
+  bool open() const { return !closed && !failed; }
+
+  etcdserverpb::WatchCreateRequest create;
+  UpstreamWatchCallbacks cb;
+  int progress_requests = 0;
+  bool closed = false;
+  bool failed = false;
+};
+
+class FakeUpstream final : public Upstream {
+ public:
+  std::shared_ptr<UpstreamWatch> Watch(
+      const etcdserverpb::WatchCreateRequest& create,
+      UpstreamWatchCallbacks callbacks) override {
+    auto w = std::make_shared<FakeWatch>();
+    w->create = create;
+    w->cb = std::move(callbacks);
+    watches.push_back(w);
+    return w;
+  }
+  void CurrentRevision(
+      const std::string& key,
+      std::function<void(absl::StatusOr<int64_t>)> done) override {
+    quorum_reads.push_back(std::move(done));
+  }
+  void Range(const etcdserverpb::RangeRequest& req,
+             std::function<void(const grpc::Status&,
+                                const etcdserverpb::RangeResponse&)>
+                 done) override {
+    ranges.emplace_back(req, std::move(done));
+  }
+
+  // Watch streams neither closed by the proxy nor failed.
+  int OpenWatches() const {
+    int n = 0;
+    for (const auto& w : watches) n += w->open() ? 1 : 0;
+    return n;
+  }
+  FakeWatch* Last() { return watches.back().get(); }
+
+  std::vector<std::shared_ptr<FakeWatch>> watches;
+  std::deque<std::function<void(absl::StatusOr<int64_t>)>> quorum_reads;
+  std::deque<std::pair<etcdserverpb::RangeRequest,
+                       std::function<void(const grpc::Status&,
+                                          const etcdserverpb::RangeResponse&)>>>
+      ranges;
+};
+
+}  // namespace synod::proxy::testing
+
+#endif  // SYNOD_TESTS_PROXY_FAKE_UPSTREAM_H_
