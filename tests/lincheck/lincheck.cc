@@ -16,8 +16,11 @@ namespace synod::lincheck {
 namespace {
 
 constexpr int64_t kInfinity = std::numeric_limits<int64_t>::max();
-// Register states and values are interned: 0 is "absent".
+// Register states and values are interned: 0 is "absent", 1 stands for
+// every value that no read returns and no CAS expects (they are
+// indistinguishable to every op of the key).
 constexpr int kAbsent = 0;
+constexpr int kUnobserved = 1;
 // How many ops of a failing key the explanation lists at most.
 constexpr size_t kMaxListed = 24;
 
@@ -34,6 +37,19 @@ struct KeyOp {
   int output = kAbsent;    // read
   bool cas_succeeded = false;
   bool unknown = false;
+  // For an unknown write or CAS of an unobserved value: the previous op by
+  // call time (-1 for the first) among those with the same kind and
+  // expected value. They have the same effect and are optional, so any
+  // linearization that uses m of them can use the m earliest-called
+  // instead; the search only takes them in call order, which turns 2^m
+  // subsets into m + 1.
+  int pool_prev = -1;
+  // When the search must have linearized the op: its return, or +infinity
+  // for an unknown outcome. An unknown write or CAS that is the only op
+  // writing its value, and whose value a known op observed (a read that
+  // returned it, a CAS that succeeded expecting it), must precede that
+  // observer, so it must be linearized by the observer's return.
+  int64_t deadline = 0;
 };
 
 // Applies op to state; returns false if op cannot take effect in `state`
@@ -93,10 +109,18 @@ class KeyChecker {
   KeyChecker(std::string key, std::vector<const Operation*> ops)
       : key_(std::move(key)) {
     std::map<std::string, int> ids;
+    for (const Operation* o : ops) {
+      if (o->kind == OpKind::kRead && o->output) ids.emplace(*o->output, 0);
+      if (o->kind == OpKind::kCas && o->expected) {
+        ids.emplace(*o->expected, 0);
+      }
+    }
+    int next_id = kUnobserved + 1;
+    for (auto& [value, id] : ids) id = next_id++;
     auto intern = [&ids](const std::optional<std::string>& v) {
       if (!v) return kAbsent;
-      auto it = ids.emplace(*v, static_cast<int>(ids.size()) + 1).first;
-      return it->second;
+      auto it = ids.find(*v);
+      return it == ids.end() ? kUnobserved : it->second;
     };
     for (const Operation* o : ops) {
       KeyOp k;
@@ -108,6 +132,48 @@ class KeyChecker {
       if (o->kind == OpKind::kCas) k.expected = intern(o->expected);
       if (o->kind == OpKind::kRead) k.output = intern(o->output);
       ops_.push_back(k);
+    }
+    // Deadlines (see KeyOp::deadline).
+    std::map<int, int> writers;         // value id -> ops writing it
+    std::map<int, int64_t> first_seen;  // value id -> earliest observer return
+    for (const KeyOp& k : ops_) {
+      if (k.kind != OpKind::kRead) writers[k.value]++;
+      if (k.unknown) continue;
+      int seen = -1;
+      if (k.kind == OpKind::kRead) seen = k.output;
+      if (k.kind == OpKind::kCas && k.cas_succeeded) seen = k.expected;
+      if (seen <= kUnobserved) continue;
+      auto [it, inserted] = first_seen.emplace(seen, k.op->return_ns);
+      if (!inserted) it->second = std::min(it->second, k.op->return_ns);
+    }
+    for (KeyOp& k : ops_) {
+      k.deadline = k.unknown ? kInfinity : k.op->return_ns;
+      if (!k.unknown || k.kind == OpKind::kRead || writers[k.value] != 1) {
+        continue;
+      }
+      auto it = first_seen.find(k.value);
+      if (it != first_seen.end()) {
+        k.deadline = std::max(it->second, k.op->call_ns);
+      }
+    }
+    // Pools (see KeyOp::pool_prev), keyed by (kind, expected).
+    std::map<std::pair<int, int>, std::vector<int>> pools;
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      const KeyOp& k = ops_[i];
+      if (k.unknown && k.kind != OpKind::kRead && k.value == kUnobserved &&
+          k.deadline == kInfinity) {
+        int expected = k.kind == OpKind::kCas ? k.expected : -1;
+        pools[{static_cast<int>(k.kind), expected}].push_back(
+            static_cast<int>(i));
+      }
+    }
+    for (auto& [unused, pool] : pools) {
+      std::stable_sort(pool.begin(), pool.end(), [this](int a, int b) {
+        return ops_[a].op->call_ns < ops_[b].op->call_ns;
+      });
+      for (size_t i = 1; i < pool.size(); ++i) {
+        ops_[pool[i]].pool_prev = pool[i - 1];
+      }
     }
   }
 
@@ -122,7 +188,7 @@ class KeyChecker {
     for (int i = 0; i < n; ++i) {
       const Operation& o = *ops_[i].op;
       ev.push_back(Event{i, true, o.call_ns});
-      ev.push_back(Event{i, false, o.unknown ? kInfinity : o.return_ns});
+      ev.push_back(Event{i, false, ops_[i].deadline});
     }
     std::sort(ev.begin(), ev.end(), [](const Event& a, const Event& b) {
       if (a.time != b.time) return a.time < b.time;
@@ -156,22 +222,34 @@ class KeyChecker {
       int state_before;
     };
     std::vector<Frame> stack;
+    // Ops of unknown outcome with no deadline are optional: the search ends
+    // once every other op is linearized.
+    auto required = [this](int op) { return ops_[op].deadline != kInfinity; };
+    int required_left = 0;
+    for (int i = 0; i < n; ++i) required_left += required(i);
     int state = kAbsent;
     int entry = ev[0].next;
     uint64_t iterations = 0;
-    while (ev[0].next >= 0) {
+    while (required_left > 0) {
       if (++iterations % 4096 == 0 && absl::Now() > deadline) {
         return CheckResult::kTimedOut;
       }
       const Event& e = ev[entry];
       if (e.call) {
         int next_state;
-        if (StepModel(ops_[e.op], state, &next_state)) {
+        const int prev = ops_[e.op].pool_prev;
+        const bool in_order =
+            prev < 0 || (cur.bits[prev / 64] >> (prev % 64)) & 1;
+        // An optional op that would change nothing is as good as never
+        // happening: do not branch on it.
+        if (in_order && StepModel(ops_[e.op], state, &next_state) &&
+            (required(e.op) || next_state != state)) {
           cur.bits[e.op / 64] |= uint64_t{1} << (e.op % 64);
           cur.state = next_state;
           if (cache.insert(cur).second) {
             stack.push_back(Frame{entry, state});
             state = next_state;
+            required_left -= required(e.op);
             unlink(entry);
             unlink(e.match);
             if (stack.size() > longest_.size()) {
@@ -195,6 +273,7 @@ class KeyChecker {
         const Event& c = ev[f.event];
         cur.bits[c.op / 64] &= ~(uint64_t{1} << (c.op % 64));
         state = f.state_before;
+        required_left += required(c.op);
         relink(c.match);
         relink(f.event);
         entry = c.next;

@@ -16,6 +16,17 @@
 // unknown outcome may be linearized anywhere after its call, or never; a
 // read with an unknown outcome says nothing and is dropped.
 //
+// Reductions that keep the search small with many unknown outcomes, each
+// exact (a unit test compares the checker with brute force):
+//  - every value no read returns and no CAS expects is one and the same
+//    value to the model;
+//  - unknown ops are optional, and one that would change nothing is never
+//    tried;
+//  - unknown writes (or CASes with the same expected value) of such
+//    unobserved values are interchangeable: they are tried in call order;
+//  - an unknown write or CAS that alone writes a value some known op
+//    observed must be linearized by that op's return.
+//
 // Real-time order: op A precedes op B only if A.return_ns < B.call_ns
 // (equal times count as concurrent).
 //

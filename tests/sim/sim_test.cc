@@ -117,13 +117,20 @@ TEST_P(RaftSim, SafetyAndLinearizability) {
     total.conf_changes += s.conf_changes;
     runs++;
   }
-  // The schedules must exercise the protocol and the clients, not idle.
-  EXPECT_GT(total.committed, runs * 5);
-  EXPECT_GT(total.elections, runs);
-  EXPECT_GT(total.reads_served, runs / 2);
-  EXPECT_GT(total.ops_ok, runs * 5);
-  if (o.compact_every > 0) EXPECT_GT(total.snapshots_installed, runs / 10);
-  if (o.membership) EXPECT_GT(total.conf_changes, runs * 4);
+  // The schedules must exercise the protocol and the clients, not idle
+  // (on average: a single replayed seed may be quiet).
+  if (runs >= 20) {
+    EXPECT_GT(total.committed, runs * 5);
+    EXPECT_GT(total.elections, runs);
+    EXPECT_GT(total.reads_served, runs / 2);
+    EXPECT_GT(total.ops_ok, runs * 5);
+    if (o.compact_every > 0) {
+      EXPECT_GT(total.snapshots_installed, runs / 10);
+    }
+    if (o.membership) {
+      EXPECT_GT(total.conf_changes, runs * 4);
+    }
+  }
   printf("%s: %llu schedules: %llu entries committed, %llu terms with a "
          "leader, %llu ReadIndex answers, %llu client ops (%llu known), "
          "%llu snapshots installed, %llu membership entries applied\n",
