@@ -204,7 +204,8 @@ TEST(RaftSimBroken, UnsafeLocalReadsAreCaught) {
          static_cast<unsigned long long>(caught),
          static_cast<unsigned long long>(runs));
   if (!first.empty()) printf("first: %s\n", first.c_str());
-  EXPECT_GT(caught, 0u);
+  // (A replayed seed only shows its verdict.)
+  if (runs > 1) EXPECT_GT(caught, 0u);
 }
 
 }  // namespace
