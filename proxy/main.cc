@@ -2,6 +2,7 @@
 // Flags follow `etcd grpc-proxy start` (names and defaults); dashes and
 // underscores are interchangeable.
 #include <signal.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdio>
@@ -170,6 +171,16 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
+  // The proxy's own resident memory, read from /proc/self/statm.
+  metrics.AddGaugeCallback(
+      "process_resident_memory_bytes", "Resident memory size in bytes.", [] {
+        long pages = 0, resident = 0;
+        FILE* f = std::fopen("/proc/self/statm", "r");
+        if (f == nullptr) return 0.0;
+        if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        std::fclose(f);
+        return static_cast<double>(resident) * sysconf(_SC_PAGESIZE);
+      });
   std::unique_ptr<common::HttpServer> http;
   const std::string metrics_addr = absl::GetFlag(FLAGS_metrics_addr);
   if (!metrics_addr.empty()) {

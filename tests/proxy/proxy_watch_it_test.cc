@@ -1,0 +1,262 @@
+// Watch coalescing end to end: many client watches through one synod-proxy
+// in front of a real synod member, driven by a small C++ Watch client.
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "proto/rpc.grpc.pb.h"
+#include "tests/integration/harness.h"
+#include "tests/proxy/proxy_process.h"
+#include "tests/proxy/watch_client.h"
+
+namespace synod::testing {
+namespace {
+
+class ProxyWatchItTest : public ::testing::Test {
+ protected:
+  void StartAll(std::vector<std::string> proxy_flags = {}) {
+    dir_ = std::make_unique<TestDir>();
+    member_ = std::make_unique<ServerProcess>(dir_->path());
+    ASSERT_TRUE(member_->Start());
+    proxy_ = std::make_unique<ProxyProcess>(
+        std::vector<std::string>{member_->Endpoint()}, proxy_flags);
+    ASSERT_TRUE(proxy_->Start());
+    proxy_channel_ = grpc::CreateChannel(proxy_->Endpoint(),
+                                         grpc::InsecureChannelCredentials());
+    member_kv_ = etcdserverpb::KV::NewStub(grpc::CreateChannel(
+        member_->Endpoint(), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    if (HasFailure() && proxy_) {
+      std::string log = proxy_->Log();
+      if (log.size() > 4000) log = log.substr(log.size() - 4000);
+      std::cerr << "--- proxy log ---\n" << log << "\n";
+    }
+    clients_.clear();
+    proxy_.reset();
+    member_.reset();
+    dir_.reset();
+  }
+  // A put made directly on the member; returns its revision.
+  int64_t MemberPut(const std::string& k, const std::string& v) {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(5));
+      etcdserverpb::PutRequest req;
+      req.set_key(k);
+      req.set_value(v);
+      etcdserverpb::PutResponse resp;
+      grpc::Status s = member_kv_->Put(&ctx, req, &resp);
+      if (s.ok()) return resp.header().revision();
+      absl::SleepFor(absl::Milliseconds(50));  // member restarting
+    }
+    ADD_FAILURE() << "put " << k << " failed";
+    return -1;
+  }
+  double ProxyMetric(const std::string& s) {
+    return ScrapeMetric(proxy_->MetricsUrl(), s);
+  }
+  double MemberMetric(const std::string& s) {
+    return ScrapeMetric(member_->MetricsUrl(), s);
+  }
+
+  std::unique_ptr<TestDir> dir_;
+  std::unique_ptr<ServerProcess> member_;
+  std::unique_ptr<ProxyProcess> proxy_;
+  std::shared_ptr<grpc::Channel> proxy_channel_;
+  std::unique_ptr<etcdserverpb::KV::Stub> member_kv_;
+  std::vector<std::unique_ptr<WatchClient>> clients_;
+};
+
+// The ranges of the coalescing test: prefixes r0/ .. r3/.
+std::string RangeKey(int r) { return absl::StrCat("r", r, "/"); }
+std::string RangeEnd(int r) { return absl::StrCat("r", r, "0"); }  // '/'+1
+
+TEST_F(ProxyWatchItTest, ThousandsOfWatchesShareOneUpstreamWatchPerRange) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  constexpr int kStreams = 100, kPerStream = 20, kRanges = 4;
+  constexpr int kWatchers = kStreams * kPerStream;
+  const double rss0 = ProxyMetric("process_resident_memory_bytes");
+  for (int s = 0; s < kStreams; ++s) {
+    clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
+    for (int w = 1; w <= kPerStream; ++w) {
+      int r = (s * kPerStream + w) % kRanges;
+      clients_.back()->Watch(w, RangeKey(r), RangeEnd(r), 0);
+    }
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (auto& c : clients_) {
+          if (!c->AllCreated(kPerStream)) return false;
+        }
+        return true;
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(ProxyMetric("synod_proxy_client_watchers"), kWatchers);
+  EXPECT_EQ(ProxyMetric("synod_proxy_upstream_watches"), kRanges);
+  EXPECT_EQ(MemberMetric("etcd_debugging_mvcc_watcher_total"), kRanges);
+  const double rss1 = ProxyMetric("process_resident_memory_bytes");
+  if (rss0 > 0 && rss1 > 0) {
+    std::printf("proxy RSS %.1f MiB -> %.1f MiB for %d idle watchers "
+                "(%.0f bytes per watcher)\n",
+                rss0 / 1048576, rss1 / 1048576, kWatchers,
+                (rss1 - rss0) / kWatchers);
+  }
+
+  // Writes made directly on the member, before and after it is killed and
+  // restarted under the proxy.
+  std::vector<std::vector<int64_t>> want(kRanges);
+  auto write = [&](int n, int base) {
+    for (int i = 0; i < n; ++i) {
+      int r = i % kRanges;
+      want[r].push_back(MemberPut(absl::StrCat(RangeKey(r), base + i), "v"));
+    }
+  };
+  auto check = [&](const char* phase) {
+    bool ok = WaitFor(
+        [&] {
+          for (int s = 0; s < kStreams; ++s) {
+            for (int w = 1; w <= kPerStream; ++w) {
+              int r = (s * kPerStream + w) % kRanges;
+              if (clients_[s]->EventCount(w) < want[r].size()) return false;
+            }
+          }
+          return true;
+        },
+        absl::Seconds(30));
+    EXPECT_TRUE(ok) << phase;
+    for (int s = 0; s < kStreams; ++s) {
+      for (int w = 1; w <= kPerStream; ++w) {
+        int r = (s * kPerStream + w) % kRanges;
+        WatcherLog log = clients_[s]->Log(w);
+        ASSERT_EQ(log.revs, want[r]) << phase << " stream " << s << " watcher "
+                                     << w;
+        ASSERT_FALSE(log.canceled);
+      }
+    }
+  };
+  write(40, 0);
+  check("before the kill");
+  member_->Kill9();
+  ASSERT_TRUE(member_->Start());
+  write(40, 1000);
+  check("after the member was killed and restarted");
+  EXPECT_TRUE(WaitFor(
+      [&] { return ProxyMetric("synod_proxy_upstream_watches") == kRanges; },
+      absl::Seconds(10)));
+  EXPECT_EQ(MemberMetric("etcd_debugging_mvcc_watcher_total"), kRanges);
+}
+
+TEST_F(ProxyWatchItTest, ProgressRequestReportsDeliveredRevision) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
+  WatchClient* c = clients_.back().get();
+  c->Watch(1, "p", "", 0);
+  ASSERT_TRUE(WaitFor([&] { return c->AllCreated(1); }, absl::Seconds(10)));
+  int64_t last = 0;
+  for (int i = 0; i < 3; ++i) last = MemberPut("p", absl::StrCat(i));
+  MemberPut("other", "x");
+  const int64_t other = MemberPut("other", "y");
+  // Kubernetes' pattern: ask until the reported revision reaches the
+  // revision it read.
+  bool reached = WaitFor(
+      [&] {
+        c->RequestProgress();
+        absl::SleepFor(absl::Milliseconds(20));
+        auto p = c->ProgressRevs();
+        return !p.empty() && p.back() >= other;
+      },
+      absl::Seconds(10));
+  EXPECT_TRUE(reached);
+  EXPECT_EQ(c->Log(1).revs.size(), 3u);
+  EXPECT_EQ(c->Log(1).revs.back(), last);
+}
+
+TEST_F(ProxyWatchItTest, EtcdctlWatchWithPrevKvMatchesTheMember) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  int64_t first = MemberPut("w", "1");
+  MemberPut("w", "2");
+  ASSERT_EQ(Etcdctl(member_->Endpoint(), {"del", "w"}).exit_code, 0);
+  MemberPut("w", "3");
+  auto via_proxy = BackgroundCmd::Etcdctl(
+      proxy_->Endpoint(), {"watch", "w", "--prev-kv", "--rev",
+                           std::to_string(first)});
+  auto via_member = BackgroundCmd::Etcdctl(
+      member_->Endpoint(), {"watch", "w", "--prev-kv", "--rev",
+                            std::to_string(first)});
+  ASSERT_TRUE(via_member->WaitForLines(16, absl::Seconds(10)))
+      << via_member->Out();
+  ASSERT_TRUE(via_proxy->WaitForLines(16, absl::Seconds(10)))
+      << via_proxy->Out();
+  EXPECT_EQ(via_proxy->Lines(), via_member->Lines());
+}
+
+TEST_F(ProxyWatchItTest, ResumeStormKeepsUpstreamWatchesBounded) {
+  // A small window, so that some resumes fall before it and need catch-up.
+  ASSERT_NO_FATAL_FAILURE(StartAll({"--watch-window-events=100"}));
+  clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
+  clients_[0]->Watch(1, "s/", "s0", 0);
+  ASSERT_TRUE(WaitFor([&] { return clients_[0]->AllCreated(1); },
+                      absl::Seconds(10)));
+  std::vector<int64_t> revs;
+  for (int i = 0; i < 300; ++i) revs.push_back(MemberPut(absl::StrCat("s/", i), "v"));
+  ASSERT_TRUE(WaitFor([&] { return clients_[0]->EventCount(1) == 300; },
+                      absl::Seconds(10)));
+  const unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 rng(seed);
+  constexpr int kStreams = 50, kPerStream = 20;
+  std::vector<std::vector<int64_t>> starts(kStreams);
+  for (int s = 0; s < kStreams; ++s) {
+    clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
+    for (int w = 1; w <= kPerStream; ++w) {
+      // Assorted recent revisions over the last 300 writes.
+      int64_t start = revs[rng() % revs.size()];
+      starts[s].push_back(start);
+      clients_.back()->Watch(w, "s/", "s0", start);
+    }
+  }
+  double max_upstream = 0;
+  bool all = WaitFor(
+      [&] {
+        max_upstream = std::max(
+            max_upstream, ProxyMetric("synod_proxy_upstream_watches"));
+        for (int s = 0; s < kStreams; ++s) {
+          for (int w = 1; w <= kPerStream; ++w) {
+            int64_t start = starts[s][w - 1];
+            size_t want = revs.end() - std::lower_bound(revs.begin(),
+                                                        revs.end(), start);
+            if (clients_[s + 1]->EventCount(w) < want) return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(30));
+  ASSERT_TRUE(all);
+  for (int s = 0; s < kStreams; ++s) {
+    for (int w = 1; w <= kPerStream; ++w) {
+      int64_t start = starts[s][w - 1];
+      std::vector<int64_t> want(
+          std::lower_bound(revs.begin(), revs.end(), start), revs.end());
+      ASSERT_EQ(clients_[s + 1]->Log(w).revs, want) << "start " << start;
+    }
+  }
+  std::printf("1000 resumes: at most %.0f upstream watches, %.0f catch-ups\n",
+              max_upstream, ProxyMetric("synod_proxy_watch_catchups_total"));
+  // One shared watch plus at most one catch-up stream for the range.
+  EXPECT_LE(max_upstream, 2);
+  EXPECT_TRUE(WaitFor(
+      [&] { return ProxyMetric("synod_proxy_upstream_watches") == 1; },
+      absl::Seconds(10)));
+}
+
+}  // namespace
+}  // namespace synod::testing
