@@ -205,7 +205,9 @@ TEST(RaftSimBroken, UnsafeLocalReadsAreCaught) {
          static_cast<unsigned long long>(runs));
   if (!first.empty()) printf("first: %s\n", first.c_str());
   // (A replayed seed only shows its verdict.)
-  if (runs > 1) EXPECT_GT(caught, 0u);
+  if (runs > 1) {
+    EXPECT_GT(caught, 0u);
+  }
 }
 
 }  // namespace
