@@ -7,8 +7,11 @@
 // After every step the safety properties of Figure 3 of the Raft paper are
 // checked: election safety, log matching, leader completeness and state
 // machine safety; ReadIndex answers are checked against the commits known
-// when the read started (thesis §6.4). At the end the network heals and the
-// cluster must commit a new entry on every node (liveness).
+// when the read started (thesis §6.4). With compaction on, the state
+// machines of nodes that reach the same applied index (by entries or by an
+// installed snapshot) must be identical there. Storms (crashes, partitions)
+// alternate with calm spells. At the end the network heals and the cluster
+// must commit a new entry on every member (liveness).
 //
 // On top runs a small KV service: each node applies commands (read, write,
 // compare-and-set on a few keys) from its log to a map, exactly once per
@@ -16,8 +19,10 @@
 // think leads, get their answer when that node applies their command (or
 // serves their ReadIndex read), and record the history with the step
 // counter as the clock; a client that times out, or whose node crashes,
-// records an unknown outcome. At the end the history goes through
-// synod::lincheck::Check.
+// records an unknown outcome. A proposal the node refuses at once ("raft:
+// proposal dropped") never happened and is left out. Times are
+// step * 1000 + the event's rank within the step, so real-time order is
+// exact. At the end the history goes through synod::lincheck::Check.
 //
 // Thread-safety: none; a SimCluster is driven by one thread.
 #ifndef SYNOD_TESTS_SIM_SIM_CLUSTER_H_
@@ -78,7 +83,7 @@ struct SimStats {
   uint64_t elections = 0;  // terms that had a leader
   uint64_t reads_served = 0;  // ReadIndex answers
   uint64_t snapshots_installed = 0;  // MsgSnap applied by followers
-  uint64_t conf_changes = 0;         // membership changes applied (max node)
+  uint64_t conf_changes = 0;  // kConfChange entries applied (incl. bootstrap)
   uint64_t ops = 0;           // client ops in the history
   uint64_t ops_ok = 0;        // ... with a known outcome
   bool linearizable = true;
