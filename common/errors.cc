@@ -41,6 +41,26 @@ constexpr Row kTable[] = {
     {absl::StatusCode::kInvalidArgument, "etcdserver: invalid auth management"},
     {absl::StatusCode::kFailedPrecondition,
      "etcdserver: bad leader transferee"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: member ID already exist"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: Peer URLs already exists"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: re-configuration failed due to not enough started members"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: can only promote a learner member"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: can only promote a learner member which is in sync with "
+     "leader"},
+    {absl::StatusCode::kFailedPrecondition,
+     "etcdserver: too many learner members in cluster"},
+    {absl::StatusCode::kUnavailable, "etcdserver: leader changed"},
+    {absl::StatusCode::kUnavailable,
+     "etcdserver: request timed out, possibly due to previous leader "
+     "failure"},
+    {absl::StatusCode::kUnavailable, "etcdserver: unhealthy cluster"},
+    {absl::StatusCode::kUnavailable,
+     "etcdserver: rpc not supported for learner"},
 };
 
 }  // namespace

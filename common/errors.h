@@ -41,6 +41,16 @@ enum class EtcdError {
   kAuthNotEnabled,      // FailedPrecondition "etcdserver: authentication is not enabled"
   kInvalidAuthMgmt,     // InvalidArgument "etcdserver: invalid auth management"
   kBadLeaderTransferee, // FailedPrecondition "etcdserver: bad leader transferee"
+  kMemberExist,         // FailedPrecondition "etcdserver: member ID already exist"
+  kPeerURLExist,        // FailedPrecondition "etcdserver: Peer URLs already exists"
+  kMemberNotEnoughStarted,  // FailedPrecondition "etcdserver: re-configuration failed due to not enough started members"
+  kMemberNotLearner,    // FailedPrecondition "etcdserver: can only promote a learner member"
+  kLearnerNotReady,     // FailedPrecondition "etcdserver: can only promote a learner member which is in sync with leader"
+  kTooManyLearners,     // FailedPrecondition "etcdserver: too many learner members in cluster"
+  kLeaderChanged,       // Unavailable "etcdserver: leader changed"
+  kTimeoutDueToLeaderFail,  // Unavailable "etcdserver: request timed out, possibly due to previous leader failure"
+  kUnhealthy,           // Unavailable "etcdserver: unhealthy cluster"
+  kNotSupportedForLearner,  // Unavailable "etcdserver: rpc not supported for learner"
 };
 
 // Returns the status for `e`: etcd's code and exact message.

@@ -42,6 +42,11 @@ absl::Status Lessor::Restore(
   return absl::OkStatus();
 }
 
+void Lessor::Clear() {
+  absl::MutexLock l(&mu_);
+  leases_.clear();
+}
+
 absl::StatusOr<int64_t> Lessor::Grant(int64_t id, int64_t ttl,
                                       storage::Batch* batch) {
   if (ttl > kMaxLeaseTTL) return Err(EtcdError::kLeaseTTLTooLarge);

@@ -56,6 +56,9 @@ class Lessor : public mvcc::LeaseHooks {
                        const std::vector<std::pair<int64_t, std::string>>&
                            leased_keys);
 
+  // Forgets every lease (before Restore() from an installed snapshot).
+  void Clear();
+
   // ---- Apply thread ----
   // Grants lease `id` (> 0) with `ttl` seconds, staging its record in
   // `batch`. Returns the TTL actually granted. Errors: kLeaseExist,

@@ -122,6 +122,19 @@ absl::Status KvStore::Load() {
   return absl::OkStatus();
 }
 
+absl::Status KvStore::Reload() {
+  {
+    absl::MutexLock l(&mu_);
+    index_.clear();
+    compact_rev_ = 0;
+  }
+  batch_.Clear();
+  staged_records_.clear();
+  staged_events_.clear();
+  applied_index_ = 0;
+  return Load();
+}
+
 int64_t KvStore::CompactRev() const {
   absl::ReaderMutexLock l(&mu_);
   return compact_rev_;
@@ -431,9 +444,9 @@ absl::Status KvStore::Compact(int64_t rev) {
 }
 
 absl::Status KvStore::Commit(uint64_t applied_index,
-                             std::vector<mvccpb::Event>* events) {
+                             std::vector<mvccpb::Event>* events, bool sync) {
   batch_.Put(storage::kMetaAppliedIndex, storage::EncodeU64(applied_index));
-  absl::Status st = backend_->Write(&batch_, /*sync=*/true);
+  absl::Status st = backend_->Write(&batch_, sync);
   if (!st.ok()) return st;
   batch_.Clear();
   staged_records_.clear();

@@ -114,12 +114,18 @@ class KvStore {
   // alarms) stages its writes here so that all of it is durable together.
   storage::Batch* batch() { return &batch_; }
 
-  // Durably writes every staged change and `applied_index` in one synced
-  // batch, then publishes the staged revision. Moves the events of the
+  // Writes every staged change and `applied_index` in one batch (synced
+  // when `sync`; a member whose Raft log is durable passes false: the log
+  // replays what a crash loses), then publishes the staged revision. Moves the events of the
   // published revisions into `events` (may be null). Errors: Internal from
   // LevelDB; the caller must then stop the process (state unknown).
   absl::Status Commit(uint64_t applied_index,
-                      std::vector<mvccpb::Event>* events);
+                      std::vector<mvccpb::Event>* events, bool sync = true);
+
+  // Drops everything in memory and rebuilds it from the backend (after a
+  // snapshot was installed underneath). Apply thread only; readers may see
+  // an empty store meanwhile. Errors: as Open.
+  absl::Status Reload();
 
   // The last staged (maybe not yet durable) revision.
   int64_t StagedRev() const { return staged_rev_; }

@@ -1,10 +1,14 @@
 #include "backend/server/etcd_server.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "backend/storage/schema.h"
 #include "common/errors.h"
 #include "common/logging.h"
@@ -17,15 +21,6 @@ using common::Err;
 
 namespace {
 
-// A stable 64-bit FNV-1a hash, for member and cluster IDs.
-uint64_t Fnv64(absl::string_view s, uint64_t h = 1469598103934665603ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 // Parses --auto-compaction-retention for periodic mode: "1h", "30m", "90s"
 // or a plain number of hours. Returns zero when off or invalid.
 absl::Duration PeriodicRetention(const std::string& s) {
@@ -36,11 +31,14 @@ absl::Duration PeriodicRetention(const std::string& s) {
   return absl::ZeroDuration();
 }
 
-constexpr size_t kMaxApplyBatch = 1024;
-// etcd's maxGapBetweenApplyAndCommitIndex.
+// etcd's maxGapBetweenApplyAndCommitIndex, used here as the bound on
+// proposals waiting for their result.
 constexpr size_t kMaxPendingProposals = 5000;
 constexpr absl::Duration kTimerTick = absl::Milliseconds(100);
 constexpr absl::Duration kRevisionCompactInterval = absl::Minutes(5);
+constexpr int kReadThreads = 2;
+
+std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v)); }
 
 }  // namespace
 
@@ -60,8 +58,107 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Open(
     const ServerConfig& config, common::Clock* clock) {
   std::unique_ptr<EtcdServer> s(new EtcdServer(config, clock));
   absl::Status st = s->Init();
-  if (!st.ok()) return st;
+  if (!st.ok()) {
+    s->Stop();
+    return st;
+  }
   return s;
+}
+
+absl::Duration EtcdServer::RequestTimeout() const {
+  // etcd: 5 s + 2 x election timeout.
+  return absl::Seconds(5) + 2 * config_.election_timeout;
+}
+
+// Decides who this member is. A data dir that was used before keeps its
+// IDs. Otherwise, for a new cluster every member computes every ID from
+// --initial-cluster the same way; a member joining an existing cluster asks
+// the listed members for the membership and finds itself by peer URL.
+absl::Status EtcdServer::InitIdentity(bool* bootstrap) {
+  *bootstrap = false;
+  auto ids = backend_->Get(storage::kMetaIds);
+  if (!ids.ok()) return ids.status();
+  if (ids->has_value() && (*ids)->size() == 16) {
+    cluster_id_ = storage::GetBigEndian64(**ids);
+    member_id_ = storage::GetBigEndian64((*ids)->substr(8));
+    return membership_.Load(backend_.get());
+  }
+  std::vector<std::string> my_peers = config_.initial_advertise_peer_urls;
+  if (my_peers.empty()) my_peers = {"http://localhost:2380"};
+  std::string initial = config_.initial_cluster;
+  if (initial.empty()) {
+    initial = absl::StrCat(config_.name, "=", my_peers.front());
+  }
+  auto members = ParseInitialCluster(initial);
+  if (!members.ok()) return members.status();
+
+  synodpb::MemberRecord rec;
+  if (config_.initial_cluster_state == "existing") {
+    absl::Status last = absl::UnavailableError("no other member listed");
+    bool found = false;
+    for (const InitialMember& m : *members) {
+      if (m.name == config_.name) continue;
+      for (const std::string& url : m.peer_urls) {
+        auto info = PeerTransport::FetchClusterInfo(url, absl::Seconds(2));
+        if (!info.ok()) {
+          last = info.status();
+          continue;
+        }
+        rec = info->record();
+        cluster_id_ = info->cluster_id();
+        found = true;
+        break;
+      }
+      if (found) break;
+    }
+    if (!found) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot join the existing cluster: no member in --initial-cluster "
+          "answered (",
+          last.message(), ")"));
+    }
+    for (const auto& m : rec.members()) {
+      for (const auto& u : m.peer_urls()) {
+        if (std::find(my_peers.begin(), my_peers.end(), u) != my_peers.end()) {
+          member_id_ = m.id();
+        }
+      }
+    }
+    if (member_id_ == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this member's peer URLs (", absl::StrJoin(my_peers, ","),
+          ") are not in the cluster: add it first with `etcdctl member add`"));
+    }
+  } else if (config_.initial_cluster_state == "new") {
+    std::vector<uint64_t> all;
+    for (const InitialMember& m : *members) {
+      synodpb::Member* pm = rec.add_members();
+      pm->set_id(ComputeMemberId(m.name, m.peer_urls,
+                                 config_.initial_cluster_token));
+      pm->set_name(m.name);
+      for (const auto& u : m.peer_urls) pm->add_peer_urls(u);
+      all.push_back(pm->id());
+      if (m.name == config_.name) member_id_ = pm->id();
+    }
+    if (member_id_ == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "couldn't find local name \"", config_.name,
+          "\" in the initial cluster configuration"));
+    }
+    cluster_id_ = ComputeClusterId(all, config_.initial_cluster_token);
+    *bootstrap = true;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--initial-cluster-state must be \"new\" or \"existing\", "
+                     "not \"",
+                     config_.initial_cluster_state, "\""));
+  }
+  membership_.Reset(rec);
+  storage::Batch b;
+  b.Put(storage::kMetaIds,
+        storage::EncodeU64(cluster_id_) + storage::EncodeU64(member_id_));
+  b.Put(kMetaMembers, rec.SerializeAsString());
+  return backend_->Write(&b, true);
 }
 
 absl::Status EtcdServer::Init() {
@@ -75,38 +172,25 @@ absl::Status EtcdServer::Init() {
   auto backend = storage::Backend::Open(member_dir + "/db");
   if (!backend.ok()) return backend.status();
   backend_ = std::move(*backend);
+  auto log = storage::RaftLogStore::Open(backend_.get());
+  if (!log.ok()) return log.status();
+  raft_log_ = std::move(*log);
 
-  // Member and cluster IDs are chosen once and kept in the data dir.
-  auto ids = backend_->Get(storage::kMetaIds);
-  if (!ids.ok()) return ids.status();
-  if (ids->has_value() && (*ids)->size() == 16) {
-    cluster_id_ = storage::GetBigEndian64(**ids);
-    member_id_ = storage::GetBigEndian64((*ids)->substr(8));
-  } else {
-    std::string peers;
-    for (const auto& u : config_.initial_advertise_peer_urls) peers += u;
-    member_id_ = Fnv64(absl::StrCat(config_.name, "|", peers, "|",
-                                    config_.initial_cluster_token));
-    cluster_id_ = Fnv64(config_.initial_cluster_token, member_id_);
-    storage::Batch b;
-    b.Put(storage::kMetaIds, storage::EncodeU64(cluster_id_) +
-                                 storage::EncodeU64(member_id_));
-    absl::Status st = backend_->Write(&b, true);
-    if (!st.ok()) return st;
-  }
+  bool bootstrap = false;
+  absl::Status st = InitIdentity(&bootstrap);
+  if (!st.ok()) return st;
 
   auto kv = mvcc::KvStore::Open(backend_.get());
   if (!kv.ok()) return kv.status();
   kv_ = std::move(*kv);
+  applied_index_ = kv_->AppliedIndex();
 
   const int64_t min_ttl = static_cast<int64_t>(std::ceil(
       absl::ToDoubleSeconds(config_.election_timeout) * 3.0 / 2.0));
   lessor_ = std::make_unique<lease::Lessor>(clock_, std::max<int64_t>(min_ttl, 1));
-  absl::Status st = lessor_->Restore(backend_.get(), kv_->LeasedKeys());
+  st = lessor_->Restore(backend_.get(), kv_->LeasedKeys());
   if (!st.ok()) return st;
   kv_->SetLeaseHooks(lessor_.get());
-  // Renewal rule: this member is the leader from now on.
-  lessor_->Promote(absl::ZeroDuration());
 
   auto alarms = backend_->Get(storage::kMetaAlarms);
   if (!alarms.ok()) return alarms.status();
@@ -125,15 +209,25 @@ absl::Status EtcdServer::Init() {
   next_lease_id_ = static_cast<int64_t>(((member_id_ & 0x7fff) << 48) |
                                         ((static_cast<uint64_t>(now_ms) &
                                           0xffffffffffULL) << 8));
+  // Request IDs only need to be unique among this member's waiters, across
+  // restarts too (an entry replayed after a restart must not match a new
+  // waiter): start from the clock.
+  next_request_id_ = static_cast<uint64_t>(now_ms) << 20;
   last_compact_check_ = clock_->Now();
   last_progress_ = clock_->Now();
 
-  SYNOD_LOG(INFO) << "member " << absl::StrCat(absl::Hex(member_id_))
-                  << " of cluster " << absl::StrCat(absl::Hex(cluster_id_))
-                  << " opened " << config_.data_dir << " at revision "
-                  << kv_->Rev() << ", applied index " << kv_->AppliedIndex()
-                  << ", " << kv_->KeyCount() << " keys, " << lessor_->Count()
-                  << " leases";
+  st = StartRaft(bootstrap);
+  if (!st.ok()) return st;
+
+  SYNOD_LOG(INFO) << "member " << Hex(member_id_) << " (" << config_.name
+                  << ") of cluster " << Hex(cluster_id_) << " opened "
+                  << config_.data_dir << " at revision " << kv_->Rev()
+                  << ", applied index " << kv_->AppliedIndex() << ", "
+                  << kv_->KeyCount() << " keys, " << lessor_->Count()
+                  << " leases, " << membership_.Members().size() << " members";
+  for (int i = 0; i < kReadThreads; ++i) {
+    read_threads_.emplace_back([this] { ReadLoop(); });
+  }
   apply_thread_ = std::thread([this] { ApplyLoop(); });
   if (config_.run_timer_thread) {
     timer_thread_ = std::thread([this] { TimerLoop(); });
@@ -141,36 +235,306 @@ absl::Status EtcdServer::Init() {
   return absl::OkStatus();
 }
 
+absl::Status EtcdServer::StartRaft(bool bootstrap) {
+  // A data dir from before Raft (applied entries, no log) starts its log at
+  // the applied index, as if a snapshot had been taken there.
+  if (raft_log_->LastIndex() == 0 && kv_->AppliedIndex() > 0) {
+    raft::Snapshot snap;
+    snap.metadata.index = kv_->AppliedIndex();
+    snap.metadata.term = 1;
+    snap.metadata.conf_state.voters = {member_id_};
+    raft::HardState hs{1, 0, kv_->AppliedIndex()};
+    absl::Status st = raft_log_->Save(hs, {}, snap);
+    if (!st.ok()) return st;
+    bootstrap = false;
+    if (membership_.Members().empty()) {
+      synodpb::MemberRecord rec;
+      synodpb::Member* m = rec.add_members();
+      m->set_id(member_id_);
+      m->set_name(config_.name);
+      for (const auto& u : config_.initial_advertise_peer_urls) {
+        m->add_peer_urls(u);
+      }
+      membership_.Reset(rec);
+    }
+  }
+  PeerTransport::Callbacks tcb;
+  tcb.on_message = [this](raft::Message m) { raft_->Step(std::move(m)); };
+  tcb.on_unreachable = [this](uint64_t id) { raft_->ReportUnreachable(id); };
+  tcb.on_snapshot_status = [this](uint64_t id, bool ok) {
+    raft_->ReportSnapshot(id, ok);
+  };
+  tcb.snapshot_source = [this](const std::function<bool(std::string)>& emit) {
+    return SnapshotSource(emit);
+  };
+  tcb.on_snapshot = [this](const raft::Message& m,
+                           const std::vector<std::string>& chunks) {
+    return ReceiveSnapshot(m, chunks);
+  };
+  tcb.on_lease_renew = [this](const etcdserverpb::LeaseKeepAliveRequest& req,
+                              etcdserverpb::LeaseKeepAliveResponse* resp) {
+    if (!raft_->is_leader()) {
+      return common::ToGrpcStatus(Err(EtcdError::kNotLeader));
+    }
+    auto ttl = lessor_->KeepAlive(req.id());
+    if (!ttl.ok()) return common::ToGrpcStatus(ttl.status());
+    resp->set_id(req.id());
+    resp->set_ttl(*ttl);
+    FillHeader(resp->mutable_header());
+    return grpc::Status::OK;
+  };
+  tcb.on_lease_ttl = [this](const etcdserverpb::LeaseTimeToLiveRequest& req,
+                            etcdserverpb::LeaseTimeToLiveResponse* resp) {
+    if (!raft_->is_leader()) {
+      return common::ToGrpcStatus(Err(EtcdError::kNotLeader));
+    }
+    return LeaseTimeToLive(req, resp);
+  };
+  tcb.on_members = [this](synodpb::ClusterInfo* info) {
+    info->set_cluster_id(cluster_id_);
+    *info->mutable_record() = membership_.Record();
+  };
+  tcb.on_member_promote = [this](const etcdserverpb::MemberPromoteRequest& req,
+                                 etcdserverpb::MemberPromoteResponse* resp) {
+    absl::Mutex m;
+    bool finished = false;
+    absl::Status result;
+    PromoteMember(req.id(), [&](absl::Status st) {
+      absl::MutexLock l(&m);
+      result = st;
+      finished = true;
+    });
+    absl::MutexLock l(&m);
+    m.Await(absl::Condition(&finished));
+    return common::ToGrpcStatus(result);
+  };
+  transport_ = std::make_unique<PeerTransport>(member_id_, cluster_id_, tcb);
+  for (const synodpb::Member& m : membership_.Members()) {
+    if (m.id() == member_id_) continue;
+    transport_->AddPeer(m.id(), {m.peer_urls().begin(), m.peer_urls().end()});
+  }
+
+  RaftNode::Options o;
+  o.id = member_id_;
+  if (bootstrap && raft_log_->LastIndex() == 0) {
+    for (const synodpb::Member& m : membership_.Members()) {
+      o.bootstrap_voters.push_back(m.id());
+    }
+  }
+  o.tick_interval = config_.heartbeat_interval;
+  o.election_tick = std::max<int>(
+      2, static_cast<int>(config_.election_timeout / config_.heartbeat_interval));
+  o.pre_vote = config_.pre_vote;
+  o.applied = std::min<uint64_t>(kv_->AppliedIndex(),
+                                 raft_log_->GetInitialState().hard_state.commit);
+  o.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  o.log = raft_log_.get();
+  o.transport = transport_.get();
+  RaftNode::Callbacks rcb;
+  rcb.apply = [this](raft::Snapshot snap, std::vector<raft::Entry> entries) {
+    absl::MutexLock l(&mu_);
+    apply_queue_.push_back(ApplyItem{std::move(snap), std::move(entries)});
+  };
+  rcb.leader_changed = [this](uint64_t lead, uint64_t term) {
+    OnLeaderChanged(lead, term);
+  };
+  rcb.conf_changed = [this](const raft::ConfChange& cc,
+                            const raft::ConfState& cs, uint64_t index) {
+    OnConfChanged(cc, cs, index);
+  };
+  raft_ = std::make_unique<RaftNode>(std::move(o), std::move(rcb));
+  return raft_->Start();
+}
+
 EtcdServer::~EtcdServer() { Stop(); }
 
 void EtcdServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (raft_ != nullptr) raft_->Stop();
+  if (transport_ != nullptr) transport_->Stop();
   {
     absl::MutexLock l(&mu_);
     stopping_ = true;
   }
   if (apply_thread_.joinable()) apply_thread_.join();
   if (timer_thread_.joinable()) timer_thread_.join();
+  {
+    absl::MutexLock l(&read_mu_);
+    read_stopping_ = true;
+  }
+  for (auto& t : read_threads_) t.join();
+  read_threads_.clear();
+  // Whatever still waits gets kStopped.
+  absl::flat_hash_map<uint64_t, Waiter> waiters;
+  {
+    absl::MutexLock l(&waiters_mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& [id, w] : waiters) w.done(Err(EtcdError::kStopped));
+  std::multimap<uint64_t, Done> reads;
+  {
+    absl::MutexLock l(&read_mu_);
+    reads.swap(reads_by_index_);
+  }
+  for (auto& [i, d] : reads) d(Err(EtcdError::kStopped));
   watchable_.reset();
+}
+
+void EtcdServer::ProposeWithWaiter(synodpb::Request req,
+                                   google::protobuf::Message* resp, Done done,
+                                   bool conf, raft::ConfChange cc) {
+  const uint64_t id = ++next_request_id_;
+  req.set_id(id);
+  req.set_proposer(member_id_);
+  const absl::Time deadline = absl::Now() + RequestTimeout();
+  bool full = false;
+  {
+    absl::MutexLock l(&waiters_mu_);
+    full = waiters_.size() >= kMaxPendingProposals;
+    if (!full) waiters_[id] = Waiter{resp, std::move(done), deadline};
+  }
+  if (full) {
+    done(Err(EtcdError::kTooManyRequests));
+    return;
+  }
+  auto dropped = [this, id](absl::Status st) { FailWaiter(id, st); };
+  if (conf) {
+    cc.context = req.SerializeAsString();
+    raft_->ProposeConfChange(std::move(cc), deadline, dropped);
+  } else {
+    raft_->Propose(req.SerializeAsString(), deadline, dropped);
+  }
 }
 
 void EtcdServer::Propose(synodpb::Request req, google::protobuf::Message* resp,
                          Done done) {
-  absl::Status refused;
+  bool stopping;
   {
     absl::MutexLock l(&mu_);
-    if (stopping_) {
-      refused = Err(EtcdError::kStopped);
-    } else if (queue_.size() >= kMaxPendingProposals) {
-      // etcd refuses when applying lags too far behind committing.
-      refused = Err(EtcdError::kTooManyRequests);
-    } else {
-      queue_.push_back(Proposal{std::move(req), resp, std::move(done)});
-      return;
+    stopping = stopping_;
+  }
+  if (stopping) {
+    done(Err(EtcdError::kStopped));
+    return;
+  }
+  ProposeWithWaiter(std::move(req), resp, std::move(done), false, {});
+}
+
+std::optional<EtcdServer::Waiter> EtcdServer::TakeWaiter(uint64_t id) {
+  absl::MutexLock l(&waiters_mu_);
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return std::nullopt;
+  Waiter w = std::move(it->second);
+  waiters_.erase(it);
+  return w;
+}
+
+void EtcdServer::FailWaiter(uint64_t id, const absl::Status& st) {
+  std::optional<Waiter> w = TakeWaiter(id);
+  if (w.has_value()) w->done(st);
+}
+
+void EtcdServer::ExpireWaiters() {
+  const absl::Time now = absl::Now();
+  std::vector<Waiter> expired;
+  {
+    absl::MutexLock l(&waiters_mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second));
+        waiters_.erase(it++);
+      } else {
+        ++it;
+      }
     }
   }
-  done(refused);
+  for (Waiter& w : expired) w.done(Err(EtcdError::kTimeout));
+}
+
+bool EtcdServer::is_learner() const {
+  auto m = membership_.Get(member_id_);
+  return m.has_value() && m->is_learner();
+}
+
+void EtcdServer::LinearizableRead(Done done) {
+  if (is_learner()) {
+    done(Err(EtcdError::kNotSupportedForLearner));
+    return;
+  }
+  raft_->ReadIndex(absl::Now() + RequestTimeout(),
+                   [this, done = std::move(done)](
+                       absl::StatusOr<uint64_t> index) mutable {
+                     if (!index.ok()) {
+                       Done d = std::move(done);
+                       absl::Status st = index.status();
+                       RunOnReadThread([d, st] { d(st); });
+                       return;
+                     }
+                     absl::MutexLock l(&read_mu_);
+                     if (applied_index_.load() >= *index) {
+                       read_queue_.push_back(
+                           [d = std::move(done)] { d(absl::OkStatus()); });
+                     } else {
+                       reads_by_index_.emplace(*index, std::move(done));
+                     }
+                   });
+}
+
+void EtcdServer::RunOnReadThread(std::function<void()> fn) {
+  absl::MutexLock l(&read_mu_);
+  read_queue_.push_back(std::move(fn));
+}
+
+void EtcdServer::ReadLoop() {
+  while (true) {
+    std::function<void()> fn;
+    {
+      absl::MutexLock l(&read_mu_);
+      read_mu_.Await(absl::Condition(
+          +[](EtcdServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->read_mu_) {
+            return s->read_stopping_ || !s->read_queue_.empty();
+          },
+          this));
+      if (read_queue_.empty()) return;  // stopping
+      fn = std::move(read_queue_.front());
+      read_queue_.pop_front();
+    }
+    fn();
+  }
+}
+
+void EtcdServer::OnLeaderChanged(uint64_t lead, uint64_t term) {
+  if (lead == member_id_) {
+    // etcd's rule: a new leader restarts every lease's TTL, extended by an
+    // election timeout, so no lease expires because of the election.
+    lessor_->Promote(config_.election_timeout);
+  }
+}
+
+void EtcdServer::OnConfChanged(const raft::ConfChange& cc,
+                               const raft::ConfState& cs, uint64_t index) {
+  synodpb::Request req;
+  if (!cc.context.empty()) req.ParseFromString(cc.context);
+  switch (cc.type) {
+    case raft::ConfChangeType::kAddNode:
+    case raft::ConfChangeType::kAddLearnerNode:
+    case raft::ConfChangeType::kUpdateNode:
+      if (cc.node_id != member_id_ && req.has_member_attributes()) {
+        const auto& urls = req.member_attributes().peer_urls();
+        transport_->AddPeer(cc.node_id, {urls.begin(), urls.end()});
+      } else if (cc.node_id != member_id_ && !transport_->HasPeer(cc.node_id)) {
+        auto m = membership_.Get(cc.node_id);
+        if (m.has_value()) {
+          transport_->AddPeer(cc.node_id,
+                              {m->peer_urls().begin(), m->peer_urls().end()});
+        }
+      }
+      break;
+    case raft::ConfChangeType::kRemoveNode:
+      if (cc.node_id != member_id_) transport_->RemovePeer(cc.node_id);
+      break;
+  }
 }
 
 void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* h) const {
@@ -201,245 +565,6 @@ uint64_t EtcdServer::AddProgressTicker(std::function<void()> tick) {
 void EtcdServer::RemoveProgressTicker(uint64_t id) {
   absl::MutexLock l(&mu_);
   tickers_.erase(id);
-}
-
-void EtcdServer::ApplyLoop() {
-  std::vector<Proposal> batch;
-  std::vector<absl::Status> results;
-  std::vector<mvccpb::Event> events;
-  uint64_t index = kv_->AppliedIndex();
-  while (true) {
-    {
-      absl::MutexLock l(&mu_);
-      mu_.Await(absl::Condition(
-          +[](EtcdServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-            return s->stopping_ || !s->queue_.empty();
-          },
-          this));
-      if (queue_.empty()) break;  // stopping
-      while (!queue_.empty() && batch.size() < kMaxApplyBatch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    results.clear();
-    for (Proposal& p : batch) {
-      results.push_back(Apply(p.req, p.resp, ++index));
-    }
-    const int64_t batch_bytes = static_cast<int64_t>(kv_->batch()->ApproximateSize());
-    const absl::Time commit_start = clock_->Now();
-    absl::Status st = kv_->Commit(index, &events);
-    commit_seconds_->Observe(absl::ToDoubleSeconds(clock_->Now() - commit_start));
-    proposals_committed_->Inc(batch.size());
-    if (!st.ok()) {
-      // The state on disk is unknown: never guess, stop.
-      SYNOD_LOG(FATAL) << "write of applied batch failed: " << st;
-    }
-    // The size scan lists the data dir, so it runs at most every 100 ms or
-    // when the quota is near; in between, written bytes are added (LevelDB's
-    // log grows by about the batch size).
-    db_size_ += batch_bytes;
-    const absl::Time now = clock_->Now();
-    if (now - last_size_check_ >= absl::Milliseconds(100) ||
-        db_size_.load() > config_.quota_backend_bytes / 10 * 9) {
-      last_size_check_ = now;
-      db_size_ = backend_->DiskSizeBytes();
-    }
-    if (!events.empty()) {
-      watchable_->Notify(events, kv_->Rev());
-      events.clear();
-    }
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
-    batch.clear();
-  }
-  std::deque<Proposal> rest;
-  {
-    absl::MutexLock l(&mu_);
-    rest.swap(queue_);
-  }
-  for (Proposal& p : rest) p.done(Err(EtcdError::kStopped));
-}
-
-bool EtcdServer::WritesKeys(const synodpb::Request& req) const {
-  std::function<bool(const etcdserverpb::TxnRequest&)> txn_puts =
-      [&](const etcdserverpb::TxnRequest& t) {
-        for (const auto* ops : {&t.success(), &t.failure()}) {
-          for (const auto& op : *ops) {
-            if (op.has_request_put()) return true;
-            if (op.has_request_txn() && txn_puts(op.request_txn())) return true;
-          }
-        }
-        return false;
-      };
-  switch (req.op_case()) {
-    case synodpb::Request::kPut:
-    case synodpb::Request::kLeaseGrant:
-      return true;
-    case synodpb::Request::kTxn:
-      return txn_puts(req.txn());
-    default:
-      return false;
-  }
-}
-
-absl::Status EtcdServer::Apply(const synodpb::Request& req,
-                               google::protobuf::Message* resp,
-                               uint64_t index) {
-  // Quota (etcd's quotaApplier): writes that add data are refused while the
-  // NOSPACE alarm is raised; exceeding the quota raises it.
-  if (config_.quota_backend_bytes > 0 && WritesKeys(req)) {
-    absl::MutexLock l(&alarm_mu_);
-    bool raised = false;
-    for (const auto& a : alarms_) {
-      if (a.alarm() == etcdserverpb::NOSPACE) raised = true;
-    }
-    if (!raised && db_size_.load() + static_cast<int64_t>(req.ByteSizeLong()) >
-                       config_.quota_backend_bytes) {
-      etcdserverpb::AlarmMember m;
-      m.set_memberid(member_id_);
-      m.set_alarm(etcdserverpb::NOSPACE);
-      alarms_.push_back(m);
-      PersistAlarmsLocked();
-      SYNOD_LOG(WARNING) << "database space exceeded (" << db_size_.load()
-                         << " bytes, quota " << config_.quota_backend_bytes
-                         << "): NOSPACE alarm raised";
-      raised = true;
-    }
-    if (raised) return Err(EtcdError::kNoSpace);
-  }
-
-  // Internal proposals may pass no response; the ops still need one.
-  auto out = [resp](auto* local) {
-    using T = std::remove_pointer_t<decltype(local)>;
-    return resp != nullptr ? static_cast<T*>(resp) : local;
-  };
-  switch (req.op_case()) {
-    case synodpb::Request::kPut: {
-      etcdserverpb::PutResponse local;
-      auto txn = kv_->Write();
-      return txn->Put(req.put(), out(&local));
-    }
-    case synodpb::Request::kDeleteRange: {
-      etcdserverpb::DeleteRangeResponse local;
-      auto txn = kv_->Write();
-      return txn->DeleteRange(req.delete_range(), out(&local));
-    }
-    case synodpb::Request::kTxn: {
-      etcdserverpb::TxnResponse local;
-      auto txn = kv_->Write();
-      return txn->Txn(req.txn(), out(&local));
-    }
-    case synodpb::Request::kCompaction: {
-      // Compaction works on published state: commit what is staged first.
-      if (kv_->StagedRev() != kv_->Rev()) {
-        std::vector<mvccpb::Event> events;
-        absl::Status st = kv_->Commit(index - 1, &events);
-        if (!st.ok()) SYNOD_LOG(FATAL) << "write failed: " << st;
-        watchable_->Notify(events, kv_->Rev());
-      }
-      absl::Status st = kv_->Compact(req.compaction().revision());
-      if (st.ok() && resp != nullptr) {
-        static_cast<etcdserverpb::CompactionResponse*>(resp)
-            ->mutable_header()
-            ->set_revision(kv_->Rev());
-      }
-      return st;
-    }
-    case synodpb::Request::kLeaseGrant: {
-      auto ttl = lessor_->Grant(req.lease_grant().id(), req.lease_grant().ttl(),
-                                kv_->batch());
-      if (!ttl.ok()) return ttl.status();
-      auto* r = static_cast<etcdserverpb::LeaseGrantResponse*>(resp);
-      if (r != nullptr) {
-        r->set_id(req.lease_grant().id());
-        r->set_ttl(*ttl);
-        r->mutable_header()->set_revision(kv_->StagedRev());
-      }
-      return absl::OkStatus();
-    }
-    case synodpb::Request::kLeaseRevoke: {
-      absl::Status st = ApplyLeaseRevoke(req.lease_revoke().id());
-      if (st.ok() && resp != nullptr) {
-        static_cast<etcdserverpb::LeaseRevokeResponse*>(resp)
-            ->mutable_header()
-            ->set_revision(kv_->StagedRev());
-      }
-      return st;
-    }
-    case synodpb::Request::kAlarm: {
-      etcdserverpb::AlarmResponse local;
-      return ApplyAlarm(req.alarm(), out(&local));
-    }
-    case synodpb::Request::kLeaseCheckpoint:
-      return absl::OkStatus();
-    default:
-      return absl::InvalidArgumentError("empty request");
-  }
-}
-
-absl::Status EtcdServer::ApplyLeaseRevoke(int64_t id) {
-  auto keys = lessor_->Revoke(id, kv_->batch());
-  {
-    absl::MutexLock l(&mu_);
-    revoking_.erase(id);
-  }
-  if (!keys.ok()) return keys.status();
-  // All attached keys go in one revision.
-  auto txn = kv_->Write();
-  for (const std::string& k : *keys) txn->DeleteKey(k);
-  return absl::OkStatus();
-}
-
-void EtcdServer::PersistAlarmsLocked() {
-  synodpb::AlarmRecord rec;
-  for (const auto& a : alarms_) *rec.add_alarms() = a;
-  kv_->batch()->Put(storage::kMetaAlarms, rec.SerializeAsString());
-}
-
-absl::Status EtcdServer::ApplyAlarm(const etcdserverpb::AlarmRequest& r,
-                                    etcdserverpb::AlarmResponse* resp) {
-  absl::MutexLock l(&alarm_mu_);
-  auto matches = [&](const etcdserverpb::AlarmMember& a) {
-    return (r.memberid() == 0 || a.memberid() == r.memberid()) &&
-           (r.alarm() == etcdserverpb::NONE || a.alarm() == r.alarm());
-  };
-  switch (r.action()) {
-    case etcdserverpb::AlarmRequest::GET:
-      for (const auto& a : alarms_) {
-        if (matches(a)) *resp->add_alarms() = a;
-      }
-      break;
-    case etcdserverpb::AlarmRequest::ACTIVATE: {
-      if (r.alarm() == etcdserverpb::NONE) break;
-      etcdserverpb::AlarmMember m;
-      m.set_memberid(r.memberid() ? r.memberid() : member_id_);
-      m.set_alarm(r.alarm());
-      bool present = false;
-      for (const auto& a : alarms_) {
-        if (a.memberid() == m.memberid() && a.alarm() == m.alarm()) present = true;
-      }
-      if (!present) alarms_.push_back(m);
-      *resp->add_alarms() = m;
-      PersistAlarmsLocked();
-      break;
-    }
-    case etcdserverpb::AlarmRequest::DEACTIVATE: {
-      std::vector<etcdserverpb::AlarmMember> keep;
-      for (const auto& a : alarms_) {
-        if (matches(a)) {
-          *resp->add_alarms() = a;
-        } else {
-          keep.push_back(a);
-        }
-      }
-      alarms_.swap(keep);
-      PersistAlarmsLocked();
-      break;
-    }
-    default:
-      break;
-  }
-  return absl::OkStatus();
 }
 
 void EtcdServer::MaybeAutoCompact() {
@@ -493,22 +618,28 @@ void EtcdServer::TimerLoop() {
 }
 
 void EtcdServer::TimerTick() {
-  // Lease expiry: the leader proposes a revoke for each expired lease.
-  for (int64_t id : lessor_->Expired(1000)) {
-    {
-      absl::MutexLock l(&mu_);
-      if (!revoking_.insert(id).second) continue;
-    }
-    synodpb::Request req;
-    req.mutable_lease_revoke()->set_id(id);
-    Propose(std::move(req), nullptr, [this, id](absl::Status st) {
-      if (!st.ok()) {
+  ExpireWaiters();
+  MaybePublishAttributes();
+  // Only the leader expires leases and compacts (etcd's lessor and
+  // compactor run on the leader); the revokes and compactions it proposes
+  // apply everywhere.
+  if (raft_->is_leader()) {
+    for (int64_t id : lessor_->Expired(1000)) {
+      {
         absl::MutexLock l(&mu_);
-        revoking_.erase(id);
+        if (!revoking_.insert(id).second) continue;
       }
-    });
+      synodpb::Request req;
+      req.mutable_lease_revoke()->set_id(id);
+      Propose(std::move(req), nullptr, [this, id](absl::Status st) {
+        if (!st.ok()) {
+          absl::MutexLock l(&mu_);
+          revoking_.erase(id);
+        }
+      });
+    }
+    MaybeAutoCompact();
   }
-  MaybeAutoCompact();
   const absl::Time now = clock_->Now();
   if (now - last_progress_ >= config_.progress_notify_interval) {
     last_progress_ = now;

@@ -1,33 +1,38 @@
 // EtcdServer: one Synod member. It owns the storage, the MVCC store, the
-// watchable store and the lessor, and runs:
-//  * the apply thread: takes committed entries in log order, applies them to
-//    MVCC and lease state, commits them in one synced LevelDB batch (group
-//    commit: many entries share one fsync), then completes the waiting
-//    proposals and notifies watchers. The applied index is written in the
-//    same batch, so a restart never applies an entry twice;
-//  * the timer thread: lease expiry (revokes go through the log), periodic
-//    or revision auto-compaction, and the watch progress ticks.
-//
-// Until the Raft issue lands, the member commits its own proposals: a
-// proposal becomes the next log entry (term 1) and is committed once the
-// apply loop's synced batch holds it. The apply path already takes ordered
-// entries, so Raft slots in between Propose and the apply loop.
+// watchable store, the lessor, the membership, the Raft log and the raft
+// node, and runs:
+//  * the raft thread (RaftNode): proposals and peer messages in, one synced
+//    log write per Ready, committed entries out to the apply thread;
+//  * the apply thread: applies committed entries in log order to MVCC,
+//    lease and membership state, writes them in one LevelDB batch with the
+//    applied index (the Raft log is already durable on a quorum, so this
+//    write need not be synced: a crash replays the log from the applied
+//    index), then completes the waiting proposals, notifies watchers and
+//    releases linearizable reads whose ReadIndex it has reached;
+//  * the timer thread: lease expiry (leader only; revokes go through the
+//    log), auto-compaction (leader only), request timeouts, the watch
+//    progress ticks, and publishing this member's attributes;
+//  * two read threads that serve linearizable reads once released.
 //
 // Thread-safe: every public method may be called from any thread.
 // Lock order: EtcdServer::mu_ -> (WatchableStore::mu_ -> sink locks) ->
-// KvStore::mu_ / Lessor::mu_ (leaves).
+// KvStore::mu_ / Lessor::mu_ (leaves). waiters_mu_ and read_mu_ are leaves.
 #ifndef SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
 #define SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
 
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +41,10 @@
 #include "backend/mvcc/kv_store.h"
 #include "backend/mvcc/watchable_store.h"
 #include "backend/server/config.h"
+#include "backend/server/membership.h"
+#include "backend/server/peer_transport.h"
+#include "backend/server/raft_node.h"
+#include "backend/storage/raft_log_store.h"
 #include "backend/storage/backend.h"
 #include "common/clock.h"
 #include "common/metrics.h"
@@ -50,9 +59,15 @@ inline constexpr char kClusterVersion[] = "3.4.0";
 
 class EtcdServer {
  public:
-  // Opens the data dir (creating it), rebuilds MVCC and lease state and
-  // starts the apply and timer threads. `clock` is not owned (nullptr: the
-  // real clock). Errors: any storage error, with the data dir's path.
+  // Opens the data dir (creating it), rebuilds MVCC, lease and membership
+  // state, bootstraps or joins the cluster (config.initial_cluster and
+  // initial_cluster_state, as etcd), and starts the raft, apply and timer
+  // threads. Serving peers needs peer_service() registered on the peer
+  // listener. `clock` is not owned (nullptr: the real clock). Errors: any
+  // storage error with the data dir's path; InvalidArgument for a bad
+  // --initial-cluster or a name missing from it; Unavailable when joining
+  // and no listed member answers.
+
   static absl::StatusOr<std::unique_ptr<EtcdServer>> Open(
       const ServerConfig& config, common::Clock* clock = nullptr);
   ~EtcdServer();  // Stop()
@@ -60,16 +75,52 @@ class EtcdServer {
   // Stops the threads; pending proposals fail with kStopped. Idempotent.
   void Stop();
 
-  // Proposes `req`. When it has been applied and made durable, `done` runs
-  // on the apply thread with the result; the response was written into
-  // `resp`, whose type must match the op (PutResponse for put, ...), and
-  // which must stay valid until `done` runs. Errors passed to done: the
-  // op's etcd errors, kNoSpace when the NOSPACE alarm is raised, kStopped,
-  // kTooManyRequests when 5,000 proposals already wait (then `done` runs
-  // before Propose returns, on the caller's thread).
+  // Proposes `req` through Raft. Once it is committed (durable on a quorum)
+  // and applied here, `done` runs on the apply thread with the result; the
+  // response was written into `resp`, whose type must match the op
+  // (PutResponse for put, ...), and which must stay valid until `done`
+  // runs (or until done reports an error). Errors passed to done: the op's
+  // etcd errors, kNoSpace when the NOSPACE alarm is raised, kStopped,
+  // kTimeout when it was not applied within the request timeout (5 s + 2
+  // election timeouts, etcd's), kTooManyRequests when 5,000 proposals
+  // already wait (then `done` runs before Propose returns).
   using Done = std::function<void(absl::Status)>;
   void Propose(synodpb::Request req, google::protobuf::Message* resp,
                Done done);
+
+  // A linearizable read barrier (ReadIndex, thesis §6.4): `done` runs on a
+  // read thread once this member has applied everything committed when the
+  // read began; the caller then reads local state. Errors: kTimeout,
+  // kStopped, kNotSupportedForLearner on a learner.
+  void LinearizableRead(Done done);
+
+  // Membership changes (etcd's Cluster API), through the log. `done` runs
+  // once applied here. Errors: kPeerURLExist, kMemberNotFound,
+  // kMemberNotLearner, kLearnerNotReady, kMemberNotEnoughStarted,
+  // kTooManyLearners, kTimeout, kStopped.
+  void AddMember(const std::vector<std::string>& peer_urls, bool is_learner,
+                 std::function<void(absl::StatusOr<synodpb::Member>)> done);
+  void RemoveMember(uint64_t id, Done done);
+  void PromoteMember(uint64_t id, Done done);
+  void UpdateMember(uint64_t id, const std::vector<std::string>& peer_urls,
+                    Done done);
+  // Hands leadership to `transferee` (etcd's MoveLeader). Errors:
+  // kNotLeader here, kBadLeaderTransferee, kTimeout.
+  void MoveLeader(uint64_t transferee, Done done);
+
+  // Leases: keep-alive and TimeToLive run on the leader (forwarded there
+  // from a follower). Errors: kLeaseNotFound, kNoLeader, kTimeout.
+  absl::StatusOr<int64_t> LeaseKeepAlive(int64_t id);
+  grpc::Status LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
+                               etcdserverpb::LeaseTimeToLiveResponse* resp);
+
+  // The Peer service to register on --listen-peer-urls.
+  grpc::Service* peer_service() { return transport_->service(); }
+  Membership* membership() { return &membership_; }
+  uint64_t leader() const { return raft_->leader(); }
+  bool is_learner() const;
+  uint64_t commit_index() const { return raft_->commit_index(); }
+  uint64_t applied_index() const { return applied_index_.load(); }
 
   // Fills cluster_id, member_id and raft_term, and the revision if it is 0.
   void FillHeader(etcdserverpb::ResponseHeader* h) const;
@@ -97,22 +148,46 @@ class EtcdServer {
   const ServerConfig& config() const { return config_; }
   uint64_t cluster_id() const { return cluster_id_; }
   uint64_t member_id() const { return member_id_; }
-  uint64_t term() const { return 1; }
+  uint64_t term() const { return raft_->term(); }
   int64_t DbSizeBytes() const { return db_size_.load(); }
   common::Clock* clock() const { return clock_; }
 
  private:
-  struct Proposal {
-    synodpb::Request req;
-    google::protobuf::Message* resp;
+  struct Waiter {
+    google::protobuf::Message* resp = nullptr;
     Done done;
+    absl::Time deadline;
+  };
+  struct ApplyItem {
+    raft::Snapshot snapshot;
+    std::vector<raft::Entry> entries;
   };
   EtcdServer(const ServerConfig& config, common::Clock* clock);
   absl::Status Init();
+  absl::Status InitIdentity(bool* bootstrap);
+  absl::Status StartRaft(bool bootstrap);
+  absl::Duration RequestTimeout() const;
+  void FailWaiter(uint64_t id, const absl::Status& st);
+  std::optional<Waiter> TakeWaiter(uint64_t id);
+  // Registers a waiter and proposes `req` (stamped with id and proposer).
+  void ProposeWithWaiter(synodpb::Request req, google::protobuf::Message* resp,
+                         Done done, bool conf, raft::ConfChange cc);
+  void OnLeaderChanged(uint64_t lead, uint64_t term);
+  void OnConfChanged(const raft::ConfChange& cc, const raft::ConfState& cs,
+                     uint64_t index);
+  void RunOnReadThread(std::function<void()> fn);
+  void ReadLoop();
+
+  // apply.cc: the apply thread.
   void ApplyLoop();
-  void TimerLoop();
-  void TimerTick();
-  // Applies one entry. Runs on the apply thread.
+  void ApplyEntries(std::vector<raft::Entry>& entries);
+  void ApplyConfChangeEntry(const raft::Entry& e, std::vector<Done>* dones);
+  absl::Status RestoreSnapshot(const raft::Snapshot& snap);
+  absl::Status SnapshotSource(const std::function<bool(std::string)>& emit);
+  absl::Status ReceiveSnapshot(const raft::Message& m,
+                               const std::vector<std::string>& chunks);
+  void MaybeCompactLog();
+  // Applies one request. Runs on the apply thread.
   absl::Status Apply(const synodpb::Request& req,
                      google::protobuf::Message* resp, uint64_t index);
   absl::Status ApplyLeaseRevoke(int64_t id);
@@ -120,7 +195,12 @@ class EtcdServer {
                           etcdserverpb::AlarmResponse* resp);
   bool WritesKeys(const synodpb::Request& req) const;
   void PersistAlarmsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(alarm_mu_);
+
+  void TimerLoop();
+  void TimerTick();
   void MaybeAutoCompact();
+  void MaybePublishAttributes();
+  void ExpireWaiters();
 
   const ServerConfig config_;
   common::Clock* const clock_;
@@ -130,20 +210,43 @@ class EtcdServer {
   uint64_t member_id_ = 0;
 
   std::unique_ptr<storage::Backend> backend_;
+  std::unique_ptr<storage::RaftLogStore> raft_log_;
   std::unique_ptr<mvcc::KvStore> kv_;
   std::unique_ptr<lease::Lessor> lessor_;
   std::unique_ptr<mvcc::WatchableStore> watchable_;
+  Membership membership_;
+  std::unique_ptr<PeerTransport> transport_;
+  std::unique_ptr<RaftNode> raft_;
   std::atomic<int64_t> db_size_{0};
   std::atomic<int64_t> next_lease_id_{0};
+  std::atomic<uint64_t> next_request_id_{0};
+  std::atomic<uint64_t> applied_index_{0};
+  std::atomic<bool> attributes_published_{false};
+  std::atomic<bool> attributes_in_flight_{false};
 
   absl::Mutex mu_;
-  std::deque<Proposal> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<ApplyItem> apply_queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, std::function<void()>> tickers_
       ABSL_GUARDED_BY(mu_);
   uint64_t next_ticker_ ABSL_GUARDED_BY(mu_) = 1;
   // Leases whose revoke is proposed and not yet applied.
   absl::flat_hash_set<int64_t> revoking_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex waiters_mu_;
+  absl::flat_hash_map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(waiters_mu_);
+
+  // Linearizable reads waiting for the applied index, and the read threads.
+  absl::Mutex read_mu_;
+  std::multimap<uint64_t, Done> reads_by_index_ ABSL_GUARDED_BY(read_mu_);
+  std::deque<std::function<void()>> read_queue_ ABSL_GUARDED_BY(read_mu_);
+  bool read_stopping_ ABSL_GUARDED_BY(read_mu_) = false;
+  std::vector<std::thread> read_threads_;
+
+  // Install snapshot: state received for the MsgSnap at this index.
+  absl::Mutex snap_mu_;
+  uint64_t received_snap_index_ ABSL_GUARDED_BY(snap_mu_) = 0;
+  std::vector<std::string> received_snap_ ABSL_GUARDED_BY(snap_mu_);
 
   mutable absl::Mutex alarm_mu_;
   std::vector<etcdserverpb::AlarmMember> alarms_ ABSL_GUARDED_BY(alarm_mu_);
@@ -154,6 +257,7 @@ class EtcdServer {
   int64_t last_auto_compact_rev_ = 0;
   absl::Time last_progress_;
   absl::Time last_size_check_;  // apply thread only
+  uint64_t last_log_compact_ = 0;  // apply thread only
 
   std::thread apply_thread_;
   std::thread timer_thread_;

@@ -122,14 +122,22 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
                                            const etcdserverpb::RangeRequest* req,
                                            etcdserverpb::RangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::Status st;
   if (req->key().empty()) {
-    st = Err(EtcdError::kEmptyKey);
-  } else {
-    st = s_->kv()->Range(*req, resp);
-    if (st.ok()) s_->FillHeader(resp->mutable_header());
+    FinishWith(reactor, Err(EtcdError::kEmptyKey));
+    return reactor;
   }
-  FinishWith(reactor, st);
+  EtcdServer* s = s_;
+  auto serve = [s, req, resp, reactor](absl::Status st) {
+    if (st.ok()) st = s->kv()->Range(*req, resp);
+    if (st.ok()) s->FillHeader(resp->mutable_header());
+    FinishWith(reactor, st);
+  };
+  if (req->serializable()) {
+    serve(absl::OkStatus());  // local state, no round trip
+  } else {
+    // Linearizable: wait for ReadIndex (thesis §6.4), then read locally.
+    s_->LinearizableRead(std::move(serve));
+  }
   return reactor;
 }
 

@@ -32,18 +32,8 @@ grpc::ServerUnaryReactor* LeaseService::LeaseTimeToLive(
     const etcdserverpb::LeaseTimeToLiveRequest* req,
     etcdserverpb::LeaseTimeToLiveResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto info = s_->lessor()->TimeToLive(req->id(), req->keys());
-  resp->set_id(req->id());
-  if (!info.ok()) {
-    // etcd answers an unknown or expired lease with TTL -1, not an error.
-    resp->set_ttl(-1);
-  } else {
-    resp->set_ttl(info->remaining);
-    resp->set_grantedttl(info->ttl);
-    for (auto& k : info->keys) resp->add_keys(std::move(k));
-  }
-  s_->FillHeader(resp->mutable_header());
-  reactor->Finish(grpc::Status::OK);
+  // Only the leader tracks remaining TTLs: a follower asks it.
+  reactor->Finish(s_->LeaseTimeToLive(*req, resp));
   return reactor;
 }
 
@@ -77,7 +67,9 @@ class KeepAliveReactor final
     }
     etcdserverpb::LeaseKeepAliveResponse resp;
     resp.set_id(req_.id());
-    auto ttl = s_->lessor()->KeepAlive(req_.id());
+    // On a follower this is a round trip to the leader (etcd forwards
+    // keep-alives to the leader too).
+    auto ttl = s_->LeaseKeepAlive(req_.id());
     resp.set_ttl(ttl.ok() ? *ttl : 0);
     s_->FillHeader(resp.mutable_header());
     {

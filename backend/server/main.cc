@@ -235,11 +235,31 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
+  // Peers: Raft messages, snapshots and forwarded lease calls.
+  grpc::ServerBuilder peer_builder;
+  for (const std::string& u : cfg.listen_peer_urls) {
+    std::string hp = HostPort(u);
+    if (hp.empty()) {
+      SYNOD_LOG(ERROR) << "unsupported peer URL " << u << " (want http://host:port)";
+      return 2;
+    }
+    peer_builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+  }
+  peer_builder.SetMaxReceiveMessageSize(INT_MAX);
+  peer_builder.SetMaxSendMessageSize(INT_MAX);
+  peer_builder.RegisterService(s->peer_service());
+  std::unique_ptr<grpc::Server> peer_server = peer_builder.BuildAndStart();
+  if (!peer_server) {
+    SYNOD_LOG(ERROR) << "cannot listen for peers on "
+                     << absl::GetFlag(FLAGS_listen_peer_urls);
+    return 1;
+  }
+
   common::MetricsRegistry& metrics = common::DefaultMetrics();
   metrics.AddGaugeCallback("etcd_server_has_leader", "Whether a leader exists (1) or not (0).",
-                           [] { return 1.0; });
+                           [s] { return s->leader() != 0 ? 1.0 : 0.0; });
   metrics.AddGaugeCallback("etcd_server_is_leader", "Whether this member is the leader.",
-                           [] { return 1.0; });
+                           [s] { return s->leader() == s->member_id() ? 1.0 : 0.0; });
   metrics.AddGaugeCallback("etcd_mvcc_db_total_size_in_bytes", "Backend size in bytes.",
                            [s] { return static_cast<double>(s->DbSizeBytes()); });
   metrics.AddGaugeCallback("etcd_debugging_mvcc_keys_total", "Keys in the index.",
@@ -303,6 +323,7 @@ int Run(int argc, char** argv) {
   SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
   for (auto& h : http) h->Stop();
   grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  peer_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   s->Stop();
   return 0;
 }

@@ -37,11 +37,11 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(
   resp->set_version(kServerVersion);
   resp->set_dbsize(s_->DbSizeBytes());
   resp->set_dbsizeinuse(s_->DbSizeBytes());
-  resp->set_leader(s_->member_id());
-  resp->set_raftindex(s_->kv()->AppliedIndex());
-  resp->set_raftappliedindex(s_->kv()->AppliedIndex());
+  resp->set_leader(s_->leader());
+  resp->set_raftindex(s_->commit_index());
+  resp->set_raftappliedindex(s_->applied_index());
   resp->set_raftterm(s_->term());
-  resp->set_islearner(false);
+  resp->set_islearner(s_->is_learner());
   for (const auto& a : s_->Alarms()) {
     // etcd's format, trailing space included.
     resp->add_errors(absl::StrCat("memberID:", a.memberid(), " alarm:",
@@ -142,25 +142,11 @@ grpc::ServerUnaryReactor* MaintenanceService::MoveLeader(
     grpc::CallbackServerContext* ctx, const etcdserverpb::MoveLeaderRequest* req,
     etcdserverpb::MoveLeaderResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::Status st = req->targetid() == s_->member_id()
-                        ? absl::OkStatus()
-                        : Err(EtcdError::kBadLeaderTransferee);
-  if (st.ok()) s_->FillHeader(resp->mutable_header());
-  FinishWith(reactor, st);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* ClusterService::MemberList(
-    grpc::CallbackServerContext* ctx, const etcdserverpb::MemberListRequest*,
-    etcdserverpb::MemberListResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  etcdserverpb::Member* m = resp->add_members();
-  m->set_id(s_->member_id());
-  m->set_name(s_->config().name);
-  for (const auto& u : s_->config().initial_advertise_peer_urls) m->add_peerurls(u);
-  for (const auto& u : s_->config().advertise_client_urls) m->add_clienturls(u);
-  s_->FillHeader(resp->mutable_header());
-  reactor->Finish(grpc::Status::OK);
+  EtcdServer* s = s_;
+  s_->MoveLeader(req->targetid(), [s, reactor, resp](absl::Status st) {
+    if (st.ok()) s->FillHeader(resp->mutable_header());
+    FinishWith(reactor, st);
+  });
   return reactor;
 }
 

@@ -127,6 +127,21 @@ class ClusterService final : public etcdserverpb::Cluster::CallbackService {
       grpc::CallbackServerContext* ctx,
       const etcdserverpb::MemberListRequest* req,
       etcdserverpb::MemberListResponse* resp) override;
+  grpc::ServerUnaryReactor* MemberAdd(
+      grpc::CallbackServerContext* ctx, const etcdserverpb::MemberAddRequest* req,
+      etcdserverpb::MemberAddResponse* resp) override;
+  grpc::ServerUnaryReactor* MemberRemove(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::MemberRemoveRequest* req,
+      etcdserverpb::MemberRemoveResponse* resp) override;
+  grpc::ServerUnaryReactor* MemberUpdate(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::MemberUpdateRequest* req,
+      etcdserverpb::MemberUpdateResponse* resp) override;
+  grpc::ServerUnaryReactor* MemberPromote(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::MemberPromoteRequest* req,
+      etcdserverpb::MemberPromoteResponse* resp) override;
 
  private:
   EtcdServer* s_;

@@ -1,0 +1,489 @@
+#include "backend/server/peer_transport.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+
+namespace synod::server {
+
+namespace {
+
+// Messages queued for one peer before further ones are dropped (and the peer
+// reported unreachable so that Raft probes it instead of pipelining).
+constexpr size_t kMaxQueued = 4096;
+// Messages per RaftBatch on the wire.
+constexpr size_t kMaxBatch = 256;
+constexpr absl::Duration kRedialBackoff = absl::Milliseconds(100);
+constexpr size_t kSnapshotChunkBytes = 1 << 20;
+
+std::string DialTarget(const std::string& url) {
+  std::string t = url;
+  for (const char* scheme : {"http://", "https://", "unix://"}) {
+    if (absl::StartsWith(t, scheme)) t = t.substr(strlen(scheme));
+  }
+  while (!t.empty() && t.back() == '/') t.pop_back();
+  return t;
+}
+
+std::shared_ptr<grpc::Channel> Dial(const std::string& url) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  // Reconnect quickly after a peer restarts: elections depend on it.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(DialTarget(url),
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+synodpb::RaftMessage EncodeRaftMessage(const raft::Message& m,
+                                       uint64_t cluster_id) {
+  synodpb::RaftMessage pb;
+  pb.set_type(static_cast<uint32_t>(m.type));
+  pb.set_from(m.from);
+  pb.set_to(m.to);
+  pb.set_term(m.term);
+  pb.set_log_term(m.log_term);
+  pb.set_index(m.index);
+  for (const raft::Entry& e : m.entries) {
+    synodpb::RaftEntry* pe = pb.add_entries();
+    pe->set_term(e.term);
+    pe->set_index(e.index);
+    pe->set_type(static_cast<uint32_t>(e.type));
+    pe->set_data(e.data);
+  }
+  pb.set_commit(m.commit);
+  pb.set_reject(m.reject);
+  pb.set_reject_hint(m.reject_hint);
+  pb.set_context(m.context);
+  if (!m.snapshot.empty()) {
+    pb.set_snapshot_index(m.snapshot.metadata.index);
+    pb.set_snapshot_term(m.snapshot.metadata.term);
+    for (uint64_t id : m.snapshot.metadata.conf_state.voters) {
+      pb.add_snapshot_voters(id);
+    }
+    for (uint64_t id : m.snapshot.metadata.conf_state.learners) {
+      pb.add_snapshot_learners(id);
+    }
+  }
+  pb.set_cluster_id(cluster_id);
+  return pb;
+}
+
+raft::Message DecodeRaftMessage(const synodpb::RaftMessage& pb) {
+  raft::Message m;
+  m.type = static_cast<raft::MessageType>(pb.type());
+  m.from = pb.from();
+  m.to = pb.to();
+  m.term = pb.term();
+  m.log_term = pb.log_term();
+  m.index = pb.index();
+  m.entries.reserve(pb.entries_size());
+  for (const auto& pe : pb.entries()) {
+    raft::Entry e;
+    e.term = pe.term();
+    e.index = pe.index();
+    e.type = static_cast<raft::EntryType>(pe.type());
+    e.data = pe.data();
+    m.entries.push_back(std::move(e));
+  }
+  m.commit = pb.commit();
+  m.reject = pb.reject();
+  m.reject_hint = pb.reject_hint();
+  m.context = pb.context();
+  if (pb.snapshot_index() != 0) {
+    m.snapshot.metadata.index = pb.snapshot_index();
+    m.snapshot.metadata.term = pb.snapshot_term();
+    m.snapshot.metadata.conf_state.voters.assign(pb.snapshot_voters().begin(),
+                                                 pb.snapshot_voters().end());
+    m.snapshot.metadata.conf_state.learners.assign(
+        pb.snapshot_learners().begin(), pb.snapshot_learners().end());
+  }
+  return m;
+}
+
+struct PeerTransport::Peer {
+  uint64_t id = 0;
+  absl::Mutex mu;
+  std::vector<std::string> urls ABSL_GUARDED_BY(mu);
+  std::deque<raft::Message> queue ABSL_GUARDED_BY(mu);
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  bool snapshot_in_flight ABSL_GUARDED_BY(mu) = false;
+  std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
+  std::unique_ptr<synodpb::Peer::Stub> stub ABSL_GUARDED_BY(mu);
+  // The open stream's context, so Stop() can cancel a blocked write.
+  grpc::ClientContext* stream_ctx ABSL_GUARDED_BY(mu) = nullptr;
+  std::thread sender;
+  std::thread snapshot_sender;
+
+  synodpb::Peer::Stub* Stub() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (stub == nullptr && !urls.empty()) {
+      channel = Dial(urls.front());
+      stub = synodpb::Peer::NewStub(channel);
+    }
+    return stub.get();
+  }
+};
+
+class PeerTransport::Service final : public synodpb::Peer::Service {
+ public:
+  explicit Service(PeerTransport* t) : t_(t) {}
+
+  grpc::Status Stream(grpc::ServerContext* ctx,
+                      grpc::ServerReader<synodpb::RaftBatch>* reader,
+                      synodpb::PeerAck* ack) override {
+    synodpb::RaftBatch batch;
+    while (reader->Read(&batch)) {
+      for (const auto& pb : batch.messages()) {
+        if (pb.cluster_id() != t_->cluster_id_) {
+          return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                              "etcdserver: cluster ID mismatch");
+        }
+        if (pb.to() != t_->member_id_) continue;
+        t_->cb_.on_message(DecodeRaftMessage(pb));
+      }
+    }
+    ack->set_member_id(t_->member_id_);
+    ack->set_cluster_id(t_->cluster_id_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Snapshot(grpc::ServerContext* ctx,
+                        grpc::ServerReader<synodpb::SnapshotChunk>* reader,
+                        synodpb::PeerAck* ack) override {
+    synodpb::SnapshotChunk chunk;
+    raft::Message m;
+    bool have_message = false;
+    std::vector<std::string> chunks;
+    while (reader->Read(&chunk)) {
+      if (chunk.has_message()) {
+        if (chunk.message().cluster_id() != t_->cluster_id_) {
+          return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                              "etcdserver: cluster ID mismatch");
+        }
+        m = DecodeRaftMessage(chunk.message());
+        have_message = true;
+      }
+      if (!chunk.data().empty()) chunks.push_back(std::move(*chunk.mutable_data()));
+    }
+    if (!have_message || m.type != raft::MessageType::kSnap) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "snapshot transfer without MsgSnap");
+    }
+    absl::Status st = t_->cb_.on_snapshot(m, chunks);
+    if (!st.ok()) {
+      return grpc::Status(static_cast<grpc::StatusCode>(st.code()),
+                          std::string(st.message()));
+    }
+    ack->set_member_id(t_->member_id_);
+    ack->set_cluster_id(t_->cluster_id_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status LeaseRenew(grpc::ServerContext* ctx,
+                          const etcdserverpb::LeaseKeepAliveRequest* req,
+                          etcdserverpb::LeaseKeepAliveResponse* resp) override {
+    return t_->cb_.on_lease_renew(*req, resp);
+  }
+
+  grpc::Status LeaseTimeToLive(
+      grpc::ServerContext* ctx, const etcdserverpb::LeaseTimeToLiveRequest* req,
+      etcdserverpb::LeaseTimeToLiveResponse* resp) override {
+    return t_->cb_.on_lease_ttl(*req, resp);
+  }
+
+  grpc::Status Members(grpc::ServerContext* ctx, const synodpb::PeerAck* req,
+                       synodpb::ClusterInfo* resp) override {
+    t_->cb_.on_members(resp);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status MemberPromote(grpc::ServerContext* ctx,
+                             const etcdserverpb::MemberPromoteRequest* req,
+                             etcdserverpb::MemberPromoteResponse* resp) override {
+    return t_->cb_.on_member_promote(*req, resp);
+  }
+
+ private:
+  PeerTransport* const t_;
+};
+
+PeerTransport::PeerTransport(uint64_t member_id, uint64_t cluster_id,
+                             Callbacks callbacks)
+    : member_id_(member_id),
+      cluster_id_(cluster_id),
+      cb_(std::move(callbacks)),
+      service_(std::make_unique<Service>(this)) {}
+
+PeerTransport::~PeerTransport() { Stop(); }
+
+grpc::Service* PeerTransport::service() { return service_.get(); }
+
+void PeerTransport::AddPeer(uint64_t id, const std::vector<std::string>& urls) {
+  if (id == member_id_) return;
+  absl::MutexLock l(&mu_);
+  if (stopped_) return;
+  auto it = peers_.find(id);
+  if (it != peers_.end()) {
+    Peer* p = it->second.get();
+    absl::MutexLock pl(&p->mu);
+    if (p->urls != urls) {
+      p->urls = urls;
+      p->stub.reset();
+      p->channel.reset();
+    }
+    return;
+  }
+  auto p = std::make_shared<Peer>();
+  p->id = id;
+  {
+    absl::MutexLock pl(&p->mu);
+    p->urls = urls;
+  }
+  Peer* raw = p.get();
+  p->sender = std::thread([this, raw] { SenderLoop(raw); });
+  peers_[id] = std::move(p);
+}
+
+void PeerTransport::RemovePeer(uint64_t id) {
+  std::shared_ptr<Peer> p;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    p = std::move(it->second);
+    peers_.erase(it);
+  }
+  {
+    absl::MutexLock pl(&p->mu);
+    p->stop = true;
+    if (p->stream_ctx != nullptr) p->stream_ctx->TryCancel();
+  }
+  if (p->sender.joinable()) p->sender.join();
+  if (p->snapshot_sender.joinable()) p->snapshot_sender.join();
+}
+
+bool PeerTransport::HasPeer(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  return peers_.contains(id);
+}
+
+std::shared_ptr<PeerTransport::Peer> PeerTransport::FindPeer(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second;
+}
+
+void PeerTransport::Send(std::vector<raft::Message> msgs) {
+  for (raft::Message& m : msgs) {
+    std::shared_ptr<Peer> p = FindPeer(m.to);
+    if (p == nullptr) {
+      cb_.on_unreachable(m.to);
+      continue;
+    }
+    if (m.type == raft::MessageType::kSnap) {
+      absl::MutexLock pl(&p->mu);
+      if (p->snapshot_in_flight || p->stop) continue;
+      p->snapshot_in_flight = true;
+      if (p->snapshot_sender.joinable()) p->snapshot_sender.join();
+      Peer* raw = p.get();
+      p->snapshot_sender = std::thread(
+          [this, raw, m = std::move(m)]() mutable { SendSnapshot(raw, std::move(m)); });
+      continue;
+    }
+    bool dropped = false;
+    {
+      absl::MutexLock pl(&p->mu);
+      if (p->queue.size() >= kMaxQueued) {
+        dropped = true;
+      } else {
+        p->queue.push_back(std::move(m));
+      }
+    }
+    if (dropped) cb_.on_unreachable(p->id);
+  }
+}
+
+void PeerTransport::SenderLoop(Peer* p) {
+  while (true) {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientWriter<synodpb::RaftBatch>> writer;
+    synodpb::PeerAck ack;
+    {
+      absl::MutexLock l(&p->mu);
+      p->mu.Await(absl::Condition(
+          +[](Peer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) {
+            return p->stop || !p->queue.empty();
+          },
+          p));
+      if (p->stop) return;
+      synodpb::Peer::Stub* stub = p->Stub();
+      if (stub == nullptr) {
+        p->queue.clear();
+        continue;
+      }
+      ctx = std::make_unique<grpc::ClientContext>();
+      p->stream_ctx = ctx.get();
+      writer = stub->Stream(ctx.get(), &ack);
+    }
+    bool broken = false;
+    while (!broken) {
+      synodpb::RaftBatch batch;
+      {
+        absl::MutexLock l(&p->mu);
+        p->mu.Await(absl::Condition(
+            +[](Peer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu) {
+              return p->stop || !p->queue.empty();
+            },
+            p));
+        if (p->stop) break;
+        while (!p->queue.empty() && batch.messages_size() < static_cast<int>(kMaxBatch)) {
+          *batch.add_messages() = EncodeRaftMessage(p->queue.front(), cluster_id_);
+          p->queue.pop_front();
+        }
+      }
+      if (!writer->Write(batch)) broken = true;
+    }
+    writer->WritesDone();
+    grpc::Status st = writer->Finish();
+    {
+      absl::MutexLock l(&p->mu);
+      p->stream_ctx = nullptr;
+      if (p->stop) return;
+      // Messages queued while the stream was down are stale: Raft resends
+      // what matters after the unreachable report.
+      p->queue.clear();
+    }
+    if (broken) {
+      cb_.on_unreachable(p->id);
+      absl::SleepFor(kRedialBackoff);  // pacing, not synchronisation
+    }
+  }
+}
+
+void PeerTransport::SendSnapshot(Peer* p, raft::Message m) {
+  const uint64_t to = m.to;
+  synodpb::Peer::Stub* stub;
+  {
+    absl::MutexLock l(&p->mu);
+    stub = p->Stub();
+  }
+  bool ok = false;
+  if (stub != nullptr) {
+    grpc::ClientContext ctx;
+    synodpb::PeerAck ack;
+    auto writer = stub->Snapshot(&ctx, &ack);
+    synodpb::SnapshotChunk first;
+    *first.mutable_message() = EncodeRaftMessage(m, cluster_id_);
+    bool alive = writer->Write(first);
+    absl::Status st = absl::OkStatus();
+    if (alive) {
+      st = cb_.snapshot_source([&](std::string data) {
+        synodpb::SnapshotChunk c;
+        c.set_data(std::move(data));
+        alive = alive && writer->Write(c);
+        return alive;
+      });
+    }
+    writer->WritesDone();
+    grpc::Status gst = writer->Finish();
+    ok = alive && st.ok() && gst.ok();
+    SYNOD_LOG(INFO) << "snapshot at index " << m.snapshot.metadata.index
+                    << " to " << absl::StrCat(absl::Hex(to))
+                    << (ok ? " sent" : " failed: ")
+                    << (ok ? "" : (st.ok() ? gst.error_message()
+                                           : std::string(st.message())));
+  }
+  cb_.on_snapshot_status(to, ok);
+  absl::MutexLock l(&p->mu);
+  p->snapshot_in_flight = false;
+}
+
+absl::StatusOr<synodpb::ClusterInfo> PeerTransport::FetchClusterInfo(
+    const std::string& peer_url, absl::Duration timeout) {
+  auto stub = synodpb::Peer::NewStub(Dial(peer_url));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  synodpb::PeerAck req;
+  synodpb::ClusterInfo info;
+  grpc::Status st = stub->Members(&ctx, req, &info);
+  if (!st.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot fetch members from ", peer_url, ": ",
+                     st.error_message()));
+  }
+  return info;
+}
+
+grpc::Status PeerTransport::MemberPromote(
+    uint64_t id, const etcdserverpb::MemberPromoteRequest& req,
+    etcdserverpb::MemberPromoteResponse* resp, absl::Duration timeout) {
+  std::shared_ptr<Peer> p = FindPeer(id);
+  if (p == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
+  }
+  synodpb::Peer::Stub* stub;
+  {
+    absl::MutexLock l(&p->mu);
+    stub = p->Stub();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return stub->MemberPromote(&ctx, req, resp);
+}
+
+grpc::Status PeerTransport::LeaseRenew(
+    uint64_t id, const etcdserverpb::LeaseKeepAliveRequest& req,
+    etcdserverpb::LeaseKeepAliveResponse* resp, absl::Duration timeout) {
+  std::shared_ptr<Peer> p = FindPeer(id);
+  if (p == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
+  }
+  synodpb::Peer::Stub* stub;
+  {
+    absl::MutexLock l(&p->mu);
+    stub = p->Stub();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return stub->LeaseRenew(&ctx, req, resp);
+}
+
+grpc::Status PeerTransport::LeaseTimeToLive(
+    uint64_t id, const etcdserverpb::LeaseTimeToLiveRequest& req,
+    etcdserverpb::LeaseTimeToLiveResponse* resp, absl::Duration timeout) {
+  std::shared_ptr<Peer> p = FindPeer(id);
+  if (p == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
+  }
+  synodpb::Peer::Stub* stub;
+  {
+    absl::MutexLock l(&p->mu);
+    stub = p->Stub();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return stub->LeaseTimeToLive(&ctx, req, resp);
+}
+
+void PeerTransport::Stop() {
+  std::vector<uint64_t> ids;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& [id, p] : peers_) ids.push_back(id);
+  }
+  for (uint64_t id : ids) RemovePeer(id);
+}
+
+}  // namespace synod::server

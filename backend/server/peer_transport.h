@@ -1,0 +1,136 @@
+// PeerTransport: carries Raft messages between members over gRPC on the
+// peer URLs (synodpb.Peer). Outbound, each peer has one sender thread with a
+// bounded queue and one long-lived client stream (Peer.Stream); a broken
+// stream is re-dialled with backoff and the peer is reported unreachable to
+// Raft. Inbound, the Peer service hands each message to the raft thread.
+// Install-snapshot messages (MsgSnap) go on their own Peer.Snapshot call,
+// with the state produced by a SnapshotSource, so a large transfer never
+// blocks heartbeats.
+//
+// Ownership: the transport owns its sender threads and channels; the
+// callbacks must outlive it (Stop() before destroying their owners).
+// Thread-safe: every method may be called from any thread.
+#ifndef SYNOD_BACKEND_SERVER_PEER_TRANSPORT_H_
+#define SYNOD_BACKEND_SERVER_PEER_TRANSPORT_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
+#include "backend/raft/types.h"
+#include "proto/peer.grpc.pb.h"
+#include "proto/rpc.pb.h"
+
+namespace synod::server {
+
+// raft::Message <-> wire form. Decode never fails: unknown types are kept
+// as numbers and the core rejects them.
+synodpb::RaftMessage EncodeRaftMessage(const raft::Message& m,
+                                       uint64_t cluster_id);
+raft::Message DecodeRaftMessage(const synodpb::RaftMessage& pb);
+
+class PeerTransport {
+ public:
+  struct Callbacks {
+    // A message from a peer of our cluster, on a gRPC thread.
+    std::function<void(raft::Message)> on_message;
+    // Delivery to `id` failed (stream broken or queue full): raft should
+    // probe it (MsgUnreachable).
+    std::function<void(uint64_t id)> on_unreachable;
+    // A MsgSnap to `id` finished (ok) or failed.
+    std::function<void(uint64_t id, bool ok)> on_snapshot_status;
+    // Writes the state to send with a MsgSnap, in chunks of at most ~1 MiB
+    // passed to `emit` (which returns false when the transfer broke).
+    std::function<absl::Status(const std::function<bool(std::string)>& emit)>
+        snapshot_source;
+    // A received snapshot's state, streamed in: open_sink is called once with
+    // the MsgSnap, then each chunk is written, then the message is stepped.
+    // Returns a handle whose Write appends and whose Finish makes it ready.
+    std::function<absl::Status(const raft::Message& m,
+                               const std::vector<std::string>& chunks)>
+        on_snapshot;
+    // Keep-alive and TimeToLive forwarded to the leader (etcd forwards these
+    // to the leader's peer URL).
+    std::function<grpc::Status(const etcdserverpb::LeaseKeepAliveRequest&,
+                               etcdserverpb::LeaseKeepAliveResponse*)>
+        on_lease_renew;
+    std::function<grpc::Status(const etcdserverpb::LeaseTimeToLiveRequest&,
+                               etcdserverpb::LeaseTimeToLiveResponse*)>
+        on_lease_ttl;
+    std::function<void(synodpb::ClusterInfo*)> on_members;
+    std::function<grpc::Status(const etcdserverpb::MemberPromoteRequest&,
+                               etcdserverpb::MemberPromoteResponse*)>
+        on_member_promote;
+  };
+
+  // Asks the member at `peer_url` for the cluster's ID and members.
+  // Errors: Unavailable when it cannot be reached within `timeout`.
+  static absl::StatusOr<synodpb::ClusterInfo> FetchClusterInfo(
+      const std::string& peer_url, absl::Duration timeout);
+
+  PeerTransport(uint64_t member_id, uint64_t cluster_id, Callbacks callbacks);
+  ~PeerTransport();  // Stop()
+
+  // The service to register on the peer listener.
+  grpc::Service* service();
+
+  // Adds or updates a peer's URLs ("http://host:port"; the first reachable
+  // one is used). Idempotent.
+  void AddPeer(uint64_t id, const std::vector<std::string>& urls);
+  void RemovePeer(uint64_t id);
+  bool HasPeer(uint64_t id) const;
+
+  // Queues messages for their peers (messages to unknown peers are dropped
+  // and reported unreachable). Never blocks.
+  void Send(std::vector<raft::Message> msgs);
+
+  // Forwards a lease keep-alive / TimeToLive to member `id` (the leader).
+  // Errors: Unavailable when it cannot be reached within `timeout`.
+  grpc::Status LeaseRenew(uint64_t id,
+                          const etcdserverpb::LeaseKeepAliveRequest& req,
+                          etcdserverpb::LeaseKeepAliveResponse* resp,
+                          absl::Duration timeout);
+  grpc::Status LeaseTimeToLive(uint64_t id,
+                               const etcdserverpb::LeaseTimeToLiveRequest& req,
+                               etcdserverpb::LeaseTimeToLiveResponse* resp,
+                               absl::Duration timeout);
+
+  grpc::Status MemberPromote(uint64_t id,
+                             const etcdserverpb::MemberPromoteRequest& req,
+                             etcdserverpb::MemberPromoteResponse* resp,
+                             absl::Duration timeout);
+
+  // Stops the sender threads. Idempotent.
+  void Stop();
+
+ private:
+  class Service;
+  struct Peer;
+  void SenderLoop(Peer* p);
+  void SendSnapshot(Peer* p, raft::Message m);
+  std::shared_ptr<Peer> FindPeer(uint64_t id) const;
+
+  const uint64_t member_id_;
+  const uint64_t cluster_id_;
+  const Callbacks cb_;
+  std::unique_ptr<Service> service_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Peer>> peers_
+      ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace synod::server
+
+#endif  // SYNOD_BACKEND_SERVER_PEER_TRANSPORT_H_
