@@ -8,6 +8,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "absl/strings/match.h"
+#include "proxy/unary_forward.h"
 
 namespace synod::proxy {
 namespace {
@@ -16,6 +17,27 @@ namespace {
 constexpr size_t kMaxReplayBytes = 4 << 20;
 
 class Pipe;
+
+// Calls that change nothing, so a replay on another member is always safe.
+bool IsReadOnly(const std::string& method) {
+  static const char* const kReadOnly[] = {
+      "/etcdserverpb.KV/Range",
+      "/etcdserverpb.Maintenance/Status",
+      "/etcdserverpb.Maintenance/Hash",
+      "/etcdserverpb.Maintenance/HashKV",
+      "/etcdserverpb.Cluster/MemberList",
+      "/etcdserverpb.Lease/LeaseTimeToLive",
+      "/etcdserverpb.Lease/LeaseLeases",
+      "/etcdserverpb.Auth/UserGet",
+      "/etcdserverpb.Auth/UserList",
+      "/etcdserverpb.Auth/RoleGet",
+      "/etcdserverpb.Auth/RoleList",
+  };
+  for (const char* m : kReadOnly) {
+    if (method == m) return true;
+  }
+  return false;
+}
 
 // The member side of a pipe.
 class UpstreamCall final
@@ -127,6 +149,7 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
       if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
         endpoints_->ReportFailure(index);
         if (!got_response_ && replay_ok_ && client_writes_done_ &&
+            (idempotent_ || !was_ready_) &&
             ++attempts_ < endpoints_->size() && !server_done_) {
           // Replay the whole request on the next endpoint.
           pending_.assign(sent_.begin(), sent_.end());
@@ -149,19 +172,10 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
   void StartUpstreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     size_t index = 0;
     auto channel = endpoints_->Current(&index);
+    was_ready_ = channel->GetState(true) == GRPC_CHANNEL_READY;
     up_ = new UpstreamCall(this, index);
     writes_done_sent_for_current_ = false;
-    for (const auto& [k, v] : sctx_->client_metadata()) {
-      std::string key(k.data(), k.size());
-      if (absl::StartsWith(key, ":") || absl::StartsWith(key, "grpc-") ||
-          key == "user-agent" || key == "content-type" || key == "te") {
-        continue;
-      }
-      up_->ctx.AddMetadata(key, std::string(v.data(), v.size()));
-    }
-    if (sctx_->deadline() != std::chrono::system_clock::time_point::max()) {
-      up_->ctx.set_deadline(sctx_->deadline());
-    }
+    PrepareUpstreamContext(*sctx_, &up_->ctx);
     grpc::GenericStub stub(channel);
     stub.PrepareBidiStreamingCall(&up_->ctx, sctx_->method(),
                                   grpc::StubOptions(), up_);
@@ -207,6 +221,8 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
   bool writes_done_sent_for_current_ ABSL_GUARDED_BY(mu_) = false;
   bool got_response_ ABSL_GUARDED_BY(mu_) = false;
   bool server_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool was_ready_ ABSL_GUARDED_BY(mu_) = false;
+  const bool idempotent_ = IsReadOnly(sctx_->method());
 };
 
 void UpstreamCall::OnWriteDone(bool ok) { pipe_->UpWriteDone(ok); }
@@ -214,6 +230,21 @@ void UpstreamCall::OnReadDone(bool ok) { pipe_->UpReadDone(ok); }
 void UpstreamCall::OnDone(const grpc::Status& s) { pipe_->UpDone(s, index_); }
 
 }  // namespace
+
+void PrepareUpstreamContext(const grpc::ServerContextBase& sctx,
+                            grpc::ClientContext* ctx) {
+  for (const auto& [k, v] : sctx.client_metadata()) {
+    std::string key(k.data(), k.size());
+    if (absl::StartsWith(key, ":") || absl::StartsWith(key, "grpc-") ||
+        key == "user-agent" || key == "content-type" || key == "te") {
+      continue;
+    }
+    ctx->AddMetadata(key, std::string(v.data(), v.size()));
+  }
+  if (sctx.deadline() != std::chrono::system_clock::time_point::max()) {
+    ctx->set_deadline(sctx.deadline());
+  }
+}
 
 grpc::ServerGenericBidiReactor* ForwardingService::CreateReactor(
     grpc::GenericCallbackServerContext* ctx) {

@@ -25,6 +25,8 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "proxy/forwarder.h"
+#include "proxy/kv_proxy.h"
+#include "proxy/range_cache.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/watch_hub.h"
 #include "proxy/watch_proxy.h"
@@ -61,6 +63,16 @@ ABSL_FLAG(int64_t, watch_client_queue_bytes, 1 << 20,
 ABSL_FLAG(std::string, watch_idle_linger, "30s",
           "How long a watched range with no watcher keeps its upstream "
           "watch and window.");
+ABSL_FLAG(int64_t, cache_max_bytes, 64 << 20,
+          "Bytes the range cache may hold (LRU); 0 disables the cache.");
+ABSL_FLAG(int64_t, cache_max_ranges, 1024,
+          "Ranges the range cache may hold (each keeps a watch).");
+ABSL_FLAG(std::string, cache_serializable_bound, "1s",
+          "Serializable reads are served from the cache only if its watch "
+          "progress is at most this old.");
+ABSL_FLAG(std::string, cache_linearizable_wait, "500ms",
+          "How long a linearizable read waits for the cache to reach the "
+          "cluster's revision before it is forwarded.");
 ABSL_FLAG(std::string, watch_progress_notify_interval, "10m",
           "Interval of progress notifications to progress_notify watchers.");
 
@@ -157,6 +169,20 @@ int Run(int argc, char** argv) {
   wpo.progress_notify_interval = notify;
   wpo.max_response_bytes = static_cast<size_t>(max_send);
   WatchProxy watch_proxy(&hub, clock, wpo, &pm);
+  RangeCacheOptions rco;
+  rco.max_bytes = static_cast<size_t>(
+      std::max<int64_t>(0, absl::GetFlag(FLAGS_cache_max_bytes)));
+  rco.max_ranges = static_cast<size_t>(
+      std::max<int64_t>(0, absl::GetFlag(FLAGS_cache_max_ranges)));
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_cache_serializable_bound),
+                           &rco.serializable_bound) ||
+      !absl::ParseDuration(absl::GetFlag(FLAGS_cache_linearizable_wait),
+                           &rco.linearizable_wait)) {
+    std::fprintf(stderr, "synod-proxy: invalid cache duration flag\n");
+    return 2;
+  }
+  RangeCache cache(&hub, &upstream, clock, rco, &pm);
+  KvProxy kv_proxy(&endpoints, &cache);
 
   grpc::ServerBuilder builder;
   const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
@@ -164,6 +190,7 @@ int Run(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(INT_MAX);
   builder.SetMaxSendMessageSize(INT_MAX);
   builder.RegisterService(&watch_proxy);
+  if (rco.max_bytes > 0 && rco.max_ranges > 0) builder.RegisterService(&kv_proxy);
   builder.RegisterCallbackGenericService(&forwarder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
@@ -230,6 +257,7 @@ int Run(int argc, char** argv) {
     while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
       hub.Tick();
       watch_proxy.Tick();
+      cache.Tick();
     }
   });
 

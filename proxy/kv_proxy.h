@@ -1,0 +1,49 @@
+// KvProxy: the proxy's KV service. Range goes through the RangeCache
+// (served from it when the revision checks allow, else forwarded); Put,
+// DeleteRange, Txn and Compact are forwarded to the current member, and
+// the revision of each successful write is noted in the cache so that
+// serializable reads through this proxy see the proxy's own writes.
+// Requests carrying an auth token are always forwarded as they are (the
+// cache does not check permissions).
+// Thread-safety: driven by gRPC; the cache and endpoints are thread-safe.
+#ifndef SYNOD_PROXY_KV_PROXY_H_
+#define SYNOD_PROXY_KV_PROXY_H_
+
+#include "proto/rpc.grpc.pb.h"
+#include "proxy/range_cache.h"
+#include "proxy/upstream.h"
+
+namespace synod::proxy {
+
+class KvProxy final : public etcdserverpb::KV::CallbackService {
+ public:
+  // `endpoints` and `cache` outlive the service.
+  KvProxy(Endpoints* endpoints, RangeCache* cache)
+      : endpoints_(endpoints), cache_(cache) {}
+
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
+                                  const etcdserverpb::RangeRequest* req,
+                                  etcdserverpb::RangeResponse* resp) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx,
+                                const etcdserverpb::PutRequest* req,
+                                etcdserverpb::PutResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteRange(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::DeleteRangeRequest* req,
+      etcdserverpb::DeleteRangeResponse* resp) override;
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx,
+                                const etcdserverpb::TxnRequest* req,
+                                etcdserverpb::TxnResponse* resp) override;
+  grpc::ServerUnaryReactor* Compact(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::CompactionRequest* req,
+      etcdserverpb::CompactionResponse* resp) override;
+
+ private:
+  Endpoints* const endpoints_;
+  RangeCache* const cache_;
+};
+
+}  // namespace synod::proxy
+
+#endif  // SYNOD_PROXY_KV_PROXY_H_

@@ -1,0 +1,475 @@
+#include "proxy/range_cache.h"
+
+#include <algorithm>
+
+#include "common/key_range.h"
+
+namespace synod::proxy {
+
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RangeResponse;
+using etcdserverpb::ResponseHeader;
+
+namespace {
+// Per-key bookkeeping counted on top of key and value bytes.
+constexpr size_t kKeyOverhead = 64;
+constexpr size_t kMaxTooBig = 1024;
+
+size_t KvBytes(const mvccpb::KeyValue& kv) {
+  return kv.key().size() + kv.value().size() + kKeyOverhead;
+}
+}  // namespace
+
+void ComputeRange(const RangeRequest& r,
+                  const std::map<std::string, mvccpb::KeyValue>& data,
+                  RangeResponse* resp) {
+  std::vector<const mvccpb::KeyValue*> m;
+  for (const auto& [k, kv] : data) {
+    if (common::InRange(k, r.key(), r.range_end())) m.push_back(&kv);
+  }
+  const int64_t count = static_cast<int64_t>(m.size());
+  auto prune = [&](auto drop) {
+    m.erase(std::remove_if(m.begin(), m.end(), drop), m.end());
+  };
+  if (r.max_mod_revision() != 0) {
+    prune([&](const mvccpb::KeyValue* kv) {
+      return kv->mod_revision() > r.max_mod_revision();
+    });
+  }
+  if (r.min_mod_revision() != 0) {
+    prune([&](const mvccpb::KeyValue* kv) {
+      return kv->mod_revision() < r.min_mod_revision();
+    });
+  }
+  if (r.max_create_revision() != 0) {
+    prune([&](const mvccpb::KeyValue* kv) {
+      return kv->create_revision() > r.max_create_revision();
+    });
+  }
+  if (r.min_create_revision() != 0) {
+    prune([&](const mvccpb::KeyValue* kv) {
+      return kv->create_revision() < r.min_create_revision();
+    });
+  }
+  RangeRequest::SortOrder order = r.sort_order();
+  // etcd: a non-KEY target with no order sorts ascending.
+  if (r.sort_target() != RangeRequest::KEY && order == RangeRequest::NONE) {
+    order = RangeRequest::ASCEND;
+  }
+  const bool descend = order == RangeRequest::DESCEND;
+  if (order != RangeRequest::NONE) {
+    if (r.sort_target() == RangeRequest::KEY) {
+      if (descend) std::reverse(m.begin(), m.end());
+    } else if (r.sort_target() == RangeRequest::VALUE) {
+      std::stable_sort(m.begin(), m.end(), [&](auto* a, auto* b) {
+        int c = a->value().compare(b->value());
+        return descend ? c > 0 : c < 0;
+      });
+    } else {
+      auto field = [&](const mvccpb::KeyValue* kv) -> int64_t {
+        switch (r.sort_target()) {
+          case RangeRequest::VERSION: return kv->version();
+          case RangeRequest::CREATE: return kv->create_revision();
+          case RangeRequest::MOD: return kv->mod_revision();
+          default: return 0;
+        }
+      };
+      std::stable_sort(m.begin(), m.end(), [&](auto* a, auto* b) {
+        return descend ? field(a) > field(b) : field(a) < field(b);
+      });
+    }
+  }
+  size_t n = m.size();
+  if (r.limit() > 0 && n > static_cast<size_t>(r.limit())) {
+    n = static_cast<size_t>(r.limit());
+    resp->set_more(true);
+  }
+  resp->set_count(count);
+  if (r.count_only()) return;
+  for (size_t i = 0; i < n; ++i) {
+    mvccpb::KeyValue* kv = resp->add_kvs();
+    *kv = *m[i];
+    if (r.keys_only()) kv->clear_value();
+  }
+}
+
+// One cached range: the data, its revision, and its range subscription.
+// Fields are guarded by the cache's mu_.
+class RangeCache::Entry final : public RangeSubscriber {
+ public:
+  Entry(RangeCache* cache, Key key) : cache_(cache), key_(std::move(key)) {}
+
+  void OnCreated(const ResponseHeader&) override {}
+
+  bool OnEvents(const std::vector<const mvccpb::Event*>& events,
+                const ResponseHeader& header) override {
+    std::vector<Completion> out;
+    {
+      absl::MutexLock l(&cache_->mu_);
+      if (removed || !loaded) return true;
+      int64_t delta = 0;
+      for (const mvccpb::Event* ev : events) {
+        if (ev->kv().mod_revision() <= applied) continue;
+        auto it = data.find(ev->kv().key());
+        if (it != data.end()) {
+          delta -= KvBytes(it->second);
+          if (ev->type() == mvccpb::Event::DELETE) data.erase(it);
+        }
+        if (ev->type() == mvccpb::Event::PUT) {
+          data[ev->kv().key()] = ev->kv();
+          delta += KvBytes(ev->kv());
+        }
+      }
+      applied = std::max(applied, events.back()->kv().mod_revision());
+      rev = std::max(rev, applied);
+      if (header.cluster_id() != 0) this->header = header;
+      cache_->AddBytesLocked(this, delta);
+      cache_->WakeLocked(this, &out);
+      cache_->EvictLocked(&out);
+    }
+    Run(&out);
+    return true;
+  }
+
+  void OnStatus(const RangeStatus& s) override {
+    std::vector<Completion> out;
+    {
+      absl::MutexLock l(&cache_->mu_);
+      if (removed) return;
+      status = s;
+      live = true;
+      rev = std::max(rev, s.progress);
+      cache_->WakeLocked(this, &out);
+    }
+    Run(&out);
+  }
+
+  void OnCanceled(int64_t, const std::string&,
+                  const ResponseHeader&) override {
+    std::vector<Completion> out;
+    {
+      absl::MutexLock l(&cache_->mu_);
+      range = nullptr;  // the range already dropped us
+      cache_->RemoveLocked(this, &out);
+    }
+    Run(&out);
+  }
+
+  RangeCache* const cache_;
+  const Key key_;
+  std::map<std::string, mvccpb::KeyValue> data;
+  size_t bytes = 0;
+  int64_t applied = 0;  // newest revision applied to data
+  int64_t rev = 0;      // data is the range's state at this revision
+  bool loaded = false, live = false, removed = false;
+  RangeStatus status;
+  ResponseHeader header;
+  std::shared_ptr<WatchRange> range;
+  uint64_t handle = 0;
+  std::list<Entry*>::iterator lru;
+  std::vector<Waiter> waiters;
+};
+
+RangeCache::RangeCache(WatchHub* hub, Upstream* upstream, common::Clock* clock,
+                       RangeCacheOptions options, ProxyMetrics* metrics)
+    : hub_(hub),
+      upstream_(upstream),
+      clock_(clock),
+      options_(options),
+      metrics_(metrics) {}
+
+RangeCache::~RangeCache() {
+  std::vector<Completion> out;
+  {
+    absl::MutexLock l(&mu_);
+    while (!lru_.empty()) RemoveLocked(lru_.back(), &out);
+  }
+  DropUnsubscribes();
+}
+
+void RangeCache::Run(std::vector<Completion>* cs) {
+  for (auto& c : *cs) c();
+  cs->clear();
+}
+
+void RangeCache::Forward(const RangeRequest& req, Done done) {
+  if (metrics_ != nullptr) metrics_->cache_misses->Inc();
+  upstream_->Range(req, std::move(done));
+}
+
+void RangeCache::Range(const RangeRequest& req, bool may_cache, Done done) {
+  DropUnsubscribes();
+  if (!may_cache || req.revision() != 0 || req.key().empty()) {
+    Forward(req, std::move(done));
+    return;
+  }
+  const Key k(req.key(), req.range_end());
+  std::vector<Completion> out;
+  std::shared_ptr<Entry> load;
+  bool served = false, linearizable = false;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = entries_.find(k);
+    if (it == entries_.end()) {
+      if (too_big_.count(k) == 0) {
+        load = std::make_shared<Entry>(this, k);
+        entries_.emplace(k, load);
+        lru_.push_front(load.get());
+        load->lru = lru_.begin();
+        if (metrics_ != nullptr) {
+          metrics_->cache_entries->Set(static_cast<double>(entries_.size()));
+        }
+        EvictLocked(&out);
+      }
+    } else {
+      Entry* e = it->second.get();
+      lru_.splice(lru_.begin(), lru_, e->lru);
+      if (req.serializable()) {
+        if (SerializableReadyLocked(e)) {
+          ServeLocked(e, req, &out, done);
+          served = true;
+        }
+      } else if (e->loaded && e->live) {
+        linearizable = true;
+      }
+    }
+  }
+  Run(&out);
+  if (served) return;
+  if (load != nullptr) StartLoad(load);
+  if (linearizable) {
+    QuorumRead([this, req, done](absl::StatusOr<int64_t> rev) {
+      OnQuorum(req, done, std::move(rev));
+    });
+    return;
+  }
+  Forward(req, std::move(done));
+}
+
+void RangeCache::NoteWriteRevision(int64_t revision) {
+  absl::MutexLock l(&mu_);
+  write_rev_ = std::max(write_rev_, revision);
+}
+
+void RangeCache::Tick() {
+  DropUnsubscribes();
+  std::vector<Completion> out;
+  {
+    absl::MutexLock l(&mu_);
+    const absl::Time now = clock_->Now();
+    for (auto& [k, e] : entries_) {
+      auto& ws = e->waiters;
+      for (auto it = ws.begin(); it != ws.end();) {
+        if (it->deadline <= now) {
+          out.push_back([this, w = std::move(*it)] { Forward(w.req, w.done); });
+          it = ws.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  Run(&out);
+}
+
+size_t RangeCache::TEST_ranges() const {
+  absl::MutexLock l(&mu_);
+  return entries_.size();
+}
+size_t RangeCache::TEST_bytes() const {
+  absl::MutexLock l(&mu_);
+  return bytes_;
+}
+
+void RangeCache::StartLoad(std::shared_ptr<Entry> e) {
+  RangeRequest full;
+  full.set_key(e->key_.first);
+  full.set_range_end(e->key_.second);
+  upstream_->Range(full, [this, e](const grpc::Status& s,
+                                   const RangeResponse& resp) {
+    std::vector<Completion> out;
+    {
+      absl::MutexLock l(&mu_);
+      if (e->removed) return;
+      size_t bytes = 0;
+      for (const auto& kv : resp.kvs()) bytes += KvBytes(kv);
+      if (!s.ok() || bytes > options_.max_bytes / 2) {
+        if (s.ok()) {
+          if (too_big_.size() >= kMaxTooBig) too_big_.clear();
+          too_big_.insert(e->key_);
+        }
+        RemoveLocked(e.get(), &out);
+      } else {
+        for (const auto& kv : resp.kvs()) e->data.emplace(kv.key(), kv);
+        e->rev = e->applied = resp.header().revision();
+        e->header = resp.header();
+        e->loaded = true;
+        AddBytesLocked(e.get(), static_cast<int64_t>(bytes));
+        EvictLocked(&out);
+      }
+    }
+    Run(&out);
+    if (!s.ok()) return;
+    auto [range, handle] = hub_->Subscribe(e->key_.first, e->key_.second, e,
+                                           resp.header().revision() + 1,
+                                           /*needs_fresh=*/true);
+    absl::MutexLock l(&mu_);
+    if (e->removed) {
+      unsubs_.emplace_back(range, handle);
+    } else {
+      e->range = range;
+      e->handle = handle;
+    }
+  });
+}
+
+void RangeCache::OnQuorum(const RangeRequest& req, Done done,
+                          absl::StatusOr<int64_t> rev) {
+  if (!rev.ok()) {
+    Forward(req, std::move(done));
+    return;
+  }
+  std::vector<Completion> out;
+  std::shared_ptr<WatchRange> ask;
+  bool forward = false;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = entries_.find(Key(req.key(), req.range_end()));
+    if (it == entries_.end() || !it->second->loaded) {
+      forward = true;
+    } else if (LinearizableReadyLocked(it->second.get(), *rev)) {
+      ServeLocked(it->second.get(), req, &out, done);
+    } else {
+      it->second->waiters.push_back(
+          Waiter{*rev, req, done, clock_->Now() + options_.linearizable_wait});
+      ask = it->second->range;
+    }
+  }
+  Run(&out);
+  if (forward) Forward(req, std::move(done));
+  // The watch has not shown revision `rev` yet: ask the member how far the
+  // stream is (its answer arrives after every event before it).
+  if (ask != nullptr) ask->RequestProgress();
+}
+
+void RangeCache::ServeLocked(Entry* e, const RangeRequest& req,
+                             std::vector<Completion>* out, Done done) {
+  auto resp = std::make_shared<RangeResponse>();
+  ComputeRange(req, e->data, resp.get());
+  *resp->mutable_header() = e->header;
+  resp->mutable_header()->set_revision(e->rev);
+  if (metrics_ != nullptr) metrics_->cache_hits->Inc();
+  out->push_back([resp, done = std::move(done)] {
+    done(grpc::Status::OK, *resp);
+  });
+}
+
+bool RangeCache::LinearizableReadyLocked(const Entry* e, int64_t rev) const {
+  return e->loaded && e->live && e->status.healthy && e->rev >= rev;
+}
+
+bool RangeCache::SerializableReadyLocked(const Entry* e) const {
+  return e->loaded && e->live && e->status.healthy &&
+         clock_->Now() - e->status.fresh_at <= options_.serializable_bound &&
+         e->rev >= write_rev_;
+}
+
+void RangeCache::WakeLocked(Entry* e, std::vector<Completion>* out) {
+  auto& ws = e->waiters;
+  for (auto it = ws.begin(); it != ws.end();) {
+    if (LinearizableReadyLocked(e, it->revision)) {
+      ServeLocked(e, it->req, out, std::move(it->done));
+      it = ws.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void RangeCache::RemoveLocked(Entry* e, std::vector<Completion>* out) {
+  if (e->removed) return;
+  e->removed = true;
+  auto it = entries_.find(e->key_);
+  std::shared_ptr<Entry> keep;
+  if (it != entries_.end() && it->second.get() == e) {
+    keep = std::move(it->second);
+    entries_.erase(it);
+  }
+  lru_.erase(e->lru);
+  bytes_ -= e->bytes;
+  e->bytes = 0;
+  e->data.clear();
+  if (e->range != nullptr) unsubs_.emplace_back(e->range, e->handle);
+  e->range = nullptr;
+  for (Waiter& w : e->waiters) {
+    out->push_back([this, w = std::move(w)] { Forward(w.req, w.done); });
+  }
+  e->waiters.clear();
+  // The entry may be in use by the caller: free it after the lock.
+  out->push_back([keep] {});
+  if (metrics_ != nullptr) {
+    metrics_->cache_bytes->Set(static_cast<double>(bytes_));
+    metrics_->cache_entries->Set(static_cast<double>(entries_.size()));
+  }
+}
+
+void RangeCache::EvictLocked(std::vector<Completion>* out) {
+  while (!lru_.empty() && (bytes_ > options_.max_bytes ||
+                           entries_.size() > options_.max_ranges)) {
+    RemoveLocked(lru_.back(), out);
+  }
+}
+
+void RangeCache::AddBytesLocked(Entry* e, int64_t delta) {
+  e->bytes = static_cast<size_t>(static_cast<int64_t>(e->bytes) + delta);
+  bytes_ = static_cast<size_t>(static_cast<int64_t>(bytes_) + delta);
+  if (metrics_ != nullptr) {
+    metrics_->cache_bytes->Set(static_cast<double>(bytes_));
+  }
+}
+
+void RangeCache::DropUnsubscribes() {
+  std::vector<std::pair<std::shared_ptr<WatchRange>, uint64_t>> drop;
+  {
+    absl::MutexLock l(&mu_);
+    drop.swap(unsubs_);
+  }
+  for (auto& [range, handle] : drop) range->Unsubscribe(handle);
+}
+
+void RangeCache::QuorumRead(
+    std::function<void(absl::StatusOr<int64_t>)> done) {
+  bool start = false;
+  {
+    absl::MutexLock l(&qmu_);
+    quorum_next_.push_back(std::move(done));
+    if (!quorum_inflight_) {
+      quorum_inflight_ = true;
+      start = true;
+    }
+  }
+  if (start) StartQuorum();
+}
+
+// Reads that arrive while a quorum read is in flight wait for the next one:
+// its revision is then at least the cluster's revision when they arrived.
+void RangeCache::StartQuorum() {
+  std::vector<std::function<void(absl::StatusOr<int64_t>)>> batch;
+  {
+    absl::MutexLock l(&qmu_);
+    batch.swap(quorum_next_);
+  }
+  upstream_->CurrentRevision(
+      "synod-proxy-revision", [this, batch](absl::StatusOr<int64_t> rev) {
+        for (const auto& cb : batch) cb(rev);
+        bool again;
+        {
+          absl::MutexLock l(&qmu_);
+          again = !quorum_next_.empty();
+          if (!again) quorum_inflight_ = false;
+        }
+        if (again) StartQuorum();
+      });
+}
+
+}  // namespace synod::proxy

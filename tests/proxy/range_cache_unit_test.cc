@@ -1,0 +1,330 @@
+// RangeCache on a fake upstream and a FakeClock: loading, updates from the
+// watch, serializable freshness bound, linearizable reads via quorum
+// revision + progress, read-your-writes, LRU, and etcd's Range semantics.
+#include "proxy/range_cache.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/proxy/fake_upstream.h"
+
+namespace synod::proxy {
+namespace {
+
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RangeResponse;
+using testing::FakeUpstream;
+using testing::FakeWatch;
+using testing::Put;
+
+mvccpb::KeyValue Kv(const std::string& k, const std::string& v, int64_t mod,
+                    int64_t create = 0, int64_t version = 1) {
+  mvccpb::KeyValue kv;
+  kv.set_key(k);
+  kv.set_value(v);
+  kv.set_mod_revision(mod);
+  kv.set_create_revision(create > 0 ? create : mod);
+  kv.set_version(version);
+  return kv;
+}
+
+RangeRequest Req(bool serializable = false) {
+  RangeRequest r;
+  r.set_key("a");
+  r.set_range_end("b");
+  r.set_serializable(serializable);
+  return r;
+}
+
+// The result of one cache.Range call.
+struct Result {
+  bool done = false;
+  grpc::Status status;
+  RangeResponse resp;
+};
+
+class RangeCacheTest : public ::testing::Test {
+ protected:
+  RangeCacheTest()
+      : hub_(&up_, &clock_, WatchRangeOptions(), absl::Seconds(30), nullptr) {
+    opts_.serializable_bound = absl::Seconds(1);
+    opts_.linearizable_wait = absl::Milliseconds(500);
+    cache_ = std::make_unique<RangeCache>(&hub_, &up_, &clock_, opts_, nullptr);
+  }
+
+  std::shared_ptr<Result> Read(RangeRequest req) {
+    auto r = std::make_shared<Result>();
+    cache_->Range(req, true, [r](const grpc::Status& s, const RangeResponse& p) {
+      r->done = true;
+      r->status = s;
+      r->resp = p;
+    });
+    return r;
+  }
+  // Answers the oldest pending upstream Range with `kvs` at `rev`.
+  void AnswerRange(std::vector<mvccpb::KeyValue> kvs, int64_t rev) {
+    ASSERT_FALSE(up_.ranges.empty());
+    auto [req, done] = std::move(up_.ranges.front());
+    up_.ranges.pop_front();
+    RangeResponse resp;
+    *resp.mutable_header() = testing::Header(rev);
+    for (auto& kv : kvs) *resp.add_kvs() = kv;
+    resp.set_count(resp.kvs_size());
+    done(grpc::Status::OK, resp);
+  }
+  // First read of range [a, b): forwarded, and the range gets loaded at
+  // revision 10 with a=1, and its watch created and fresh. Returns the watch.
+  FakeWatch* Warm() {
+    auto r = Read(Req());
+    EXPECT_EQ(up_.ranges.size(), 2u);  // the load and the forwarded read
+    AnswerRange({Kv("a", "1", 10)}, 10);  // the load
+    AnswerRange({Kv("a", "1", 10)}, 10);  // the forwarded read
+    EXPECT_TRUE(r->done);
+    EXPECT_EQ(up_.watches.size(), 1u);
+    FakeWatch* w = up_.Last();
+    EXPECT_EQ(w->create.start_revision(), 11);
+    w->Created(10);
+    w->Progress(10);
+    return w;
+  }
+  // Resolves pending quorum reads with `rev`.
+  void AnswerQuorum(int64_t rev) {
+    while (!up_.quorum_reads.empty()) {
+      auto d = std::move(up_.quorum_reads.front());
+      up_.quorum_reads.pop_front();
+      d(rev);
+    }
+  }
+
+  FakeUpstream up_;
+  common::FakeClock clock_;
+  WatchHub hub_;
+  RangeCacheOptions opts_;
+  std::unique_ptr<RangeCache> cache_;
+};
+
+TEST_F(RangeCacheTest, SerializableReadIsServedFromTheWarmCache) {
+  Warm();
+  auto r = Read(Req(true));
+  ASSERT_TRUE(r->done);  // no upstream call
+  EXPECT_TRUE(up_.ranges.empty());
+  ASSERT_EQ(r->resp.kvs_size(), 1);
+  EXPECT_EQ(r->resp.kvs(0).value(), "1");
+  EXPECT_EQ(r->resp.header().revision(), 10);
+  EXPECT_EQ(r->resp.header().cluster_id(), 7u);
+}
+
+TEST_F(RangeCacheTest, WritesMadeElsewhereReachTheCacheThroughTheWatch) {
+  FakeWatch* w = Warm();
+  w->Events({Put("a", "2", 11)});
+  w->Events({testing::Del("a", 12), Put("a2", "x", 12)});
+  auto r = Read(Req(true));
+  ASSERT_TRUE(r->done);
+  ASSERT_EQ(r->resp.kvs_size(), 1);
+  EXPECT_EQ(r->resp.kvs(0).key(), "a2");
+  EXPECT_EQ(r->resp.header().revision(), 12);
+}
+
+TEST_F(RangeCacheTest, SerializableReadIsForwardedOnceProgressIsTooOld) {
+  FakeWatch* w = Warm();
+  clock_.Advance(absl::Milliseconds(1001));
+  auto r = Read(Req(true));
+  EXPECT_FALSE(r->done);
+  ASSERT_EQ(up_.ranges.size(), 1u);  // forwarded
+  AnswerRange({Kv("a", "1", 10)}, 10);
+  EXPECT_TRUE(r->done);
+  // A fresh progress answer makes it live again.
+  hub_.Tick();  // asks for progress (a freshness subscriber)
+  w->Progress(10);
+  auto r2 = Read(Req(true));
+  EXPECT_TRUE(r2->done);
+  EXPECT_TRUE(up_.ranges.empty());
+}
+
+TEST_F(RangeCacheTest, SerializableReadIsForwardedWhileTheWatchIsDown) {
+  FakeWatch* w = Warm();
+  w->Fail();
+  auto r = Read(Req(true));
+  EXPECT_FALSE(r->done);
+  EXPECT_EQ(up_.ranges.size(), 1u);
+}
+
+TEST_F(RangeCacheTest, SerializableReadWaitsForTheProxysOwnWrites) {
+  FakeWatch* w = Warm();
+  cache_->NoteWriteRevision(11);  // a put through this proxy
+  auto r = Read(Req(true));
+  EXPECT_FALSE(r->done);
+  EXPECT_EQ(up_.ranges.size(), 1u);
+  AnswerRange({}, 11);
+  w->Events({Put("a", "2", 11)});
+  auto r2 = Read(Req(true));
+  ASSERT_TRUE(r2->done);
+  EXPECT_EQ(r2->resp.kvs(0).value(), "2");
+}
+
+TEST_F(RangeCacheTest, LinearizableReadWaitsUntilTheWatchReachesTheQuorumRevision) {
+  FakeWatch* w = Warm();
+  const int before = w->progress_requests;
+  auto r = Read(Req());
+  EXPECT_FALSE(r->done);
+  ASSERT_EQ(up_.quorum_reads.size(), 1u);
+  // A write made directly on a member: the cluster is at 11, the watch has
+  // not shown it yet.
+  AnswerQuorum(11);
+  EXPECT_FALSE(r->done);
+  EXPECT_EQ(w->progress_requests, before + 1);  // asked for progress
+  w->Events({Put("a", "2", 11)});
+  ASSERT_TRUE(r->done);
+  EXPECT_TRUE(up_.ranges.empty());
+  EXPECT_EQ(r->resp.kvs(0).value(), "2");
+  EXPECT_EQ(r->resp.header().revision(), 11);
+}
+
+TEST_F(RangeCacheTest, LinearizableReadIsServedAtOnceWhenTheWatchIsAhead) {
+  FakeWatch* w = Warm();
+  w->Progress(15);  // other keys moved the cluster on; this range did not
+  auto r = Read(Req());
+  AnswerQuorum(15);
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(r->resp.header().revision(), 15);
+  EXPECT_EQ(r->resp.kvs(0).value(), "1");
+}
+
+TEST_F(RangeCacheTest, LinearizableReadIsForwardedAfterWaitingTooLong) {
+  Warm();
+  auto r = Read(Req());
+  AnswerQuorum(20);
+  EXPECT_FALSE(r->done);
+  cache_->Tick();
+  EXPECT_TRUE(up_.ranges.empty());
+  clock_.Advance(absl::Milliseconds(500));
+  cache_->Tick();
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  AnswerRange({Kv("a", "9", 20)}, 20);
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(r->resp.kvs(0).value(), "9");
+}
+
+TEST_F(RangeCacheTest, ConcurrentLinearizableReadsShareQuorumReads) {
+  FakeWatch* w = Warm();
+  w->Progress(30);
+  auto r1 = Read(Req());
+  auto r2 = Read(Req());  // arrives while r1's quorum read is in flight
+  auto r3 = Read(Req());
+  ASSERT_EQ(up_.quorum_reads.size(), 1u);
+  auto first = std::move(up_.quorum_reads.front());
+  up_.quorum_reads.pop_front();
+  first(30);
+  EXPECT_TRUE(r1->done);
+  EXPECT_FALSE(r2->done);
+  // r2 and r3 share the next one.
+  ASSERT_EQ(up_.quorum_reads.size(), 1u);
+  AnswerQuorum(30);
+  EXPECT_TRUE(r2->done);
+  EXPECT_TRUE(r3->done);
+}
+
+TEST_F(RangeCacheTest, PastRevisionReadsAreForwarded) {
+  Warm();
+  RangeRequest req = Req(true);
+  req.set_revision(5);
+  auto r = Read(req);
+  EXPECT_FALSE(r->done);
+  EXPECT_EQ(up_.ranges.size(), 1u);
+}
+
+TEST_F(RangeCacheTest, LruEvictsByBytesAndDropsTheWatch) {
+  opts_.max_bytes = 1000;
+  cache_ = std::make_unique<RangeCache>(&hub_, &up_, &clock_, opts_, nullptr);
+  Warm();
+  EXPECT_EQ(cache_->TEST_ranges(), 1u);
+  // Two more ranges whose data push the total over the bound (each is
+  // under half of it, so each may be cached).
+  for (const char* k : {"x", "y"}) {
+    RangeRequest other;
+    other.set_key(k);
+    other.set_range_end(std::string(1, k[0] + 1));
+    auto r = Read(other);
+    AnswerRange({Kv(k, std::string(420, 'v'), 10)}, 10);
+    AnswerRange({}, 10);
+  }
+  EXPECT_EQ(cache_->TEST_ranges(), 2u);  // range a..b was evicted
+  cache_->Tick();                          // drops its subscription
+  hub_.Tick();
+  EXPECT_LE(cache_->TEST_bytes(), 1000u);
+  EXPECT_FALSE(up_.watches[0]->closed);  // lingers in the hub...
+  clock_.Advance(absl::Seconds(31));
+  hub_.Tick();
+  EXPECT_TRUE(up_.watches[0]->closed);  // ...then closes
+}
+
+TEST(ComputeRangeTest, FollowsEtcdRangeSemantics) {
+  std::map<std::string, mvccpb::KeyValue> data;
+  data["a1"] = Kv("a1", "c", 5, 2, 3);
+  data["a2"] = Kv("a2", "a", 7, 7, 1);
+  data["a3"] = Kv("a3", "b", 6, 4, 2);
+  RangeRequest r;
+  r.set_key("a");
+  r.set_range_end("b");
+  RangeResponse resp;
+  ComputeRange(r, data, &resp);
+  EXPECT_EQ(resp.count(), 3);
+  ASSERT_EQ(resp.kvs_size(), 3);
+  EXPECT_EQ(resp.kvs(0).key(), "a1");
+
+  r.set_limit(2);
+  r.set_sort_target(RangeRequest::MOD);
+  r.set_sort_order(RangeRequest::DESCEND);
+  resp.Clear();
+  ComputeRange(r, data, &resp);
+  EXPECT_TRUE(resp.more());
+  EXPECT_EQ(resp.count(), 3);
+  ASSERT_EQ(resp.kvs_size(), 2);
+  EXPECT_EQ(resp.kvs(0).key(), "a2");
+  EXPECT_EQ(resp.kvs(1).key(), "a3");
+
+  RangeRequest v;
+  v.set_key("a");
+  v.set_range_end("b");
+  v.set_sort_target(RangeRequest::VALUE);  // NONE order -> ascending
+  v.set_keys_only(true);
+  resp.Clear();
+  ComputeRange(v, data, &resp);
+  ASSERT_EQ(resp.kvs_size(), 3);
+  EXPECT_EQ(resp.kvs(0).key(), "a2");
+  EXPECT_EQ(resp.kvs(0).value(), "");
+
+  RangeRequest f;
+  f.set_key("a");
+  f.set_range_end("b");
+  f.set_min_create_revision(3);
+  f.set_max_mod_revision(6);
+  resp.Clear();
+  ComputeRange(f, data, &resp);
+  EXPECT_EQ(resp.count(), 3);  // count is before the filters, as in etcd
+  ASSERT_EQ(resp.kvs_size(), 1);
+  EXPECT_EQ(resp.kvs(0).key(), "a3");
+
+  RangeRequest c;
+  c.set_key("a2");
+  c.set_count_only(true);
+  resp.Clear();
+  ComputeRange(c, data, &resp);
+  EXPECT_EQ(resp.count(), 1);
+  EXPECT_EQ(resp.kvs_size(), 0);
+
+  RangeRequest d;
+  d.set_key("a");
+  d.set_range_end("b");
+  d.set_sort_order(RangeRequest::DESCEND);
+  resp.Clear();
+  ComputeRange(d, data, &resp);
+  ASSERT_EQ(resp.kvs_size(), 3);
+  EXPECT_EQ(resp.kvs(0).key(), "a3");
+}
+
+}  // namespace
+}  // namespace synod::proxy
