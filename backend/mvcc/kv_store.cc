@@ -377,12 +377,17 @@ absl::StatusOr<std::optional<mvccpb::KeyValue>> KvStore::Get(
 
 absl::StatusOr<uint32_t> KvStore::HashKV(int64_t rev) const {
   const int64_t cur = Rev();
+  // etcd refuses an explicit revision at or below the compacted one (its
+  // hash would not cover the compacted history the same way everywhere).
+  const bool explicit_rev = rev > 0;
   if (rev <= 0) rev = cur;
   if (rev > cur) return Err(EtcdError::kFutureRev);
   std::unique_ptr<storage::Iterator> it;
   {
     absl::ReaderMutexLock l(&mu_);
-    if (rev < compact_rev_) return Err(EtcdError::kCompacted);
+    if (rev < compact_rev_ || (explicit_rev && rev == compact_rev_)) {
+      return Err(EtcdError::kCompacted);
+    }
     it = backend_->NewIterator();
   }
   uLong crc = crc32(0L, Z_NULL, 0);

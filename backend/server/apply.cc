@@ -196,6 +196,7 @@ void EtcdServer::ApplyConfChangeEntry(const raft::Entry& e,
           cc->node_id, {m.peer_urls().begin(), m.peer_urls().end()}, b);
       break;
   }
+  RefreshLearner();
   SYNOD_LOG(INFO) << "applied conf change at index " << e.index << ": "
                   << static_cast<int>(cc->type) << " member "
                   << absl::StrCat(absl::Hex(cc->node_id));
@@ -321,6 +322,7 @@ absl::Status EtcdServer::RestoreSnapshot(const raft::Snapshot& snap) {
       transport_->AddPeer(m.id(), {m.peer_urls().begin(), m.peer_urls().end()});
     }
   }
+  RefreshLearner();
   applied_index_ = kv_->AppliedIndex();
   last_log_compact_ = applied_index_.load();
   // Watchers resume from history at their own revisions.

@@ -216,6 +216,7 @@ absl::Status EtcdServer::Init() {
   last_compact_check_ = clock_->Now();
   last_progress_ = clock_->Now();
 
+  RefreshLearner();
   st = StartRaft(bootstrap);
   if (!st.ok()) return st;
 
@@ -452,9 +453,9 @@ void EtcdServer::ExpireWaiters() {
   for (Waiter& w : expired) w.done(Err(EtcdError::kTimeout));
 }
 
-bool EtcdServer::is_learner() const {
+void EtcdServer::RefreshLearner() {
   auto m = membership_.Get(member_id_);
-  return m.has_value() && m->is_learner();
+  is_learner_ = m.has_value() && m->is_learner();
 }
 
 void EtcdServer::LinearizableRead(Done done) {

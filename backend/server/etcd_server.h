@@ -118,7 +118,9 @@ class EtcdServer {
   grpc::Service* peer_service() { return transport_->service(); }
   Membership* membership() { return &membership_; }
   uint64_t leader() const { return raft_->leader(); }
-  bool is_learner() const;
+  // Whether this member is a learner (as of the last applied conf change).
+  // etcd serves a learner only Status and serializable Range.
+  bool is_learner() const { return is_learner_.load(); }
   uint64_t commit_index() const { return raft_->commit_index(); }
   uint64_t applied_index() const { return applied_index_.load(); }
 
@@ -222,6 +224,8 @@ class EtcdServer {
   std::atomic<uint64_t> next_request_id_{0};
   std::atomic<uint64_t> applied_index_{0};
   std::atomic<bool> attributes_published_{false};
+  std::atomic<bool> is_learner_{false};
+  void RefreshLearner();
   std::atomic<bool> attributes_in_flight_{false};
 
   absl::Mutex mu_;

@@ -122,6 +122,11 @@ class KeepAliveReactor final
 grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
                         etcdserverpb::LeaseKeepAliveResponse>*
 LeaseService::LeaseKeepAlive(grpc::CallbackServerContext*) {
+  if (s_->is_learner()) {
+    return new RejectedStream<etcdserverpb::LeaseKeepAliveRequest,
+                              etcdserverpb::LeaseKeepAliveResponse>(
+        Err(EtcdError::kNotSupportedForLearner));
+  }
   return new KeepAliveReactor(s_);
 }
 

@@ -42,6 +42,7 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(
   resp->set_raftappliedindex(s_->applied_index());
   resp->set_raftterm(s_->term());
   resp->set_islearner(s_->is_learner());
+  if (s_->leader() == 0) resp->add_errors("etcdserver: no leader");
   for (const auto& a : s_->Alarms()) {
     // etcd's format, trailing space included.
     resp->add_errors(absl::StrCat("memberID:", a.memberid(), " alarm:",

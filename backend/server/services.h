@@ -9,6 +9,7 @@
 #define SYNOD_BACKEND_SERVER_SERVICES_H_
 
 #include "backend/server/etcd_server.h"
+#include "common/errors.h"
 #include "proto/rpc.grpc.pb.h"
 #include "proto/v3election.grpc.pb.h"
 #include "proto/v3lock.grpc.pb.h"
@@ -175,11 +176,26 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx,
 
 // Proposes `req` and finishes the unary call when it is applied, filling
 // resp's header. `resp` is the gRPC-owned response.
+// A stream that ends at once with `st` (a learner refuses stream RPCs, as
+// etcd's interceptor does).
+template <typename Req, typename Resp>
+class RejectedStream final : public grpc::ServerBidiReactor<Req, Resp> {
+ public:
+  explicit RejectedStream(const absl::Status& st) {
+    this->Finish(common::ToGrpcStatus(st));
+  }
+  void OnDone() override { delete this; }
+};
+
 template <typename Resp>
 grpc::ServerUnaryReactor* ProposeAndFinish(EtcdServer* s,
                                            grpc::CallbackServerContext* ctx,
                                            synodpb::Request req, Resp* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (s->is_learner()) {
+    FinishWith(reactor, common::Err(common::EtcdError::kNotSupportedForLearner));
+    return reactor;
+  }
   s->Propose(std::move(req), resp, [s, reactor, resp](absl::Status st) {
     if (st.ok()) s->FillHeader(resp->mutable_header());
     FinishWith(reactor, st);

@@ -348,6 +348,10 @@ class WatchStream final
 
 grpc::ServerBidiReactor<WatchRequest, WatchResponse>* WatchService::Watch(
     grpc::CallbackServerContext*) {
+  if (s_->is_learner()) {
+    return new RejectedStream<WatchRequest, WatchResponse>(
+        common::Err(common::EtcdError::kNotSupportedForLearner));
+  }
   return new WatchStream(s_);
 }
 

@@ -53,12 +53,6 @@ std::optional<std::string> EnvValue(const std::string& out,
 
 }  // namespace
 
-bool ClusterTestsEnabled() {
-  if (UsingRealEtcd()) return true;
-  const char* v = getenv("SYNOD_CLUSTER_TESTS");
-  return v != nullptr && std::string(v) == "1";
-}
-
 std::string HexId(uint64_t id) { return absl::StrFormat("%x", id); }
 
 Cluster::Cluster(ClusterOptions options)

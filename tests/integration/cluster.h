@@ -33,15 +33,6 @@
 
 namespace synod::testing {
 
-// THE GATE. Synod does not support clusters yet, so the cluster and fault
-// suites run only against real etcd or when SYNOD_CLUSTER_TESTS=1. Fixtures
-// call this in SetUp():
-//   if (!ClusterTestsEnabled()) GTEST_SKIP() << kClusterTestsSkipReason;
-// Remove the gate (make this return true) when synod's cluster lands.
-bool ClusterTestsEnabled();
-inline constexpr char kClusterTestsSkipReason[] =
-    "synod cluster support not built yet";
-
 struct ClusterOptions {
   int size = 3;             // members started by Start(); 1..7
   int heartbeat_ms = 50;    // --heartbeat-interval

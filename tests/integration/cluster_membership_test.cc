@@ -23,7 +23,6 @@ namespace {
 class ClusterMembershipTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!ClusterTestsEnabled()) GTEST_SKIP() << kClusterTestsSkipReason;
   }
   void TearDown() override {
     if (cluster_ != nullptr && HasFailure()) {

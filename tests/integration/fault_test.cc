@@ -49,7 +49,6 @@ uint64_t Seed() {
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!ClusterTestsEnabled()) GTEST_SKIP() << kClusterTestsSkipReason;
   }
   void TearDown() override {
     if (cluster_ != nullptr && HasFailure()) {
