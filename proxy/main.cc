@@ -26,6 +26,7 @@
 #include "common/metrics.h"
 #include "proxy/forwarder.h"
 #include "proxy/kv_proxy.h"
+#include "proxy/lease_proxy.h"
 #include "proxy/range_cache.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/watch_hub.h"
@@ -183,6 +184,8 @@ int Run(int argc, char** argv) {
   }
   RangeCache cache(&hub, &upstream, clock, rco, &pm);
   KvProxy kv_proxy(&endpoints, &cache);
+  KeepAliveFolder folder(&upstream, &pm);
+  LeaseProxy lease_proxy(&endpoints, &folder, &pm);
 
   grpc::ServerBuilder builder;
   const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
@@ -190,6 +193,7 @@ int Run(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(INT_MAX);
   builder.SetMaxSendMessageSize(INT_MAX);
   builder.RegisterService(&watch_proxy);
+  builder.RegisterService(&lease_proxy);
   if (rco.max_bytes > 0 && rco.max_ranges > 0) builder.RegisterService(&kv_proxy);
   builder.RegisterCallbackGenericService(&forwarder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -258,6 +262,7 @@ int Run(int argc, char** argv) {
       hub.Tick();
       watch_proxy.Tick();
       cache.Tick();
+      folder.Tick();
     }
   });
 

@@ -46,46 +46,43 @@ void Endpoints::ReportFailure(size_t index) {
 
 namespace {
 
-// One watch stream to a member: one write in flight, reads in a loop.
-// Owns itself from the constructor until OnDone.
-class GrpcWatchStream final
-    : public grpc::ClientBidiReactor<WatchRequest, WatchResponse>,
-      public UpstreamWatch,
-      public std::enable_shared_from_this<GrpcWatchStream> {
+// One bidi stream to a member: one write in flight, reads in a loop.
+// Owns itself from Start() until OnDone.
+template <typename Req, typename Resp>
+class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
+                         public std::enable_shared_from_this<GrpcStream<Req, Resp>> {
  public:
-  GrpcWatchStream(Endpoints* endpoints, UpstreamWatchCallbacks callbacks)
-      : endpoints_(endpoints), callbacks_(std::move(callbacks)) {}
+  // Starts the call on the channel; returns what must outlive it (the
+  // stub).
+  using Open = std::function<std::shared_ptr<void>(
+      const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*,
+      grpc::ClientBidiReactor<Req, Resp>*)>;
+  GrpcStream(Endpoints* endpoints, std::function<void(const Resp&)> on_response,
+             std::function<void(const grpc::Status&)> on_closed)
+      : endpoints_(endpoints),
+        on_response_(std::move(on_response)),
+        on_closed_(std::move(on_closed)) {}
 
-  void Start(const etcdserverpb::WatchCreateRequest& create) {
-    self_ = shared_from_this();
-    auto channel = endpoints_->Current(&endpoint_index_);
-    stub_ = etcdserverpb::Watch::NewStub(channel);
-    stub_->async()->Watch(&ctx_, this);
-    WatchRequest req;
-    *req.mutable_create_request() = create;
-    {
-      absl::MutexLock l(&mu_);
-      queue_.push_back(std::move(req));
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-    StartRead(&resp_);
-    StartCall();
+  // Opens the call with `open`, sending `first` (if any) first.
+  void Start(const Open& open, const Req* first) {
+    self_ = this->shared_from_this();
+    stub_ = open(endpoints_->Current(&endpoint_index_), &ctx_, this);
+    if (first != nullptr) Send(*first);
+    this->StartRead(&resp_);
+    this->StartCall();
   }
 
-  void RequestProgress() override {
-    WatchRequest req;
-    req.mutable_progress_request();
+  void Send(Req req) {
     absl::MutexLock l(&mu_);
     if (done_) return;
     queue_.push_back(std::move(req));
     if (!writing_) {
       writing_ = true;
-      StartWrite(&queue_.front());
+      this->StartWrite(&queue_.front());
     }
   }
 
-  void Close() override { ctx_.TryCancel(); }
+  void Close() { ctx_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&mu_);
@@ -98,14 +95,14 @@ class GrpcWatchStream final
     if (queue_.empty()) {
       writing_ = false;
     } else {
-      StartWrite(&queue_.front());
+      this->StartWrite(&queue_.front());
     }
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // OnDone follows with the status
-    if (callbacks_.on_response) callbacks_.on_response(resp_);
-    StartRead(&resp_);
+    if (on_response_) on_response_(resp_);
+    this->StartRead(&resp_);
   }
 
   void OnDone(const grpc::Status& s) override {
@@ -116,24 +113,59 @@ class GrpcWatchStream final
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
       endpoints_->ReportFailure(endpoint_index_);
     }
-    if (callbacks_.on_closed) callbacks_.on_closed(s);
-    callbacks_ = UpstreamWatchCallbacks();
-    std::shared_ptr<GrpcWatchStream> self = std::move(self_);
+    if (on_closed_) on_closed_(s);
+    on_response_ = nullptr;
+    on_closed_ = nullptr;
+    std::shared_ptr<GrpcStream> self = std::move(self_);
     // `self` may free this object when it goes out of scope.
   }
 
  private:
   Endpoints* endpoints_;
-  UpstreamWatchCallbacks callbacks_;
+  std::function<void(const Resp&)> on_response_;
+  std::function<void(const grpc::Status&)> on_closed_;
   size_t endpoint_index_ = 0;
-  std::unique_ptr<etcdserverpb::Watch::Stub> stub_;
+  std::shared_ptr<void> stub_;
   grpc::ClientContext ctx_;
-  WatchResponse resp_;
-  std::shared_ptr<GrpcWatchStream> self_;
+  Resp resp_;
+  std::shared_ptr<GrpcStream> self_;
   absl::Mutex mu_;
-  std::deque<WatchRequest> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Req> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+using WatchStream = GrpcStream<WatchRequest, WatchResponse>;
+using KeepAliveStream = GrpcStream<etcdserverpb::LeaseKeepAliveRequest,
+                                   etcdserverpb::LeaseKeepAliveResponse>;
+
+class GrpcWatchHandle final : public UpstreamWatch {
+ public:
+  explicit GrpcWatchHandle(std::shared_ptr<WatchStream> s) : s_(std::move(s)) {}
+  void RequestProgress() override {
+    WatchRequest req;
+    req.mutable_progress_request();
+    s_->Send(std::move(req));
+  }
+  void Close() override { s_->Close(); }
+
+ private:
+  std::shared_ptr<WatchStream> s_;
+};
+
+class GrpcKeepAliveHandle final : public UpstreamKeepAlive {
+ public:
+  explicit GrpcKeepAliveHandle(std::shared_ptr<KeepAliveStream> s)
+      : s_(std::move(s)) {}
+  void Send(int64_t lease_id) override {
+    etcdserverpb::LeaseKeepAliveRequest req;
+    req.set_id(lease_id);
+    s_->Send(std::move(req));
+  }
+  void Close() override { s_->Close(); }
+
+ private:
+  std::shared_ptr<KeepAliveStream> s_;
 };
 
 // One Range call, retried on the next endpoint while UNAVAILABLE (at most
@@ -178,9 +210,39 @@ struct RangeCall {
 std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
     const etcdserverpb::WatchCreateRequest& create,
     UpstreamWatchCallbacks callbacks) {
-  auto w = std::make_shared<GrpcWatchStream>(endpoints_, std::move(callbacks));
-  w->Start(create);
-  return w;
+  auto s = std::make_shared<WatchStream>(endpoints_,
+                                         std::move(callbacks.on_response),
+                                         std::move(callbacks.on_closed));
+  WatchRequest first;
+  *first.mutable_create_request() = create;
+  s->Start(
+      [](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx,
+         grpc::ClientBidiReactor<WatchRequest, WatchResponse>* r) {
+        std::shared_ptr<etcdserverpb::Watch::Stub> stub =
+            etcdserverpb::Watch::NewStub(ch);
+        stub->async()->Watch(ctx, r);
+        return std::shared_ptr<void>(stub);
+      },
+      &first);
+  return std::make_shared<GrpcWatchHandle>(std::move(s));
+}
+
+std::shared_ptr<UpstreamKeepAlive> GrpcUpstream::KeepAlive(
+    UpstreamKeepAliveCallbacks callbacks) {
+  auto s = std::make_shared<KeepAliveStream>(endpoints_,
+                                             std::move(callbacks.on_response),
+                                             std::move(callbacks.on_closed));
+  s->Start(
+      [](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx,
+         grpc::ClientBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                                 etcdserverpb::LeaseKeepAliveResponse>* r) {
+        std::shared_ptr<etcdserverpb::Lease::Stub> stub =
+            etcdserverpb::Lease::NewStub(ch);
+        stub->async()->LeaseKeepAlive(ctx, r);
+        return std::shared_ptr<void>(stub);
+      },
+      nullptr);
+  return std::make_shared<GrpcKeepAliveHandle>(std::move(s));
 }
 
 void GrpcUpstream::CurrentRevision(

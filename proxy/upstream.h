@@ -76,6 +76,21 @@ class UpstreamWatch {
   virtual void Close() = 0;
 };
 
+struct UpstreamKeepAliveCallbacks {
+  std::function<void(const etcdserverpb::LeaseKeepAliveResponse&)>
+      on_response;
+  std::function<void(const grpc::Status&)> on_closed;
+};
+
+// One upstream LeaseKeepAlive stream, shared by every lease.
+class UpstreamKeepAlive {
+ public:
+  virtual ~UpstreamKeepAlive() = default;
+  // Sends one keep-alive request for `lease_id`.
+  virtual void Send(int64_t lease_id) = 0;
+  virtual void Close() = 0;
+};
+
 class Upstream {
  public:
   virtual ~Upstream() = default;
@@ -83,6 +98,9 @@ class Upstream {
   virtual std::shared_ptr<UpstreamWatch> Watch(
       const etcdserverpb::WatchCreateRequest& create,
       UpstreamWatchCallbacks callbacks) = 0;
+  // Opens a LeaseKeepAlive stream.
+  virtual std::shared_ptr<UpstreamKeepAlive> KeepAlive(
+      UpstreamKeepAliveCallbacks callbacks) = 0;
   // A linearizable (quorum) read; `done` gets the cluster's current
   // revision or the error.
   virtual void CurrentRevision(
@@ -102,6 +120,8 @@ class GrpcUpstream final : public Upstream {
   std::shared_ptr<UpstreamWatch> Watch(
       const etcdserverpb::WatchCreateRequest& create,
       UpstreamWatchCallbacks callbacks) override;
+  std::shared_ptr<UpstreamKeepAlive> KeepAlive(
+      UpstreamKeepAliveCallbacks callbacks) override;
   void CurrentRevision(
       const std::string& key,
       std::function<void(absl::StatusOr<int64_t>)> done) override;

@@ -99,8 +99,36 @@ class FakeWatch final : public UpstreamWatch {
   bool failed = false;
 };
 
+class FakeKeepAlive final : public UpstreamKeepAlive {
+ public:
+  void Send(int64_t lease_id) override { sent.push_back(lease_id); }
+  void Close() override { closed = true; }
+  void Answer(int64_t lease_id, int64_t ttl) {
+    etcdserverpb::LeaseKeepAliveResponse r;
+    r.set_id(lease_id);
+    r.set_ttl(ttl);
+    *r.mutable_header() = Header(1);
+    cb.on_response(r);
+  }
+  void Fail() {
+    failed = true;
+    cb.on_closed(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"));
+  }
+
+  UpstreamKeepAliveCallbacks cb;
+  std::vector<int64_t> sent;
+  bool closed = false, failed = false;
+};
+
 class FakeUpstream final : public Upstream {
  public:
+  std::shared_ptr<UpstreamKeepAlive> KeepAlive(
+      UpstreamKeepAliveCallbacks callbacks) override {
+    auto k = std::make_shared<FakeKeepAlive>();
+    k->cb = std::move(callbacks);
+    keepalives.push_back(k);
+    return k;
+  }
   std::shared_ptr<UpstreamWatch> Watch(
       const etcdserverpb::WatchCreateRequest& create,
       UpstreamWatchCallbacks callbacks) override {
@@ -131,6 +159,7 @@ class FakeUpstream final : public Upstream {
   FakeWatch* Last() { return watches.back().get(); }
 
   std::vector<std::shared_ptr<FakeWatch>> watches;
+  std::vector<std::shared_ptr<FakeKeepAlive>> keepalives;
   std::deque<std::function<void(absl::StatusOr<int64_t>)>> quorum_reads;
   std::deque<std::pair<etcdserverpb::RangeRequest,
                        std::function<void(const grpc::Status&,

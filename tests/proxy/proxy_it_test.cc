@@ -4,7 +4,12 @@
 #include <string>
 #include <vector>
 
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
 #include "absl/strings/match.h"
+#include "proto/rpc.grpc.pb.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
@@ -84,6 +89,47 @@ TEST_F(ProxyItTest, LeaseGrantKeepAliveTimeToLiveRevoke) {
   r = P({"lease", "revoke", id});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(P({"get", "lk"}).out, "");
+}
+
+TEST_F(ProxyItTest, ConcurrentKeepAlivesForOneLeaseAreFolded) {
+  CmdResult r = P({"lease", "grant", "30"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const int64_t id =
+      std::stoll(r.out.substr(6, r.out.find(' ', 6) - 6), nullptr, 16);
+  auto channel = grpc::CreateChannel(proxy_->Endpoint(),
+                                     grpc::InsecureChannelCredentials());
+  constexpr int kClients = 50, kRounds = 5;
+  std::vector<int> answered(kClients, 0);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = etcdserverpb::Lease::NewStub(channel);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(20));
+      auto stream = stub->LeaseKeepAlive(&ctx);
+      for (int i = 0; i < kRounds; ++i) {
+        etcdserverpb::LeaseKeepAliveRequest req;
+        req.set_id(id);
+        etcdserverpb::LeaseKeepAliveResponse resp;
+        if (!stream->Write(req) || !stream->Read(&resp)) break;
+        if (resp.id() == id && resp.ttl() == 30) ++answered[c];
+      }
+      stream->WritesDone();
+      stream->Finish();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(answered[c], kRounds) << c;
+  const double client = ScrapeMetric(
+      proxy_->MetricsUrl(), "synod_proxy_lease_keepalives_client_total");
+  const double upstream = ScrapeMetric(
+      proxy_->MetricsUrl(), "synod_proxy_lease_keepalives_upstream_total");
+  std::printf("%.0f client keep-alives -> %.0f upstream\n", client, upstream);
+  EXPECT_EQ(client, kClients * kRounds);
+  EXPECT_LE(upstream, client);
+  r = P({"lease", "timetolive", r.out.substr(6, r.out.find(' ', 6) - 6)});
+  EXPECT_TRUE(absl::StrContains(r.out, "remaining")) << r.out;
 }
 
 TEST_F(ProxyItTest, LockThroughTheProxy) {
