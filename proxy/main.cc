@@ -28,6 +28,7 @@
 #include "proxy/kv_proxy.h"
 #include "proxy/lease_proxy.h"
 #include "proxy/range_cache.h"
+#include "proxy/register.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/watch_hub.h"
 #include "proxy/watch_proxy.h"
@@ -125,6 +126,12 @@ int Run(int argc, char** argv) {
   }
   if (eps.empty()) {
     std::fprintf(stderr, "synod-proxy: --endpoints is empty\n");
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_resolver_prefix).empty() &&
+      absl::GetFlag(FLAGS_resolver_ttl) < 1) {
+    std::fprintf(stderr, "synod-proxy: invalid resolver-ttl %lld\n",
+                 static_cast<long long>(absl::GetFlag(FLAGS_resolver_ttl)));
     return 2;
   }
   const int64_t max_send = absl::GetFlag(FLAGS_max_send_bytes);
@@ -266,11 +273,21 @@ int Run(int argc, char** argv) {
     }
   });
 
+  std::unique_ptr<Registrar> registrar;
+  if (!absl::GetFlag(FLAGS_resolver_prefix).empty()) {
+    registrar = std::make_unique<Registrar>(
+        &endpoints, absl::GetFlag(FLAGS_resolver_prefix),
+        HostPort(absl::GetFlag(FLAGS_advertise_client_url)),
+        absl::GetFlag(FLAGS_resolver_ttl));
+    registrar->Start();
+  }
+
   SYNOD_LOG(INFO) << "synod-proxy serving on " << listen << " for "
                   << absl::GetFlag(FLAGS_endpoints);
   int sig = 0;
   sigwait(&sigs, &sig);
   SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
+  if (registrar) registrar->Stop();
   if (http) http->Stop();
   stopping.Notify();
   ticker.join();

@@ -159,6 +159,29 @@ TEST_F(ProxyItTest, HealthAndMetricsEndpoints) {
   EXPECT_EQ(h.status, 503);
 }
 
+TEST_F(ProxyItTest, RegistersItselfUnderTheResolverPrefix) {
+  ProxyProcess p2({member_->Endpoint()},
+                  {"--resolver-prefix=/proxies", "--resolver-ttl=5"});
+  ASSERT_TRUE(p2.Start()) << p2.Log();
+  const std::string key = "/proxies/" + p2.Endpoint();
+  bool registered = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  CmdResult r;
+  while (!registered && absl::Now() < deadline) {
+    r = M({"get", "/proxies", "--prefix"});
+    registered = absl::StrContains(r.out, key);
+  }
+  ASSERT_TRUE(registered) << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "{\"Op\":0,\"Addr\":\"" + p2.Endpoint() + "\""))
+      << r.out;
+  // The key is held by a lease that the proxy revokes when it stops.
+  r = M({"get", key, "-w", "json"});
+  EXPECT_TRUE(absl::StrContains(r.out, "\"lease\":")) << r.out;
+  p2.Stop();
+  EXPECT_EQ(M({"get", "/proxies", "--prefix"}).out, "");
+}
+
 TEST_F(ProxyItTest, FailsOverToTheNextEndpoint) {
   // The first endpoint is dead; every call goes to the live member.
   ProxyProcess p2({absl::StrCat("127.0.0.1:", PickFreePort()),
