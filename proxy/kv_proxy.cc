@@ -1,5 +1,7 @@
 #include "proxy/kv_proxy.h"
 
+#include <memory>
+
 #include "proxy/unary_forward.h"
 
 namespace synod::proxy {
@@ -7,28 +9,48 @@ namespace synod::proxy {
 using etcdserverpb::KV;
 
 namespace {
+
 bool HasToken(const grpc::CallbackServerContext* ctx) {
   return ctx->client_metadata().count("token") > 0;
 }
+
+// The request as sent upstream: `req` itself, or a namespaced copy owned
+// by `*copy`.
+template <typename Req>
+const Req* Namespaced(const Namespace* ns, const Req* req,
+                    std::shared_ptr<Req>* copy) {
+  if (ns->empty()) return req;
+  *copy = std::make_shared<Req>(*req);
+  ns->Request(copy->get());
+  return copy->get();
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* KvProxy::Range(grpc::CallbackServerContext* ctx,
                                          const etcdserverpb::RangeRequest* req,
                                          etcdserverpb::RangeResponse* resp) {
+  std::shared_ptr<etcdserverpb::RangeRequest> copy;
+  const etcdserverpb::RangeRequest* up = Namespaced(ns_, req, &copy);
+  const Namespace* ns = ns_;
   if (HasToken(ctx)) {
     return ForwardUnary<KV>(
-        endpoints_, ctx, req, resp, /*idempotent=*/true,
+        endpoints_, ctx, up, resp, /*idempotent=*/true,
         [](KV::Stub* s, grpc::ClientContext* c,
            const etcdserverpb::RangeRequest* q, etcdserverpb::RangeResponse* r,
            std::function<void(grpc::Status)> cb) {
           s->async()->Range(c, q, r, std::move(cb));
-        });
+        },
+        [ns, copy](etcdserverpb::RangeResponse* r) { ns->Response(r); });
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  cache_->Range(*req, /*may_cache=*/true,
-                [reactor, resp](const grpc::Status& s,
-                                const etcdserverpb::RangeResponse& r) {
-                  if (s.ok()) *resp = r;
+  cache_->Range(*up, /*may_cache=*/true,
+                [reactor, resp, ns](const grpc::Status& s,
+                                    const etcdserverpb::RangeResponse& r) {
+                  if (s.ok()) {
+                    *resp = r;
+                    ns->Response(resp);
+                  }
                   reactor->Finish(s);
                 });
   return reactor;
@@ -37,15 +59,19 @@ grpc::ServerUnaryReactor* KvProxy::Range(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvProxy::Put(grpc::CallbackServerContext* ctx,
                                        const etcdserverpb::PutRequest* req,
                                        etcdserverpb::PutResponse* resp) {
+  std::shared_ptr<etcdserverpb::PutRequest> copy;
+  const etcdserverpb::PutRequest* up = Namespaced(ns_, req, &copy);
   RangeCache* cache = cache_;
+  const Namespace* ns = ns_;
   return ForwardUnary<KV>(
-      endpoints_, ctx, req, resp, /*idempotent=*/false,
+      endpoints_, ctx, up, resp, /*idempotent=*/false,
       [](KV::Stub* s, grpc::ClientContext* c, const etcdserverpb::PutRequest* q,
          etcdserverpb::PutResponse* r, std::function<void(grpc::Status)> cb) {
         s->async()->Put(c, q, r, std::move(cb));
       },
-      [cache](const etcdserverpb::PutResponse& r) {
-        cache->NoteWriteRevision(r.header().revision());
+      [cache, ns, copy](etcdserverpb::PutResponse* r) {
+        cache->NoteWriteRevision(r->header().revision());
+        ns->Response(r);
       });
 }
 
@@ -53,32 +79,40 @@ grpc::ServerUnaryReactor* KvProxy::DeleteRange(
     grpc::CallbackServerContext* ctx,
     const etcdserverpb::DeleteRangeRequest* req,
     etcdserverpb::DeleteRangeResponse* resp) {
+  std::shared_ptr<etcdserverpb::DeleteRangeRequest> copy;
+  const etcdserverpb::DeleteRangeRequest* up = Namespaced(ns_, req, &copy);
   RangeCache* cache = cache_;
+  const Namespace* ns = ns_;
   return ForwardUnary<KV>(
-      endpoints_, ctx, req, resp, /*idempotent=*/false,
+      endpoints_, ctx, up, resp, /*idempotent=*/false,
       [](KV::Stub* s, grpc::ClientContext* c,
          const etcdserverpb::DeleteRangeRequest* q,
          etcdserverpb::DeleteRangeResponse* r,
          std::function<void(grpc::Status)> cb) {
         s->async()->DeleteRange(c, q, r, std::move(cb));
       },
-      [cache](const etcdserverpb::DeleteRangeResponse& r) {
-        cache->NoteWriteRevision(r.header().revision());
+      [cache, ns, copy](etcdserverpb::DeleteRangeResponse* r) {
+        cache->NoteWriteRevision(r->header().revision());
+        ns->Response(r);
       });
 }
 
 grpc::ServerUnaryReactor* KvProxy::Txn(grpc::CallbackServerContext* ctx,
                                        const etcdserverpb::TxnRequest* req,
                                        etcdserverpb::TxnResponse* resp) {
+  std::shared_ptr<etcdserverpb::TxnRequest> copy;
+  const etcdserverpb::TxnRequest* up = Namespaced(ns_, req, &copy);
   RangeCache* cache = cache_;
+  const Namespace* ns = ns_;
   return ForwardUnary<KV>(
-      endpoints_, ctx, req, resp, /*idempotent=*/false,
+      endpoints_, ctx, up, resp, /*idempotent=*/false,
       [](KV::Stub* s, grpc::ClientContext* c, const etcdserverpb::TxnRequest* q,
          etcdserverpb::TxnResponse* r, std::function<void(grpc::Status)> cb) {
         s->async()->Txn(c, q, r, std::move(cb));
       },
-      [cache](const etcdserverpb::TxnResponse& r) {
-        cache->NoteWriteRevision(r.header().revision());
+      [cache, ns, copy](etcdserverpb::TxnResponse* r) {
+        cache->NoteWriteRevision(r->header().revision());
+        ns->Response(r);
       });
 }
 

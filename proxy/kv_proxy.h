@@ -4,12 +4,14 @@
 // the revision of each successful write is noted in the cache so that
 // serializable reads through this proxy see the proxy's own writes.
 // Requests carrying an auth token are always forwarded as they are (the
-// cache does not check permissions).
+// cache does not check permissions). With --namespace, keys are rewritten
+// on the way up and back (Namespace).
 // Thread-safety: driven by gRPC; the cache and endpoints are thread-safe.
 #ifndef SYNOD_PROXY_KV_PROXY_H_
 #define SYNOD_PROXY_KV_PROXY_H_
 
 #include "proto/rpc.grpc.pb.h"
+#include "proxy/namespace.h"
 #include "proxy/range_cache.h"
 #include "proxy/upstream.h"
 
@@ -17,9 +19,9 @@ namespace synod::proxy {
 
 class KvProxy final : public etcdserverpb::KV::CallbackService {
  public:
-  // `endpoints` and `cache` outlive the service.
-  KvProxy(Endpoints* endpoints, RangeCache* cache)
-      : endpoints_(endpoints), cache_(cache) {}
+  // `endpoints`, `cache` and `ns` outlive the service.
+  KvProxy(Endpoints* endpoints, RangeCache* cache, const Namespace* ns)
+      : endpoints_(endpoints), cache_(cache), ns_(ns) {}
 
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
                                   const etcdserverpb::RangeRequest* req,
@@ -42,6 +44,7 @@ class KvProxy final : public etcdserverpb::KV::CallbackService {
  private:
   Endpoints* const endpoints_;
   RangeCache* const cache_;
+  const Namespace* const ns_;
 };
 
 }  // namespace synod::proxy

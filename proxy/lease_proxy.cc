@@ -224,6 +224,9 @@ grpc::ServerUnaryReactor* LeaseProxy::LeaseTimeToLive(
          etcdserverpb::LeaseTimeToLiveResponse* r,
          std::function<void(grpc::Status)> cb) {
         s->async()->LeaseTimeToLive(c, q, r, std::move(cb));
+      },
+      [ns = ns_](etcdserverpb::LeaseTimeToLiveResponse* r) {
+        ns->Response(r);
       });
 }
 

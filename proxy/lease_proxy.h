@@ -22,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/rpc.grpc.pb.h"
+#include "proxy/namespace.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/upstream.h"
 
@@ -66,10 +67,11 @@ class KeepAliveFolder {
 
 class LeaseProxy final : public etcdserverpb::Lease::CallbackService {
  public:
-  // `endpoints` and `folder` outlive the service.
+  // `endpoints`, `folder`, `ns` and `metrics` (may be null) outlive the
+  // service. With a namespace, LeaseTimeToLive's keys lose the prefix.
   LeaseProxy(Endpoints* endpoints, KeepAliveFolder* folder,
-             ProxyMetrics* metrics)
-      : endpoints_(endpoints), folder_(folder), metrics_(metrics) {}
+             const Namespace* ns, ProxyMetrics* metrics)
+      : endpoints_(endpoints), folder_(folder), ns_(ns), metrics_(metrics) {}
 
   grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
                           etcdserverpb::LeaseKeepAliveResponse>*
@@ -94,6 +96,7 @@ class LeaseProxy final : public etcdserverpb::Lease::CallbackService {
  private:
   Endpoints* const endpoints_;
   KeepAliveFolder* const folder_;
+  const Namespace* const ns_;
   ProxyMetrics* const metrics_;
 };
 

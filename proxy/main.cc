@@ -27,6 +27,7 @@
 #include "proxy/forwarder.h"
 #include "proxy/kv_proxy.h"
 #include "proxy/lease_proxy.h"
+#include "proxy/namespace.h"
 #include "proxy/range_cache.h"
 #include "proxy/register.h"
 #include "proxy/proxy_metrics.h"
@@ -171,7 +172,9 @@ int Run(int argc, char** argv) {
   wro.window_bytes = static_cast<size_t>(
       std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_window_bytes)));
   WatchHub hub(&upstream, clock, wro, linger, &pm);
+  const Namespace ns(absl::GetFlag(FLAGS_namespace));
   WatchProxyOptions wpo;
+  wpo.ns = &ns;
   wpo.client_queue_bytes = static_cast<size_t>(
       std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_client_queue_bytes)));
   wpo.progress_notify_interval = notify;
@@ -190,9 +193,9 @@ int Run(int argc, char** argv) {
     return 2;
   }
   RangeCache cache(&hub, &upstream, clock, rco, &pm);
-  KvProxy kv_proxy(&endpoints, &cache);
+  KvProxy kv_proxy(&endpoints, &cache, &ns);
   KeepAliveFolder folder(&upstream, &pm);
-  LeaseProxy lease_proxy(&endpoints, &folder, &pm);
+  LeaseProxy lease_proxy(&endpoints, &folder, &ns, &pm);
 
   grpc::ServerBuilder builder;
   const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
@@ -201,7 +204,10 @@ int Run(int argc, char** argv) {
   builder.SetMaxSendMessageSize(INT_MAX);
   builder.RegisterService(&watch_proxy);
   builder.RegisterService(&lease_proxy);
-  if (rco.max_bytes > 0 && rco.max_ranges > 0) builder.RegisterService(&kv_proxy);
+  // Without a cache, KV is forwarded as is, unless keys need the namespace.
+  if ((rco.max_bytes > 0 && rco.max_ranges > 0) || !ns.empty()) {
+    builder.RegisterService(&kv_proxy);
+  }
   builder.RegisterCallbackGenericService(&forwarder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {

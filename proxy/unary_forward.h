@@ -8,8 +8,10 @@
 // not connected when the call started, so the member cannot have seen it
 // (the rule etcd's clientv3 uses for mutating calls).
 //
-// Thread-safety: the returned reactor is driven by gRPC; `on_ok` runs on a
-// gRPC thread before the client is answered.
+// `on_ok` may edit the response; it runs on a gRPC thread before the client
+// is answered, and whatever it captures lives until the call ends (so it
+// may own a rewritten copy of `req`).
+// Thread-safety: the returned reactor is driven by gRPC.
 #ifndef SYNOD_PROXY_UNARY_FORWARD_H_
 #define SYNOD_PROXY_UNARY_FORWARD_H_
 
@@ -42,8 +44,7 @@ grpc::ServerUnaryReactor* ForwardUnary(
     Endpoints* endpoints, grpc::CallbackServerContext* sctx, const Req* req,
     Resp* resp, bool idempotent,
     typename NonDeduced<AsyncUnaryCall<Service, Req, Resp>>::type call,
-    typename NonDeduced<std::function<void(const Resp&)>>::type on_ok =
-        nullptr) {
+    typename NonDeduced<std::function<void(Resp*)>>::type on_ok = nullptr) {
   struct State {
     Endpoints* endpoints;
     grpc::CallbackServerContext* sctx;
@@ -51,7 +52,7 @@ grpc::ServerUnaryReactor* ForwardUnary(
     Resp* resp;
     bool idempotent;
     AsyncUnaryCall<Service, Req, Resp> call;
-    std::function<void(const Resp&)> on_ok;
+    std::function<void(Resp*)> on_ok;
     grpc::ServerUnaryReactor* reactor;
     size_t attempts = 0;
   };
@@ -89,7 +90,7 @@ grpc::ServerUnaryReactor* ForwardUnary(
                    return;
                  }
                }
-               if (s.ok() && st->on_ok) st->on_ok(*st->resp);
+               if (s.ok() && st->on_ok) st->on_ok(st->resp);
                st->reactor->Finish(s);
                *run = nullptr;  // breaks the st <-> run cycle
              });

@@ -147,6 +147,7 @@ class ClientWatchStream final
       mvccpb::Event* ne = resp.add_events();
       *ne = *e;
       if (!w->prev_kv_) ne->clear_prev_kv();
+      if (p_->options_.ns != nullptr) p_->options_.ns->Response(ne);
     }
     last_header_ = header;
     w->progress_ = std::max(w->progress_, last);
@@ -232,8 +233,10 @@ class ClientWatchStream final
       watchers_[id] = w;
       if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Inc();
     }
+    std::string key = c.key(), up_end = end;
+    if (p_->options_.ns != nullptr) p_->options_.ns->Interval(&key, &up_end);
     auto [range, handle] =
-        p_->hub_->Subscribe(c.key(), end, w, c.start_revision(), false);
+        p_->hub_->Subscribe(key, up_end, w, c.start_revision(), false);
     absl::MutexLock l(&mu_);
     if (ActiveLocked(w.get())) {
       w->range_ = range;

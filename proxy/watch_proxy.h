@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/rpc.grpc.pb.h"
+#include "proxy/namespace.h"
 #include "proxy/watch_hub.h"
 
 namespace synod::proxy {
@@ -33,6 +34,8 @@ struct WatchProxyOptions {
   size_t client_queue_bytes = 1 << 20;
   absl::Duration progress_notify_interval = absl::Minutes(10);
   size_t max_response_bytes = 1572864;
+  // --namespace; null or empty for none. Outlives the service.
+  const Namespace* ns = nullptr;
 };
 
 class ClientWatchStream;

@@ -182,6 +182,42 @@ TEST_F(ProxyItTest, RegistersItselfUnderTheResolverPrefix) {
   EXPECT_EQ(M({"get", "/proxies", "--prefix"}).out, "");
 }
 
+TEST_F(ProxyItTest, NamespaceIsolatesKeysOfKvWatchAndLease) {
+  ProxyProcess ns({member_->Endpoint()}, {"--namespace=/t1/"});
+  ASSERT_TRUE(ns.Start()) << ns.Log();
+  auto N = [&](const std::vector<std::string>& args) {
+    return Etcdctl(ns.Endpoint(), args);
+  };
+  ASSERT_EQ(M({"put", "outside", "x"}).exit_code, 0);
+  ASSERT_EQ(N({"put", "a", "1"}).exit_code, 0);
+  EXPECT_EQ(M({"get", "/t1/a", "--print-value-only"}).out, "1\n");
+  EXPECT_EQ(N({"get", "a"}).out, "a\n1\n");
+  // The whole keyspace, seen through the namespace.
+  EXPECT_EQ(N({"get", "", "--prefix", "--keys-only"}).out, "a\n\n");
+  CmdResult r = Etcdctl(ns.Endpoint(), {"txn"},
+              std::string("value(\"a\") = \"1\"\n\nput b 2\n\n\n"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "SUCCESS\n\nOK\n");
+  EXPECT_EQ(M({"get", "/t1/b", "--print-value-only"}).out, "2\n");
+  r = N({"del", "b", "--prev-kv"});
+  EXPECT_EQ(r.out, "1\nb\n2\n");
+  // Watches see namespaced keys without the prefix, whoever writes.
+  auto watch = BackgroundCmd::Etcdctl(ns.Endpoint(), {"watch", "w", "--prefix"});
+  bool seen = false;
+  for (int i = 0; i < 50 && !seen; ++i) {
+    ASSERT_EQ(M({"put", "/t1/w1", std::to_string(i)}).exit_code, 0);
+    seen = watch->WaitForOutput("PUT\nw1\n", absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(seen) << watch->Out();
+  // Lease keys too.
+  r = N({"lease", "grant", "60"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string id = r.out.substr(6, r.out.find(' ', 6) - 6);
+  ASSERT_EQ(N({"put", "l", "v", "--lease", id}).exit_code, 0);
+  r = N({"lease", "timetolive", id, "--keys"});
+  EXPECT_TRUE(absl::StrContains(r.out, "attached keys([l])")) << r.out;
+}
+
 TEST_F(ProxyItTest, FailsOverToTheNextEndpoint) {
   // The first endpoint is dead; every call goes to the live member.
   ProxyProcess p2({absl::StrCat("127.0.0.1:", PickFreePort()),
