@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "backend/server/config_file.h"
@@ -99,6 +100,10 @@ std::vector<char*> NormalizeFlags(int argc, char** argv,
 }
 
 int Run(int argc, char** argv) {
+  // Abseil's lock-order (deadlock) detection costs ~6% of CPU under load
+  // (bench/RESULTS.md). Our lock order is written down and the tests run
+  // with detection on (it is the debug default).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "synod: a member of a Synod cluster (etcd v3 API).\n"
       "  synod --name m1 --data-dir m1.synod "
