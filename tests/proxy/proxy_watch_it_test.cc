@@ -207,6 +207,57 @@ TEST_F(ProxyWatchItTest, EtcdctlWatchWithPrevKvMatchesTheMember) {
   EXPECT_EQ(via_proxy->Lines(), via_member->Lines());
 }
 
+TEST_F(ProxyWatchItTest, SlowClientIsCanceledAndOthersKeepUp) {
+  ASSERT_NO_FATAL_FAILURE(StartAll({"--watch-client-queue-bytes=65536"}));
+  // A client that never reads its stream.
+  auto stub = etcdserverpb::Watch::NewStub(proxy_channel_);
+  grpc::ClientContext slow_ctx;
+  auto slow = stub->Watch(&slow_ctx);
+  etcdserverpb::WatchRequest req;
+  req.mutable_create_request()->set_key("big/");
+  req.mutable_create_request()->set_range_end("big0");
+  ASSERT_TRUE(slow->Write(req));
+  clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
+  WatchClient* fast = clients_.back().get();
+  fast->Watch(1, "big/", "big0", 0);
+  ASSERT_TRUE(WaitFor([&] { return fast->AllCreated(1); }, absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor(
+      [&] { return ProxyMetric("synod_proxy_client_watchers") == 2; },
+      absl::Seconds(10)));
+  // Far more than the proxy queues for a client plus what the transport
+  // buffers: 400 x 100 KiB.
+  const std::string value(100 << 10, 'x');
+  std::vector<int64_t> want;
+  bool canceled = false;
+  for (int i = 0; i < 400 && !canceled; ++i) {
+    want.push_back(MemberPut(absl::StrCat("big/", i % 10), value));
+    if (i % 20 == 19) {
+      canceled = ProxyMetric("synod_proxy_slow_watchers_canceled_total") >= 1;
+    }
+  }
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ProxyMetric("synod_proxy_slow_watchers_canceled_total") >= 1;
+      },
+      absl::Seconds(10)));
+  EXPECT_TRUE(WaitFor([&] { return fast->EventCount(1) == want.size(); },
+                      absl::Seconds(20)));
+  EXPECT_EQ(fast->Log(1).revs, want);
+  EXPECT_FALSE(fast->Log(1).canceled);
+  // The slow client, once it reads, finds its watcher canceled with a
+  // reason after the events it had room for.
+  etcdserverpb::WatchResponse resp;
+  bool saw_cancel = false;
+  while (!saw_cancel && slow->Read(&resp)) {
+    if (resp.canceled()) {
+      saw_cancel = true;
+      EXPECT_FALSE(resp.cancel_reason().empty());
+    }
+  }
+  EXPECT_TRUE(saw_cancel);
+  slow_ctx.TryCancel();
+}
+
 TEST_F(ProxyWatchItTest, ResumeStormKeepsUpstreamWatchesBounded) {
   // A small window, so that some resumes fall before it and need catch-up.
   ASSERT_NO_FATAL_FAILURE(StartAll({"--watch-window-events=100"}));
