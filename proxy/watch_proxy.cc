@@ -1,6 +1,7 @@
 #include "proxy/watch_proxy.h"
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -65,6 +66,10 @@ class ClientWatchStream final
     : public grpc::ServerBidiReactor<WatchRequest, WatchResponse> {
  public:
   explicit ClientWatchStream(WatchProxy* p) : p_(p) {
+    {
+      absl::MutexLock l(&handle_->mu);
+      handle_->s = this;
+    }
     p_->AddStream(this);
     if (p_->metrics_ != nullptr) p_->metrics_->client_watch_streams->Inc();
     StartRead(&req_);
@@ -108,6 +113,10 @@ class ClientWatchStream final
   }
 
   void OnDone() override {
+    {
+      absl::MutexLock l(&handle_->mu);
+      handle_->s = nullptr;
+    }
     UnsubscribeAll();
     p_->RemoveStream(this);
     if (p_->metrics_ != nullptr) p_->metrics_->client_watch_streams->Dec();
@@ -263,25 +272,48 @@ class ClientWatchStream final
     PushLocked(std::move(resp));
   }
 
+  // WatchProgressRequest: each range of the stream's watchers asks its
+  // member for progress; once every answer is in, the client gets the
+  // lowest progress of its watchers (so, like a member, the proxy answers
+  // with a revision every watcher has been sent events up to, as fresh as
+  // the members' answers).
   void Progress() {
     std::vector<std::shared_ptr<WatchRange>> ranges;
     {
       absl::MutexLock l(&mu_);
-      int64_t rev = -1;
       for (const auto& [id, w] : watchers_) {
-        if (!w->created_) continue;
-        rev = rev < 0 ? w->progress_ : std::min(rev, w->progress_);
-        if (w->range_ != nullptr) ranges.push_back(w->range_);
+        if (w->created_ && w->range_ != nullptr) ranges.push_back(w->range_);
       }
-      WatchResponse resp;
-      resp.set_watch_id(-1);
-      *resp.mutable_header() = last_header_;
-      if (rev >= 0) resp.mutable_header()->set_revision(rev);
-      PushLocked(std::move(resp));
     }
     std::sort(ranges.begin(), ranges.end());
     ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
-    for (const auto& r : ranges) r->RequestProgress();
+    if (ranges.empty()) {
+      AnswerProgress();
+      return;
+    }
+    auto left = std::make_shared<std::atomic<size_t>>(ranges.size());
+    std::shared_ptr<Handle> handle = handle_;
+    for (const auto& r : ranges) {
+      r->RequestProgress([left, handle] {
+        if (left->fetch_sub(1) != 1) return;
+        absl::MutexLock l(&handle->mu);
+        if (handle->s != nullptr) handle->s->AnswerProgress();
+      });
+    }
+  }
+
+  void AnswerProgress() {
+    absl::MutexLock l(&mu_);
+    int64_t rev = -1;
+    for (const auto& [id, w] : watchers_) {
+      if (!w->created_) continue;
+      rev = rev < 0 ? w->progress_ : std::min(rev, w->progress_);
+    }
+    WatchResponse resp;
+    resp.set_watch_id(-1);
+    *resp.mutable_header() = last_header_;
+    if (rev >= 0) resp.mutable_header()->set_revision(rev);
+    PushLocked(std::move(resp));
   }
 
   void UnsubscribeAll() {
@@ -350,7 +382,15 @@ class ClientWatchStream final
     }
   }
 
+  // What outlives the stream: progress answers pending in ranges reach it
+  // through here until OnDone detaches it.
+  struct Handle {
+    absl::Mutex mu;
+    ClientWatchStream* s ABSL_GUARDED_BY(mu);
+  };
+
   WatchProxy* const p_;
+  std::shared_ptr<Handle> handle_ = std::make_shared<Handle>();
   WatchRequest req_;
   absl::Mutex mu_;
   std::map<int64_t, std::shared_ptr<ClientWatcher>> watchers_

@@ -29,6 +29,7 @@ WatchRange::WatchRange(std::string key, std::string range_end,
 
 WatchRange::~WatchRange() {
   absl::MutexLock l(&mu_);
+  FlushProgressWaiters(&main_);
   if (main_open_) {
     main_.watch->Close();
     if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
@@ -84,12 +85,23 @@ void WatchRange::RemoveSubLocked(uint64_t handle) {
   }
 }
 
-void WatchRange::RequestProgress() {
+void WatchRange::RequestProgress(std::function<void()> answered) {
   absl::MutexLock l(&mu_);
-  if (!main_open_ || !main_.created) return;
-  main_.progress_sent.push_back(clock_->Now());
+  if (!main_open_ || !main_.created) {
+    if (answered) answered();
+    return;
+  }
+  main_.progress_sent.emplace_back(clock_->Now(), std::move(answered));
   last_progress_request_ = clock_->Now();
   main_.watch->RequestProgress();
+}
+
+void WatchRange::FlushProgressWaiters(Stream* st) {
+  auto sent = std::move(st->progress_sent);
+  st->progress_sent.clear();
+  for (auto& [t, answered] : sent) {
+    if (answered) answered();
+  }
 }
 
 bool WatchRange::Tick(absl::Duration linger) {
@@ -104,7 +116,7 @@ bool WatchRange::Tick(absl::Duration linger) {
   if (catchup_open_ && catchup_.created) catchup_.watch->RequestProgress();
   if (main_open_ && main_.created && fresh_subs_ > 0 &&
       now - last_progress_request_ >= options_.progress_interval) {
-    main_.progress_sent.push_back(now);
+    main_.progress_sent.emplace_back(now, nullptr);
     last_progress_request_ = now;
     main_.watch->RequestProgress();
   }
@@ -115,6 +127,7 @@ bool WatchRange::CloseIfIdle() {
   absl::MutexLock l(&mu_);
   if (!subs_.empty()) return false;
   closed_ = true;
+  FlushProgressWaiters(&main_);
   if (main_open_) {
     main_.watch->Close();
     main_.watch.reset();
@@ -156,7 +169,7 @@ std::shared_ptr<UpstreamWatch> WatchRange::OpenLocked(Stream* st,
   st->start = start;
   st->created = false;
   st->up = false;
-  st->progress_sent.clear();
+  FlushProgressWaiters(st);
   st->has_frag = false;
   st->frag.Clear();
   etcdserverpb::WatchCreateRequest c;
@@ -242,6 +255,7 @@ void WatchRange::OnClosed(uint64_t gen, const grpc::Status& s) {
   if (main_open_ && gen == main_.gen) {
     main_open_ = false;
     main_.watch.reset();
+    FlushProgressWaiters(&main_);
     if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
     retry_at_ = clock_->Now() + options_.retry_interval;
     BroadcastStatusLocked();
@@ -298,7 +312,7 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
       }
     }
     const absl::Time now = clock_->Now();
-    main_.progress_sent.push_back(now);
+    main_.progress_sent.emplace_back(now, nullptr);
     last_progress_request_ = now;
     main_.watch->RequestProgress();
     return;
@@ -312,6 +326,7 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
                      r.compact_revision() > 0 ? kCompactedReason
                                               : r.cancel_reason());
     closed_ = true;
+    FlushProgressWaiters(&main_);
     if (main_open_) {
       main_.watch->Close();
       main_.watch.reset();
@@ -321,12 +336,15 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
     return;
   }
   if (r.events_size() == 0) {
+    std::function<void()> answered;
     if (r.watch_id() == -1 && !main_.progress_sent.empty()) {
-      fresh_at_ = std::max(fresh_at_, main_.progress_sent.front());
+      fresh_at_ = std::max(fresh_at_, main_.progress_sent.front().first);
+      answered = std::move(main_.progress_sent.front().second);
       main_.progress_sent.pop_front();
     }
     progress_ = std::max(progress_, r.header().revision());
     BroadcastStatusLocked();
+    if (answered) answered();
     return;
   }
   std::vector<Batch> batches = ToBatches(r, progress_);

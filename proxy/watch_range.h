@@ -29,6 +29,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <utility>
 #include <map>
 #include <memory>
 #include <string>
@@ -103,8 +105,12 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   // Unknown handles are ignored.
   void Unsubscribe(uint64_t handle);
   // Asks the member for progress now (a client's progress request, or a
-  // linearizable read waiting for the range to catch up).
-  void RequestProgress();
+  // linearizable read waiting for the range to catch up). `answered`, if
+  // set, runs once the answer has been applied (so subscribers' progress
+  // is at least the member's revision when it answered), or at once if the
+  // upstream watch is not up, or when the stream fails first. It runs with
+  // the range's lock held (like subscriber callbacks).
+  void RequestProgress(std::function<void()> answered = nullptr);
   // Timer work: reconnects, catch-up and freshness progress requests.
   // Returns true when the range has had no subscriber for `linger`.
   bool Tick(absl::Duration linger);
@@ -142,7 +148,8 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
     bool up = false;          // created and not closed
     int64_t start = 0;
     int64_t progress = 0;     // catch-up only
-    std::deque<absl::Time> progress_sent;
+    // Progress requests in flight: when sent, and who waits for the answer.
+    std::deque<std::pair<absl::Time, std::function<void()>>> progress_sent;
     etcdserverpb::WatchResponse frag;  // fragments being joined
     bool has_frag = false;
   };
@@ -179,6 +186,8 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   void SetStreamUpLocked(Stream* st, bool up)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSubLocked(uint64_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the waiters of every progress request in flight on `st`.
+  static void FlushProgressWaiters(Stream* st);
 
   const std::string key_, range_end_;
   Upstream* const upstream_;

@@ -208,7 +208,7 @@ TEST_F(ProxyWatchItTest, EtcdctlWatchWithPrevKvMatchesTheMember) {
 }
 
 TEST_F(ProxyWatchItTest, SlowClientIsCanceledAndOthersKeepUp) {
-  ASSERT_NO_FATAL_FAILURE(StartAll({"--watch-client-queue-bytes=65536"}));
+  ASSERT_NO_FATAL_FAILURE(StartAll({"--watch-client-queue-bytes=2097152"}));
   // A client that never reads its stream.
   auto stub = etcdserverpb::Watch::NewStub(proxy_channel_);
   grpc::ClientContext slow_ctx;

@@ -271,6 +271,26 @@ TEST_F(WatchRangeTest, ProgressAnswersSetFreshnessToWhenTheRequestWasSent) {
   EXPECT_EQ(up_.Last()->progress_requests, 2);
 }
 
+TEST_F(WatchRangeTest, ProgressWaitersRunWhenTheAnswerIsApplied) {
+  auto r = NewRange();
+  auto s = Sub(r.get(), 0);
+  int answered = 0;
+  r->RequestProgress([&] { ++answered; });  // not created yet: at once
+  EXPECT_EQ(answered, 1);
+  up_.Last()->Created(10);  // sends its own progress request first
+  r->RequestProgress([&] {
+    ++answered;
+    EXPECT_EQ(s->status.progress, 20);  // applied before the waiter runs
+  });
+  up_.Last()->Progress(15);  // answers the creation's request
+  EXPECT_EQ(answered, 1);
+  up_.Last()->Progress(20);
+  EXPECT_EQ(answered, 2);
+  r->RequestProgress([&] { ++answered; });
+  up_.Last()->Fail();  // a failed stream never answers: run it anyway
+  EXPECT_EQ(answered, 3);
+}
+
 TEST_F(WatchRangeTest, FragmentsAreJoinedBeforeBroadcast) {
   auto r = NewRange();
   auto s = Sub(r.get(), 0);
