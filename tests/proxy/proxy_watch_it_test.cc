@@ -207,6 +207,34 @@ TEST_F(ProxyWatchItTest, EtcdctlWatchWithPrevKvMatchesTheMember) {
   EXPECT_EQ(via_proxy->Lines(), via_member->Lines());
 }
 
+TEST_F(ProxyWatchItTest, WatchFromACompactedRevisionIsCanceledAsOnTheMember) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  // The proxy has no window for the range (a window it holds would replay
+  // the compacted revisions: see the design notes).
+  int64_t first = MemberPut("cw", "1");
+  MemberPut("cw", "2");
+  int64_t last = MemberPut("cw", "3");
+  ASSERT_EQ(Etcdctl(member_->Endpoint(), {"compact", std::to_string(last)})
+                .exit_code,
+            0);
+  const std::vector<std::string> args = {"watch", "cw", "--rev",
+                                         std::to_string(first + 1)};
+  CmdResult want = RunCommand(
+      {ETCDCTL_BINARY, "--endpoints=" + member_->Endpoint(), args[0], args[1],
+       args[2], args[3]},
+      std::nullopt, absl::Seconds(10), {"ETCDCTL_API=3"});
+  CmdResult got = RunCommand(
+      {ETCDCTL_BINARY, "--endpoints=" + proxy_->Endpoint(), args[0], args[1],
+       args[2], args[3]},
+      std::nullopt, absl::Seconds(10), {"ETCDCTL_API=3"});
+  EXPECT_EQ(got.exit_code, want.exit_code);
+  EXPECT_EQ(got.out, want.out);
+  EXPECT_EQ(ErrorLine(got.err), ErrorLine(want.err));
+  EXPECT_TRUE(absl::StrContains(
+      got.out + got.err, "required revision has been compacted"))
+      << got.out << got.err;
+}
+
 TEST_F(ProxyWatchItTest, SlowClientIsCanceledAndOthersKeepUp) {
   ASSERT_NO_FATAL_FAILURE(StartAll({"--watch-client-queue-bytes=2097152"}));
   // A client that never reads its stream.
