@@ -24,7 +24,7 @@ ABSL_FLAG(int32_t, clients, 1,
 ABSL_FLAG(int32_t, threads, 0,
           "Completion-queue threads in synod-bench (0 = number of cores).");
 ABSL_FLAG(int64_t, total, 10000,
-          "Total operations (puts for watch-latency); 0 = bounded by "
+          "Total operations (puts for watch, watch-latency); 0 = bounded by "
           "--duration only.");
 ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
           "Stop after this long (e.g. 10s); 0 = bounded by --total only. With "
@@ -40,9 +40,17 @@ ABSL_FLAG(int64_t, rate, 0,
 ABSL_FLAG(std::string, consistency, "l",
           "range: 'l' (linearizable) or 's' (serializable).");
 ABSL_FLAG(int32_t, txn_ops, 1, "txn-put: puts per transaction.");
-ABSL_FLAG(int32_t, watchers, 100, "watch-latency: watchers on the key.");
+ABSL_FLAG(int32_t, watchers, 100,
+          "watch, watch-latency: watchers on the key, in all.");
 ABSL_FLAG(int32_t, watch_streams, 10,
-          "watch-latency: watch streams the watchers are spread over.");
+          "watch, watch-latency: watch streams the watchers are spread over.");
+ABSL_FLAG(int32_t, watch_per_stream, 0,
+          "watch, watch-latency: watchers per stream (then --watchers is "
+          "--watch-streams times this; do not give both); 0 = use "
+          "--watchers.");
+ABSL_FLAG(absl::Duration, watch_idle, absl::ZeroDuration(),
+          "watch, watch-latency: once every watcher is created (announced on "
+          "stderr), hold them idle this long before the first put.");
 ABSL_FLAG(int64_t, lease_ttl, 60, "lease-keepalive: TTL of each lease (s).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Per-request deadline.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for random keys and values.");
@@ -58,7 +66,8 @@ constexpr const char* kFlags[] = {
     "endpoints", "conns",       "clients",  "threads",   "total",
     "duration",  "key_size",    "val_size", "key_space", "seq_keys",
     "rate",      "consistency", "txn_ops",  "watchers",  "watch_streams",
-    "lease_ttl", "timeout",     "seed",     "json",      "progress"};
+    "watch_per_stream", "watch_idle", "lease_ttl", "timeout", "seed",
+    "json",      "progress"};
 
 bool IsBoolFlag(absl::string_view name) {
   return name == "seq_keys" || name == "json" || name == "progress";
@@ -100,7 +109,7 @@ absl::Status SetFlag(const std::string& name, const std::string& value) {
   if (!flag->ParseFrom(value, &error)) {
     std::string want = "a number";
     if (IsBoolFlag(name)) want = "true or false";
-    if (name == "duration" || name == "timeout") {
+    if (name == "duration" || name == "timeout" || name == "watch_idle") {
       want = "a duration such as 500ms, 10s or 1m";
     }
     return Bad(name,
@@ -113,11 +122,13 @@ absl::StatusOr<Workload> ParseWorkload(absl::string_view s) {
   if (s == "put") return Workload::kPut;
   if (s == "range") return Workload::kRange;
   if (s == "txn-put") return Workload::kTxnPut;
+  if (s == "watch") return Workload::kWatch;
   if (s == "watch-latency") return Workload::kWatchLatency;
   if (s == "lease-keepalive") return Workload::kLeaseKeepAlive;
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown workload '", s,
-      "' (want put, range, txn-put, watch-latency or lease-keepalive)"));
+      "' (want put, range, txn-put, watch, watch-latency or "
+      "lease-keepalive)"));
 }
 
 absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view s) {
@@ -145,7 +156,8 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view s) {
 }
 
 // Reads the flags into Options and checks every value.
-absl::StatusOr<Options> FromFlags(Workload workload) {
+// `watchers_given`: --watchers was on the command line.
+absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
   Options o;
   o.workload = workload;
   auto eps = ParseEndpoints(absl::GetFlag(FLAGS_endpoints));
@@ -164,6 +176,8 @@ absl::StatusOr<Options> FromFlags(Workload workload) {
   o.txn_ops = absl::GetFlag(FLAGS_txn_ops);
   o.watchers = absl::GetFlag(FLAGS_watchers);
   o.watch_streams = absl::GetFlag(FLAGS_watch_streams);
+  o.watch_per_stream = absl::GetFlag(FLAGS_watch_per_stream);
+  o.watch_idle = absl::GetFlag(FLAGS_watch_idle);
   o.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   o.timeout = absl::GetFlag(FLAGS_timeout);
   o.seed = absl::GetFlag(FLAGS_seed);
@@ -204,6 +218,7 @@ absl::StatusOr<Options> FromFlags(Workload workload) {
   check(AtLeast("watchers", o.watchers, 1));
   check(AtMost("watchers", o.watchers, 1000000));
   check(AtLeast("watch_streams", o.watch_streams, 1));
+  check(AtLeast("watch_per_stream", o.watch_per_stream, 0));
   check(AtLeast<int64_t>("lease_ttl", o.lease_ttl, 1));
   if (!st.ok()) return st;
 
@@ -222,6 +237,27 @@ absl::StatusOr<Options> FromFlags(Workload workload) {
   if (o.clients < o.conns) {
     return Bad("clients", absl::StrCat("must be at least --conns (", o.conns,
                                        "), got ", o.clients));
+  }
+  if (o.watch_idle < absl::ZeroDuration()) {
+    return Bad("watch_idle",
+               absl::StrCat("must not be negative (got ",
+                            absl::FormatDuration(o.watch_idle), ")"));
+  }
+  if (o.watch_per_stream > 0) {
+    if (watchers_given) {
+      return Bad("watch_per_stream",
+                 "give --watchers or --watch-per-stream, not both");
+    }
+    const int64_t n = int64_t{o.watch_streams} * o.watch_per_stream;
+    if (n > 1000000) {
+      return Bad("watch_per_stream",
+                 absl::StrCat("--watch-streams x --watch-per-stream is ", n,
+                              " watchers; at most 1000000"));
+    }
+    o.watchers = static_cast<int>(n);
+  }
+  if (!IsWatchWorkload(workload) && o.watch_idle > absl::ZeroDuration()) {
+    return Bad("watch_idle", "only for the watch and watch-latency workloads");
   }
   if (o.watch_streams > o.watchers) {
     return Bad("watch_streams",
@@ -244,16 +280,15 @@ absl::StatusOr<Options> FromFlags(Workload workload) {
     return Bad("txn_ops", absl::StrCat("needs as many keys: --key-space is ",
                                        o.key_space, ", got ", o.txn_ops));
   }
-  if (workload == Workload::kWatchLatency) {
-    if (o.rate == 0) {
-      return Bad("rate", "watch-latency needs a put rate (e.g. --rate=100)");
-    }
-    if (o.val_size < 8) {
-      return Bad("val_size",
-                 absl::StrCat("watch-latency carries an 8-byte send time in "
-                              "each value: must be at least 8 (got ",
-                              o.val_size, ")"));
-    }
+  if (workload == Workload::kWatchLatency && o.rate == 0) {
+    return Bad("rate", "watch-latency needs a put rate (e.g. --rate=100)");
+  }
+  if (IsWatchWorkload(workload) && o.val_size < 8) {
+    return Bad("val_size",
+               absl::StrCat(WorkloadName(workload),
+                            " carries an 8-byte send time in each value: must "
+                            "be at least 8 (got ",
+                            o.val_size, ")"));
   }
   if (o.threads == 0) {
     o.threads = std::max(1u, std::thread::hardware_concurrency());
@@ -271,6 +306,8 @@ const char* WorkloadName(Workload w) {
       return "range";
     case Workload::kTxnPut:
       return "txn-put";
+    case Workload::kWatch:
+      return "watch";
     case Workload::kWatchLatency:
       return "watch-latency";
     case Workload::kLeaseKeepAlive:
@@ -289,6 +326,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
   }
   std::vector<std::string> positional;
   bool flags_done = false;
+  bool watchers_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (flags_done || a.size() < 2 || a[0] != '-' || a == "-") {
@@ -324,6 +362,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
           absl::StrCat("unknown flag ", a.substr(0, a.find('=')),
                        " (synod-bench --help lists the flags)"));
     }
+    if (name == "watchers") watchers_given = true;
     if (!value.has_value()) {
       if (IsBoolFlag(name)) {
         value = "true";
@@ -337,7 +376,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
   }
   if (positional.empty()) {
     return absl::InvalidArgumentError(
-        "no workload given: synod-bench [flags] <put|range|txn-put|"
+        "no workload given: synod-bench [flags] <put|range|txn-put|watch|"
         "watch-latency|lease-keepalive>");
   }
   if (positional.size() > 1) {
@@ -347,7 +386,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
   }
   auto w = ParseWorkload(positional[0]);
   if (!w.ok()) return w.status();
-  return FromFlags(*w);
+  return FromFlags(*w, watchers_given);
 }
 
 std::string Usage() {
@@ -358,6 +397,13 @@ std::string Usage() {
       "  put              Put one key per op.\n"
       "  range            Range (get) one key per op; --consistency l|s.\n"
       "  txn-put          Txn with --txn-ops puts per op.\n"
+      "  watch            Fan-out: --watchers watch one key over "
+      "--watch-streams\n"
+      "                   streams (or --watch-per-stream each); --total puts "
+      "as fast\n"
+      "                   as --clients allow (or at --rate); one op is one "
+      "event\n"
+      "                   received; latency = put sent -> event received.\n"
       "  watch-latency    --watchers watch one key over --watch-streams "
       "streams;\n"
       "                   puts at --rate; latency = put sent -> event "

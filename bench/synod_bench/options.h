@@ -22,9 +22,21 @@
 
 namespace synod::bench {
 
-enum class Workload { kPut, kRange, kTxnPut, kWatchLatency, kLeaseKeepAlive };
+enum class Workload {
+  kPut,
+  kRange,
+  kTxnPut,
+  kWatch,
+  kWatchLatency,
+  kLeaseKeepAlive
+};
 
-// "put", "range", "txn-put", "watch-latency", "lease-keepalive".
+// True for the workloads that open watchers (watch, watch-latency).
+inline bool IsWatchWorkload(Workload w) {
+  return w == Workload::kWatch || w == Workload::kWatchLatency;
+}
+
+// "put", "range", "txn-put", "watch", "watch-latency", "lease-keepalive".
 const char* WorkloadName(Workload w);
 
 struct Options {
@@ -43,8 +55,12 @@ struct Options {
   int64_t rate = 0;           // Ops per second over all clients; 0 = unlimited.
   bool serializable = false;  // range --consistency=s.
   int txn_ops = 1;
-  int watchers = 100;
+  int watchers = 100;       // In all; with --watch-per-stream, the product.
   int watch_streams = 10;
+  int watch_per_stream = 0;  // 0: --watchers spread over the streams.
+  // watch, watch-latency: hold the created watchers idle this long before
+  // the first put (to measure what idle watchers cost a server or proxy).
+  absl::Duration watch_idle = absl::ZeroDuration();
   int64_t lease_ttl = 60;
   absl::Duration timeout = absl::Seconds(10);  // Per request.
   uint64_t seed = 1;

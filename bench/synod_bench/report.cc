@@ -59,14 +59,14 @@ std::string FormatText(const Result& r) {
       "workload %s  endpoints %s  conns %d  clients %d  threads %d\n",
       WorkloadName(o.workload), absl::StrJoin(o.endpoints, ","), o.conns,
       o.clients, o.threads);
-  const char* unit = o.workload == Workload::kWatchLatency ? "events" : "ops";
+  const char* unit = IsWatchWorkload(o.workload) ? "events" : "ops";
   absl::StrAppendFormat(&out, "%d %s ok, %d errors in %.3f s: %.1f %s/s\n",
                         r.ok, unit, r.errors, r.elapsed_s, r.Throughput(),
                         unit);
   out += LatencyLine(
-      o.workload == Workload::kWatchLatency ? "event latency" : "latency",
+      IsWatchWorkload(o.workload) ? "event latency" : "latency",
       r.latency);
-  if (o.workload == Workload::kWatchLatency) {
+  if (IsWatchWorkload(o.workload)) {
     absl::StrAppendFormat(&out, "%d puts ok; ", r.puts_ok);
     out += LatencyLine("put latency", r.put_latency);
   }
@@ -87,11 +87,12 @@ std::string FormatJson(const Result& r) {
       o.conns, o.clients, o.threads, o.key_size, o.val_size, o.key_space,
       o.serializable ? "true" : "false", o.rate, r.ok, r.errors, r.elapsed_s,
       r.Throughput(), LatencyJson(r.latency));
-  if (o.workload == Workload::kWatchLatency) {
+  if (IsWatchWorkload(o.workload)) {
     absl::StrAppendFormat(&out,
-                          ",\"watchers\":%d,\"puts_ok\":%d,"
-                          "\"put_latency_ms\":%s",
-                          o.watchers, r.puts_ok, LatencyJson(r.put_latency));
+                          ",\"watchers\":%d,\"watch_streams\":%d,"
+                          "\"puts_ok\":%d,\"put_latency_ms\":%s",
+                          o.watchers, o.watch_streams, r.puts_ok,
+                          LatencyJson(r.put_latency));
   }
   out += ",\"error_counts\":{";
   bool first = true;

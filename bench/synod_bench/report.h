@@ -15,11 +15,11 @@ namespace synod::bench {
 struct Result {
   Options options;
   double elapsed_s = 0;  // First op issued -> last op completed.
-  uint64_t ok = 0;       // Successful ops (events, for watch-latency).
+  uint64_t ok = 0;       // Successful ops (events, for watch workloads).
   uint64_t errors = 0;
   std::map<std::string, uint64_t> error_counts;  // "CODE: message" -> count.
   Histogram latency;  // Nanoseconds, successful ops only.
-  // watch-latency only: the puts that caused the events.
+  // watch and watch-latency only: the puts that caused the events.
   uint64_t puts_ok = 0;
   Histogram put_latency;
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -228,8 +229,8 @@ class Runner {
   std::string setup_error_;                        // Guarded by mu_.
 };
 
-// put, range, txn-put, and the puts of watch-latency: one unary call in
-// flight at a time.
+// put, range, txn-put, and the puts of the watch workloads: one unary call
+// in flight at a time.
 class UnaryClient {
  public:
   UnaryClient(Runner* r, int id, KV::Stub* kv, grpc::CompletionQueue* cq,
@@ -253,7 +254,7 @@ class UnaryClient {
     ThreadStats& s = r_->stats(thread_);
     if (!status_.ok()) {
       s.Error(status_);
-    } else if (o_.workload == Workload::kWatchLatency) {
+    } else if (IsWatchWorkload(o_.workload)) {
       s.puts_ok++;
       s.put_latency.Record(lat);
       r_->PutDone();
@@ -299,6 +300,7 @@ class UnaryClient {
         put_->Finish(&put_resp_, &status_, &tag_);
         break;
       }
+      case Workload::kWatch:
       case Workload::kWatchLatency: {
         etcdserverpb::PutRequest req;
         req.set_key(FormatKey(0, o_.key_size));
@@ -449,7 +451,8 @@ class KeepAliveClient {
   int64_t t0_ = 0;
 };
 
-// watch-latency: one Watch stream carrying `n` watchers of the same key.
+// watch, watch-latency: one Watch stream carrying `n` watchers of the same
+// key.
 class WatchStream {
  public:
   WatchStream(Runner* r, int n, Watch::Stub* watch, grpc::CompletionQueue* cq,
@@ -577,8 +580,8 @@ void Runner::StopThreads() {
 double Runner::Fraction() const {
   double f = 0;
   if (o_.total > 0) {
-    uint64_t n = o_.workload == Workload::kWatchLatency ? puts_ok_.load()
-                                                        : completed_.load();
+    uint64_t n =
+        IsWatchWorkload(o_.workload) ? puts_ok_.load() : completed_.load();
     f = static_cast<double>(n) / o_.total;
   }
   if (deadline_ns_ > 0) {
@@ -715,6 +718,14 @@ absl::Status Runner::RunWatchLatency(
                      absl::FormatDuration(o_.timeout)));
   }
   if (st.ok()) {
+    // compare.sh waits for this line to sample a server's or proxy's memory
+    // while the watchers sit idle.
+    std::fprintf(stderr, "synod-bench: %d watchers ready\n", o_.watchers);
+    std::fflush(stderr);
+    if (o_.watch_idle > absl::ZeroDuration()) {
+      // A fixed pause asked for on the command line, not a synchronisation.
+      std::this_thread::sleep_for(absl::ToChronoNanoseconds(o_.watch_idle));
+    }
     std::vector<std::unique_ptr<UnaryClient>> putters;
     for (int i = 0; i < o_.clients; ++i) {
       int c = i % o_.conns, t = i % o_.threads;
@@ -757,6 +768,7 @@ absl::StatusOr<Result> Runner::Run(
     case Workload::kLeaseKeepAlive:
       st = RunKeepAlive(progress);
       break;
+    case Workload::kWatch:
     case Workload::kWatchLatency:
       st = RunWatchLatency(progress);
       break;

@@ -73,8 +73,10 @@ TEST_F(OptionsTest, EveryWorkloadName) {
   EXPECT_EQ(Parse({"lease-keepalive"})->workload, Workload::kLeaseKeepAlive);
   EXPECT_EQ(Parse({"--rate=10", "watch-latency"})->workload,
             Workload::kWatchLatency);
-  for (Workload w : {Workload::kPut, Workload::kRange, Workload::kTxnPut,
-                     Workload::kWatchLatency, Workload::kLeaseKeepAlive}) {
+  EXPECT_EQ(Parse({"watch"})->workload, Workload::kWatch);
+  for (Workload w :
+       {Workload::kPut, Workload::kRange, Workload::kTxnPut, Workload::kWatch,
+        Workload::kWatchLatency, Workload::kLeaseKeepAlive}) {
     EXPECT_EQ(Parse({"--rate=10", WorkloadName(w)})->workload, w);
   }
 }
@@ -98,7 +100,7 @@ TEST_F(OptionsTest, HelpWins) {
 TEST_F(OptionsTest, WorkloadErrors) {
   EXPECT_NE(Error({}).find("no workload given"), std::string::npos);
   EXPECT_EQ(Error({"puts"}),
-            "unknown workload 'puts' (want put, range, txn-put, "
+            "unknown workload 'puts' (want put, range, txn-put, watch, "
             "watch-latency or lease-keepalive)");
   EXPECT_NE(Error({"put", "range"}).find("one workload at a time"),
             std::string::npos);
@@ -167,6 +169,68 @@ TEST_F(OptionsTest, InconsistentCombinations) {
       "--watch-streams: must be at most --watchers (5), got 6");
   EXPECT_EQ(Error({"--txn-ops=3", "txn-put"}),
             "--txn-ops: needs as many keys: --key-space is 1, got 3");
+}
+
+TEST_F(OptionsTest, WatchFanOutNeedsNoRate) {
+  auto o = Parse({"--watchers=1000", "--watch-streams=10", "watch"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->workload, Workload::kWatch);
+  EXPECT_EQ(o->rate, 0);
+  EXPECT_EQ(o->watchers, 1000);
+  EXPECT_EQ(o->watch_streams, 10);
+  EXPECT_EQ(o->watch_per_stream, 0);
+  EXPECT_EQ(o->watch_idle, absl::ZeroDuration());
+  EXPECT_TRUE(IsWatchWorkload(Workload::kWatch));
+  EXPECT_TRUE(IsWatchWorkload(Workload::kWatchLatency));
+  EXPECT_FALSE(IsWatchWorkload(Workload::kPut));
+}
+
+TEST_F(OptionsTest, WatchersPerStreamMultiplyOut) {
+  auto o = Parse({"--watch-streams=20", "--watch-per-stream=500",
+                  "--watch-idle=3s", "watch"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->watchers, 10000);
+  EXPECT_EQ(o->watch_streams, 20);
+  EXPECT_EQ(o->watch_per_stream, 500);
+  EXPECT_EQ(o->watch_idle, absl::Seconds(3));
+  // The same for watch-latency.
+  o = Parse({"--rate=5", "--watch_streams=3", "--watch_per_stream=2",
+             "watch-latency"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->watchers, 6);
+  // And back to the default on the next parse.
+  o = Parse({"watch"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->watchers, 100);
+  EXPECT_EQ(o->watch_per_stream, 0);
+}
+
+TEST_F(OptionsTest, WatchOptionErrors) {
+  EXPECT_EQ(Error({"--watchers=10", "--watch-per-stream=2", "watch"}),
+            "--watch-per-stream: give --watchers or --watch-per-stream, not "
+            "both");
+  // Given explicitly, even at its default value.
+  EXPECT_EQ(Error({"--watchers", "100", "--watch-per-stream=2", "watch"}),
+            "--watch-per-stream: give --watchers or --watch-per-stream, not "
+            "both");
+  EXPECT_EQ(Error({"--watch-per-stream=-1", "watch"}),
+            "--watch-per-stream: must be at least 0 (got -1)");
+  EXPECT_EQ(Error({"--watch-streams=1000", "--watch-per-stream=2000",
+                   "watch"}),
+            "--watch-per-stream: --watch-streams x --watch-per-stream is "
+            "2000000 watchers; at most 1000000");
+  EXPECT_EQ(Error({"--watch-idle=-2s", "watch"}),
+            "--watch-idle: must not be negative (got -2s)");
+  EXPECT_EQ(Error({"--watch-idle=soon", "watch"}),
+            "--watch-idle: invalid value 'soon' (want a duration such as "
+            "500ms, 10s or 1m)");
+  EXPECT_EQ(Error({"--watch-idle=1s", "put"}),
+            "--watch-idle: only for the watch and watch-latency workloads");
+  EXPECT_EQ(Error({"--val-size=7", "watch"}),
+            "--val-size: watch carries an 8-byte send time in each value: "
+            "must be at least 8 (got 7)");
+  EXPECT_EQ(Error({"--watchers=5", "--watch-streams=6", "watch"}),
+            "--watch-streams: must be at most --watchers (5), got 6");
 }
 
 TEST_F(OptionsTest, BadEndpoints) {
