@@ -110,7 +110,7 @@ bool WatchRange::Tick(absl::Duration linger) {
   const absl::Time now = clock_->Now();
   if (!main_open_ && !subs_.empty() && retry_at_ != absl::InfinitePast() &&
       now >= retry_at_) {
-    OpenMainLocked(have_progress_ ? progress_ + 1 : main_.start);
+    OpenMainLocked(have_progress_ ? last_event_rev_ + 1 : main_.start);
   }
   if (catchup_retry_ && !catchup_open_) OpenCatchUpLocked();
   if (catchup_open_ && catchup_.created) catchup_.watch->RequestProgress();
@@ -301,6 +301,7 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
         covered_from_ = main_.start;
         progress_ = std::min(main_.start - 1, h);
       }
+      last_event_rev_ = covered_from_ - 1;
       have_progress_ = true;
       std::vector<uint64_t> pending;
       for (const auto& [hd, s] : subs_) {
@@ -347,9 +348,10 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
     if (answered) answered();
     return;
   }
-  std::vector<Batch> batches = ToBatches(r, progress_);
+  std::vector<Batch> batches = ToBatches(r, last_event_rev_);
   if (batches.empty()) return;
-  progress_ = batches.back().rev;
+  last_event_rev_ = batches.back().rev;
+  progress_ = std::max(progress_, last_event_rev_);
   const size_t first = window_.size();
   for (Batch& b : batches) {
     window_bytes_ += b.bytes;

@@ -209,6 +209,11 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   bool have_progress_ ABSL_GUARDED_BY(mu_) = false;
   int64_t progress_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t covered_from_ ABSL_GUARDED_BY(mu_) = 0;
+  // The newest event revision received: events at or below it are repeats
+  // (after a reconnect), and a new stream resumes right after it. Kept
+  // apart from progress_ so that a member that answers progress requests
+  // ahead of its queued events (etcd 3.4) cannot make us drop events.
+  int64_t last_event_rev_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t known_rev_ ABSL_GUARDED_BY(mu_) = 0;  // newest header revision
   etcdserverpb::ResponseHeader header_ ABSL_GUARDED_BY(mu_);
   absl::Time fresh_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
