@@ -81,7 +81,14 @@ absl::Status EtcdServer::InitIdentity(bool* bootstrap) {
   if (ids->has_value() && (*ids)->size() == 16) {
     cluster_id_ = storage::GetBigEndian64(**ids);
     member_id_ = storage::GetBigEndian64((*ids)->substr(8));
-    return membership_.Load(backend_.get());
+    absl::Status st = membership_.Load(backend_.get());
+    // Killed after recording the IDs but before the first Ready was
+    // persisted: bootstrap again (same IDs, same members), as etcd does when
+    // it finds no WAL.
+    *bootstrap = st.ok() && config_.initial_cluster_state == "new" &&
+                 raft_log_->LastIndex() == 0 &&
+                 raft_log_->GetInitialState().conf_state.empty();
+    return st;
   }
   std::vector<std::string> my_peers = config_.initial_advertise_peer_urls;
   if (my_peers.empty()) my_peers = {"http://localhost:2380"};

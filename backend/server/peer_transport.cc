@@ -119,18 +119,22 @@ struct PeerTransport::Peer {
   bool stop ABSL_GUARDED_BY(mu) = false;
   bool snapshot_in_flight ABSL_GUARDED_BY(mu) = false;
   std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
-  std::unique_ptr<synodpb::Peer::Stub> stub ABSL_GUARDED_BY(mu);
+  // Shared: a call keeps its stub alive even if AddPeer replaces it.
+  std::shared_ptr<synodpb::Peer::Stub> stub ABSL_GUARDED_BY(mu);
   // The open stream's context, so Stop() can cancel a blocked write.
   grpc::ClientContext* stream_ctx ABSL_GUARDED_BY(mu) = nullptr;
+  // The snapshot call's context, so RemovePeer can cancel a stalled one.
+  grpc::ClientContext* snapshot_ctx ABSL_GUARDED_BY(mu) = nullptr;
   std::thread sender;
   std::thread snapshot_sender;
 
-  synodpb::Peer::Stub* Stub() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  // nullptr when the peer has no URL.
+  std::shared_ptr<synodpb::Peer::Stub> Stub() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (stub == nullptr && !urls.empty()) {
       channel = Dial(urls.front());
       stub = synodpb::Peer::NewStub(channel);
     }
-    return stub.get();
+    return stub;
   }
 };
 
@@ -267,6 +271,7 @@ void PeerTransport::RemovePeer(uint64_t id) {
     absl::MutexLock pl(&p->mu);
     p->stop = true;
     if (p->stream_ctx != nullptr) p->stream_ctx->TryCancel();
+    if (p->snapshot_ctx != nullptr) p->snapshot_ctx->TryCancel();
   }
   if (p->sender.joinable()) p->sender.join();
   if (p->snapshot_sender.joinable()) p->snapshot_sender.join();
@@ -317,6 +322,7 @@ void PeerTransport::SenderLoop(Peer* p) {
   while (true) {
     std::unique_ptr<grpc::ClientContext> ctx;
     std::unique_ptr<grpc::ClientWriter<synodpb::RaftBatch>> writer;
+    std::shared_ptr<synodpb::Peer::Stub> stub_ref;
     synodpb::PeerAck ack;
     {
       absl::MutexLock l(&p->mu);
@@ -326,7 +332,8 @@ void PeerTransport::SenderLoop(Peer* p) {
           },
           p));
       if (p->stop) return;
-      synodpb::Peer::Stub* stub = p->Stub();
+      stub_ref = p->Stub();
+      synodpb::Peer::Stub* stub = stub_ref.get();
       if (stub == nullptr) {
         p->queue.clear();
         continue;
@@ -372,14 +379,15 @@ void PeerTransport::SenderLoop(Peer* p) {
 
 void PeerTransport::SendSnapshot(Peer* p, raft::Message m) {
   const uint64_t to = m.to;
-  synodpb::Peer::Stub* stub;
+  std::shared_ptr<synodpb::Peer::Stub> stub;
+  grpc::ClientContext ctx;
   {
     absl::MutexLock l(&p->mu);
-    stub = p->Stub();
+    if (!p->stop) stub = p->Stub();
+    if (stub != nullptr) p->snapshot_ctx = &ctx;
   }
   bool ok = false;
   if (stub != nullptr) {
-    grpc::ClientContext ctx;
     synodpb::PeerAck ack;
     auto writer = stub->Snapshot(&ctx, &ack);
     synodpb::SnapshotChunk first;
@@ -402,6 +410,10 @@ void PeerTransport::SendSnapshot(Peer* p, raft::Message m) {
                     << (ok ? " sent" : " failed: ")
                     << (ok ? "" : (st.ok() ? gst.error_message()
                                            : std::string(st.message())));
+  }
+  {
+    absl::MutexLock l(&p->mu);
+    p->snapshot_ctx = nullptr;
   }
   cb_.on_snapshot_status(to, ok);
   absl::MutexLock l(&p->mu);
@@ -431,10 +443,14 @@ grpc::Status PeerTransport::MemberPromote(
   if (p == nullptr) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
   }
-  synodpb::Peer::Stub* stub;
+  std::shared_ptr<synodpb::Peer::Stub> stub;
   {
     absl::MutexLock l(&p->mu);
     stub = p->Stub();
+  }
+  if (stub == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "etcdserver: peer has no URL");
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -448,10 +464,14 @@ grpc::Status PeerTransport::LeaseRenew(
   if (p == nullptr) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
   }
-  synodpb::Peer::Stub* stub;
+  std::shared_ptr<synodpb::Peer::Stub> stub;
   {
     absl::MutexLock l(&p->mu);
     stub = p->Stub();
+  }
+  if (stub == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "etcdserver: peer has no URL");
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -465,10 +485,14 @@ grpc::Status PeerTransport::LeaseTimeToLive(
   if (p == nullptr) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
   }
-  synodpb::Peer::Stub* stub;
+  std::shared_ptr<synodpb::Peer::Stub> stub;
   {
     absl::MutexLock l(&p->mu);
     stub = p->Stub();
+  }
+  if (stub == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "etcdserver: peer has no URL");
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));

@@ -464,11 +464,7 @@ TEST_F(ClusterSnapshotTest, RestartedFollowerCatchesUpBySnapshot) {
 // before the raft thread persisted the bootstrap conf changes restarts with
 // IDs and an empty Raft log. It must bootstrap again (same IDs, same
 // members), as etcd does when it finds no WAL.
-// DISABLED: InitIdentity sees the IDs and returns bootstrap = false, so
-// StartRaft gives the RawNode no voters and an empty conf state: the member
-// believes it is joining, never campaigns, and stays without a leader for
-// ever. Fix proposed in the report.
-TEST(ClusterServerCrashTest, DISABLED_RestartBetweenIdsAndFirstReadyBootstraps) {
+TEST(ClusterServerCrashTest, RestartBetweenIdsAndFirstReadyBootstraps) {
   char tmpl[] = "/tmp/synod_cluster_crash_XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;

@@ -407,11 +407,7 @@ class StalledPeer final : public synodpb::Peer::Service {
 // RemovePeer runs on the raft thread (applying a conf change that removes
 // the member), and Stop on shutdown: neither may wait for a transfer that
 // is stuck on a hung peer.
-// DISABLED: SendSnapshot's ClientContext is local to the snapshot thread,
-// has no deadline, and nobody cancels it; RemovePeer and Stop join that
-// thread, so they block for as long as the peer stays hung (for ever here),
-// and with them the raft thread. See the report for the fix.
-TEST(PeerTransportTest, DISABLED_RemovePeerDoesNotWaitForAStalledSnapshot) {
+TEST(PeerTransportTest, RemovePeerDoesNotWaitForAStalledSnapshot) {
   StalledPeer stalled;
   int port = 0;
   grpc::ServerBuilder sb;
@@ -446,10 +442,7 @@ TEST(PeerTransportTest, DISABLED_RemovePeerDoesNotWaitForAStalledSnapshot) {
 }
 
 // Forwarded calls to a peer with no URL fail cleanly.
-// DISABLED: LeaseRenew/LeaseTimeToLive/MemberPromote call through
-// Peer::Stub(), which is nullptr when the peer has no URLs: a null
-// dereference (this test crashes the binary). See the report.
-TEST(PeerTransportTest, DISABLED_ForwardToPeerWithoutUrlsIsUnavailable) {
+TEST(PeerTransportTest, ForwardToPeerWithoutUrlsIsUnavailable) {
   Node a(1, 100);
   a.t()->AddPeer(5, {});
   etcdserverpb::LeaseKeepAliveRequest req;
