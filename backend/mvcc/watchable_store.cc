@@ -121,6 +121,17 @@ void WatchableStore::Notify(const std::vector<mvccpb::Event>& events,
   (void)victims;
 }
 
+void WatchableStore::ResyncAll() {
+  absl::MutexLock l(&mu_);
+  for (auto& [handle, w] : watchers_) {
+    if (!w->synced) continue;
+    RemoveSyncedLocked(w.get());
+    w->next_rev = std::max(w->next_rev, notified_rev_ + 1);
+    unsynced_.insert(w.get());
+  }
+  notified_rev_ = std::max(notified_rev_, kv_->Rev());
+}
+
 int64_t WatchableStore::NotifiedRev() const {
   absl::MutexLock l(&mu_);
   return notified_rev_;

@@ -81,6 +81,12 @@ class WatchableStore {
   // The last revision notified: every synced watcher has seen up to it.
   int64_t NotifiedRev() const;
 
+  // The store's history was replaced underneath (an installed snapshot):
+  // every synced watcher becomes unsynced from the next revision it has not
+  // seen, and the sync thread feeds it from the new history (or reports
+  // compaction when that history no longer has it).
+  void ResyncAll();
+
   // The revision up to which watcher `handle` has been given every event
   // (NotifiedRev() for a synced watcher). -1 if unknown.
   int64_t Progress(uint64_t handle) const;

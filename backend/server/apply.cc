@@ -325,8 +325,8 @@ absl::Status EtcdServer::RestoreSnapshot(const raft::Snapshot& snap) {
   RefreshLearner();
   applied_index_ = kv_->AppliedIndex();
   last_log_compact_ = applied_index_.load();
-  // Watchers resume from history at their own revisions.
-  watchable_->Notify({}, kv_->Rev());
+  // Watchers resume from the new history at their own revisions.
+  watchable_->ResyncAll();
   SYNOD_LOG(INFO) << "installed snapshot at index " << snap.metadata.index
                   << ": applied index " << applied_index_.load()
                   << ", revision " << kv_->Rev();

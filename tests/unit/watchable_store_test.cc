@@ -444,3 +444,32 @@ TEST_F(WatchableStoreTest, FutureStartRevisionSkipsEarlierEvents) {
 
 }  // namespace
 }  // namespace synod::mvcc
+
+namespace synod::mvcc {
+namespace {
+
+// An installed snapshot replaces the history under synced watchers without
+// Notify: ResyncAll must feed them every revision they did not see, once.
+TEST_F(WatchableStoreTest, ResyncAllReplaysRevisionsWrittenUnderneath) {
+  FakeSink sink;
+  ws_->Watch(&sink, 1, Key("a"));
+  const int64_t seen = Put("a", "1");
+  // Written without Notify, as a snapshot install does.
+  StagePut("a", "2");
+  StagePut("a", "3");
+  std::vector<mvccpb::Event> events;
+  ASSERT_TRUE(kv_->Commit(++applied_, &events).ok());
+  EXPECT_EQ(sink.EventRevs(), (std::vector<int64_t>{seen}));
+  ws_->ResyncAll();
+  ASSERT_TRUE(sink.WaitForRevision(kv_->Rev()));
+  EXPECT_EQ(sink.EventRevs(),
+            (std::vector<int64_t>{seen, seen + 1, seen + 2}));
+  // Then live again.
+  const int64_t next = Put("a", "4");
+  ASSERT_TRUE(sink.WaitForRevision(next));
+  EXPECT_EQ(sink.EventRevs().back(), next);
+  EXPECT_EQ(sink.EventRevs().size(), 4u);
+}
+
+}  // namespace
+}  // namespace synod::mvcc
