@@ -109,7 +109,7 @@ inline constexpr char kCampaignTransfer[] = "CampaignTransfer";
 
 // The message of the FailedPrecondition returned for a proposal, ReadIndex or
 // transfer request that cannot reach a leader.
-inline constexpr char kErrProposalDropped[] = "raft: proposal dropped";
+inline constexpr char kErrProposalDropped[] = "raft proposal dropped";
 
 class Raft {
  public:
@@ -117,7 +117,7 @@ class Raft {
   explicit Raft(const Config& config);
 
   void Tick();
-  // Errors: FailedPrecondition "raft: proposal dropped" for a proposal (or
+  // Errors: FailedPrecondition "raft proposal dropped" for a proposal (or
   // ReadIndex) that has no leader to go to.
   absl::Status Step(const Message& m);
 

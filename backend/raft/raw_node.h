@@ -49,10 +49,10 @@ class RawNode {
   // Feeds a message from a peer.
   // Errors: InvalidArgument "raft: cannot step raft local message" for a
   // local-only message type (MsgHup, MsgSnapStatus, MsgUnreachable);
-  // FailedPrecondition "raft: proposal dropped" as for Propose.
+  // FailedPrecondition "raft proposal dropped" as for Propose.
   absl::Status Step(const Message& m);
   // Proposes `data` for the log. A follower forwards it to the leader.
-  // Errors: FailedPrecondition "raft: proposal dropped" if there is no known
+  // Errors: FailedPrecondition "raft proposal dropped" if there is no known
   // leader or a leadership transfer is in progress. Success does not mean the
   // entry will commit: watch committed_entries.
   absl::Status Propose(std::string data);

@@ -131,9 +131,9 @@ TEST(RaftFlow, ProposalWithoutLeaderIsDropped) {
   TestNode n(1, Ids(3));
   absl::Status s = n->Propose("x");
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(s.message(), "raft: proposal dropped");
+  EXPECT_EQ(s.message(), "raft proposal dropped");
   n->Campaign();
-  EXPECT_EQ(n->Propose("x").message(), "raft: proposal dropped");
+  EXPECT_EQ(n->Propose("x").message(), "raft proposal dropped");
 }
 
 TEST(RaftFlow, SingleNodeCommitsOnceDurable) {

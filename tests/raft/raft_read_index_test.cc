@@ -117,7 +117,7 @@ TEST(RaftReadIndex, SingleNodeAnswersAtOnce) {
 
 TEST(RaftReadIndex, WithoutLeaderIsDropped) {
   TestNode n(1, Ids(3));
-  EXPECT_EQ(n->ReadIndex("x").message(), "raft: proposal dropped");
+  EXPECT_EQ(n->ReadIndex("x").message(), "raft proposal dropped");
 }
 
 // A leader cut off from the majority must not serve a read: a newer leader

@@ -57,7 +57,7 @@ TEST(RaftTransfer, ProposalsDroppedUntilTransferAborts) {
   c.Isolate(3);
   ASSERT_TRUE(c[1]->TransferLeadership(3).ok());
   EXPECT_EQ(c[1].raft().TEST_lead_transferee(), 3u);
-  EXPECT_EQ(c[1]->Propose("x").message(), "raft: proposal dropped");
+  EXPECT_EQ(c[1]->Propose("x").message(), "raft proposal dropped");
   for (int i = 0; i < 10; ++i) {
     c[1]->Tick();
     c.Stabilize();
