@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -27,8 +29,12 @@ std::string ProxyProcess::MetricsUrl() const {
 std::string ProxyProcess::Log() const { return cmd_ ? cmd_->Err() : ""; }
 
 ::testing::AssertionResult ProxyProcess::Start() {
+  // SYNOD_TEST_PROXY=/abs/path runs another build (e.g. a sanitizer one).
+  const char* override_binary = std::getenv("SYNOD_TEST_PROXY");
   std::vector<std::string> argv = {
-      SYNOD_PROXY_BINARY,
+      override_binary != nullptr && override_binary[0] == '/'
+          ? std::string(override_binary)
+          : std::string(SYNOD_PROXY_BINARY),
       absl::StrCat("--endpoints=", absl::StrJoin(endpoints_, ",")),
       absl::StrCat("--listen-addr=", Endpoint()),
       absl::StrCat("--advertise-client-url=", Endpoint()),

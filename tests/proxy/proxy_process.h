@@ -1,6 +1,7 @@
 // Test helpers for synod-proxy integration tests: a synod-proxy process on
 // free 127.0.0.1 ports in front of given member endpoints, and a Prometheus
-// text scraper.
+// text scraper. SYNOD_TEST_PROXY=/abs/path/synod-proxy runs another build
+// of the proxy (e.g. an AddressSanitizer one).
 // Thread-safety: one thread at a time per ProxyProcess.
 #ifndef SYNOD_TESTS_PROXY_PROXY_PROCESS_H_
 #define SYNOD_TESTS_PROXY_PROXY_PROCESS_H_
