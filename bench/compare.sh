@@ -4,34 +4,52 @@
 #
 #   bash bench/compare.sh
 #
-# Shape: one member each, 127.0.0.1 only, free ports picked here, both data
-# dirs under one temp dir (same disk). Each round starts a fresh member of
-# each system and runs every workload on it; the order of the systems
-# alternates between rounds. Every synod-bench run is bounded by a count, a
-# --duration and `timeout`, so the whole script takes about 5 minutes on
-# 2 cores.
+# Shapes, each on 127.0.0.1 with free ports picked here and every data dir
+# under one temp dir (same disk):
+#   1 member   put, range, watch-latency; then, on a fresh member, RSS and
+#              data dir size after 100k keys of 256 B;
+#   3 members  --initial-cluster of three local members, the same flags for
+#              both systems (--heartbeat-interval=100 --election-timeout=1000,
+#              the defaults): put (to the leader and spread over all three)
+#              and linearizable range;
+#   proxy      one member with a proxy in front (synod-proxy for Synod,
+#              `etcd grpc-proxy start` for etcd; same --endpoints and
+#              --listen-addr): cached serializable reads, and 10,000 watchers
+#              on one key (proxy memory per idle watcher, fan-out latency).
+# Each round starts fresh members of each system and runs every shape; the
+# order of the systems alternates between rounds. Every synod-bench run is
+# bounded by a count, a --duration and `timeout`, so the whole script takes
+# about 10 minutes on 2 cores.
 #
 # Environment (all optional):
 #   SYNOD_BIN        synod binary        (default: build/backend/synod)
 #   ETCD_BIN         etcd binary         (default: /usr/bin/etcd)
+#   PROXY_BIN        synod-proxy binary  (default: build/proxy/synod-proxy)
+#   ETCDCTL_BIN      etcdctl, to find the leader (default: /usr/bin/etcdctl)
 #   SYNOD_BENCH_BIN  synod-bench binary  (default: build/bench/synod-bench)
 #   ROUNDS           rounds per system   (default: 3; at least 3 for RESULTS)
+#   SHAPES           shapes to run       (default: "1 3 proxy")
 #   RESULTS          output file         (default: bench/RESULTS.md)
 #   COMPARE_TMPDIR   parent of the temp dir (default: $TMPDIR or /tmp)
 #   SKIP_BUILD=1     do not set up or build synod and synod-bench first
 #   JOBS             ninja -j for that build (default: nproc)
 #   KEEP_TMP=1       keep the temp dir (data dirs, logs, raw JSON)
 set -euo pipefail
+trap 'echo "compare.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SYNOD_BIN=${SYNOD_BIN:-$ROOT/build/backend/synod}
 ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
+PROXY_BIN=${PROXY_BIN:-$ROOT/build/proxy/synod-proxy}
+ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 BENCH_BIN=${SYNOD_BENCH_BIN:-$ROOT/build/bench/synod-bench}
 ROUNDS=${ROUNDS:-3}
+SHAPES=${SHAPES:-1 3 proxy}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 
 log() { echo "compare.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+has_shape() { [[ " $SHAPES " == *" $1 "* ]]; }
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   # A fresh machine: the packages (etcd-server among them) and a build.
@@ -42,18 +60,32 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     cmake -S "$ROOT" -B "$ROOT/build" -G Ninja \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   fi
-  ninja -C "$ROOT/build" -j"${JOBS:-$(nproc)}" synod synod-bench >/dev/null
+  targets=(synod synod-bench)
+  if ninja -C "$ROOT/build" -t targets all 2>/dev/null | grep -q '^synod-proxy:'; then
+    targets+=(synod-proxy)
+  fi
+  ninja -C "$ROOT/build" -j"${JOBS:-$(nproc)}" "${targets[@]}" >/dev/null
 fi
 [[ -x "$SYNOD_BIN" ]] || die "no synod at $SYNOD_BIN (set SYNOD_BIN)"
 [[ -x "$ETCD_BIN" ]] || die "no etcd at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
 [[ -x "$BENCH_BIN" ]] || die "no synod-bench at $BENCH_BIN (set SYNOD_BENCH_BIN)"
 
+# Whether synod-proxy can be measured; else why not (shown in RESULTS.md).
+PROXY_WHY=""
+if ! has_shape proxy; then
+  PROXY_WHY="not run (SHAPES=\"$SHAPES\")"
+elif [[ ! -x "$PROXY_BIN" ]]; then
+  PROXY_WHY="no synod-proxy binary at $PROXY_BIN"
+fi
+
 TMP=$(mktemp -d "${COMPARE_TMPDIR:-${TMPDIR:-/tmp}}/synod-compare.XXXXXX")
 RAW=$TMP/raw
 mkdir -p "$RAW"
-SERVER_PID=""
+PIDS=()        # every member and proxy this script started and has not stopped
+PROXY_PID=""
 cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   if [[ "${KEEP_TMP:-0}" == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -74,44 +106,114 @@ free_port() {
   die "no free port found"
 }
 
-# start_server SYSTEM DIR: starts a fresh one-member SYSTEM (etcd or synod)
-# with its data in DIR; sets SERVER_PID and EP (host:port).
-start_server() {
-  local system=$1 dir=$2 cport pport
-  cport=$(free_port)
-  pport=$(free_port)
-  EP=127.0.0.1:$cport
-  local common=(--name bench --data-dir "$dir/data"
-    --listen-client-urls "http://$EP" --advertise-client-urls "http://$EP"
-    --listen-peer-urls "http://127.0.0.1:$pport"
-    --initial-advertise-peer-urls "http://127.0.0.1:$pport"
-    --initial-cluster "bench=http://127.0.0.1:$pport")
-  mkdir -p "$dir"
-  if [[ $system == etcd ]]; then
-    "$ETCD_BIN" "${common[@]}" --logger=zap --log-level=error \
-      >"$dir/server.log" 2>&1 &
-  else
-    "$SYNOD_BIN" "${common[@]}" --log-level=warn >"$dir/server.log" 2>&1 &
-  fi
-  SERVER_PID=$!
-  for _ in $(seq 30); do
-    if "$BENCH_BIN" --endpoints="$EP" --total=1 --timeout=1s --noprogress \
+# wait_ready SYSTEM EP PID LOG: until a linearizable range on EP succeeds
+# (so a leader exists), at most 20 s.
+wait_ready() {
+  local system=$1 ep=$2 pid=$3 logf=$4
+  for _ in $(seq 40); do
+    if "$BENCH_BIN" --endpoints="$ep" --total=1 --timeout=1s --noprogress \
         range >/dev/null 2>&1; then
       return
     fi
-    kill -0 "$SERVER_PID" 2>/dev/null || die "$system exited at start: $(tail -5 "$dir/server.log")"
+    kill -0 "$pid" 2>/dev/null || die "$system exited at start: $(tail -5 "$logf")"
     sleep 0.5
   done
-  die "$system did not answer on $EP within 15 s"
+  die "$system did not answer on $ep within 20 s: $(tail -5 "$logf")"
 }
 
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
+# start_cluster SYSTEM DIR N: starts a fresh N-member SYSTEM (etcd or synod)
+# with member i's data in DIR/mI. Sets EPS (every client host:port, comma
+# separated), EP (the first), SERVER_PID (member 1's pid) and MEMBER_PIDS.
+start_cluster() {
+  local system=$1 dir=$2 n=$3 i cluster="" token="bench-$RANDOM"
+  local cports=() pports=()
+  for i in $(seq "$n"); do
+    cports+=("$(free_port)")
+    pports+=("$(free_port)")
+    cluster+="${cluster:+,}m$i=http://127.0.0.1:${pports[$((i - 1))]}"
+  done
+  EPS=""
+  MEMBER_PIDS=()
+  for i in $(seq "$n"); do
+    local c=127.0.0.1:${cports[$((i - 1))]} p=127.0.0.1:${pports[$((i - 1))]}
+    local m=$dir/m$i
+    mkdir -p "$m"
+    local args=(--name "m$i" --data-dir "$m/data"
+      --listen-client-urls "http://$c" --advertise-client-urls "http://$c"
+      --listen-peer-urls "http://$p" --initial-advertise-peer-urls "http://$p"
+      --initial-cluster "$cluster" --initial-cluster-state new
+      --initial-cluster-token "$token"
+      --heartbeat-interval=100 --election-timeout=1000)
+    if [[ $system == etcd ]]; then
+      "$ETCD_BIN" "${args[@]}" --logger=zap --log-level=error >"$m/server.log" 2>&1 &
+    else
+      "$SYNOD_BIN" "${args[@]}" --log-level=warn >"$m/server.log" 2>&1 &
+    fi
+    MEMBER_PIDS+=($!)
+    PIDS+=($!)
+    EPS+="${EPS:+,}$c"
+  done
+  EP=${EPS%%,*}
+  SERVER_PID=${MEMBER_PIDS[0]}
+  local e j=0
+  for e in ${EPS//,/ }; do
+    wait_ready "$system" "$e" "${MEMBER_PIDS[$j]}" "$dir/m$((j + 1))/server.log"
+    j=$((j + 1))
+  done
 }
 
-# bench NAME SYSTEM ROUND ARGS...: one synod-bench run, JSON kept in $RAW.
+# The client endpoint of the current leader (the first member if unknown).
+leader_ep() {
+  local l
+  l=$(ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints="$EPS" --command-timeout=3s \
+    endpoint status -w simple 2>/dev/null | awk -F', ' '$5 == "true" {print $1; exit}')
+  echo "${l:-$EP}"
+}
+
+# stop_all: stops every member and proxy started so far.
+stop_all() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+  PROXY_PID=""
+}
+
+# start_proxy SYSTEM DIR: a proxy for SYSTEM in front of $EP; sets PEP.
+# Returns 1 (with the reason in PROXY_FAIL) if it does not come up.
+start_proxy() {
+  local system=$1 dir=$2 port
+  port=$(free_port)
+  PEP=127.0.0.1:$port
+  mkdir -p "$dir"
+  if [[ $system == etcd ]]; then
+    "$ETCD_BIN" grpc-proxy start --endpoints="$EP" --listen-addr="$PEP" \
+      >"$dir/proxy.log" 2>&1 &
+  else
+    "$PROXY_BIN" --endpoints="$EP" --listen-addr="$PEP" --log-level=warn \
+      >"$dir/proxy.log" 2>&1 &
+  fi
+  PROXY_PID=$!
+  PIDS+=($!)
+  for _ in $(seq 40); do
+    if "$BENCH_BIN" --endpoints="$PEP" --total=1 --timeout=1s --noprogress \
+        range >/dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+      PROXY_FAIL="exited at start: $(tail -2 "$dir/proxy.log" | tr '\n|' '  ')"
+      return 1
+    fi
+    sleep 0.5
+  done
+  PROXY_FAIL="did not answer a range within 20 s"
+  return 1
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# bench NAME SYSTEM ROUND ARGS...: one synod-bench run against $EP (unless
+# ARGS give --endpoints), JSON kept in $RAW.
 bench() {
   local name=$1 system=$2 round=$3
   shift 3
@@ -124,41 +226,117 @@ bench() {
 }
 
 KV=(--key-size=8 --val-size=256)
-run_round() {
+run_one_member() {
   local system=$1 round=$2 dir=$TMP/$1.$2
-  log "round $round: $system"
-  echo "{\"load1\":$(cut -d' ' -f1 /proc/loadavg)}" >"$RAW/$system.load.$round.json"
-  start_server "$system" "$dir"
+  start_cluster "$system" "$dir" 1
   bench put1 "$system" "$round" "${KV[@]}" --key-space=100000 \
-    --conns=1 --clients=1 --total=4000 --duration=5s put
+    --conns=1 --clients=1 --total=4000 --duration=4s put
   bench put10x100 "$system" "$round" "${KV[@]}" --key-space=100000 \
-    --conns=10 --clients=100 --total=50000 --duration=6s put
+    --conns=10 --clients=100 --total=50000 --duration=5s put
   bench put100x1000 "$system" "$round" "${KV[@]}" --key-space=100000 \
-    --conns=100 --clients=1000 --total=50000 --duration=6s put
+    --conns=100 --clients=1000 --total=50000 --duration=5s put
   # Range reads need keys: 10,000 of them, written once, not measured.
   bench preload "$system" "$round" "${KV[@]}" --key-space=10000 --seq-keys \
     --conns=10 --clients=100 --total=10000 --duration=20s put
   bench range_l "$system" "$round" "${KV[@]}" --key-space=10000 \
-    --conns=10 --clients=100 --total=100000 --duration=5s range
+    --conns=10 --clients=100 --total=100000 --duration=4s range
   bench range_s "$system" "$round" "${KV[@]}" --key-space=10000 \
-    --conns=10 --clients=100 --total=100000 --duration=5s --consistency=s range
+    --conns=10 --clients=100 --total=100000 --duration=4s --consistency=s range
   bench watch "$system" "$round" --key-size=8 --val-size=256 \
     --watchers=100 --watch-streams=10 --conns=10 --clients=10 \
     --rate=200 --total=600 --duration=10s watch-latency
-  stop_server
+  stop_all
 
   # Footprint: a fresh member, 100k keys of 256 B, then RSS and data dir.
   dir=$TMP/$system.$round.mem
-  start_server "$system" "$dir"
+  start_cluster "$system" "$dir" 1
   bench load100k "$system" "$round" "${KV[@]}" --key-space=100000 --seq-keys \
     --conns=10 --clients=100 --total=100000 --duration=60s put
   sleep 2
-  local rss_kb du_kb
-  rss_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
-  du_kb=$(du -sk "$dir/data" | cut -f1)
-  echo "{\"rss_kb\":$rss_kb,\"du_kb\":$du_kb}" >"$RAW/$system.mem.$round.json"
-  stop_server
+  local du_kb
+  du_kb=$(du -sk "$dir/m1/data" | cut -f1)
+  echo "{\"rss_kb\":$(rss_kb "$SERVER_PID"),\"du_kb\":$du_kb}" >"$RAW/$system.mem.$round.json"
+  stop_all
   rm -rf "$TMP/$system.$round" "$dir"
+}
+
+run_three_members() {
+  local system=$1 round=$2 dir=$TMP/$1.$2.c3 lep
+  start_cluster "$system" "$dir" 3
+  lep=$(leader_ep)
+  # Single client on the leader: one commit (leader fsync + a follower's
+  # append and fsync) per put, no forwarding.
+  bench c3_put1 "$system" "$round" "${KV[@]}" --endpoints="$lep" \
+    --key-space=100000 --conns=1 --clients=1 --total=3000 --duration=4s put
+  # Connections spread over all three members, as etcd's benchmark does.
+  bench c3_put10x100 "$system" "$round" "${KV[@]}" --endpoints="$EPS" \
+    --key-space=100000 --conns=10 --clients=100 --total=50000 --duration=5s put
+  bench c3_preload "$system" "$round" "${KV[@]}" --endpoints="$lep" \
+    --key-space=10000 --seq-keys --conns=10 --clients=100 --total=10000 \
+    --duration=20s put
+  bench c3_range_l "$system" "$round" "${KV[@]}" --endpoints="$EPS" \
+    --key-space=10000 --conns=10 --clients=100 --total=100000 --duration=4s range
+  stop_all
+  rm -rf "$dir"
+}
+
+# Proxy shape; the watch run holds 10,000 watchers idle for 3 s, and the
+# proxy's RSS is read in the middle of that.
+run_proxy() {
+  local system=$1 round=$2 dir=$TMP/$1.$2.proxy
+  if [[ $system == synod && -n "$PROXY_WHY" ]]; then return; fi
+  start_cluster "$system" "$dir" 1
+  if ! start_proxy "$system" "$dir"; then
+    log "$system proxy round $round: $PROXY_FAIL"
+    if [[ $system == synod ]]; then PROXY_WHY="synod-proxy $PROXY_FAIL"; fi
+    stop_all
+    rm -rf "$dir"
+    return
+  fi
+  # 100 hot keys, written on the member; one pass through the proxy warms
+  # its cache; then the measured run.
+  bench p_preload "$system" "$round" "${KV[@]}" --key-space=100 --seq-keys \
+    --conns=1 --clients=10 --total=100 put
+  bench p_warm "$system" "$round" "${KV[@]}" --endpoints="$PEP" \
+    --key-space=100 --seq-keys --conns=1 --clients=1 --total=200 \
+    --consistency=s range
+  bench p_range_s "$system" "$round" "${KV[@]}" --endpoints="$PEP" \
+    --key-space=100 --conns=10 --clients=100 --total=200000 --duration=5s \
+    --consistency=s range
+  sleep 1
+  local before idle=0 bpid
+  before=$(rss_kb "$PROXY_PID")
+  bench p_watch "$system" "$round" --endpoints="$PEP" --key-size=8 \
+    --val-size=256 --watch-streams=100 --watch-per-stream=100 \
+    --watch-idle=3s --conns=10 --clients=10 --rate=2 --total=6 \
+    --duration=30s --timeout=30s watch &
+  bpid=$!
+  local err=$RAW/$system.p_watch.$round.json.err
+  for _ in $(seq 120); do
+    if grep -q "watchers ready" "$err" 2>/dev/null; then
+      sleep 1.5
+      idle=$(rss_kb "$PROXY_PID")
+      break
+    fi
+    kill -0 "$bpid" 2>/dev/null || break
+    sleep 0.5
+  done
+  wait "$bpid" || true
+  if ((idle > 0)); then
+    echo "{\"rss_before_kb\":$before,\"rss_idle_kb\":$idle,\"per_watcher_b\":$(((idle - before) * 1024 / 10000))}" \
+      >"$RAW/$system.p_mem.$round.json"
+  fi
+  stop_all
+  rm -rf "$dir"
+}
+
+run_round() {
+  local system=$1 round=$2
+  log "round $round: $system"
+  echo "{\"load1\":$(cut -d' ' -f1 /proc/loadavg)}" >"$RAW/$system.load.$round.json"
+  if has_shape 1; then run_one_member "$system" "$round"; fi
+  if has_shape 3; then run_three_members "$system" "$round"; fi
+  if has_shape proxy; then run_proxy "$system" "$round"; fi
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -239,6 +417,18 @@ row "watch-latency p50 (ms)" "100 watchers, 200 puts/s" watch latency_ms.p50 1 "
 row "watch-latency p99 (ms)" "100 watchers, 200 puts/s" watch latency_ms.p99 1 "" ""
 row "member RSS (MiB)" "after 100k keys of 256 B" mem rss_kb 0.0009765625 "<=" 0.5
 row "data dir (MiB)" "after 100k keys of 256 B" mem du_kb 0.0009765625 "" ""
+row "**3 members:** single-client put p50 (ms)" "1 × 1, to the leader" c3_put1 latency_ms.p50 1 "<=" 0.7
+row "**3 members:** put throughput (ops/s)" "10 × 100, all members" c3_put10x100 throughput 1 ">=" 2
+row "**3 members:** linearizable range (ops/s)" "10 × 100, all members" c3_range_l throughput 1 ">=" 2
+# Proxy rows: Synod's column says why when synod-proxy was not measured.
+prow() {  # prow LABEL SHAPE NAME PATH SCALE OP TARGET
+  if [[ -z "$PROXY_WHY" ]]; then row "$@"; return; fi
+  ROWS+="| $1 | $2 | $(median etcd "$3" "$4" "$5") | not measured: $PROXY_WHY | — | ${7:+$6 $7} | — |"$'\n'
+}
+prow "**proxy:** cached serializable range (ops/s)" "10 × 100, 100 hot keys" p_range_s throughput 1 "" ""
+prow "**proxy:** fan-out latency p50 (ms)" "10k watchers, 1 key, 2 puts/s" p_watch latency_ms.p50 1 "" ""
+prow "**proxy:** fan-out latency p99 (ms)" "10k watchers, 1 key, 2 puts/s" p_watch latency_ms.p99 1 "" ""
+prow "**proxy:** memory per idle watcher (B)" "10k watchers on 100 streams" p_mem per_watcher_b 1 "<=" 0.5
 
 RAWROWS=""
 rawrow() {  # rawrow LABEL NAME PATH SCALE
@@ -259,6 +449,16 @@ rawrow "watch-latency max (ms)" watch latency_ms.max 1
 rawrow "load 100k keys (ops/s)" load100k throughput 1
 rawrow "RSS (MiB)" mem rss_kb 0.0009765625
 rawrow "data dir (MiB)" mem du_kb 0.0009765625
+rawrow "3 members: single-client put p50 (ms)" c3_put1 latency_ms.p50 1
+rawrow "3 members: single-client put p99 (ms)" c3_put1 latency_ms.p99 1
+rawrow "3 members: put 10×100 (ops/s)" c3_put10x100 throughput 1
+rawrow "3 members: put 10×100 p99 (ms)" c3_put10x100 latency_ms.p99 1
+rawrow "3 members: linearizable range (ops/s)" c3_range_l throughput 1
+rawrow "proxy: cached serializable range (ops/s)" p_range_s throughput 1
+rawrow "proxy: 10k-watcher fan-out p50 (ms)" p_watch latency_ms.p50 1
+rawrow "proxy: 10k-watcher fan-out p99 (ms)" p_watch latency_ms.p99 1
+rawrow "proxy: RSS before the watchers (MiB)" p_mem rss_before_kb 0.0009765625
+rawrow "proxy: RSS with 10k idle watchers (MiB)" p_mem rss_idle_kb 0.0009765625
 
 # Any run with errors, or that failed outright.
 ERRORS=""
@@ -289,9 +489,13 @@ Written by \`bash bench/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') in ${EL
 - Machine: $(nproc) cores ($CPU); load average $LOAD_BEFORE before, $LOAD_AFTER after.
   A load above ~1 as a round starts means other work shared the cores: read
   the medians with the per-round figures below.
-- etcd $ETCD_VERSION (Debian \`etcd-server\`) against Synod at \`$SYNOD_REV\`, one member
-  each on 127.0.0.1, data dirs on the same disk ($FS). synod-bench runs on
-  the same cores as the member, as does every other process on the machine.
+- etcd $ETCD_VERSION (Debian \`etcd-server\`) against Synod at \`$SYNOD_REV\`, on 127.0.0.1,
+  data dirs on the same disk ($FS): one member; three members (same
+  \`--initial-cluster\` shape and flags for both, \`--heartbeat-interval=100
+  --election-timeout=1000\`); and one member behind a proxy (\`synod-proxy\`
+  against \`etcd grpc-proxy start\`, both with \`--endpoints\` and
+  \`--listen-addr\`). synod-bench, the members and the proxy all share the
+  same cores, as does every other process on the machine.
 - $ROUNDS rounds, the systems alternating which goes first; each round starts
   a fresh member. Figures are medians over the rounds. Keys are 8 B, values
   256 B of random bytes (incompressible). Shapes are connections × clients
@@ -301,13 +505,11 @@ Written by \`bash bench/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') in ${EL
 
 | measure | shape | etcd | Synod | Synod/etcd | target | met |
 |---|---|---|---|---|---|---|
-${ROWS}| all rows, 3 members | 3 × 1 | pending Raft | pending Raft | — | | |
-| cached-read throughput, \`synod-proxy\` vs \`etcd grpc-proxy\` | | pending synod-proxy | pending synod-proxy | — | | |
-| fan-out latency and memory per idle watcher at 10k watchers | | pending synod-proxy | pending synod-proxy | — | ≤ 0.5 | |
-
-Synod has no Raft yet, so a 3-member etcd has nothing comparable to run
-against; those rows fill in when the cluster lands. The etcd data dir
-includes its WAL, whose 64 MiB segments are preallocated.
+${ROWS}
+The etcd data dir includes its WAL, whose 64 MiB segments are preallocated.
+With 3 members, the single client writes to the leader (found with
+\`etcdctl endpoint status\`); the 100 clients use connections spread over
+the three members, so two thirds of their puts are forwarded to the leader.
 
 ## Every round
 
@@ -324,12 +526,17 @@ ${ERRORS:-None: every run completed every op without an error.}
 
 | row | flags |
 |---|---|
-| single-client put | \`--conns=1 --clients=1 --key-space=100000 --total=4000 --duration=5s put\` |
-| put 10 × 100 | \`--conns=10 --clients=100 --key-space=100000 --total=50000 --duration=6s put\` |
-| put 100 × 1000 | \`--conns=100 --clients=1000 --key-space=100000 --total=50000 --duration=6s put\` |
-| range (after 10,000 keys are written) | \`--conns=10 --clients=100 --key-space=10000 --total=100000 --duration=5s range\` (\`--consistency=s\` for serializable) |
+| single-client put | \`--conns=1 --clients=1 --key-space=100000 --total=4000 --duration=4s put\` |
+| put 10 × 100 | \`--conns=10 --clients=100 --key-space=100000 --total=50000 --duration=5s put\` |
+| put 100 × 1000 | \`--conns=100 --clients=1000 --key-space=100000 --total=50000 --duration=5s put\` |
+| range (after 10,000 keys are written) | \`--conns=10 --clients=100 --key-space=10000 --total=100000 --duration=4s range\` (\`--consistency=s\` for serializable) |
 | watch-latency | \`--watchers=100 --watch-streams=10 --conns=10 --clients=10 --rate=200 --total=600 watch-latency\`: latency from a put being sent to each watcher receiving its event |
 | RSS, data dir | fresh member; \`--conns=10 --clients=100 --seq-keys --key-space=100000 --total=100000 put\`; 2 s later, VmRSS from /proc/PID/status and \`du -sk\` of the data dir |
+| 3 members: single-client put | \`--endpoints=LEADER --conns=1 --clients=1 --key-space=100000 --total=3000 --duration=4s put\` |
+| 3 members: put 10 × 100 | \`--endpoints=M1,M2,M3 --conns=10 --clients=100 --key-space=100000 --total=50000 --duration=5s put\` |
+| 3 members: linearizable range | after 10,000 keys: \`--endpoints=M1,M2,M3 --conns=10 --clients=100 --key-space=10000 --duration=4s range\` |
+| proxy: cached serializable range | 100 keys written on the member, read once through the proxy, then \`--endpoints=PROXY --conns=10 --clients=100 --key-space=100 --duration=5s --consistency=s range\` |
+| proxy: fan-out, memory per idle watcher | \`--endpoints=PROXY --watch-streams=100 --watch-per-stream=100 --watch-idle=3s --conns=10 --clients=10 --rate=2 --total=6 watch\`: proxy VmRSS 1 s before the run and 1.5 s into the idle hold (after every watcher is created); (idle − before) / 10,000; latency from each put being sent to each of the 10,000 watchers receiving its event |
 
 EOF
   if [[ -n "$NOTES" ]]; then
