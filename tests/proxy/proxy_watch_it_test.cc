@@ -163,6 +163,48 @@ TEST_F(ProxyWatchItTest, ThousandsOfWatchesShareOneUpstreamWatchPerRange) {
             member_base + kRanges);
 }
 
+TEST_F(ProxyWatchItTest, TenThousandIdleWatchersOnTenStreams) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  constexpr int kStreams = 10, kPerStream = 1000, kRanges = 4;
+  const double base = ProxyMetric("synod_proxy_upstream_watches");
+  const double rss0 = ProxyMetric("process_resident_memory_bytes");
+  for (int s = 0; s < kStreams; ++s) {
+    clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
+    for (int w = 1; w <= kPerStream; ++w) {
+      const int r = w % kRanges;
+      clients_.back()->Watch(w, RangeKey(r), RangeEnd(r), 0);
+    }
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (auto& c : clients_) {
+          if (!c->AllCreated(kPerStream)) return false;
+        }
+        return true;
+      },
+      absl::Seconds(30)));
+  EXPECT_EQ(ProxyMetric("synod_proxy_client_watchers"), kStreams * kPerStream);
+  EXPECT_EQ(ProxyMetric("synod_proxy_upstream_watches"), base + kRanges);
+  const double rss1 = ProxyMetric("process_resident_memory_bytes");
+  std::printf("proxy RSS %.1f MiB -> %.1f MiB for %d idle watchers on %d "
+              "streams (%.0f bytes per watcher)\n",
+              rss0 / 1048576, rss1 / 1048576, kStreams * kPerStream, kStreams,
+              (rss1 - rss0) / (kStreams * kPerStream));
+  // One event reaches all of them.
+  const int64_t rev = MemberPut(absl::StrCat(RangeKey(1), "x"), "v");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (auto& c : clients_) {
+          for (int w = 1; w <= kPerStream; w += kRanges) {
+            if (c->EventCount(w) != 1) return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(clients_[0]->Log(1).revs, std::vector<int64_t>{rev});
+}
+
 TEST_F(ProxyWatchItTest, ProgressRequestReportsDeliveredRevision) {
   ASSERT_NO_FATAL_FAILURE(StartAll());
   clients_.push_back(std::make_unique<WatchClient>(proxy_channel_));
