@@ -13,8 +13,14 @@
 //     range at a time, shared by every lagging subscriber) until it reaches
 //     the window, then merged into the live broadcast and the catch-up
 //     stream is closed.
-// Failover: when the upstream stream fails, the next Tick() re-creates it at
-// P + 1 on the then-current endpoint, so nothing is lost or duplicated.
+// Failover: when the upstream stream fails, the next Tick() re-creates it
+// right after the newest event received, on the then-current endpoint;
+// events at or below it are dropped as repeats, so nothing is lost or
+// duplicated.
+//
+// Compaction: the window may replay revisions the member has compacted
+// since (the events are exact); a start older than the window goes to the
+// member, which cancels it as compacted.
 //
 // Freshness: answers to progress requests tell the range that the cluster's
 // state at the moment the request was sent is reflected up to P; that
