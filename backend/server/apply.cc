@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "backend/server/etcd_server.h"
+#include "backend/server/snapshot.h"
 #include "backend/storage/schema.h"
 #include "common/errors.h"
 #include "common/logging.h"
@@ -28,28 +29,6 @@ constexpr size_t kSnapshotChunkBytes = 1 << 20;
 // the Raft log ("R...") and the member's own IDs.
 bool LocalOnlyKey(absl::string_view k) {
   return (!k.empty() && k[0] == storage::kRaftPrefix) || k == storage::kMetaIds;
-}
-
-void PutVarint32(std::string* dst, uint32_t v) {
-  while (v >= 0x80) {
-    dst->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  dst->push_back(static_cast<char>(v));
-}
-
-bool GetVarint32(absl::string_view* in, uint32_t* v) {
-  uint32_t result = 0;
-  for (int shift = 0; shift <= 28 && !in->empty(); shift += 7) {
-    const uint8_t b = static_cast<uint8_t>((*in)[0]);
-    in->remove_prefix(1);
-    result |= static_cast<uint32_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) {
-      *v = result;
-      return true;
-    }
-  }
-  return false;
 }
 
 }  // namespace

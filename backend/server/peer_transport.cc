@@ -436,9 +436,11 @@ absl::StatusOr<synodpb::ClusterInfo> PeerTransport::FetchClusterInfo(
   return info;
 }
 
-grpc::Status PeerTransport::MemberPromote(
-    uint64_t id, const etcdserverpb::MemberPromoteRequest& req,
-    etcdserverpb::MemberPromoteResponse* resp, absl::Duration timeout) {
+// A unary call to member `id` on its Peer stub, bounded by `timeout`.
+template <typename Req, typename Resp, typename Method>
+grpc::Status PeerTransport::CallPeer(uint64_t id, Method method,
+                                     const Req& req, Resp* resp,
+                                     absl::Duration timeout) {
   std::shared_ptr<Peer> p = FindPeer(id);
   if (p == nullptr) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
@@ -454,49 +456,26 @@ grpc::Status PeerTransport::MemberPromote(
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return stub->MemberPromote(&ctx, req, resp);
+  return ((*stub).*method)(&ctx, req, resp);
+}
+
+grpc::Status PeerTransport::MemberPromote(
+    uint64_t id, const etcdserverpb::MemberPromoteRequest& req,
+    etcdserverpb::MemberPromoteResponse* resp, absl::Duration timeout) {
+  return CallPeer(id, &synodpb::Peer::Stub::MemberPromote, req, resp, timeout);
 }
 
 grpc::Status PeerTransport::LeaseRenew(
     uint64_t id, const etcdserverpb::LeaseKeepAliveRequest& req,
     etcdserverpb::LeaseKeepAliveResponse* resp, absl::Duration timeout) {
-  std::shared_ptr<Peer> p = FindPeer(id);
-  if (p == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
-  }
-  std::shared_ptr<synodpb::Peer::Stub> stub;
-  {
-    absl::MutexLock l(&p->mu);
-    stub = p->Stub();
-  }
-  if (stub == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "etcdserver: peer has no URL");
-  }
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return stub->LeaseRenew(&ctx, req, resp);
+  return CallPeer(id, &synodpb::Peer::Stub::LeaseRenew, req, resp, timeout);
 }
 
 grpc::Status PeerTransport::LeaseTimeToLive(
     uint64_t id, const etcdserverpb::LeaseTimeToLiveRequest& req,
     etcdserverpb::LeaseTimeToLiveResponse* resp, absl::Duration timeout) {
-  std::shared_ptr<Peer> p = FindPeer(id);
-  if (p == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader");
-  }
-  std::shared_ptr<synodpb::Peer::Stub> stub;
-  {
-    absl::MutexLock l(&p->mu);
-    stub = p->Stub();
-  }
-  if (stub == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "etcdserver: peer has no URL");
-  }
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return stub->LeaseTimeToLive(&ctx, req, resp);
+  return CallPeer(id, &synodpb::Peer::Stub::LeaseTimeToLive, req, resp,
+                  timeout);
 }
 
 void PeerTransport::Stop() {

@@ -119,6 +119,9 @@ class PeerTransport {
   void SenderLoop(Peer* p);
   void SendSnapshot(Peer* p, raft::Message m);
   std::shared_ptr<Peer> FindPeer(uint64_t id) const;
+  template <typename Req, typename Resp, typename Method>
+  grpc::Status CallPeer(uint64_t id, Method method, const Req& req, Resp* resp,
+                        absl::Duration timeout);
 
   const uint64_t member_id_;
   const uint64_t cluster_id_;

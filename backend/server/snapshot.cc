@@ -14,6 +14,9 @@ constexpr char kMagic[] = "SYNODSNAP2\n";
 constexpr size_t kChunkBytes = 64 << 10;
 constexpr size_t kAlign = 512;
 
+
+}  // namespace
+
 void PutVarint32(std::string* dst, uint32_t v) {
   while (v >= 0x80) {
     dst->push_back(static_cast<char>(v | 0x80));
@@ -35,8 +38,6 @@ bool GetVarint32(absl::string_view* in, uint32_t* v) {
   }
   return false;
 }
-
-}  // namespace
 
 struct SnapshotWriter::Sha {
   SHA256_CTX ctx;

@@ -22,6 +22,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/string_view.h"
+
 #include "absl/status/status.h"
 #include "backend/storage/backend.h"
 
@@ -48,6 +50,11 @@ class SnapshotWriter {
 // syncs. Errors: DataLoss "snapshot file ... is corrupt" on a bad magic,
 // record or digest; NotFound if the file cannot be read.
 absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend);
+
+// The record encoding of snapshot streams (LevelDB's varint32): appends `v`;
+// reads one, advancing `in`, false when truncated or over 5 bytes.
+void PutVarint32(std::string* dst, uint32_t v);
+bool GetVarint32(absl::string_view* in, uint32_t* v);
 
 }  // namespace synod::server
 
