@@ -18,6 +18,7 @@
 #include "backend/mvcc/kv_store.h"
 #include "backend/storage/backend.h"
 #include "backend/storage/schema.h"
+#include "bench/bench_main.h"
 #include "benchmark/benchmark.h"
 #include "common/key_range.h"
 #include "leveldb/env.h"
@@ -219,4 +220,4 @@ BENCHMARK(BM_RevisionKeyEncodeDecode);
 }  // namespace
 }  // namespace synod::mvcc
 
-BENCHMARK_MAIN();
+SYNOD_BENCHMARK_MAIN();

@@ -20,6 +20,7 @@
 #include "backend/raft/random.h"
 #include "backend/raft/raw_node.h"
 #include "backend/raft/storage.h"
+#include "bench/bench_main.h"
 #include "benchmark/benchmark.h"
 
 namespace synod::raft {
@@ -152,4 +153,4 @@ BENCHMARK(BM_HeartbeatRound);
 }  // namespace
 }  // namespace synod::raft
 
-BENCHMARK_MAIN();
+SYNOD_BENCHMARK_MAIN();

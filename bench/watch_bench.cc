@@ -17,6 +17,7 @@
 #include "backend/mvcc/kv_store.h"
 #include "backend/mvcc/watchable_store.h"
 #include "backend/storage/backend.h"
+#include "bench/bench_main.h"
 #include "benchmark/benchmark.h"
 #include "common/key_range.h"
 #include "leveldb/env.h"
@@ -123,4 +124,4 @@ BENCHMARK(BM_NotifyRangeWatchers)->Arg(1)->Arg(100);
 }  // namespace
 }  // namespace synod::mvcc
 
-BENCHMARK_MAIN();
+SYNOD_BENCHMARK_MAIN();
