@@ -678,9 +678,12 @@ TEST_F(KvStoreTest, RangeBelowCompactedRevisionIsAnError) {
   EXPECT_TRUE(IsErr(kv_->Range(r, &resp), EtcdError::kCompacted));
   EXPECT_TRUE(IsErr(kv_->Get("a", 2).status(), EtcdError::kCompacted));
   EXPECT_TRUE(IsErr(kv_->HashKV(2).status(), EtcdError::kCompacted));
-  // Exactly at the compacted revision is still readable.
+  // Exactly at the compacted revision a Range still reads, but an explicit
+  // HashKV there is refused (etcd's HashByRev); the current one works.
   EXPECT_EQ(Range("a", "", 3).kvs(0).value(), "2");
-  EXPECT_TRUE(kv_->HashKV(3).ok());
+  EXPECT_TRUE(IsErr(kv_->HashKV(3).status(), EtcdError::kCompacted));
+  EXPECT_TRUE(kv_->HashKV(4).ok());
+  EXPECT_TRUE(kv_->HashKV(0).ok());
 }
 
 // ---------------- Txn compares ----------------
