@@ -1,5 +1,6 @@
 #include "backend/server/raft_node.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -249,6 +250,19 @@ void RaftNode::HandleReady() {
     }
     const bool leader = raw_->soft_state().role == raft::Role::kLeader;
     if (leader) opts_.transport->Send(std::move(rd.messages));
+    // Committed entries are durable on a quorum already, so they may be
+    // applied while this member's own write is in flight (etcd 3.4 hands
+    // them to its apply loop before storage.Save too). A snapshot, and
+    // conf changes, keep the strict order below.
+    bool applied_early = false;
+    if (rd.snapshot.empty() && !rd.committed_entries.empty() &&
+        std::none_of(rd.committed_entries.begin(), rd.committed_entries.end(),
+                     [](const raft::Entry& e) {
+                       return e.type == raft::EntryType::kConfChange;
+                     })) {
+      cb_.apply(raft::Snapshot{}, rd.committed_entries);
+      applied_early = true;
+    }
     absl::Status st = opts_.log->Save(rd.hard_state, rd.entries, rd.snapshot);
     if (!st.ok()) {
       // The log on disk is unknown: never guess.
@@ -280,7 +294,8 @@ void RaftNode::HandleReady() {
       if (!st.ok()) SYNOD_LOG(FATAL) << "conf state write failed: " << st;
       cb_.conf_changed(*cc, cs, e.index);
     }
-    if (!rd.snapshot.empty() || !rd.committed_entries.empty()) {
+    if (!applied_early &&
+        (!rd.snapshot.empty() || !rd.committed_entries.empty())) {
       cb_.apply(rd.snapshot, rd.committed_entries);
     }
     for (const raft::ReadState& rs : rd.read_states) {

@@ -193,6 +193,13 @@ absl::Status RaftLogStore::Save(const std::optional<raft::HardState>& hs,
                                 const raft::Snapshot& snapshot) {
   absl::MutexLock l(&mu_);
   Batch b;
+  // etcd's MustSync: new entries, a snapshot, or a new term or vote must be
+  // durable before anything depending on them is sent; a commit index that
+  // only moved need not be (it is re-learned from the leader).
+  const bool must_sync =
+      !entries.empty() || !snapshot.empty() ||
+      (hs.has_value() &&
+       (hs->term != hard_state_.term || hs->vote != hard_state_.vote));
   if (!snapshot.empty() && snapshot.metadata.index > snap_index_) {
     // Install snapshot: the whole old log goes.
     for (uint64_t i = snap_index_ + 1; i <= snap_index_ + terms_.size(); ++i) {
@@ -230,7 +237,7 @@ absl::Status RaftLogStore::Save(const std::optional<raft::HardState>& hs,
     }
   }
   if (b.Count() == 0) return absl::OkStatus();
-  return backend_->Write(&b, /*sync=*/true);
+  return backend_->Write(&b, must_sync);
 }
 
 absl::Status RaftLogStore::SetConfState(const raft::ConfState& cs,

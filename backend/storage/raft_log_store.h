@@ -52,7 +52,8 @@ class RaftLogStore : public raft::LogStorage {
   uint64_t LastIndex() const override;
   absl::StatusOr<raft::Snapshot> Snapshot() const override;
 
-  // Persists `hs` (when set) and `entries` in one synced batch. Entries at or
+  // Persists `hs` (when set) and `entries` in one batch, synced when it
+  // holds entries, a snapshot, or a new term or vote (etcd's MustSync). Entries at or
   // below LastIndex() replace the existing suffix from their first index
   // (a follower's log conflict, Raft §5.3). When `snapshot` is non-empty it
   // is recorded as the new compaction point first and every entry at or
