@@ -177,7 +177,7 @@ void EtcdServer::ApplyConfChangeEntry(const raft::Entry& e,
   }
   RefreshLearner();
   SYNOD_LOG(INFO) << "applied conf change at index " << e.index << ": "
-                  << static_cast<int>(cc->type) << " member "
+                  << raft::ConfChangeTypeName(cc->type) << " member "
                   << absl::StrCat(absl::Hex(cc->node_id));
   if (req.proposer() == member_id_ && req.id() != 0) {
     std::optional<Waiter> w = TakeWaiter(req.id());

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "backend/storage/schema.h"
 
 namespace synod::server {
 namespace {
@@ -92,6 +93,21 @@ absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// What a restored member keeps of the snapshot: the keyspace (every revision,
+// the compacted revision) and the leases. It drops the old member's identity,
+// its cluster's membership, its Raft log and applied index, and its alarms,
+// so that it starts a new cluster from its own flags, as `etcdctl snapshot
+// restore` does (etcd rewrites the membership and resets the Raft log).
+bool KeepOnRestore(absl::string_view key) {
+  if (key.empty()) return false;
+  if (key[0] == storage::kRevPrefix || key[0] == storage::kLeasePrefix) return true;
+  return key == storage::kMetaFormat || key == storage::kMetaCompactRev;
+}
+
+}  // namespace
+
 absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return absl::NotFoundError(absl::StrCat("cannot read snapshot file ", path));
@@ -128,7 +144,7 @@ absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend)
     absl::string_view k = in.substr(0, klen);
     in.remove_prefix(klen);
     if (!GetVarint32(&in, &vlen) || in.size() < vlen) return corrupt("bad record");
-    batch.Put(k, in.substr(0, vlen));
+    if (KeepOnRestore(k)) batch.Put(k, in.substr(0, vlen));
     in.remove_prefix(vlen);
     if (batch.ApproximateSize() > (4 << 20)) {
       absl::Status st = backend->Write(&batch, false);

@@ -47,7 +47,10 @@ class SnapshotWriter {
 };
 
 // Loads snapshot file `path` into `backend` (which should be empty) and
-// syncs. Errors: DataLoss "snapshot file ... is corrupt" on a bad magic,
+// syncs. Only the keyspace (all revisions, the compacted revision) and the
+// leases are kept: the member then bootstraps a new cluster from its own
+// --initial-cluster flags, as after `etcdctl snapshot restore`, so every
+// member of the new cluster can be restored from the same file. Errors: DataLoss "snapshot file ... is corrupt" on a bad magic,
 // record or digest; NotFound if the file cannot be read.
 absl::Status RestoreSnapshot(const std::string& path, storage::Backend* backend);
 

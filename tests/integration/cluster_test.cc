@@ -361,5 +361,68 @@ TEST_F(ClusterTest, PausedLeaderStepsDownAndNeverServesAStaleRead) {
   EXPECT_EQ(later.value, "new");
 }
 
+
+// `etcdctl snapshot save` from one member, then `synod --restore-snapshot` into
+// three empty data dirs with a new --initial-cluster: a new cluster with the
+// old keyspace (every revision, compaction, leases) and only its own members,
+// as `etcdctl snapshot restore` gives with etcd.
+TEST_F(ClusterTest, EveryMemberRestoredFromOneSnapshotFormsANewCluster) {
+  if (UsingRealEtcd()) {
+    GTEST_SKIP() << "etcd restores with `etcdctl snapshot restore`, not a flag";
+  }
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  MustPut(0, "restore/a", "1");
+  const int64_t compact_to = MustPut(1, "restore/a", "2");
+  std::optional<Json> grant = cluster_->CtlJson(0, {"lease", "grant", "600"});
+  ASSERT_TRUE(grant.has_value());
+  const std::string lease = absl::StrFormat("%x", (*grant)["ID"].Int());
+  ASSERT_EQ(cluster_->Ctl(2, {"put", "--lease=" + lease, "restore/leased", "x"})
+                .exit_code,
+            0);
+  const int64_t last = MustPut(2, "restore/a", "3");
+  ASSERT_EQ(cluster_->Ctl(0, {"compact", absl::StrCat(compact_to)}).exit_code, 0);
+  const std::string snap = cluster_->dir() + "/backup.snap";
+  CmdResult save = cluster_->Ctl(0, {"snapshot", "save", snap});
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  ASSERT_TRUE(cluster_->WaitForEqualHashKv({0}, last, absl::Seconds(5)));
+  std::optional<std::pair<uint64_t, int64_t>> old_hash = cluster_->HashKv(0, last);
+  ASSERT_TRUE(old_hash.has_value());
+
+  ClusterOptions options;
+  options.token = "synod-it-restored";
+  options.extra_flags = {"--restore-snapshot=" + snap};
+  Cluster restored(options);
+  ASSERT_TRUE(restored.Start()) << restored.LogTails();
+
+  std::optional<std::vector<MemberInfo>> members = restored.MemberList(0);
+  ASSERT_TRUE(members.has_value());
+  ASSERT_EQ(members->size(), 3u);
+  for (const MemberInfo& m : *members) {
+    EXPECT_GE(restored.IndexOf(m.id), 0) << "old member " << HexId(m.id);
+  }
+  for (int i = 0; i < 3; ++i) {
+    GetResult g = GetKey(restored.Endpoint(i), "restore/a", false);
+    ASSERT_TRUE(g.ok) << g.error;
+    EXPECT_EQ(g.value, "3");
+    EXPECT_EQ(g.revision, last);
+  }
+  ASSERT_TRUE(restored.WaitForEqualHashKv({0, 1, 2}, last, absl::Seconds(10)));
+  std::optional<std::pair<uint64_t, int64_t>> new_hash = restored.HashKv(1, last);
+  ASSERT_TRUE(new_hash.has_value());
+  EXPECT_EQ(*new_hash, *old_hash);
+  CmdResult compacted = restored.Ctl(2, {"get", "restore/a",
+                                         absl::StrCat("--rev=", compact_to - 1)});
+  EXPECT_NE(compacted.exit_code, 0);
+  EXPECT_NE(compacted.err.find("required revision has been compacted"),
+            std::string::npos)
+      << compacted.err;
+  CmdResult ttl = restored.Ctl(1, {"lease", "timetolive", lease, "--keys"});
+  EXPECT_EQ(ttl.exit_code, 0) << ttl.err;
+  EXPECT_NE(ttl.out.find("restore/leased"), std::string::npos) << ttl.out;
+  std::optional<Json> put = restored.CtlJson(0, {"put", "restore/a", "4"});
+  ASSERT_TRUE(put.has_value());
+  EXPECT_EQ((*put)["header"]["revision"].Int(), last + 1);
+}
+
 }  // namespace
 }  // namespace synod::testing
