@@ -34,6 +34,13 @@ class LogMessage {
   std::ostringstream stream_;
 };
 
+// Turns `LogMessage(...).stream() << ...` into a void expression, so that
+// SYNOD_LOG can be the whole branch of an unbraced `if` (glog's trick: `&`
+// binds looser than `<<`, tighter than `?:`).
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace synod::common
 
 #define SYNOD_LOG_LEVEL_DEBUG ::synod::common::LogLevel::kDebug
@@ -41,10 +48,12 @@ class LogMessage {
 #define SYNOD_LOG_LEVEL_WARNING ::synod::common::LogLevel::kWarning
 #define SYNOD_LOG_LEVEL_ERROR ::synod::common::LogLevel::kError
 #define SYNOD_LOG_LEVEL_FATAL ::synod::common::LogLevel::kFatal
-#define SYNOD_LOG(level)                                             \
-  if (!::synod::common::LogEnabled(SYNOD_LOG_LEVEL_##level)) {       \
-  } else                                                             \
-    ::synod::common::LogMessage(SYNOD_LOG_LEVEL_##level, __FILE__, __LINE__) \
-        .stream()
+#define SYNOD_LOG(level)                                                    \
+  !::synod::common::LogEnabled(SYNOD_LOG_LEVEL_##level)                     \
+      ? (void)0                                                             \
+      : ::synod::common::LogVoidify() &                                     \
+            ::synod::common::LogMessage(SYNOD_LOG_LEVEL_##level, __FILE__,  \
+                                        __LINE__)                           \
+                .stream()
 
 #endif  // SYNOD_COMMON_LOGGING_H_

@@ -40,6 +40,19 @@ absl::Status RawNode::Propose(std::string data) {
   return raft_.Step(m);
 }
 
+absl::Status RawNode::ProposeBatch(std::vector<std::string> data) {
+  Message m;
+  m.type = MessageType::kProp;
+  m.from = raft_.id();
+  m.entries.reserve(data.size());
+  for (std::string& d : data) {
+    Entry e;
+    e.data = std::move(d);
+    m.entries.push_back(std::move(e));
+  }
+  return raft_.Step(m);
+}
+
 absl::Status RawNode::ReadIndex(std::string ctx) {
   Message m;
   m.type = MessageType::kReadIndex;

@@ -26,6 +26,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -56,6 +57,11 @@ class RawNode {
   // leader or a leadership transfer is in progress. Success does not mean the
   // entry will commit: watch committed_entries.
   absl::Status Propose(std::string data);
+  // Proposes several entries in one MsgProp, in order: all of them enter the
+  // log, or none does (same errors as Propose). The leader replicates them in
+  // one MsgApp per follower where Propose would send one per entry; a
+  // follower forwards them in one message. `data` must not be empty.
+  absl::Status ProposeBatch(std::vector<std::string> data);
   // Asks for a read index (thesis §6.4). The answer comes back as a
   // ReadState carrying `ctx` in a later Ready; `ctx` must be unique among
   // outstanding requests. Errors: as for Propose.

@@ -167,14 +167,30 @@ void RaftNode::FailAll(const absl::Status& st) {
 
 void RaftNode::TryProposals() {
   // Proposals wait while there is no leader (or a transfer is under way),
-  // then enter the log in arrival order.
+  // then enter the log in arrival order. Consecutive normal proposals go in
+  // one MsgProp (up to kMaxProposalBatch entries or bytes), so that a burst
+  // costs one MsgApp per follower, not one per request.
+  constexpr size_t kMaxProposalBatch = 512;
+  constexpr size_t kMaxProposalBatchBytes = 1 << 20;
   while (!proposals_.empty()) {
-    PendingProposal& p = proposals_.front();
-    // A copy: a refused proposal stays queued for the next try.
-    absl::Status st = p.conf ? raw_->ProposeConfChange(p.cc)
-                             : raw_->Propose(p.data);
-    if (!st.ok()) break;
-    proposals_.pop_front();
+    if (proposals_.front().conf) {
+      // A copy: a refused proposal stays queued for the next try.
+      if (!raw_->ProposeConfChange(proposals_.front().cc).ok()) break;
+      proposals_.pop_front();
+      continue;
+    }
+    size_t n = 0;
+    size_t bytes = 0;
+    std::vector<std::string> batch;
+    while (n < proposals_.size() && !proposals_[n].conf &&
+           n < kMaxProposalBatch &&
+           (n == 0 || bytes + proposals_[n].data.size() <= kMaxProposalBatchBytes)) {
+      bytes += proposals_[n].data.size();
+      batch.push_back(proposals_[n].data);  // copies: kept until accepted
+      ++n;
+    }
+    if (!raw_->ProposeBatch(std::move(batch)).ok()) break;
+    proposals_.erase(proposals_.begin(), proposals_.begin() + n);
   }
 }
 

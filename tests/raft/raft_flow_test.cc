@@ -127,6 +127,48 @@ TEST(RaftFlow, FollowerForwardsProposalToLeader) {
   EXPECT_EQ(c[1].applied[1].data, "fwd");
 }
 
+TEST(RaftFlow, BatchedProposalIsOneMsgAppPerFollower) {
+  TestNode n(1, Ids(3));
+  MakeLeader(n);
+  ASSERT_TRUE(n->Step(AppResp(2, 1)).ok());
+  ASSERT_TRUE(n->Step(AppResp(3, 1)).ok());
+  n.Drain();
+  ASSERT_TRUE(n->ProposeBatch({"a", "b", "c"}).ok());
+  std::vector<Message> out = n.Drain();
+  for (uint64_t to : {2u, 3u}) {
+    std::vector<Message> apps = AppsTo(out, to);
+    ASSERT_EQ(apps.size(), 1u) << "to " << to;
+    ASSERT_EQ(apps[0].entries.size(), 3u);
+    EXPECT_EQ(apps[0].entries[0].data, "a");
+    EXPECT_EQ(apps[0].entries[2].data, "c");
+    EXPECT_EQ(apps[0].entries[2].index, 4u);
+  }
+}
+
+TEST(RaftFlow, FollowerForwardsABatchInOneMessageAndAllCommitInOrder) {
+  Cluster c(3);
+  c.Elect(1);
+  ASSERT_TRUE(c[3]->ProposeBatch({"x", "y"}).ok());
+  std::vector<Message> out = c[3].Drain();
+  std::vector<Message> props = OfType(out, MessageType::kProp);
+  ASSERT_EQ(props.size(), 1u);
+  EXPECT_EQ(props[0].entries.size(), 2u);
+  for (const Message& m : out) c.Deliver(m);
+  c.Stabilize();
+  for (uint64_t id : {1u, 2u, 3u}) {
+    ASSERT_EQ(c[id].applied.size(), 3u) << "node " << id;
+    EXPECT_EQ(c[id].applied[1].data, "x");
+    EXPECT_EQ(c[id].applied[2].data, "y");
+  }
+}
+
+TEST(RaftFlow, BatchWithoutLeaderIsDroppedWhole) {
+  TestNode n(1, Ids(3));
+  absl::Status s = n->ProposeBatch({"a", "b"});
+  EXPECT_EQ(s.message(), "raft proposal dropped");
+  EXPECT_EQ(n.raft().log().LastIndex(), 0u);
+}
+
 TEST(RaftFlow, ProposalWithoutLeaderIsDropped) {
   TestNode n(1, Ids(3));
   absl::Status s = n->Propose("x");

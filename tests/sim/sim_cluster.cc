@@ -194,7 +194,14 @@ void SimCluster::RandomStep() {
     if (!c.busy) IssueOp(c);
   } else if (r < 900) {
     uint64_t id = Pick(live);
-    (void)nodes_[id]->raw->Propose("v" + std::to_string(step_));
+    // Half of the filler proposals are batches (one MsgProp, several
+    // entries), as the server's raft thread proposes a burst.
+    const std::string v = "v" + std::to_string(step_);
+    if (step_ % 2 == 0) {
+      (void)nodes_[id]->raw->Propose(v);
+    } else {
+      (void)nodes_[id]->raw->ProposeBatch({v + "a", v + "b", v + "c"});
+    }
     Check(id);
   } else if (r < 930) {
     // A linearizable read must see every write committed before it
