@@ -1,5 +1,6 @@
 #include "backend/server/snapshot.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <fstream>
@@ -40,14 +41,18 @@ bool GetVarint32(absl::string_view* in, uint32_t* v) {
   return false;
 }
 
+// SHA-256 through OpenSSL's EVP interface (SHA256_Init and friends are
+// deprecated since OpenSSL 3.0).
 struct SnapshotWriter::Sha {
-  SHA256_CTX ctx;
+  Sha() : ctx(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr); }
+  ~Sha() { EVP_MD_CTX_free(ctx); }
+  Sha(const Sha&) = delete;
+  Sha& operator=(const Sha&) = delete;
+  EVP_MD_CTX* ctx;
 };
 
 SnapshotWriter::SnapshotWriter(storage::Backend* backend)
-    : it_(backend->NewIterator()), sha_(std::make_shared<Sha>()) {
-  SHA256_Init(&sha_->ctx);
-}
+    : it_(backend->NewIterator()), sha_(std::make_shared<Sha>()) {}
 
 absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
   chunk->clear();
@@ -83,11 +88,11 @@ absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
     done_ = true;
     *last = true;
   }
-  SHA256_Update(&sha_->ctx, chunk->data(), chunk->size());
+  EVP_DigestUpdate(sha_->ctx, chunk->data(), chunk->size());
   written_ += chunk->size();
   if (done_) {
     unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256_Final(digest, &sha_->ctx);
+    EVP_DigestFinal_ex(sha_->ctx, digest, nullptr);
     chunk->append(reinterpret_cast<const char*>(digest), sizeof(digest));
   }
   return absl::OkStatus();

@@ -337,7 +337,9 @@ TEST_F(RaftLogStoreTest, RandomOpsMatchMemoryStorage) {
     auto got = store_->Entries(lo, hi, max_bytes);
     auto want = model.Entries(lo, hi, max_bytes);
     ASSERT_EQ(got.ok(), want.ok()) << got.status() << " vs " << want.status();
-    if (got.ok()) ASSERT_EQ(*got, *want) << "op " << op;
+    if (got.ok()) {
+      ASSERT_EQ(*got, *want) << "op " << op;
+    }
   }
 }
 
