@@ -105,7 +105,7 @@ class ClientWatchStream final
       return;
     }
     if (!queue_.empty()) {
-      StartWrite(&queue_.front());
+      WriteFrontLocked();
       return;
     }
     writing_ = false;
@@ -371,8 +371,19 @@ class ClientWatchStream final
     queue_.push_back(std::move(resp));
     if (!writing_) {
       writing_ = true;
-      StartWrite(&queue_.front());
+      WriteFrontLocked();
     }
+  }
+
+  // Writes the head of the queue. While more responses wait behind it (one
+  // event fanned out to the stream's many watchers), gRPC may hold it in
+  // its buffer (buffer hint) so that they leave in a few frames and TCP
+  // sends instead of one each; the last one queued is written without the
+  // hint and flushes them all.
+  void WriteFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    grpc::WriteOptions options;
+    if (queue_.size() > 1) options.set_buffer_hint();
+    StartWrite(&queue_.front(), options);
   }
 
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
