@@ -70,7 +70,7 @@ class WatchStream final
       return;
     }
     if (!queue_.empty()) {
-      StartWrite(&queue_.front());
+      WriteFrontLocked();
       return;
     }
     writing_ = false;
@@ -293,8 +293,18 @@ class WatchStream final
     queue_.push_back(std::move(resp));
     if (!writing_) {
       writing_ = true;
-      StartWrite(&queue_.front());
+      WriteFrontLocked();
     }
+  }
+
+  // Writes the head of the queue, with gRPC's buffer hint while more
+  // responses wait behind it (one revision fanned out to many watchers of
+  // this stream): they leave in a few frames, and the last one, written
+  // without the hint, flushes them.
+  void WriteFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    grpc::WriteOptions options;
+    if (queue_.size() > 1) options.set_buffer_hint();
+    StartWrite(&queue_.front(), options);
   }
 
   void CancelAll() {
