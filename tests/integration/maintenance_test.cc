@@ -2,6 +2,7 @@
 // defrag, alarms (NOSPACE quota), member list, /health, /version, /metrics.
 #include <sys/stat.h>
 
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 
@@ -23,6 +26,29 @@ class MaintenanceTest : public ServerTest {
   uint64_t MemberId() {
     return CtlJson({"endpoint", "status"})[0]["Status"]["header"]["member_id"]
         .Uint();
+  }
+  // Polls `member list` until this one member has published its name and
+  // client URLs (10 s). synod serves clients as soon as it has a leader and
+  // publishes its attributes through Raft a moment later; etcd 3.4 serves
+  // only after publishing, so there the first poll succeeds.
+  ::testing::AssertionResult WaitForPublishedAttributes() {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    std::string last;
+    while (true) {
+      CmdResult r = Ctl({"member", "list", "-w", "json"});
+      std::optional<Json> j = Json::Parse(r.out);
+      if (r.exit_code == 0 && j.has_value() &&
+          (*j)["members"].size() == 1u &&
+          (*j)["members"][0]["name"].Str() == server_->name() &&
+          (*j)["members"][0]["clientURLs"].size() == 1u) {
+        return ::testing::AssertionSuccess();
+      }
+      last = r.out + r.err;
+      if (absl::Now() > deadline) break;
+      absl::SleepFor(absl::Milliseconds(50));  // polling interval
+    }
+    return ::testing::AssertionFailure()
+           << "the member never published its name and client URLs: " << last;
   }
   uint64_t HashKv(int64_t* revision = nullptr) {
     Json j = CtlJson({"endpoint", "hashkv"});
@@ -114,6 +140,7 @@ TEST_F(MaintenanceTest, AlarmListIsEmptyOnHealthyServer) {
 }
 
 TEST_F(MaintenanceTest, MemberListShowsOneStartedMember) {
+  ASSERT_TRUE(WaitForPublishedAttributes());
   uint64_t id = MemberId();
   CmdResult r = Ctl({"member", "list"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
