@@ -9,11 +9,48 @@
 
 namespace synod::lease {
 
-using common::EtcdError;
 using common::Err;
+using common::EtcdError;
 
 Lessor::Lessor(common::Clock* clock, int64_t min_ttl_s)
     : clock_(clock), min_ttl_s_(min_ttl_s) {}
+
+void Lessor::Persist(int64_t id, const Lease& lease, storage::Batch* batch) {
+  synodpb::LeaseRecord rec;
+  rec.set_id(id);
+  rec.set_ttl(lease.ttl);
+  rec.set_remaining_ttl(lease.remaining_ttl);
+  batch->Put(storage::LeaseKey(id), rec.SerializeAsString());
+}
+
+void Lessor::UnscheduleLocked(int64_t id, Lease& lease) {
+  if (lease.checkpoint_at == absl::InfiniteFuture()) return;
+  checkpoints_.erase({lease.checkpoint_at, id});
+  lease.checkpoint_at = absl::InfiniteFuture();
+}
+
+void Lessor::ScheduleLocked(int64_t id, Lease& lease, absl::Time now) {
+  UnscheduleLocked(id, lease);
+  if (!primary_ || checkpoint_interval_ <= absl::ZeroDuration()) return;
+  // etcd: lease.RemainingTTL() > int64(checkpointInterval.Seconds()).
+  if (RenewalTtl(lease) <= absl::ToInt64Seconds(checkpoint_interval_)) return;
+  lease.checkpoint_at = now + checkpoint_interval_;
+  checkpoints_.insert({lease.checkpoint_at, id});
+}
+
+void Lessor::RescheduleAllLocked(absl::Time now) {
+  checkpoints_.clear();
+  for (auto& [id, lease] : leases_) {
+    lease.checkpoint_at = absl::InfiniteFuture();
+    ScheduleLocked(id, lease, now);
+  }
+}
+
+void Lessor::SetCheckpointInterval(absl::Duration interval) {
+  absl::MutexLock l(&mu_);
+  checkpoint_interval_ = std::max(interval, absl::ZeroDuration());
+  if (primary_) RescheduleAllLocked(clock_->Now());
+}
 
 absl::Status Lessor::Restore(
     storage::Backend* backend,
@@ -22,7 +59,8 @@ absl::Status Lessor::Restore(
   const absl::Time now = clock_->Now();
   auto it = backend->NewIterator();
   for (it->Seek(std::string(1, storage::kLeasePrefix));
-       it->Valid() && !it->key().empty() && it->key()[0] == storage::kLeasePrefix;
+       it->Valid() && !it->key().empty() &&
+       it->key()[0] == storage::kLeasePrefix;
        it->Next()) {
     synodpb::LeaseRecord rec;
     if (!rec.ParseFromArray(it->value().data(),
@@ -31,8 +69,9 @@ absl::Status Lessor::Restore(
     }
     Lease& lease = leases_[rec.id()];
     lease.ttl = rec.ttl();
-    const int64_t ttl = rec.remaining_ttl() > 0 ? rec.remaining_ttl() : rec.ttl();
-    lease.expiry = now + absl::Seconds(ttl);
+    lease.remaining_ttl = std::max<int64_t>(rec.remaining_ttl(), 0);
+    lease.expiry = now + absl::Seconds(RenewalTtl(lease));
+    ScheduleLocked(rec.id(), lease, now);
   }
   if (!it->status().ok()) return it->status();
   for (const auto& [id, key] : leased_keys) {
@@ -45,6 +84,7 @@ absl::Status Lessor::Restore(
 void Lessor::Clear() {
   absl::MutexLock l(&mu_);
   leases_.clear();
+  checkpoints_.clear();
 }
 
 absl::StatusOr<int64_t> Lessor::Grant(int64_t id, int64_t ttl,
@@ -53,13 +93,12 @@ absl::StatusOr<int64_t> Lessor::Grant(int64_t id, int64_t ttl,
   absl::MutexLock l(&mu_);
   if (leases_.contains(id)) return Err(EtcdError::kLeaseExist);
   ttl = std::max(ttl, min_ttl_s_);
+  const absl::Time now = clock_->Now();
   Lease& lease = leases_[id];
   lease.ttl = ttl;
-  lease.expiry = clock_->Now() + absl::Seconds(ttl);
-  synodpb::LeaseRecord rec;
-  rec.set_id(id);
-  rec.set_ttl(ttl);
-  batch->Put(storage::LeaseKey(id), rec.SerializeAsString());
+  lease.expiry = now + absl::Seconds(ttl);
+  ScheduleLocked(id, lease, now);
+  Persist(id, lease, batch);
   return ttl;
 }
 
@@ -69,12 +108,27 @@ absl::StatusOr<std::vector<std::string>> Lessor::Revoke(int64_t id,
   auto it = leases_.find(id);
   if (it == leases_.end()) return Err(EtcdError::kLeaseNotFound);
   std::vector<std::string> keys(it->second.keys.begin(), it->second.keys.end());
+  UnscheduleLocked(id, it->second);
   leases_.erase(it);
   batch->Delete(storage::LeaseKey(id));
   return keys;
 }
 
-absl::StatusOr<int64_t> Lessor::KeepAlive(int64_t id) {
+absl::Status Lessor::Checkpoint(int64_t id, int64_t remaining_ttl_s,
+                                storage::Batch* batch) {
+  absl::MutexLock l(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return absl::OkStatus();
+  Lease& lease = it->second;
+  lease.remaining_ttl = std::max<int64_t>(remaining_ttl_s, 0);
+  ScheduleLocked(id, lease, clock_->Now());
+  Persist(id, lease, batch);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Lessor::KeepAlive(int64_t id,
+                                          bool* needs_checkpoint_clear) {
+  if (needs_checkpoint_clear != nullptr) *needs_checkpoint_clear = false;
   absl::MutexLock l(&mu_);
   auto it = leases_.find(id);
   const absl::Time now = clock_->Now();
@@ -82,6 +136,10 @@ absl::StatusOr<int64_t> Lessor::KeepAlive(int64_t id) {
     return Err(EtcdError::kLeaseNotFound);
   }
   it->second.expiry = now + absl::Seconds(it->second.ttl);
+  if (needs_checkpoint_clear != nullptr) {
+    *needs_checkpoint_clear = checkpoint_interval_ > absl::ZeroDuration() &&
+                              it->second.remaining_ttl > 0;
+  }
   return it->second.ttl;
 }
 
@@ -94,8 +152,11 @@ absl::StatusOr<LeaseInfo> Lessor::TimeToLive(int64_t id, bool with_keys) const {
   info.ttl = it->second.ttl;
   absl::Duration left = it->second.expiry - clock_->Now();
   info.remaining =
-      left <= absl::ZeroDuration() ? 0 : absl::ToInt64Seconds(absl::Ceil(left, absl::Seconds(1)));
-  if (with_keys) info.keys.assign(it->second.keys.begin(), it->second.keys.end());
+      left <= absl::ZeroDuration()
+          ? 0
+          : absl::ToInt64Seconds(absl::Ceil(left, absl::Seconds(1)));
+  if (with_keys)
+    info.keys.assign(it->second.keys.begin(), it->second.keys.end());
   return info;
 }
 
@@ -123,9 +184,42 @@ std::vector<int64_t> Lessor::Expired(size_t max) const {
 void Lessor::Promote(absl::Duration extend) {
   absl::MutexLock l(&mu_);
   const absl::Time now = clock_->Now();
+  primary_ = true;
   for (auto& [id, lease] : leases_) {
-    lease.expiry = now + absl::Seconds(lease.ttl) + extend;
+    lease.expiry = now + absl::Seconds(RenewalTtl(lease)) + extend;
   }
+  RescheduleAllLocked(now);
+}
+
+void Lessor::Demote() {
+  absl::MutexLock l(&mu_);
+  primary_ = false;
+  RescheduleAllLocked(clock_->Now());  // not primary: schedules nothing
+}
+
+std::vector<std::pair<int64_t, int64_t>> Lessor::DueCheckpoints(size_t max) {
+  absl::MutexLock l(&mu_);
+  std::vector<std::pair<int64_t, int64_t>> due;
+  if (!primary_ || checkpoint_interval_ <= absl::ZeroDuration()) return due;
+  const absl::Time now = clock_->Now();
+  while (due.size() < max && !checkpoints_.empty() &&
+         checkpoints_.begin()->first <= now) {
+    const int64_t id = checkpoints_.begin()->second;
+    checkpoints_.erase(checkpoints_.begin());
+    auto it = leases_.find(id);
+    if (it == leases_.end()) continue;  // not reached: Revoke unschedules
+    Lease& lease = it->second;
+    lease.checkpoint_at = absl::InfiniteFuture();
+    if (lease.expiry <= now) continue;  // being revoked
+    // Rescheduled after each due time (etcd drops it until the checkpoint
+    // applies), so a lost proposal or a skip is retried an interval later.
+    ScheduleLocked(id, lease, now);
+    const int64_t remaining =
+        absl::ToInt64Seconds(absl::Ceil(lease.expiry - now, absl::Seconds(1)));
+    if (remaining >= lease.ttl) continue;  // just renewed: nothing to save
+    due.emplace_back(id, remaining);
+  }
+  return due;
 }
 
 size_t Lessor::Count() const {
