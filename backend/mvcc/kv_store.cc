@@ -309,9 +309,13 @@ absl::Status KvStore::Range(const RangeRequest& r, RangeResponse* resp) const {
       it = backend_->NewIterator();
     }
   }
-  return RangeImpl(
+  absl::Status st = RangeImpl(
       r, rev, std::move(matches), count,
       [&](const Match& m) { return ValueAt(it.get(), m.entry.rev); }, resp);
+  // etcd answers every read, historical ones too, with the store's current
+  // revision: clients take header.revision as "now" (e.g. to start a watch).
+  resp->mutable_header()->set_revision(cur);
+  return st;
 }
 
 absl::Status KvStore::ReadEvents(int64_t from_rev, int64_t to_rev,
@@ -619,13 +623,15 @@ absl::Status KvStore::WriteTxn::Range(const RangeRequest& r,
     s_->CollectLocked(r.key(), r.range_end(), rev, CollectLimit(r),
                       r.count_only(), &matches, &count);
   }
-  return s_->RangeImpl(
+  absl::Status st = s_->RangeImpl(
       r, rev, std::move(matches), count,
       [&](const Match& m) {
         std::optional<mvccpb::KeyValue> kv = ReadKv(m.key, m.entry);
         return kv ? std::move(*kv->mutable_value()) : std::string();
       },
       resp);
+  resp->mutable_header()->set_revision(cur);  // as KvStore::Range
+  return st;
 }
 
 bool KvStore::WriteTxn::EvalCompare(const Compare& c) const {

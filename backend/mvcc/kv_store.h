@@ -73,7 +73,8 @@ class KvStore {
   // Range per etcd's RangeRequest at the published state: range_end, limit
   // (with more and count), revision, sort, keys_only, count_only, min/max
   // mod and create revision. Fills resp->kvs, more, count and
-  // header.revision. `serializable` is the caller's concern.
+  // header.revision (the current revision, also for a
+  // historical read, as etcd). `serializable` is the caller's concern.
   // Errors: kCompacted (revision < CompactRev()), kFutureRev (revision >
   // Rev()).
   absl::Status Range(const etcdserverpb::RangeRequest& r,

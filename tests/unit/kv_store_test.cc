@@ -623,7 +623,7 @@ TEST_F(KvStoreTest, RangeAtPastRevisionSeesHistory) {
   EXPECT_EQ(All(5), (std::map<std::string, std::string>{{"a", "2"}}));
   EXPECT_EQ(All(1).size(), 0u);
   RangeResponse r = Range("a", "", 3);
-  EXPECT_EQ(r.header().revision(), 3);
+  EXPECT_EQ(r.header().revision(), 5);  // the current revision, as etcd
   ASSERT_EQ(r.kvs_size(), 1);
   EXPECT_EQ(r.kvs(0).mod_revision(), 2);
   EXPECT_EQ(r.kvs(0).version(), 1);
@@ -663,6 +663,27 @@ TEST_F(KvStoreTest, FutureRevisionIsAnError) {
   t.reset();
   r.set_revision(2);
   EXPECT_TRUE(kv_->Range(r, &resp).ok());
+}
+
+// etcd answers a historical read with the store's current revision in the
+// header: clients take header.revision as "now" and start watches from it.
+TEST_F(KvStoreTest, HistoricalReadHeaderCarriesCurrentRevision) {
+  Put("a", "1");  // 2
+  Put("a", "2");  // 3
+  Put("b", "1");  // 4
+  RangeResponse old = Range("a", "", 2);
+  ASSERT_EQ(old.kvs_size(), 1);
+  EXPECT_EQ(old.kvs(0).value(), "1");
+  EXPECT_EQ(old.header().revision(), 4);
+  // Inside a txn too: the sub-response reports the txn's revision.
+  auto t = kv_->Write();
+  RangeRequest r;
+  r.set_key("a");
+  r.set_revision(2);
+  RangeResponse in_txn;
+  ASSERT_TRUE(t->Range(r, &in_txn).ok());
+  EXPECT_EQ(in_txn.kvs(0).value(), "1");
+  EXPECT_EQ(in_txn.header().revision(), 4);
 }
 
 TEST_F(KvStoreTest, RangeBelowCompactedRevisionIsAnError) {
