@@ -279,6 +279,32 @@ std::optional<std::vector<MemberInfo>> Cluster::MemberList(int via) const {
   return out;
 }
 
+::testing::AssertionResult Cluster::WaitForMemberList(
+    int via, const std::function<bool(const std::vector<MemberInfo>&)>& done,
+    absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last = "<no answer>";
+  while (true) {
+    std::optional<std::vector<MemberInfo>> list = MemberList(via);
+    if (list.has_value()) {
+      if (done(*list)) return ::testing::AssertionSuccess();
+      last.clear();
+      for (const MemberInfo& m : *list) {
+        absl::StrAppend(&last, "\n  ", HexId(m.id), " name=\"", m.name,
+                        "\" peers=", absl::StrJoin(m.peer_urls, ","),
+                        " clients=", absl::StrJoin(m.client_urls, ","),
+                        m.is_learner ? " learner" : "");
+      }
+    }
+    if (absl::Now() > deadline) {
+      return ::testing::AssertionFailure()
+             << "member list via m" << via << " not as expected within "
+             << timeout << "; last:" << last;
+    }
+    PollSleep();
+  }
+}
+
 int Cluster::VotingLiveMember(int except) const {
   for (int i : Live()) {
     if (i != except && !members_[i]->learner) return i;

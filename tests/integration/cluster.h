@@ -19,6 +19,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,14 @@ class Cluster {
 
   // `member list -w json` via member `via`.
   std::optional<std::vector<MemberInfo>> MemberList(int via) const;
+  // Polls MemberList(via) until `done` holds for it; on timeout the result
+  // carries the last list. Each member answers from the membership it has
+  // applied (etcd 3.4's MemberList is not linearizable), so a member that
+  // lags the one that made a change, or a member that has not yet published
+  // its name and client URLs, shows the change a moment later.
+  ::testing::AssertionResult WaitForMemberList(
+      int via, const std::function<bool(const std::vector<MemberInfo>&)>& done,
+      absl::Duration timeout) const;
   // `member add <name> --peer-urls=<new peer url> [--learner]` via a live
   // member (retried for up to 15 s while etcd says "etcdserver: unhealthy
   // cluster": it refuses changes until its peers have been connected for

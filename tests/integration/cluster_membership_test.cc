@@ -76,6 +76,14 @@ TEST_F(ClusterMembershipTest, AddLearnerPromoteAndRemoveWhileWriting) {
   int learner = -1;
   ASSERT_TRUE(cluster_->AddMember(/*learner=*/true, &learner));
   ASSERT_EQ(learner, 3);
+  // The member that added it answered; the leader lists it once it has
+  // applied the change too.
+  ASSERT_TRUE(cluster_->WaitForMemberList(
+      leader,
+      [&](const std::vector<MemberInfo>& l) {
+        return Find(l, cluster_->MemberId(learner)) != nullptr;
+      },
+      absl::Seconds(10)));
   {
     std::vector<MemberInfo> list = Members(leader);
     ASSERT_EQ(list.size(), 4u);
@@ -110,6 +118,15 @@ TEST_F(ClusterMembershipTest, AddLearnerPromoteAndRemoveWhileWriting) {
     }
   }
   ASSERT_TRUE(promoted) << absl::StrJoin(promote_errors, "\n");
+  // The leader shows the promotion once it has applied it, and the new
+  // member's client URLs once it has published them.
+  ASSERT_TRUE(cluster_->WaitForMemberList(
+      leader,
+      [&](const std::vector<MemberInfo>& l) {
+        const MemberInfo* m = Find(l, cluster_->MemberId(learner));
+        return m != nullptr && !m->is_learner && !m->client_urls.empty();
+      },
+      absl::Seconds(10)));
   {
     std::vector<MemberInfo> list = Members(leader);
     ASSERT_EQ(list.size(), 4u);
@@ -129,6 +146,13 @@ TEST_F(ClusterMembershipTest, AddLearnerPromoteAndRemoveWhileWriting) {
   // 3. Remove an original follower.
   const uint64_t doomed_id = cluster_->MemberId(doomed);
   ASSERT_TRUE(cluster_->RemoveMember(doomed));
+  // Another member made the change; this one lists it once applied.
+  ASSERT_TRUE(cluster_->WaitForMemberList(
+      learner,
+      [&](const std::vector<MemberInfo>& l) {
+        return Find(l, doomed_id) == nullptr;
+      },
+      absl::Seconds(10)));
   {
     std::vector<MemberInfo> list = Members(learner);
     EXPECT_EQ(list.size(), 3u);
@@ -211,7 +235,15 @@ TEST_F(ClusterMembershipTest, MembershipErrorsFromEtcd) {
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_EQ(ErrorLine(unknown.err), "Error: etcdserver: member not found");
   // The unstarted learner can be removed, and the cluster still works.
+  const uint64_t learner_id = cluster_->MemberId(learner);
   ASSERT_TRUE(cluster_->RemoveMember(learner));
+  // m0 made the change; m1 lists it once it has applied it too.
+  ASSERT_TRUE(cluster_->WaitForMemberList(
+      1,
+      [&](const std::vector<MemberInfo>& l) {
+        return Find(l, learner_id) == nullptr;
+      },
+      absl::Seconds(10)));
   EXPECT_EQ(Members(1).size(), 3u);
   CmdResult put = cluster_->Ctl(2, {"put", "after", "x"});
   EXPECT_EQ(put.exit_code, 0) << put.err;
