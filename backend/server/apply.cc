@@ -85,10 +85,7 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
     }
     if (e.data.empty()) continue;  // a new leader's empty entry
     synodpb::Request req;
-    if (!req.ParseFromString(e.data)) {
-      SYNOD_LOG(ERROR) << "skipping undecodable entry at index " << e.index;
-      continue;
-    }
+    if (!req.ParseFromString(e.data)) StopOnUndecodable(e, "request");
     std::optional<Waiter> w;
     if (req.proposer() == member_id_ && req.id() != 0) w = TakeWaiter(req.id());
     absl::Status st = Apply(req, w.has_value() ? w->resp : nullptr, e.index);
@@ -143,12 +140,11 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
 void EtcdServer::ApplyConfChangeEntry(const raft::Entry& e,
                                       std::vector<Done>* dones) {
   auto cc = raft::DecodeConfChange(e.data);
-  if (!cc.ok()) {
-    SYNOD_LOG(ERROR) << "skipping undecodable conf change at index " << e.index;
-    return;
-  }
+  if (!cc.ok()) StopOnUndecodable(e, "conf change");
   synodpb::Request req;
-  if (!cc->context.empty()) req.ParseFromString(cc->context);
+  if (!cc->context.empty() && !req.ParseFromString(cc->context)) {
+    StopOnUndecodable(e, "conf change context");
+  }
   synodpb::Member m = req.member_attributes();
   m.set_id(cc->node_id);
   storage::Batch* b = kv_->batch();
@@ -288,14 +284,8 @@ absl::Status EtcdServer::RestoreSnapshot(const raft::Snapshot& snap) {
   if (!st.ok()) return st;
   st = membership_.Load(backend_.get());
   if (!st.ok()) return st;
-  {
-    auto alarms = backend_->Get(storage::kMetaAlarms);
-    if (!alarms.ok()) return alarms.status();
-    synodpb::AlarmRecord rec;
-    if (alarms->has_value()) rec.ParseFromString(**alarms);
-    absl::MutexLock l(&alarm_mu_);
-    alarms_.assign(rec.alarms().begin(), rec.alarms().end());
-  }
+  st = alarms_.Load(backend_.get());
+  if (!st.ok()) return st;
   for (const synodpb::Member& m : membership_.Members()) {
     if (m.id() != member_id_) {
       transport_->AddPeer(m.id(), {m.peer_urls().begin(), m.peer_urls().end()});
@@ -312,7 +302,7 @@ absl::Status EtcdServer::RestoreSnapshot(const raft::Snapshot& snap) {
   return absl::OkStatus();
 }
 
-bool EtcdServer::WritesKeys(const synodpb::Request& req) const {
+bool EtcdServer::WritesKeys(const synodpb::Request& req) {
   std::function<bool(const etcdserverpb::TxnRequest&)> txn_puts =
       [&](const etcdserverpb::TxnRequest& t) {
         for (const auto* ops : {&t.success(), &t.failure()}) {
@@ -334,32 +324,68 @@ bool EtcdServer::WritesKeys(const synodpb::Request& req) const {
   }
 }
 
+absl::Status EtcdServer::CheckAlarmsForApply(
+    const synodpb::Request& req) const {
+  // etcd's applierV3Corrupt: while a member is CORRUPT, the cluster applies
+  // no KV or lease write (etcd lets DeleteRange through; we refuse it too).
+  if (alarms_.Has(etcdserverpb::CORRUPT)) {
+    switch (req.op_case()) {
+      case synodpb::Request::kPut:
+      case synodpb::Request::kDeleteRange:
+      case synodpb::Request::kTxn:
+      case synodpb::Request::kCompaction:
+      case synodpb::Request::kLeaseGrant:
+      case synodpb::Request::kLeaseRevoke:
+        return Err(EtcdError::kCorrupt);
+      default:
+        break;
+    }
+  }
+  // etcd's applierV3Capped: while NOSPACE is raised, nothing that adds data.
+  if (alarms_.Has(etcdserverpb::NOSPACE) && WritesKeys(req)) {
+    return Err(EtcdError::kNoSpace);
+  }
+  return absl::OkStatus();
+}
+
+void EtcdServer::StopOnUndecodable(const raft::Entry& e, const char* what) {
+  // The log is the same on every member: a member that cannot decode an
+  // entry cannot compute the state the others have, so it must not serve
+  // one (etcd panics here too).
+  SYNOD_LOG(FATAL) << "committed entry at index " << e.index << " (term "
+                   << e.term << ", " << e.data.size()
+                   << " bytes) does not decode as a " << what
+                   << "; this member cannot apply its log and stops";
+  std::abort();  // not reached: FATAL aborts
+}
+
 absl::Status EtcdServer::Apply(const synodpb::Request& req,
                                google::protobuf::Message* resp,
                                uint64_t index) {
-  // Quota (etcd's quotaApplier): writes that add data are refused while the
-  // NOSPACE alarm is raised; exceeding the quota raises it.
-  if (config_.quota_backend_bytes > 0 && WritesKeys(req)) {
-    absl::MutexLock l(&alarm_mu_);
-    bool raised = false;
-    for (const auto& a : alarms_) {
-      if (a.alarm() == etcdserverpb::NOSPACE) raised = true;
-    }
-    if (!raised && db_size_.load() + static_cast<int64_t>(req.ByteSizeLong()) >
-                       config_.quota_backend_bytes) {
-      etcdserverpb::AlarmMember m;
-      m.set_memberid(member_id_);
-      m.set_alarm(etcdserverpb::NOSPACE);
-      alarms_.push_back(m);
-      PersistAlarmsLocked();
+  // Everything decided here comes from replicated state (the alarms), so
+  // every member applies the same result.
+  absl::Status st = CheckAlarmsForApply(req);
+  if (!st.ok()) return st;
+  st = ApplyOp(req, resp, index);
+  // etcd's quotaApplierV3: the write is applied everywhere; a member over
+  // its quota answers ErrNoSpace and raises NOSPACE for itself through Raft.
+  // The answer differs between members, the state does not.
+  if (st.ok() && config_.quota_backend_bytes > 0 && WritesKeys(req) &&
+      !QuotaAvailable(req)) {
+    st = Err(EtcdError::kNoSpace);
+    if (!alarms_.Has(etcdserverpb::NOSPACE)) {  // etcd's rule
       SYNOD_LOG(WARNING) << "database space exceeded (" << db_size_.load()
                          << " bytes, quota " << config_.quota_backend_bytes
-                         << "): NOSPACE alarm raised";
-      raised = true;
+                         << ")";
+      RaiseAlarm(member_id_, etcdserverpb::NOSPACE);
     }
-    if (raised) return Err(EtcdError::kNoSpace);
   }
+  return st;
+}
 
+absl::Status EtcdServer::ApplyOp(const synodpb::Request& req,
+                                 google::protobuf::Message* resp,
+                                 uint64_t index) {
   // Internal proposals may pass no response; the ops still need one.
   auto out = [resp](auto* local) {
     using T = std::remove_pointer_t<decltype(local)>;
@@ -423,6 +449,15 @@ absl::Status EtcdServer::Apply(const synodpb::Request& req,
       return ApplyAlarm(req.alarm(), out(&local));
     }
     case synodpb::Request::kLeaseCheckpoint:
+      return lessor_->Checkpoint(req.lease_checkpoint().id(),
+                                 req.lease_checkpoint().remaining_ttl(),
+                                 kv_->batch());
+    case synodpb::Request::kLeaseCheckpoints:
+      for (const auto& cp : req.lease_checkpoints().checkpoints()) {
+        absl::Status st =
+            lessor_->Checkpoint(cp.id(), cp.remaining_ttl(), kv_->batch());
+        if (!st.ok()) return st;
+      }
       return absl::OkStatus();
     case synodpb::Request::kMemberAttributes: {
       const synodpb::Member& m = req.member_attributes();
@@ -449,52 +484,35 @@ absl::Status EtcdServer::ApplyLeaseRevoke(int64_t id) {
   return absl::OkStatus();
 }
 
-void EtcdServer::PersistAlarmsLocked() {
-  synodpb::AlarmRecord rec;
-  for (const auto& a : alarms_) *rec.add_alarms() = a;
-  kv_->batch()->Put(storage::kMetaAlarms, rec.SerializeAsString());
-}
-
 absl::Status EtcdServer::ApplyAlarm(const etcdserverpb::AlarmRequest& r,
                                     etcdserverpb::AlarmResponse* resp) {
-  absl::MutexLock l(&alarm_mu_);
-  auto matches = [&](const etcdserverpb::AlarmMember& a) {
-    return (r.memberid() == 0 || a.memberid() == r.memberid()) &&
-           (r.alarm() == etcdserverpb::NONE || a.alarm() == r.alarm());
-  };
+  // Only the request decides: the proposer stamped the member id, so every
+  // member applies the same change.
   switch (r.action()) {
     case etcdserverpb::AlarmRequest::GET:
-      for (const auto& a : alarms_) {
-        if (matches(a)) *resp->add_alarms() = a;
+      for (const auto& a : alarms_.Get(r.memberid(), r.alarm())) {
+        *resp->add_alarms() = a;
       }
       break;
     case etcdserverpb::AlarmRequest::ACTIVATE: {
-      if (r.alarm() == etcdserverpb::NONE) break;
-      etcdserverpb::AlarmMember m;
-      m.set_memberid(r.memberid() ? r.memberid() : member_id_);
-      m.set_alarm(r.alarm());
-      bool present = false;
-      for (const auto& a : alarms_) {
-        if (a.memberid() == m.memberid() && a.alarm() == m.alarm()) present = true;
+      auto m = alarms_.Activate(r.memberid(), r.alarm(), kv_->batch());
+      if (m.has_value()) {
+        *resp->add_alarms() = *m;
+        SYNOD_LOG(WARNING) << "alarm " << etcdserverpb::AlarmType_Name(m->alarm())
+                           << " raised for member "
+                           << absl::StrCat(absl::Hex(m->memberid()));
       }
-      if (!present) alarms_.push_back(m);
-      *resp->add_alarms() = m;
-      PersistAlarmsLocked();
       break;
     }
-    case etcdserverpb::AlarmRequest::DEACTIVATE: {
-      std::vector<etcdserverpb::AlarmMember> keep;
-      for (const auto& a : alarms_) {
-        if (matches(a)) {
-          *resp->add_alarms() = a;
-        } else {
-          keep.push_back(a);
-        }
+    case etcdserverpb::AlarmRequest::DEACTIVATE:
+      for (const auto& a :
+           alarms_.Deactivate(r.memberid(), r.alarm(), kv_->batch())) {
+        *resp->add_alarms() = a;
+        SYNOD_LOG(INFO) << "alarm " << etcdserverpb::AlarmType_Name(a.alarm())
+                        << " cleared for member "
+                        << absl::StrCat(absl::Hex(a.memberid()));
       }
-      alarms_.swap(keep);
-      PersistAlarmsLocked();
       break;
-    }
     default:
       break;
   }

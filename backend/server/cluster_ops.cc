@@ -169,7 +169,7 @@ void EtcdServer::MoveLeader(uint64_t transferee, Done done) {
 }
 
 absl::StatusOr<int64_t> EtcdServer::LeaseKeepAlive(int64_t id) {
-  if (raft_->is_leader()) return lessor_->KeepAlive(id);
+  if (raft_->is_leader()) return LeaderKeepAlive(id);
   const uint64_t lead = raft_->leader();
   if (lead == 0) return Err(EtcdError::kNoLeader);
   etcdserverpb::LeaseKeepAliveRequest req;

@@ -41,6 +41,20 @@ struct ServerConfig {
   // A snapshot file (from `etcdctl snapshot save`) to initialise an empty
   // data dir from.
   std::string restore_snapshot;
+  // --experimental-initial-corrupt-check: before serving, compare this
+  // member's HashKV with every reachable peer's at the same revision and
+  // refuse to start on a mismatch.
+  bool initial_corrupt_check = false;
+  // --experimental-corrupt-check-time: how often the leader compares HashKV
+  // with every follower (zero = never). A mismatch raises CORRUPT.
+  absl::Duration corrupt_check_time = absl::ZeroDuration();
+  // --experimental-enable-lease-checkpoint: the leader records leases'
+  // remaining TTLs in the log every lease_checkpoint_interval, so that a new
+  // leader does not restart them from their full TTL.
+  bool lease_checkpoint = false;
+  // --experimental-lease-checkpoint-interval (etcd 3.5's flag; 3.4 fixes it
+  // at 5 minutes).
+  absl::Duration lease_checkpoint_interval = absl::Minutes(5);
 };
 
 }  // namespace synod::server

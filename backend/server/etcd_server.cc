@@ -195,20 +195,15 @@ absl::Status EtcdServer::Init() {
   const int64_t min_ttl = static_cast<int64_t>(std::ceil(
       absl::ToDoubleSeconds(config_.election_timeout) * 3.0 / 2.0));
   lessor_ = std::make_unique<lease::Lessor>(clock_, std::max<int64_t>(min_ttl, 1));
+  if (config_.lease_checkpoint) {
+    lessor_->SetCheckpointInterval(config_.lease_checkpoint_interval);
+  }
   st = lessor_->Restore(backend_.get(), kv_->LeasedKeys());
   if (!st.ok()) return st;
   kv_->SetLeaseHooks(lessor_.get());
 
-  auto alarms = backend_->Get(storage::kMetaAlarms);
-  if (!alarms.ok()) return alarms.status();
-  if (alarms->has_value()) {
-    synodpb::AlarmRecord rec;
-    if (!rec.ParseFromString(**alarms)) {
-      return absl::DataLossError("corrupt alarm record");
-    }
-    absl::MutexLock l(&alarm_mu_);
-    alarms_.assign(rec.alarms().begin(), rec.alarms().end());
-  }
+  st = alarms_.Load(backend_.get());
+  if (!st.ok()) return st;
 
   watchable_ = std::make_unique<mvcc::WatchableStore>(kv_.get());
   db_size_ = backend_->DiskSizeBytes();
@@ -224,8 +219,17 @@ absl::Status EtcdServer::Init() {
   last_progress_ = clock_->Now();
 
   RefreshLearner();
+  if (config_.initial_corrupt_check) {
+    st = CorruptionChecker::InitialCheck(member_id_, CorruptionDeps(true));
+    if (!st.ok()) return st;
+  }
   st = StartRaft(bootstrap);
   if (!st.ok()) return st;
+  if (config_.corrupt_check_time > absl::ZeroDuration()) {
+    corruption_checker_ = std::make_unique<CorruptionChecker>(
+        member_id_, CorruptionDeps(false), config_.corrupt_check_time);
+    corruption_checker_->Start();
+  }
 
   SYNOD_LOG(INFO) << "member " << Hex(member_id_) << " (" << config_.name
                   << ") of cluster " << Hex(cluster_id_) << " opened "
@@ -284,7 +288,7 @@ absl::Status EtcdServer::StartRaft(bool bootstrap) {
     if (!raft_->is_leader()) {
       return common::ToGrpcStatus(Err(EtcdError::kNotLeader));
     }
-    auto ttl = lessor_->KeepAlive(req.id());
+    auto ttl = LeaderKeepAlive(req.id());
     if (!ttl.ok()) return common::ToGrpcStatus(ttl.status());
     resp->set_id(req.id());
     resp->set_ttl(*ttl);
@@ -297,6 +301,13 @@ absl::Status EtcdServer::StartRaft(bool bootstrap) {
       return common::ToGrpcStatus(Err(EtcdError::kNotLeader));
     }
     return LeaseTimeToLive(req, resp);
+  };
+  tcb.on_hash_kv = [this](const etcdserverpb::HashKVRequest& req,
+                          etcdserverpb::HashKVResponse* resp) {
+    auto h = LocalHashKV(req.revision());
+    if (!h.ok()) return common::ToGrpcStatus(h.status());
+    *resp = *std::move(h);
+    return grpc::Status::OK;
   };
   tcb.on_members = [this](synodpb::ClusterInfo* info) {
     info->set_cluster_id(cluster_id_);
@@ -359,6 +370,7 @@ EtcdServer::~EtcdServer() { Stop(); }
 void EtcdServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (corruption_checker_ != nullptr) corruption_checker_->Stop();
   if (raft_ != nullptr) raft_->Stop();
   if (transport_ != nullptr) transport_->Stop();
   {
@@ -424,6 +436,11 @@ void EtcdServer::Propose(synodpb::Request req, google::protobuf::Message* resp,
   }
   if (stopping) {
     done(Err(EtcdError::kStopped));
+    return;
+  }
+  absl::Status quota = CheckQuota(req);
+  if (!quota.ok()) {
+    done(quota);
     return;
   }
   ProposeWithWaiter(std::move(req), resp, std::move(done), false, {});
@@ -514,9 +531,12 @@ void EtcdServer::ReadLoop() {
 
 void EtcdServer::OnLeaderChanged(uint64_t lead, uint64_t term) {
   if (lead == member_id_) {
-    // etcd's rule: a new leader restarts every lease's TTL, extended by an
-    // election timeout, so no lease expires because of the election.
+    // etcd's rule: a new leader restarts every lease from its checkpointed
+    // remaining TTL (its full TTL without one), extended by an election
+    // timeout, so no lease expires because of the election.
     lessor_->Promote(config_.election_timeout);
+  } else {
+    lessor_->Demote();  // only the leader schedules checkpoints
   }
 }
 
@@ -559,8 +579,122 @@ int64_t EtcdServer::NewLeaseId() {
 }
 
 std::vector<etcdserverpb::AlarmMember> EtcdServer::Alarms() const {
-  absl::MutexLock l(&alarm_mu_);
-  return alarms_;
+  return alarms_.Get();
+}
+
+void EtcdServer::RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type) {
+  if (!alarms_.Get(member_id, type).empty()) return;
+  {
+    absl::MutexLock l(&raising_mu_);
+    if (!raising_.insert({member_id, static_cast<int>(type)}).second) return;
+  }
+  synodpb::Request req;
+  req.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
+  req.mutable_alarm()->set_memberid(member_id);
+  req.mutable_alarm()->set_alarm(type);
+  SYNOD_LOG(WARNING) << "raising alarm " << etcdserverpb::AlarmType_Name(type)
+                     << " for member " << Hex(member_id);
+  Propose(std::move(req), nullptr, [this, member_id, type](absl::Status st) {
+    if (!st.ok()) {
+      SYNOD_LOG(WARNING) << "raising alarm "
+                         << etcdserverpb::AlarmType_Name(type) << " for member "
+                         << Hex(member_id) << " failed: " << st;
+    }
+    absl::MutexLock l(&raising_mu_);
+    raising_.erase({member_id, static_cast<int>(type)});
+  });
+}
+
+bool EtcdServer::QuotaAvailable(const synodpb::Request& req) const {
+  return db_size_.load() + static_cast<int64_t>(req.ByteSizeLong()) <=
+         config_.quota_backend_bytes;
+}
+
+absl::Status EtcdServer::CheckQuota(const synodpb::Request& req) {
+  if (config_.quota_backend_bytes <= 0 || !WritesKeys(req)) {
+    return absl::OkStatus();
+  }
+  if (QuotaAvailable(req)) return absl::OkStatus();
+  // etcd proposes the alarm on every refusal and lets the log dedupe it; one
+  // NOSPACE anywhere already caps the cluster, so we propose only while
+  // none is raised.
+  if (!alarms_.Has(etcdserverpb::NOSPACE)) {
+    RaiseAlarm(member_id_, etcdserverpb::NOSPACE);
+  }
+  return Err(EtcdError::kNoSpace);
+}
+
+absl::StatusOr<etcdserverpb::HashKVResponse> EtcdServer::LocalHashKV(
+    int64_t revision) {
+  const int64_t cur = kv_->Rev();
+  const int64_t rev = revision > 0 ? revision : cur;
+  auto h = kv_->HashKV(rev);
+  if (!h.ok()) return h.status();
+  etcdserverpb::HashKVResponse resp;
+  resp.set_hash(*h);
+  resp.set_compact_revision(kv_->CompactRev());
+  // etcd's header.revision is the store's current revision, whatever
+  // revision was hashed.
+  resp.mutable_header()->set_revision(std::max(cur, kv_->Rev()));
+  FillHeader(resp.mutable_header());
+  return resp;
+}
+
+CorruptionChecker::Deps EtcdServer::CorruptionDeps(bool before_start) {
+  CorruptionChecker::Deps d;
+  d.local_hash = [this](int64_t rev)
+      -> absl::StatusOr<etcdserverpb::HashKVResponse> {
+    // Hash at an explicit revision, and report that revision: the peers are
+    // asked for the same one.
+    const int64_t at = rev > 0 ? rev : kv_->Rev();
+    auto h = LocalHashKV(at);
+    if (h.ok()) h->mutable_header()->set_revision(at);
+    return h;
+  };
+  d.peer_hashes = [this, before_start](int64_t rev) {
+    std::vector<PeerHash> out;
+    const absl::Duration timeout = absl::Seconds(2);
+    for (const synodpb::Member& m : membership_.Members()) {
+      if (m.id() == member_id_) continue;
+      PeerHash p;
+      p.member_id = m.id();
+      if (before_start) {
+        p.resp = absl::UnavailableError("member has no peer URL");
+        for (const std::string& url : m.peer_urls()) {
+          p.resp = PeerTransport::FetchHashKV(url, rev, timeout);
+          if (p.resp.ok()) break;
+        }
+      } else {
+        etcdserverpb::HashKVRequest req;
+        req.set_revision(rev);
+        etcdserverpb::HashKVResponse resp;
+        grpc::Status st = transport_->HashKV(m.id(), req, &resp, timeout);
+        if (st.ok()) {
+          p.resp = std::move(resp);
+        } else {
+          p.resp = absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                                st.error_message());
+        }
+      }
+      out.push_back(std::move(p));
+    }
+    return out;
+  };
+  d.is_leader = [this] { return raft_ != nullptr && raft_->is_leader(); };
+  d.raise_corrupt = [this](uint64_t id) {
+    RaiseAlarm(id, etcdserverpb::CORRUPT);
+  };
+  return d;
+}
+
+std::vector<uint64_t> EtcdServer::TEST_CheckCorruption() {
+  CorruptionChecker c(member_id_, CorruptionDeps(false), absl::Seconds(1));
+  return c.CheckOnce();
+}
+
+void EtcdServer::TEST_ProposeRaw(std::string data) {
+  raft_->Propose(std::move(data), absl::Now() + RequestTimeout(),
+                 [](absl::Status) {});
 }
 
 uint64_t EtcdServer::AddProgressTicker(std::function<void()> tick) {
@@ -615,6 +749,48 @@ void EtcdServer::MaybeAutoCompact() {
   });
 }
 
+absl::StatusOr<int64_t> EtcdServer::LeaderKeepAlive(int64_t id) {
+  bool clear = false;
+  auto ttl = lessor_->KeepAlive(id, &clear);
+  if (!ttl.ok() || !clear) return ttl;
+  // The lease has a checkpointed remaining TTL: clear it through the log, so
+  // that a later leader does not restart it from that (etcd's Renew). One
+  // clear in flight per lease; a failed one is retried by the next renewal.
+  {
+    absl::MutexLock l(&mu_);
+    if (!clearing_checkpoints_.insert(id).second) return ttl;
+  }
+  synodpb::Request req;
+  auto* cp = req.mutable_lease_checkpoints()->add_checkpoints();
+  cp->set_id(id);
+  cp->set_remaining_ttl(0);
+  Propose(std::move(req), nullptr, [this, id](absl::Status) {
+    absl::MutexLock l(&mu_);
+    clearing_checkpoints_.erase(id);
+  });
+  return ttl;
+}
+
+void EtcdServer::ProposeLeaseCheckpoints() {
+  if (!config_.lease_checkpoint) return;
+  // etcd's rate: at most 1,000 checkpoints per entry; the timer runs every
+  // 100 ms, so at most 10,000 per second.
+  auto due = lessor_->DueCheckpoints(1000);
+  if (due.empty()) return;
+  synodpb::Request req;
+  for (const auto& [id, remaining] : due) {
+    auto* cp = req.mutable_lease_checkpoints()->add_checkpoints();
+    cp->set_id(id);
+    cp->set_remaining_ttl(remaining);
+  }
+  const size_t n = due.size();
+  Propose(std::move(req), nullptr, [n](absl::Status st) {
+    if (!st.ok()) {
+      SYNOD_LOG(WARNING) << "lease checkpoint of " << n << " leases: " << st;
+    }
+  });
+}
+
 void EtcdServer::TimerLoop() {
   while (true) {
     {
@@ -647,6 +823,7 @@ void EtcdServer::TimerTick() {
       });
     }
     MaybeAutoCompact();
+    ProposeLeaseCheckpoints();
   }
   const absl::Time now = clock_->Now();
   if (now - last_progress_ >= config_.progress_notify_interval) {

@@ -40,7 +40,9 @@
 #include "backend/lease/lessor.h"
 #include "backend/mvcc/kv_store.h"
 #include "backend/mvcc/watchable_store.h"
+#include "backend/server/alarm_store.h"
 #include "backend/server/config.h"
+#include "backend/server/corruption_checker.h"
 #include "backend/server/membership.h"
 #include "backend/server/peer_transport.h"
 #include "backend/server/raft_node.h"
@@ -130,8 +132,35 @@ class EtcdServer {
   // A new lease ID, unique on this member (> 0).
   int64_t NewLeaseId();
 
-  // Active alarms.
+  // The cluster's raised alarms (replicated state: the same list on every
+  // member at the same applied index).
   std::vector<etcdserverpb::AlarmMember> Alarms() const;
+  const AlarmStore& alarm_store() const { return alarms_; }
+
+  // Proposes raising alarm `type` for member `member_id` (etcd raises
+  // NOSPACE and CORRUPT through Raft). At most one proposal per (member,
+  // type) is in flight; failures are logged.
+  void RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type);
+
+  // etcd's quota check (v3rpc/quota.go): OK when `req` adds no data or fits
+  // under --quota-backend-bytes with this member's current size; otherwise
+  // raises NOSPACE for this member (through Raft) unless a NOSPACE alarm is
+  // already raised, and returns kNoSpace.
+  absl::Status CheckQuota(const synodpb::Request& req);
+
+  // This member's HashKV at `revision` (0 = the current revision): hash,
+  // compact_revision, and header.revision = the current revision (etcd's
+  // Maintenance.HashKV). Errors: kCompacted (revision <= the compacted
+  // one), kFutureRev.
+  absl::StatusOr<etcdserverpb::HashKVResponse> LocalHashKV(int64_t revision);
+
+  // One periodic corruption check pass now (see CorruptionChecker); the
+  // members found corrupt. For tests; nothing when this member is not the
+  // leader.
+  std::vector<uint64_t> TEST_CheckCorruption();
+
+  // Test hook: proposes `data` as a raw log entry (which need not decode).
+  void TEST_ProposeRaw(std::string data);
 
   // Registers a callback run by the timer thread every progress interval
   // (the watch service's progress notify). Returns an id for removal.
@@ -150,7 +179,7 @@ class EtcdServer {
   const ServerConfig& config() const { return config_; }
   uint64_t cluster_id() const { return cluster_id_; }
   uint64_t member_id() const { return member_id_; }
-  uint64_t term() const { return raft_->term(); }
+  uint64_t term() const { return raft_ != nullptr ? raft_->term() : 0; }
   int64_t DbSizeBytes() const { return db_size_.load(); }
   common::Clock* clock() const { return clock_; }
 
@@ -192,16 +221,32 @@ class EtcdServer {
   // Applies one request. Runs on the apply thread.
   absl::Status Apply(const synodpb::Request& req,
                      google::protobuf::Message* resp, uint64_t index);
+  // The backend stage: MVCC, lease, alarm and membership state.
+  absl::Status ApplyOp(const synodpb::Request& req,
+                       google::protobuf::Message* resp, uint64_t index);
+  // Stops the process: committed entry `e` does not decode as `what`.
+  [[noreturn]] void StopOnUndecodable(const raft::Entry& e, const char* what);
   absl::Status ApplyLeaseRevoke(int64_t id);
   absl::Status ApplyAlarm(const etcdserverpb::AlarmRequest& r,
                           etcdserverpb::AlarmResponse* resp);
-  bool WritesKeys(const synodpb::Request& req) const;
-  void PersistAlarmsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(alarm_mu_);
+  // What etcd's applier chain decides before and after the backend applies
+  // `req`: capped (alarms) first, then the quota answer.
+  absl::Status CheckAlarmsForApply(const synodpb::Request& req) const;
+  bool QuotaAvailable(const synodpb::Request& req) const;
+  static bool WritesKeys(const synodpb::Request& req);
+
+  // The corruption checker's view of this member and its peers; with
+  // `before_start`, peers are reached by URL (the transport is not up).
+  CorruptionChecker::Deps CorruptionDeps(bool before_start);
 
   void TimerLoop();
   void TimerTick();
   void MaybeAutoCompact();
   void MaybePublishAttributes();
+  // Leader: renews lease `id` and clears its checkpoint if it has one.
+  absl::StatusOr<int64_t> LeaderKeepAlive(int64_t id);
+  // Leader, --experimental-enable-lease-checkpoint: proposes due checkpoints.
+  void ProposeLeaseCheckpoints();
   void ExpireWaiters();
 
   const ServerConfig config_;
@@ -219,6 +264,7 @@ class EtcdServer {
   Membership membership_;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftNode> raft_;
+  std::unique_ptr<CorruptionChecker> corruption_checker_;
   std::atomic<int64_t> db_size_{0};
   std::atomic<int64_t> next_lease_id_{0};
   std::atomic<uint64_t> next_request_id_{0};
@@ -236,6 +282,8 @@ class EtcdServer {
   uint64_t next_ticker_ ABSL_GUARDED_BY(mu_) = 1;
   // Leases whose revoke is proposed and not yet applied.
   absl::flat_hash_set<int64_t> revoking_ ABSL_GUARDED_BY(mu_);
+  // Leases whose checkpoint clear is proposed and not yet applied.
+  absl::flat_hash_set<int64_t> clearing_checkpoints_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex waiters_mu_;
   absl::flat_hash_map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(waiters_mu_);
@@ -252,8 +300,12 @@ class EtcdServer {
   uint64_t received_snap_index_ ABSL_GUARDED_BY(snap_mu_) = 0;
   std::vector<std::string> received_snap_ ABSL_GUARDED_BY(snap_mu_);
 
-  mutable absl::Mutex alarm_mu_;
-  std::vector<etcdserverpb::AlarmMember> alarms_ ABSL_GUARDED_BY(alarm_mu_);
+  AlarmStore alarms_;
+  // Alarms this member has proposed and not yet seen applied or failed:
+  // (member id, type).
+  absl::Mutex raising_mu_;
+  absl::flat_hash_set<std::pair<uint64_t, int>> raising_
+      ABSL_GUARDED_BY(raising_mu_);
 
   // Timer-thread state for auto-compaction.
   absl::Time last_compact_check_;

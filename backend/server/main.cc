@@ -59,6 +59,16 @@ ABSL_FLAG(bool, pre_vote, false, "Enable the Raft pre-vote phase.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error, panic or fatal.");
 ABSL_FLAG(std::string, config_file, "",
           "Path to an etcd-style YAML config file; when set, it replaces the other flags.");
+ABSL_FLAG(bool, experimental_initial_corrupt_check, false,
+          "Enable to check data corruption before serving any client/peer traffic.");
+ABSL_FLAG(std::string, experimental_corrupt_check_time, "0s",
+          "Duration of time between cluster corruption check passes.");
+ABSL_FLAG(bool, experimental_enable_lease_checkpoint, false,
+          "Enable leader to send regular checkpoints to other members to prevent "
+          "reset of remaining TTL on leader change.");
+ABSL_FLAG(std::string, experimental_lease_checkpoint_interval, "5m",
+          "Duration of time between lease checkpoints (with "
+          "--experimental-enable-lease-checkpoint).");
 ABSL_FLAG(std::string, restore_snapshot, "",
           "Initialise an empty --data-dir from this file (made by `etcdctl snapshot save`).");
 
@@ -156,6 +166,22 @@ int Run(int argc, char** argv) {
                            &cfg.progress_notify_interval) ||
       cfg.progress_notify_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr, "synod: invalid --experimental-watch-progress-notify-interval\n");
+    return 2;
+  }
+  cfg.initial_corrupt_check = absl::GetFlag(FLAGS_experimental_initial_corrupt_check);
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_experimental_corrupt_check_time),
+                           &cfg.corrupt_check_time) ||
+      cfg.corrupt_check_time < absl::ZeroDuration()) {
+    std::fprintf(stderr, "synod: invalid --experimental-corrupt-check-time %s\n",
+                 absl::GetFlag(FLAGS_experimental_corrupt_check_time).c_str());
+    return 2;
+  }
+  cfg.lease_checkpoint = absl::GetFlag(FLAGS_experimental_enable_lease_checkpoint);
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_experimental_lease_checkpoint_interval),
+                           &cfg.lease_checkpoint_interval) ||
+      cfg.lease_checkpoint_interval <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "synod: invalid --experimental-lease-checkpoint-interval %s\n",
+                 absl::GetFlag(FLAGS_experimental_lease_checkpoint_interval).c_str());
     return 2;
   }
   if (cfg.auto_compaction_mode != "periodic" && cfg.auto_compaction_mode != "revision") {

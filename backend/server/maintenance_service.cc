@@ -14,19 +14,30 @@ grpc::ServerUnaryReactor* MaintenanceService::Alarm(
     grpc::CallbackServerContext* ctx, const etcdserverpb::AlarmRequest* req,
     etcdserverpb::AlarmResponse* resp) {
   if (req->action() == etcdserverpb::AlarmRequest::GET) {
+    // Alarms are replicated state; etcd reads them through the log, so a
+    // list read anywhere shows every alarm raised before the call. A
+    // ReadIndex barrier gives the same guarantee without a log entry.
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    for (const auto& a : s_->Alarms()) {
-      if ((req->memberid() == 0 || a.memberid() == req->memberid()) &&
-          (req->alarm() == etcdserverpb::NONE || a.alarm() == req->alarm())) {
-        *resp->add_alarms() = a;
+    EtcdServer* s = s_;
+    s_->LinearizableRead([s, req, resp, reactor](absl::Status st) {
+      if (st.ok()) {
+        for (const auto& a : s->alarm_store().Get(req->memberid(), req->alarm())) {
+          *resp->add_alarms() = a;
+        }
+        s->FillHeader(resp->mutable_header());
       }
-    }
-    s_->FillHeader(resp->mutable_header());
-    reactor->Finish(grpc::Status::OK);
+      FinishWith(reactor, st);
+    });
     return reactor;
   }
   synodpb::Request r;
   *r.mutable_alarm() = *req;
+  // The member id is part of the entry, so that every member applies the
+  // same alarm (0 means "this member" to the caller).
+  if (req->action() == etcdserverpb::AlarmRequest::ACTIVATE &&
+      req->memberid() == 0) {
+    r.mutable_alarm()->set_memberid(s_->member_id());
+  }
   return ProposeAndFinish(s_, ctx, std::move(r), resp);
 }
 
@@ -80,14 +91,8 @@ grpc::ServerUnaryReactor* MaintenanceService::HashKV(
     grpc::CallbackServerContext* ctx, const etcdserverpb::HashKVRequest* req,
     etcdserverpb::HashKVResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const int64_t rev = req->revision() > 0 ? req->revision() : s_->kv()->Rev();
-  auto h = s_->kv()->HashKV(rev);
-  if (h.ok()) {
-    resp->set_hash(*h);
-    resp->set_compact_revision(s_->kv()->CompactRev());
-    resp->mutable_header()->set_revision(rev);
-    s_->FillHeader(resp->mutable_header());
-  }
+  auto h = s_->LocalHashKV(req->revision());
+  if (h.ok()) *resp = *std::move(h);
   reactor->Finish(common::ToGrpcStatus(h.status()));
   return reactor;
 }

@@ -217,6 +217,15 @@ class PeerTransport::Service final : public synodpb::Peer::Service {
     return t_->cb_.on_member_promote(*req, resp);
   }
 
+  grpc::Status HashKV(grpc::ServerContext* ctx,
+                      const etcdserverpb::HashKVRequest* req,
+                      etcdserverpb::HashKVResponse* resp) override {
+    if (!t_->cb_.on_hash_kv) {
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no HashKV");
+    }
+    return t_->cb_.on_hash_kv(*req, resp);
+  }
+
  private:
   PeerTransport* const t_;
 };
@@ -436,6 +445,22 @@ absl::StatusOr<synodpb::ClusterInfo> PeerTransport::FetchClusterInfo(
   return info;
 }
 
+absl::StatusOr<etcdserverpb::HashKVResponse> PeerTransport::FetchHashKV(
+    const std::string& peer_url, int64_t revision, absl::Duration timeout) {
+  auto stub = synodpb::Peer::NewStub(Dial(peer_url));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  etcdserverpb::HashKVRequest req;
+  req.set_revision(revision);
+  etcdserverpb::HashKVResponse resp;
+  grpc::Status st = stub->HashKV(&ctx, req, &resp);
+  if (!st.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                        st.error_message());
+  }
+  return resp;
+}
+
 // A unary call to member `id` on its Peer stub, bounded by `timeout`.
 template <typename Req, typename Resp, typename Method>
 grpc::Status PeerTransport::CallPeer(uint64_t id, Method method,
@@ -463,6 +488,13 @@ grpc::Status PeerTransport::MemberPromote(
     uint64_t id, const etcdserverpb::MemberPromoteRequest& req,
     etcdserverpb::MemberPromoteResponse* resp, absl::Duration timeout) {
   return CallPeer(id, &synodpb::Peer::Stub::MemberPromote, req, resp, timeout);
+}
+
+grpc::Status PeerTransport::HashKV(uint64_t id,
+                                   const etcdserverpb::HashKVRequest& req,
+                                   etcdserverpb::HashKVResponse* resp,
+                                   absl::Duration timeout) {
+  return CallPeer(id, &synodpb::Peer::Stub::HashKV, req, resp, timeout);
 }
 
 grpc::Status PeerTransport::LeaseRenew(

@@ -71,7 +71,18 @@ class PeerTransport {
     std::function<grpc::Status(const etcdserverpb::MemberPromoteRequest&,
                                etcdserverpb::MemberPromoteResponse*)>
         on_member_promote;
+    // This member's HashKV (Maintenance.HashKV's semantics) for a peer's
+    // corruption check.
+    std::function<grpc::Status(const etcdserverpb::HashKVRequest&,
+                               etcdserverpb::HashKVResponse*)>
+        on_hash_kv;
   };
+
+  // Asks the member at `peer_url` for its HashKV at `revision` (0 = its
+  // current one). Errors: the peer's (kCompacted, kFutureRev), or
+  // Unavailable when it cannot be reached within `timeout`.
+  static absl::StatusOr<etcdserverpb::HashKVResponse> FetchHashKV(
+      const std::string& peer_url, int64_t revision, absl::Duration timeout);
 
   // Asks the member at `peer_url` for the cluster's ID and members.
   // Errors: Unavailable when it cannot be reached within `timeout`.
@@ -104,6 +115,11 @@ class PeerTransport {
                                const etcdserverpb::LeaseTimeToLiveRequest& req,
                                etcdserverpb::LeaseTimeToLiveResponse* resp,
                                absl::Duration timeout);
+
+  // Member `id`'s HashKV (see FetchHashKV).
+  grpc::Status HashKV(uint64_t id, const etcdserverpb::HashKVRequest& req,
+                      etcdserverpb::HashKVResponse* resp,
+                      absl::Duration timeout);
 
   grpc::Status MemberPromote(uint64_t id,
                              const etcdserverpb::MemberPromoteRequest& req,

@@ -302,8 +302,13 @@ void RaftNode::HandleReady() {
       if (e.index <= opts_.log->conf_index()) continue;
       auto cc = raft::DecodeConfChange(e.data);
       if (!cc.ok()) {
-        SYNOD_LOG(FATAL) << "corrupt conf change at index " << e.index << ": "
-                         << cc.status();
+        // The same rule as the apply thread: a member that cannot decode a
+        // committed entry stops (EtcdServer::StopOnUndecodable).
+        SYNOD_LOG(FATAL) << "committed entry at index " << e.index << " (term "
+                         << e.term << ", " << e.data.size()
+                         << " bytes) does not decode as a conf change ("
+                         << cc.status().message()
+                         << "); this member cannot apply its log and stops";
       }
       raft::ConfState cs = raw_->ApplyConfChange(*cc);
       st = opts_.log->SetConfState(cs, e.index);

@@ -142,18 +142,36 @@ TEST_F(EtcdServerTest, QuotaRaisesNoSpaceAndRefusesPutsButNotDeletes) {
     if (!st.ok()) break;
   }
   ASSERT_TRUE(common::IsErr(st, common::EtcdError::kNoSpace)) << st;
-  ASSERT_EQ(server_->Alarms().size(), 1u);
-  EXPECT_EQ(server_->Alarms()[0].alarm(), etcdserverpb::NOSPACE);
+  // The alarm is raised through the log, proposed before the answer above:
+  // applied before the delete proposed now.
   synodpb::Request del;
   del.mutable_delete_range()->set_key("k0");
   etcdserverpb::DeleteRangeResponse dr;
   ASSERT_TRUE(Run(std::move(del), &dr).ok());
   EXPECT_EQ(dr.deleted(), 1);
+  ASSERT_EQ(server_->Alarms().size(), 1u);
+  EXPECT_EQ(server_->Alarms()[0].alarm(), etcdserverpb::NOSPACE);
+  EXPECT_EQ(server_->Alarms()[0].memberid(), server_->member_id());
   // The alarm is persisted: still raised after a restart.
   server_.reset();
   Open();
   EXPECT_EQ(server_->Alarms().size(), 1u);
   EXPECT_TRUE(common::IsErr(Put("again", "x"), common::EtcdError::kNoSpace));
+}
+
+// A committed entry that does not decode stops the member with a clear
+// line: skipping it would leave this member serving a state the others do
+// not have. The put after it must never be acknowledged.
+TEST_F(EtcdServerTest, UndecodableCommittedEntryStopsTheMember) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Open();
+  ASSERT_TRUE(Put("before", "x").ok());
+  EXPECT_DEATH(
+      {
+        server_->TEST_ProposeRaw(std::string(8, '\xff'));
+        (void)Put("after", "x");  // applied only if the entry was skipped
+      },
+      "does not decode as a request; this member cannot apply its log");
 }
 
 TEST_F(EtcdServerTest, AcknowledgedWritesAndLeasesSurviveRestart) {
