@@ -11,7 +11,27 @@ namespace {
 constexpr size_t kSyncBatchEvents = 1000;
 
 int64_t EventRev(const mvccpb::Event& ev) { return ev.kv().mod_revision(); }
+
+// The store whose sink the current thread is calling (Deliver or
+// Compacted), if any. Only for TEST_SetPrevKvHook's `in_delivery`.
+thread_local const WatchableStore* tls_delivering = nullptr;
 }  // namespace
+
+// Marks the current thread as inside a sink call of `store` (with its lock
+// held) for as long as the scope lives.
+class WatchableStore::DeliveryScope {
+ public:
+  explicit DeliveryScope(const WatchableStore* store)
+      : prev_(tls_delivering) {
+    tls_delivering = store;
+  }
+  ~DeliveryScope() { tls_delivering = prev_; }
+  DeliveryScope(const DeliveryScope&) = delete;
+  DeliveryScope& operator=(const DeliveryScope&) = delete;
+
+ private:
+  const WatchableStore* const prev_;
+};
 
 WatchableStore::WatchableStore(KvStore* kv) : kv_(kv) {
   notified_rev_ = kv->Rev();
@@ -106,6 +126,7 @@ void WatchableStore::Notify(const std::vector<mvccpb::Event>& events,
     }
   }
   bool victims = false;
+  DeliveryScope delivering(this);
   for (auto& [w, evs] : out) {
     const int64_t first = EventRev(evs.front());
     if (w->sink->Deliver(w->watch_id, &evs, revision)) continue;
@@ -143,6 +164,19 @@ int64_t WatchableStore::Progress(uint64_t handle) const {
   if (it == watchers_.end()) return -1;
   if (it->second->synced) return notified_rev_;
   return it->second->next_rev - 1;
+}
+
+std::optional<mvccpb::KeyValue> WatchableStore::PrevKv(
+    const mvccpb::Event& ev) const {
+  if (prev_kv_hook_) prev_kv_hook_(tls_delivering == this);
+  if (IsCreateEvent(ev)) return std::nullopt;
+  absl::StatusOr<std::optional<mvccpb::KeyValue>> prev =
+      kv_->Get(ev.kv().key(), ev.kv().mod_revision() - 1);
+  // kCompacted: the previous revision was compacted after the event was
+  // delivered. etcd's sendLoop sends the event without prev_kv then (its
+  // Range fails with ErrCompacted), and so do we.
+  if (!prev.ok()) return std::nullopt;
+  return std::move(*prev);
 }
 
 size_t WatchableStore::WatcherCount() const {
@@ -201,6 +235,7 @@ bool WatchableStore::SyncOnce() {
       continue;  // canceled or changed meanwhile
     }
     Watcher* w = it->second.get();
+    DeliveryScope delivering(this);
     if (common::IsErr(st, common::EtcdError::kCompacted)) {
       unsynced_.erase(w);
       w->sink->Compacted(w->watch_id, kv_->CompactRev());

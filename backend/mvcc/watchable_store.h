@@ -11,6 +11,10 @@
 //    when it has room again, or canceled with the compacted revision if that
 //    history is gone.
 //  * The events of one revision are always delivered together.
+//  * Sinks are called with the store's lock held (on the apply thread from
+//    Notify, or on the sync thread), so a delivery only queues. prev_kv is
+//    not read there: a sink that wants it calls PrevKv from its own send
+//    path, outside the lock (etcd's sendLoop reads it the same way).
 //
 // Thread-safety: thread-safe. Notify is called by the apply thread. Lock
 // order: WatchableStore::mu_ is taken before any WatchSink lock; sinks must
@@ -19,7 +23,9 @@
 #define SYNOD_BACKEND_MVCC_WATCHABLE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,16 +45,27 @@ class WatchSink {
  public:
   virtual ~WatchSink() = default;
   // Events of whole revisions for watcher `watch_id`, in revision order;
-  // `revision` is the store revision they bring the watcher to. Return false
-  // when the sink has no room: nothing was taken, and the same events will be
-  // offered again later from history. Called with the store's lock held:
-  // must not block and must not call into the store.
+  // `revision` is the store revision they bring the watcher to. Their
+  // prev_kv is empty. Return false when the sink has no room: nothing was
+  // taken, and the same events will be offered again later from history.
+  // Called with the store's lock held, on the apply thread (Notify) or the
+  // sync thread: it only takes or refuses the events. It must not block,
+  // must not call into the store, and must not read the KvStore (LevelDB):
+  // a sink that wants prev_kv reads it later with PrevKv, from its own
+  // thread, after Deliver has returned.
   virtual bool Deliver(int64_t watch_id, std::vector<mvccpb::Event>* events,
                        int64_t revision) = 0;
   // The watcher's start revision has been compacted; it is removed from the
   // store. Same calling rules as Deliver.
   virtual void Compacted(int64_t watch_id, int64_t compact_revision) = 0;
 };
+
+// etcd's IsCreateEvent: a put of a key that had no value before it (its
+// prev_kv is always empty).
+inline bool IsCreateEvent(const mvccpb::Event& ev) {
+  return ev.type() == mvccpb::Event::PUT &&
+         ev.kv().create_revision() == ev.kv().mod_revision();
+}
 
 struct WatchSpec {
   std::string key;
@@ -91,6 +108,24 @@ class WatchableStore {
   // (NotifiedRev() for a synced watcher). -1 if unknown.
   int64_t Progress(uint64_t handle) const;
 
+  // The prev_kv of a delivered event: the key's value at revision
+  // mod_revision - 1 (etcd's sendLoop: Range(key, rev = mod_revision - 1),
+  // skipped for a create event, whose key had no value before). nullopt for
+  // a create, a key that did not exist then, and -- as etcd, which sends
+  // the event without prev_kv when that Range fails -- for a revision
+  // compacted since the event was delivered, or a read error. A LevelDB
+  // read: call it from a sink's own send path, never from Deliver or
+  // Compacted. Takes no store lock (only the KvStore's, a leaf).
+  std::optional<mvccpb::KeyValue> PrevKv(const mvccpb::Event& ev) const;
+
+  // Test seam: `hook` runs at the start of every PrevKv call, on the calling
+  // thread, with `in_delivery` true when that thread is inside a Deliver or
+  // Compacted call of this store (so holds the store's lock). Not
+  // synchronised with PrevKv: set it before any watcher exists.
+  void TEST_SetPrevKvHook(std::function<void(bool in_delivery)> hook) {
+    prev_kv_hook_ = std::move(hook);
+  }
+
   // Counts, for metrics and tests.
   size_t WatcherCount() const;
   size_t UnsyncedCount() const;
@@ -104,6 +139,7 @@ class WatchableStore {
     int64_t next_rev;  // first revision not yet delivered
     bool synced;
   };
+  class DeliveryScope;
   bool Matches(const Watcher& w, const mvccpb::Event& ev) const;
   void AddSyncedLocked(Watcher* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSyncedLocked(Watcher* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -123,6 +159,7 @@ class WatchableStore {
   int64_t notified_rev_ ABSL_GUARDED_BY(mu_);
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(bool)> prev_kv_hook_;  // tests only; see TEST_ above
   std::thread sync_thread_;
 };
 

@@ -1,11 +1,13 @@
 // The Watch service over real gRPC, in process, on a FakeClock with the
 // timer thread off: periodic progress notify, client-chosen and duplicate
-// watch IDs, empty ranges, filters, fragment and cancel. etcdctl 3.4 cannot
-// ask for most of these, so the integration suite does not cover them.
+// watch IDs, empty ranges, filters, fragment and cancel, and where prev_kv
+// is read. etcdctl 3.4 cannot ask for most of these, so the integration
+// suite does not cover them.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 #include "absl/synchronization/notification.h"
 #include "backend/server/etcd_server.h"
@@ -52,6 +54,8 @@ class WatchServiceTest : public ::testing::Test {
     stream_ = stub_->Watch(ctx_.get());
   }
   void TearDown() override {
+    // A failed test may leave a prev_kv read held by the hook.
+    if (!release_read_.HasBeenNotified()) release_read_.Notify();
     if (stream_) {
       stream_->WritesDone();
       WatchResponse r;
@@ -99,6 +103,82 @@ class WatchServiceTest : public ::testing::Test {
     EXPECT_TRUE(stream_->Read(&r)) << "stream ended";
     return r;
   }
+  void Compact(int64_t rev) {
+    synodpb::Request req;
+    req.mutable_compaction()->set_revision(rev);
+    etcdserverpb::CompactionResponse resp;
+    absl::Notification done;
+    server_->Propose(std::move(req), &resp, [&](absl::Status st) {
+      EXPECT_TRUE(st.ok()) << st;
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+  // Creates a prev_kv watcher on `key` from `start` (0 = now) and reads its
+  // created response.
+  void CreatePrevKv(const std::string& key, int64_t watch_id,
+                    int64_t start = 0) {
+    WatchRequest req;
+    auto* c = req.mutable_create_request();
+    c->set_key(key);
+    c->set_watch_id(watch_id);
+    c->set_start_revision(start);
+    c->set_prev_kv(true);
+    ASSERT_TRUE(stream_->Write(req));
+    WatchResponse r = Next();
+    ASSERT_TRUE(r.created());
+    ASSERT_EQ(r.watch_id(), watch_id);
+  }
+  // Reads responses until watcher `watch_id` has had the events of
+  // revisions up to `rev`; returns its events by mod revision.
+  std::map<int64_t, mvccpb::Event> EventsUpTo(int64_t watch_id, int64_t rev) {
+    std::map<int64_t, mvccpb::Event> out;
+    int64_t last = 0;
+    while (last < rev) {
+      WatchResponse r;
+      if (!stream_->Read(&r)) {
+        ADD_FAILURE() << "stream ended at revision " << last;
+        break;
+      }
+      if (r.watch_id() != watch_id) continue;
+      for (const auto& ev : r.events()) {
+        out[ev.kv().mod_revision()] = ev;
+        last = ev.kv().mod_revision();
+      }
+    }
+    return out;
+  }
+
+  // Installs a prev_kv read hook on the store that counts reads, and those
+  // made inside a delivery (under the store's lock). With `hold_first`, the
+  // first read waits for release_read_ after notifying read_held_.
+  void HookPrevKvReads(bool hold_first) {
+    hold_first_read_ = hold_first;
+    server_->watchable()->TEST_SetPrevKvHook([this](bool in_delivery) {
+      bool hold = false;
+      {
+        absl::MutexLock l(&hook_mu_);
+        ++prev_reads_;
+        if (in_delivery) ++prev_reads_in_delivery_;
+        hold = hold_first_read_ && prev_reads_ == 1;
+      }
+      if (hold) {
+        read_held_.Notify();
+        release_read_.WaitForNotification();
+      }
+    });
+  }
+  int PrevReads() {
+    absl::MutexLock l(&hook_mu_);
+    return prev_reads_;
+  }
+  int PrevReadsInDelivery() {
+    absl::MutexLock l(&hook_mu_);
+    return prev_reads_in_delivery_;
+  }
+
+  // The stalled-stream scenario below, with or without prev_kv.
+  void RunStalledStream(bool prev_kv);
 
   std::string dir_;
   ServerConfig cfg_;
@@ -109,7 +189,36 @@ class WatchServiceTest : public ::testing::Test {
   std::unique_ptr<etcdserverpb::Watch::Stub> stub_;
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<WatchRequest, WatchResponse>> stream_;
+  // HookPrevKvReads' state. Members, not test locals: the hook may run
+  // until the stream ends in TearDown.
+  absl::Mutex hook_mu_;
+  int prev_reads_ ABSL_GUARDED_BY(hook_mu_) = 0;
+  int prev_reads_in_delivery_ ABSL_GUARDED_BY(hook_mu_) = 0;
+  bool hold_first_read_ = false;
+  absl::Notification read_held_;
+  absl::Notification release_read_;
 };
+
+// Checks the prev_kv of the events of revisions 2..5 of a key that was
+// created (2), overwritten (3), deleted (4) and created again (5).
+void ExpectPrevKvs(const std::map<int64_t, mvccpb::Event>& evs) {
+  ASSERT_EQ(evs.size(), 4u);
+  const mvccpb::Event& create = evs.at(2);
+  EXPECT_EQ(create.type(), mvccpb::Event::PUT);
+  EXPECT_FALSE(create.has_prev_kv());
+  const mvccpb::Event& overwrite = evs.at(3);
+  EXPECT_EQ(overwrite.kv().value(), "v2");
+  EXPECT_EQ(overwrite.prev_kv().value(), "v1");
+  EXPECT_EQ(overwrite.prev_kv().mod_revision(), 2);
+  const mvccpb::Event& del = evs.at(4);
+  EXPECT_EQ(del.type(), mvccpb::Event::DELETE);
+  EXPECT_EQ(del.prev_kv().key(), "k");
+  EXPECT_EQ(del.prev_kv().value(), "v2");
+  EXPECT_EQ(del.prev_kv().mod_revision(), 3);
+  const mvccpb::Event& again = evs.at(5);
+  EXPECT_EQ(again.kv().value(), "v3");
+  EXPECT_FALSE(again.has_prev_kv());
+}
 
 TEST_F(WatchServiceTest, AutomaticWatchIdsStartAtZeroAndCreatedCarriesHeader) {
   WatchResponse a = Create("a");
@@ -208,6 +317,70 @@ TEST_F(WatchServiceTest, PrevKvCarriesThePreviousValue) {
   EXPECT_EQ(r.events(0).prev_kv().value(), "old");
 }
 
+// Issue 10 item 7: prev_kv is read on the stream's send path (etcd's
+// sendLoop), never by Deliver under the store's lock; it is still right on
+// the wire for a put, an overwrite, a delete, and a replay from history.
+TEST_F(WatchServiceTest, PrevKvIsReadOnTheSendPathNotUnderTheStoreLock) {
+  HookPrevKvReads(/*hold_first=*/false);
+  CreatePrevKv("k", 0);
+  Put("k", "v1");  // 2
+  Put("k", "v2");  // 3
+  Delete("k");     // 4
+  Put("k", "v3");  // 5
+  ExpectPrevKvs(EventsUpTo(0, 5));
+  // A watcher replaying the same revisions from history (the sync thread
+  // delivers them, also under the store's lock).
+  CreatePrevKv("k", 1, /*start=*/2);
+  ExpectPrevKvs(EventsUpTo(1, 5));
+  // One read per overwrite or delete at least (creates need none).
+  EXPECT_GE(PrevReads(), 4);
+  EXPECT_EQ(PrevReadsInDelivery(), 0);
+}
+
+// While a prev_kv read is stuck, the store's lock is free and the apply
+// thread goes on applying and notifying: Notify does not wait for it.
+TEST_F(WatchServiceTest, ApplyAndNotifyGoOnWhileAPrevKvReadIsStuck) {
+  HookPrevKvReads(/*hold_first=*/true);
+  CreatePrevKv("k", 0);
+  Put("k", "v1");  // 2: a create, no read
+  EventsUpTo(0, 2);
+  Put("k", "v2");  // 3: its prev_kv read is held
+  ASSERT_TRUE(read_held_.WaitForNotificationWithTimeout(absl::Seconds(10)))
+      << "no prev_kv read was made on the send path";
+  Put("k", "v3");  // 4
+  Delete("k");     // 5
+  // NotifiedRev takes the store's lock; it is the apply thread's Notify
+  // that moved it to 5.
+  EXPECT_EQ(server_->watchable()->NotifiedRev(), 5);
+  release_read_.Notify();
+  std::map<int64_t, mvccpb::Event> evs = EventsUpTo(0, 5);
+  ASSERT_EQ(evs.size(), 3u);
+  EXPECT_EQ(evs[3].prev_kv().value(), "v1");
+  EXPECT_EQ(evs[4].prev_kv().value(), "v2");
+  EXPECT_EQ(evs[5].prev_kv().value(), "v3");
+  EXPECT_EQ(PrevReadsInDelivery(), 0);
+}
+
+// etcd's sendLoop reads prev_kv at mod_revision - 1 when it sends; if that
+// revision was compacted after the event was queued, the event goes without
+// prev_kv. Synod does the same.
+TEST_F(WatchServiceTest, PrevRevisionCompactedBeforeSendGoesWithoutPrevKv) {
+  HookPrevKvReads(/*hold_first=*/true);
+  CreatePrevKv("k", 0);
+  Put("k", "v1");  // 2
+  EventsUpTo(0, 2);
+  Put("k", "v2");  // 3: prev at 2, read held
+  ASSERT_TRUE(read_held_.WaitForNotificationWithTimeout(absl::Seconds(10)))
+      << "no prev_kv read was made on the send path";
+  Put("k", "v3");  // 4: prev at 3
+  Compact(3);      // revision 2 is gone; 3 is kept
+  release_read_.Notify();
+  std::map<int64_t, mvccpb::Event> evs = EventsUpTo(0, 4);
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_FALSE(evs[3].has_prev_kv());
+  EXPECT_EQ(evs[4].prev_kv().value(), "v2");
+}
+
 TEST_F(WatchServiceTest, FragmentSplitsLargeRevisionsAndMarksAllButTheLast) {
   // One txn-sized catch-up: 6 keys of 1 KiB at revisions 2..7, replayed from
   // history in one response unless fragmented (max_request_bytes = 4 KiB).
@@ -230,6 +403,44 @@ TEST_F(WatchServiceTest, FragmentSplitsLargeRevisionsAndMarksAllButTheLast) {
     if (!r.fragment() && events < 6) {
       // A new response after an unfragmented one is fine (next revision batch).
       continue;
+    }
+  }
+  EXPECT_EQ(events, 6);
+  EXPECT_GT(fragments, 0);
+}
+
+// With prev_kv, a response is fragmented once its prev_kv are read (they
+// can double its size): every part stays near max_request_bytes, and every
+// event keeps its prev_kv.
+TEST_F(WatchServiceTest, FragmentWithPrevKvSplitsAfterThePrevKvAreRead) {
+  // 6 keys of 700 B at revisions 2..7, overwritten at 8..13.
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 6; ++i) {
+      Put("f" + std::to_string(i), std::string(700, 'a' + round));
+    }
+  }
+  WatchRequest req;
+  auto* c = req.mutable_create_request();
+  c->set_key("f");
+  c->set_range_end("g");
+  c->set_start_revision(8);
+  c->set_fragment(true);
+  c->set_prev_kv(true);
+  ASSERT_TRUE(stream_->Write(req));
+  EXPECT_TRUE(Next().created());
+  int events = 0;
+  int fragments = 0;
+  while (events < 6) {
+    WatchResponse r = Next();
+    if (r.fragment()) ++fragments;
+    // Two events of ~1.4 KiB each with prev_kv would exceed 4 KiB with a
+    // third: one event over the limit at most.
+    EXPECT_LE(r.ByteSizeLong(), 4096u + 1600u);
+    for (const auto& ev : r.events()) {
+      EXPECT_EQ(ev.kv().value(), std::string(700, 'b'));
+      EXPECT_EQ(ev.prev_kv().value(), std::string(700, 'a'));
+      EXPECT_EQ(ev.prev_kv().mod_revision(), ev.kv().mod_revision() - 6);
+      ++events;
     }
   }
   EXPECT_EQ(events, 6);
@@ -263,18 +474,21 @@ namespace {
 // A stream whose client stops reading fills its flow-control window and
 // then its bounded queue; its watcher becomes a victim. Another stream on the
 // same key keeps getting every event, and the stalled one, once it reads
-// again, gets every event exactly once and in order (from history).
-TEST_F(WatchServiceTest, StalledStreamBlocksNoOneAndLaterGetsEveryEventOnce) {
+// again, gets every event exactly once and in order (from history). With
+// prev_kv, the queue counts unread prev_kv by estimate and every event
+// still carries the key's previous revision.
+void WatchServiceTest::RunStalledStream(bool prev_kv) {
   constexpr int kPuts = 3000;
   // Stream A (the fixture's) watches "k" and does not read for now.
-  WatchResponse created = Create("k");
-  ASSERT_TRUE(created.created());
+  WatchRequest req;
+  req.mutable_create_request()->set_key("k");
+  req.mutable_create_request()->set_prev_kv(prev_kv);
+  ASSERT_TRUE(stream_->Write(req));
+  ASSERT_TRUE(Next().created());
   // Stream B watches the same key and reads everything.
   grpc::ClientContext bctx;
   bctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto b = stub_->Watch(&bctx);
-  WatchRequest req;
-  req.mutable_create_request()->set_key("k");
   ASSERT_TRUE(b->Write(req));
   WatchResponse r;
   ASSERT_TRUE(b->Read(&r));
@@ -296,12 +510,19 @@ TEST_F(WatchServiceTest, StalledStreamBlocksNoOneAndLaterGetsEveryEventOnce) {
       ++done;
     });
   }
+  // The previous revision of "k" (every put overwrites it), or none.
+  auto check_prev = [prev_kv](const mvccpb::Event& ev) {
+    const int64_t want = prev_kv ? ev.kv().mod_revision() - 1 : 0;
+    EXPECT_EQ(ev.prev_kv().mod_revision(), want == 1 ? 0 : want)
+        << "at revision " << ev.kv().mod_revision();
+  };
   // B sees all of them while A is stalled.
   int64_t expect = 2;
   while (expect < 2 + kPuts) {
     ASSERT_TRUE(b->Read(&r)) << "B stopped at revision " << expect;
     for (const auto& ev : r.events()) {
       ASSERT_EQ(ev.kv().mod_revision(), expect) << "B: gap or duplicate";
+      check_prev(ev);
       ++expect;
     }
   }
@@ -313,6 +534,7 @@ TEST_F(WatchServiceTest, StalledStreamBlocksNoOneAndLaterGetsEveryEventOnce) {
     WatchResponse a = Next();
     for (const auto& ev : a.events()) {
       ASSERT_EQ(ev.kv().mod_revision(), expect) << "A: gap or duplicate";
+      check_prev(ev);
       ++expect;
     }
   }
@@ -322,6 +544,14 @@ TEST_F(WatchServiceTest, StalledStreamBlocksNoOneAndLaterGetsEveryEventOnce) {
   b->Finish();
   absl::MutexLock l(&mu);
   mu.Await(absl::Condition(+[](int* d) { return *d == kPuts; }, &done));
+}
+
+TEST_F(WatchServiceTest, StalledStreamBlocksNoOneAndLaterGetsEveryEventOnce) {
+  RunStalledStream(/*prev_kv=*/false);
+}
+
+TEST_F(WatchServiceTest, StalledPrevKvStreamBlocksNoOneAndGetsEveryPrevKv) {
+  RunStalledStream(/*prev_kv=*/true);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -469,6 +470,104 @@ TEST_F(WatchableStoreTest, ResyncAllReplaysRevisionsWrittenUnderneath) {
   ASSERT_TRUE(sink.WaitForRevision(next));
   EXPECT_EQ(sink.EventRevs().back(), next);
   EXPECT_EQ(sink.EventRevs().size(), 4u);
+}
+
+}  // namespace
+}  // namespace synod::mvcc
+
+namespace synod::mvcc {
+namespace {
+
+// PrevKv is etcd's sendLoop read: the key at mod_revision - 1, nothing for
+// a create, and nothing once that revision is compacted.
+TEST_F(WatchableStoreTest, PrevKvIsTheKeyBeforeTheEventAndNoneForCreates) {
+  Put("a", "1");  // 2
+  Put("a", "2");  // 3
+  Delete("a");    // 4
+  Put("a", "3");  // 5
+  FakeSink sink;
+  ws_->Watch(&sink, 1, Key("a", 2));
+  ASSERT_TRUE(sink.WaitForRevision(5));
+  std::vector<mvccpb::Event> evs;
+  for (const FakeSink::Delivery& d : sink.Deliveries()) {
+    evs.insert(evs.end(), d.events.begin(), d.events.end());
+  }
+  ASSERT_EQ(evs.size(), 4u);
+  EXPECT_FALSE(ws_->PrevKv(evs[0]).has_value());  // create
+  std::optional<mvccpb::KeyValue> p3 = ws_->PrevKv(evs[1]);
+  ASSERT_TRUE(p3.has_value());
+  EXPECT_EQ(p3->value(), "1");
+  EXPECT_EQ(p3->mod_revision(), 2);
+  std::optional<mvccpb::KeyValue> p4 = ws_->PrevKv(evs[2]);  // the delete
+  ASSERT_TRUE(p4.has_value());
+  EXPECT_EQ(p4->value(), "2");
+  EXPECT_FALSE(ws_->PrevKv(evs[3]).has_value());  // created again
+  // Compacted at 3: revision 2 is gone, 3 is kept.
+  ASSERT_TRUE(kv_->Compact(3).ok());
+  CommitAndNotify();
+  EXPECT_FALSE(ws_->PrevKv(evs[1]).has_value());
+  std::optional<mvccpb::KeyValue> after = ws_->PrevKv(evs[2]);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->value(), "2");
+}
+
+// A sink that (wrongly) reads prev_kv inside Deliver.
+class ReadingSink : public WatchSink {
+ public:
+  explicit ReadingSink(const WatchableStore* ws) : ws_(ws) {}
+  bool Deliver(int64_t, std::vector<mvccpb::Event>* events,
+               int64_t) override {
+    for (const auto& ev : *events) ws_->PrevKv(ev);
+    absl::MutexLock l(&mu_);
+    ++deliveries_;
+    return true;
+  }
+  void Compacted(int64_t, int64_t) override {}
+  bool WaitForDeliveries(int n) {
+    absl::MutexLock l(&mu_);
+    auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return deliveries_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), kDeadline);
+  }
+
+ private:
+  const WatchableStore* const ws_;
+  absl::Mutex mu_;
+  int deliveries_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The test seam that the watch service's tests rely on: it tells a read
+// made inside a delivery (on the apply thread from Notify, or on the sync
+// thread, with the store's lock held) from one made elsewhere.
+TEST_F(WatchableStoreTest, PrevKvHookTellsReadsInsideADeliveryFromOthers) {
+  absl::Mutex mu;
+  std::vector<bool> in_delivery;
+  ws_->TEST_SetPrevKvHook([&](bool d) {
+    absl::MutexLock l(&mu);
+    in_delivery.push_back(d);
+  });
+  Put("a", "1");  // 2
+  ReadingSink reading(ws_.get());
+  const uint64_t h1 = ws_->Watch(&reading, 1, Key("a"));
+  Put("a", "2");  // 3: Notify -> Deliver -> PrevKv, under the lock
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_EQ(in_delivery, (std::vector<bool>{true}));
+  }
+  ASSERT_TRUE(ws_->Cancel(h1));
+  // From the sync thread's delivery too (a replay of revision 3).
+  const uint64_t h2 = ws_->Watch(&reading, 2, Key("a", 3));
+  ASSERT_TRUE(reading.WaitForDeliveries(2));
+  ASSERT_TRUE(ws_->Cancel(h2));
+  mvccpb::Event ev;
+  ev.set_type(mvccpb::Event::PUT);
+  ev.mutable_kv()->set_key("a");
+  ev.mutable_kv()->set_create_revision(2);
+  ev.mutable_kv()->set_mod_revision(3);
+  ws_->PrevKv(ev);  // the test thread: outside any delivery
+  absl::MutexLock l(&mu);
+  EXPECT_EQ(in_delivery, (std::vector<bool>{true, true, false}));
 }
 
 }  // namespace
