@@ -10,9 +10,17 @@
 //    index), then completes the waiting proposals, notifies watchers and
 //    releases linearizable reads whose ReadIndex it has reached;
 //  * the timer thread: lease expiry (leader only; revokes go through the
-//    log), auto-compaction (leader only), request timeouts, the watch
-//    progress ticks, and publishing this member's attributes;
-//  * two read threads that serve linearizable reads once released.
+//    log), lease checkpoints (leader only, when enabled), auto-compaction
+//    (leader only), request timeouts, the watch progress ticks, and
+//    publishing this member's attributes;
+//  * two read threads that serve linearizable reads once released;
+//  * with --experimental-corrupt-check-time, the corruption checker's
+//    thread (CorruptionChecker: leader-only HashKV comparisons).
+//
+// What the apply thread decides comes from replicated state only (the
+// AlarmStore), so every member reaches the same state; the one local input,
+// the backend size against --quota-backend-bytes, shapes answers and alarm
+// proposals only (etcd's quota and capped appliers).
 //
 // Thread-safe: every public method may be called from any thread.
 // Lock order: EtcdServer::mu_ -> (WatchableStore::mu_ -> sink locks) ->
