@@ -34,8 +34,11 @@ bool UsingRealEtcd();
 // SYNOD_TEST_SERVER when it is an absolute path, else SYNOD_BINARY.
 std::string ServerBinary();
 
-// A port on 127.0.0.1 that was free a moment ago (bind port 0, read, close).
-// Never returns the same port twice within one process.
+// A port on 127.0.0.1 that was free a moment ago, chosen below the kernel's
+// ephemeral range (so no bind to port 0 or outgoing connection takes it) and
+// reserved until this process exits against every other process that uses
+// this harness (a lock file under $TMPDIR/synod_it_ports). Never returns the
+// same port twice within one process.
 int PickFreePort();
 
 // A fresh directory under $TMPDIR (or /tmp). Removed by the destructor unless
