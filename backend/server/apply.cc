@@ -88,8 +88,20 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
     if (!req.ParseFromString(e.data)) StopOnUndecodable(e, "request");
     std::optional<Waiter> w;
     if (req.proposer() == member_id_ && req.id() != 0) w = TakeWaiter(req.id());
-    absl::Status st = Apply(req, w.has_value() ? w->resp : nullptr, e.index);
-    if (w.has_value()) completions.emplace_back(std::move(w->done), st);
+    bool raise_nospace = false;
+    absl::Status st = Apply(req, w.has_value() ? w->resp : nullptr, e.index,
+                            &raise_nospace);
+    if (raise_nospace) {
+      // As etcd: the ErrNoSpace answer goes out once the alarm is applied,
+      // so a client that saw it finds the alarm in `alarm list`.
+      Done answer;
+      if (w.has_value()) {
+        answer = [done = std::move(w->done), st](absl::Status) { done(st); };
+      }
+      RaiseAlarm(member_id_, etcdserverpb::NOSPACE, std::move(answer));
+    } else if (w.has_value()) {
+      completions.emplace_back(std::move(w->done), st);
+    }
   }
   if (last == first_applied) return;
 
@@ -361,7 +373,7 @@ void EtcdServer::StopOnUndecodable(const raft::Entry& e, const char* what) {
 
 absl::Status EtcdServer::Apply(const synodpb::Request& req,
                                google::protobuf::Message* resp,
-                               uint64_t index) {
+                               uint64_t index, bool* raise_nospace) {
   // Everything decided here comes from replicated state (the alarms), so
   // every member applies the same result.
   absl::Status st = CheckAlarmsForApply(req);
@@ -377,7 +389,7 @@ absl::Status EtcdServer::Apply(const synodpb::Request& req,
       SYNOD_LOG(WARNING) << "database space exceeded (" << db_size_.load()
                          << " bytes, quota " << config_.quota_backend_bytes
                          << ")";
-      RaiseAlarm(member_id_, etcdserverpb::NOSPACE);
+      *raise_nospace = true;
     }
   }
   return st;

@@ -438,11 +438,7 @@ void EtcdServer::Propose(synodpb::Request req, google::protobuf::Message* resp,
     done(Err(EtcdError::kStopped));
     return;
   }
-  absl::Status quota = CheckQuota(req);
-  if (!quota.ok()) {
-    done(quota);
-    return;
-  }
+  if (!CheckQuota(req, &done)) return;
   ProposeWithWaiter(std::move(req), resp, std::move(done), false, {});
 }
 
@@ -582,11 +578,17 @@ std::vector<etcdserverpb::AlarmMember> EtcdServer::Alarms() const {
   return alarms_.Get();
 }
 
-void EtcdServer::RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type) {
-  if (!alarms_.Get(member_id, type).empty()) return;
+void EtcdServer::RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type,
+                            Done then) {
+  if (!alarms_.Get(member_id, type).empty()) {
+    if (then) then(absl::OkStatus());
+    return;
+  }
   {
     absl::MutexLock l(&raising_mu_);
-    if (!raising_.insert({member_id, static_cast<int>(type)}).second) return;
+    auto [it, first] = raising_.try_emplace({member_id, static_cast<int>(type)});
+    if (then) it->second.push_back(std::move(then));
+    if (!first) return;  // one proposal in flight; it answers us too
   }
   synodpb::Request req;
   req.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
@@ -600,8 +602,16 @@ void EtcdServer::RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type) {
                          << etcdserverpb::AlarmType_Name(type) << " for member "
                          << Hex(member_id) << " failed: " << st;
     }
-    absl::MutexLock l(&raising_mu_);
-    raising_.erase({member_id, static_cast<int>(type)});
+    std::vector<Done> waiting;
+    {
+      absl::MutexLock l(&raising_mu_);
+      auto it = raising_.find({member_id, static_cast<int>(type)});
+      if (it != raising_.end()) {
+        waiting.swap(it->second);
+        raising_.erase(it);
+      }
+    }
+    for (Done& d : waiting) d(st);
   });
 }
 
@@ -610,18 +620,21 @@ bool EtcdServer::QuotaAvailable(const synodpb::Request& req) const {
          config_.quota_backend_bytes;
 }
 
-absl::Status EtcdServer::CheckQuota(const synodpb::Request& req) {
-  if (config_.quota_backend_bytes <= 0 || !WritesKeys(req)) {
-    return absl::OkStatus();
-  }
-  if (QuotaAvailable(req)) return absl::OkStatus();
+bool EtcdServer::CheckQuota(const synodpb::Request& req, Done* done) {
+  if (config_.quota_backend_bytes <= 0 || !WritesKeys(req)) return true;
+  if (QuotaAvailable(req)) return true;
   // etcd proposes the alarm on every refusal and lets the log dedupe it; one
   // NOSPACE anywhere already caps the cluster, so we propose only while
-  // none is raised.
-  if (!alarms_.Has(etcdserverpb::NOSPACE)) {
-    RaiseAlarm(member_id_, etcdserverpb::NOSPACE);
+  // none is raised. As etcd, the refusal waits for the alarm to apply.
+  Done refuse = [d = std::move(*done)](absl::Status) {
+    d(Err(EtcdError::kNoSpace));
+  };
+  if (alarms_.Has(etcdserverpb::NOSPACE)) {
+    refuse(absl::OkStatus());
+  } else {
+    RaiseAlarm(member_id_, etcdserverpb::NOSPACE, std::move(refuse));
   }
-  return Err(EtcdError::kNoSpace);
+  return false;
 }
 
 absl::StatusOr<etcdserverpb::HashKVResponse> EtcdServer::LocalHashKV(

@@ -147,14 +147,18 @@ class EtcdServer {
 
   // Proposes raising alarm `type` for member `member_id` (etcd raises
   // NOSPACE and CORRUPT through Raft). At most one proposal per (member,
-  // type) is in flight; failures are logged.
-  void RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type);
+  // type) is in flight; failures are logged. `then` (may be empty) runs
+  // once that proposal is applied or failed (with its status), or at once
+  // with OK when the alarm is already raised.
+  void RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type,
+                  Done then = nullptr);
 
-  // etcd's quota check (v3rpc/quota.go): OK when `req` adds no data or fits
-  // under --quota-backend-bytes with this member's current size; otherwise
-  // raises NOSPACE for this member (through Raft) unless a NOSPACE alarm is
-  // already raised, and returns kNoSpace.
-  absl::Status CheckQuota(const synodpb::Request& req);
+  // etcd's quota check (v3rpc/quota.go): true when `req` adds no data or
+  // fits under --quota-backend-bytes with this member's current size.
+  // Otherwise raises NOSPACE for this member (through Raft) unless a NOSPACE
+  // alarm is already raised, hands *done to run with kNoSpace once that
+  // alarm is applied, and returns false.
+  bool CheckQuota(const synodpb::Request& req, Done* done);
 
   // This member's HashKV at `revision` (0 = the current revision): hash,
   // compact_revision, and header.revision = the current revision (etcd's
@@ -227,8 +231,11 @@ class EtcdServer {
                                const std::vector<std::string>& chunks);
   void MaybeCompactLog();
   // Applies one request. Runs on the apply thread.
+  // Sets *raise_nospace when this member crossed its quota and no NOSPACE
+  // is raised: the caller raises it and answers after it is applied.
   absl::Status Apply(const synodpb::Request& req,
-                     google::protobuf::Message* resp, uint64_t index);
+                     google::protobuf::Message* resp, uint64_t index,
+                     bool* raise_nospace);
   // The backend stage: MVCC, lease, alarm and membership state.
   absl::Status ApplyOp(const synodpb::Request& req,
                        google::protobuf::Message* resp, uint64_t index);
@@ -309,10 +316,10 @@ class EtcdServer {
   std::vector<std::string> received_snap_ ABSL_GUARDED_BY(snap_mu_);
 
   AlarmStore alarms_;
-  // Alarms this member has proposed and not yet seen applied or failed:
-  // (member id, type).
+  // Alarms this member has proposed and not yet seen applied or failed,
+  // (member id, type), with what waits for each.
   absl::Mutex raising_mu_;
-  absl::flat_hash_set<std::pair<uint64_t, int>> raising_
+  absl::flat_hash_map<std::pair<uint64_t, int>, std::vector<Done>> raising_
       ABSL_GUARDED_BY(raising_mu_);
 
   // Timer-thread state for auto-compaction.
