@@ -669,6 +669,7 @@ std::string ServerProcess::LogTail(size_t max_bytes) const {
   close(devnull);
   paused_ = false;
   exited_by_itself_ = false;
+  exit_code_ = -1;
   if (pid_ < 0) return ::testing::AssertionFailure() << "fork failed";
   return ::testing::AssertionSuccess();
 }
@@ -715,8 +716,14 @@ bool ServerProcess::ExitedByItself() {
     pid_ = -1;
     paused_ = false;
     exited_by_itself_ = true;
+    exit_code_ = DecodeStatus(status);
   }
   return exited_by_itself_;
+}
+
+void ServerProcess::AddFlags(const std::vector<std::string>& flags) {
+  options_.extra_flags.insert(options_.extra_flags.end(), flags.begin(),
+                              flags.end());
 }
 
 void ServerProcess::Reap(absl::Duration timeout) {

@@ -177,6 +177,12 @@ class ServerProcess {
   // True once the process has exited by itself (reaps it). False while it
   // runs, and when it was never started or was stopped by the harness.
   bool ExitedByItself();
+  // The exit code once ExitedByItself() returned true; -1 when a signal
+  // ended the process.
+  int exit_code() const { return exit_code_; }
+  // Appends flags ("--flag=value") to every later start, e.g. to restart one
+  // cluster member with a flag the others lack.
+  void AddFlags(const std::vector<std::string>& flags);
   void Kill9();
   // SIGTERM, wait 10 s, then SIGKILL.
   void Stop();
@@ -208,6 +214,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   bool paused_ = false;
   bool exited_by_itself_ = false;
+  int exit_code_ = -1;
 };
 
 struct HttpResponse {
