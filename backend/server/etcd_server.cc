@@ -623,17 +623,14 @@ bool EtcdServer::QuotaAvailable(const synodpb::Request& req) const {
 bool EtcdServer::CheckQuota(const synodpb::Request& req, Done* done) {
   if (config_.quota_backend_bytes <= 0 || !WritesKeys(req)) return true;
   if (QuotaAvailable(req)) return true;
-  // etcd proposes the alarm on every refusal and lets the log dedupe it; one
-  // NOSPACE anywhere already caps the cluster, so we propose only while
-  // none is raised. As etcd, the refusal waits for the alarm to apply.
-  Done refuse = [d = std::move(*done)](absl::Status) {
-    d(Err(EtcdError::kNoSpace));
-  };
-  if (alarms_.Has(etcdserverpb::NOSPACE)) {
-    refuse(absl::OkStatus());
-  } else {
-    RaiseAlarm(member_id_, etcdserverpb::NOSPACE, std::move(refuse));
-  }
+  // As etcd: every member that refuses a write over its own quota raises
+  // NOSPACE for itself (RaiseAlarm proposes once, and not at all when this
+  // member's alarm is already raised), and the refusal goes out once the
+  // alarm is applied.
+  RaiseAlarm(member_id_, etcdserverpb::NOSPACE,
+             [d = std::move(*done)](absl::Status) {
+               d(Err(EtcdError::kNoSpace));
+             });
   return false;
 }
 
@@ -645,7 +642,9 @@ absl::StatusOr<etcdserverpb::HashKVResponse> EtcdServer::LocalHashKV(
   if (!h.ok()) return h.status();
   etcdserverpb::HashKVResponse resp;
   resp.set_hash(*h);
-  resp.set_compact_revision(kv_->CompactRev());
+  // etcd's mvcc starts at compacted revision -1, and HashKV says so until
+  // the first compaction.
+  resp.set_compact_revision(kv_->CompactRev() > 0 ? kv_->CompactRev() : -1);
   // etcd's header.revision is the store's current revision, whatever
   // revision was hashed.
   resp.mutable_header()->set_revision(std::max(cur, kv_->Rev()));

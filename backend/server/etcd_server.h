@@ -155,14 +155,14 @@ class EtcdServer {
 
   // etcd's quota check (v3rpc/quota.go): true when `req` adds no data or
   // fits under --quota-backend-bytes with this member's current size.
-  // Otherwise raises NOSPACE for this member (through Raft) unless a NOSPACE
-  // alarm is already raised, hands *done to run with kNoSpace once that
-  // alarm is applied, and returns false.
+  // Otherwise raises NOSPACE for this member (through Raft) unless it is
+  // already raised, hands *done to run with kNoSpace once that alarm is
+  // applied, and returns false.
   bool CheckQuota(const synodpb::Request& req, Done* done);
 
   // This member's HashKV at `revision` (0 = the current revision): hash,
-  // compact_revision, and header.revision = the current revision (etcd's
-  // Maintenance.HashKV). Errors: kCompacted (revision <= the compacted
+  // compact_revision (-1 before the first compaction), and header.revision
+  // = the current revision (etcd's Maintenance.HashKV). Errors: kCompacted (revision <= the compacted
   // one), kFutureRev.
   absl::StatusOr<etcdserverpb::HashKVResponse> LocalHashKV(int64_t revision);
 
