@@ -83,6 +83,9 @@ TEST_F(ClusterQuotaTest, NoSpaceKeepsReplicasEqualAndAlarmsAreTheCluster) {
   }
   ASSERT_TRUE(Delete(1, "fill/0").ok());
 
+  // Each refusal above raised its member's own NOSPACE (as etcd) and was
+  // answered once that was applied here; wait until every member has them.
+  ASSERT_TRUE(PollUntil([&] { return Converged(); }));
   // Disarm (as etcdctl does: one DEACTIVATE per listed alarm) clears it on
   // every member.
   for (const auto& a : S(2)->Alarms()) {
