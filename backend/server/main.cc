@@ -241,6 +241,10 @@ int Run(int argc, char** argv) {
   ClusterService cluster(s);
   AuthService auth(s);
   grpc::ServerBuilder builder;
+  // gRPC listens with SO_REUSEPORT by default, so a second process on the
+  // same port would start and take half the connections; etcd (and we)
+  // refuse to start instead: "address already in use".
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (const std::string& u : cfg.listen_client_urls) {
     std::string hp = HostPort(u);
     if (hp.empty()) {
@@ -268,6 +272,7 @@ int Run(int argc, char** argv) {
 
   // Peers: Raft messages, snapshots and forwarded lease calls.
   grpc::ServerBuilder peer_builder;
+  peer_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (const std::string& u : cfg.listen_peer_urls) {
     std::string hp = HostPort(u);
     if (hp.empty()) {

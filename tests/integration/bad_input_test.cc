@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 
@@ -79,6 +80,29 @@ TEST_F(BadInputTest, MessageOverGrpcReceiveLimitIsResourceExhausted) {
       << line;
   EXPECT_TRUE(absl::StrContains(line, "larger than max (1700009 vs. 1572864)"))
       << line;
+}
+
+// A second server on a client port that is taken refuses to start, as etcd
+// ("address already in use"); gRPC's default SO_REUSEPORT let it start and
+// take half of the port's connections.
+TEST_F(BadInputTest, SecondServerOnTakenClientPortRefusesToStart) {
+  TestDir dir;
+  ServerOptions o;
+  o.name = "s2";
+  o.client_port = server_->client_port();
+  ServerProcess second(dir.path(), o);
+  ASSERT_TRUE(second.Spawn());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  bool exited = false;
+  while (!(exited = second.ExitedByItself()) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));  // polling, not synchronisation
+  }
+  ASSERT_TRUE(exited) << "a second server started on a taken port:\n"
+                      << second.LogTail();
+  EXPECT_NE(second.exit_code(), 0);
+  // The first one still serves.
+  CmdResult r = Ctl({"put", "still", "here"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST_F(BadInputTest, GarbageOnClientPortDoesNotStopServing) {
