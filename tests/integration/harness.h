@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/support/free_port.h"
 #include "tests/integration/json.h"
 
 namespace synod::testing {
@@ -34,12 +35,8 @@ bool UsingRealEtcd();
 // SYNOD_TEST_SERVER when it is an absolute path, else SYNOD_BINARY.
 std::string ServerBinary();
 
-// A port on 127.0.0.1 that was free a moment ago, chosen below the kernel's
-// ephemeral range (so no bind to port 0 or outgoing connection takes it) and
-// reserved until this process exits against every other process that uses
-// this harness (a lock file under $TMPDIR/synod_it_ports). Never returns the
-// same port twice within one process.
-int PickFreePort();
+// PickFreePort() (tests/support/free_port.h): a port free on 127.0.0.1,
+// reserved for this process against every other test process.
 
 // A fresh directory under $TMPDIR (or /tmp). Removed by the destructor unless
 // the current test has failed, in which case its path is printed.

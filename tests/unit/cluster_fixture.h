@@ -26,6 +26,7 @@
 #include "backend/server/etcd_server.h"
 #include "backend/storage/schema.h"
 #include "gtest/gtest.h"
+#include "tests/support/free_port.h"
 
 namespace synod::server {
 
@@ -44,24 +45,8 @@ inline bool PollUntil(const std::function<bool()>& cond,
   return cond();
 }
 
-// A port free on 127.0.0.1 right now (the kernel's pick; closed again so
-// that the member's gRPC server can bind it).
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
+// Ports are reserved across test processes (tests/support/free_port.h).
+inline int FreePort() { return synod::testing::PickFreePort(); }
 
 class ClusterServerTest : public ::testing::Test {
  protected:
@@ -117,6 +102,7 @@ class ClusterServerTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     m->server = std::move(*s);
     grpc::ServerBuilder b;
+    b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // as synod's main
     int bound = 0;
     b.AddListeningPort(absl::StrCat("127.0.0.1:", m->port),
                        grpc::InsecureServerCredentials(), &bound);
