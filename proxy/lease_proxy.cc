@@ -85,7 +85,12 @@ void KeepAliveFolder::OnClosed(uint64_t gen) {
 
 namespace {
 
-// One client's LeaseKeepAlive stream.
+// One client's LeaseKeepAlive stream. Every request read is answered, also
+// after the client half-closes: the stream ends (OK) once the client has
+// half-closed and every request read has been answered (python-etcd3's
+// lease.refresh() sends one request and half-closes; etcd's member answers
+// it, then ends the stream). A cancelled or broken stream ends without
+// waiting for answers still due.
 class ClientKeepAliveStream final
     : public grpc::ServerBidiReactor<LeaseKeepAliveRequest,
                                      LeaseKeepAliveResponse> {
@@ -123,6 +128,11 @@ class ClientKeepAliveStream final
       return;
     }
     if (metrics_ != nullptr) metrics_->keepalive_client->Inc();
+    {
+      // Counted before the folder may answer (on another thread).
+      absl::MutexLock l(&mu_);
+      ++unanswered_;
+    }
     folder_->KeepAlive(req_.id(), sink_);
     StartRead(&req_);
   }
@@ -142,14 +152,25 @@ class ClientKeepAliveStream final
     MaybeFinishLocked();
   }
 
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    broken_ = true;
+    MaybeFinishLocked();
+  }
+
   void OnDone() override {
     sink_->Detach();
     delete this;
   }
 
+  // The folder's answer to one request of this stream.
   void Push(const LeaseKeepAliveResponse& r) {
     absl::MutexLock l(&mu_);
-    if (broken_ || finished_) return;
+    if (unanswered_ > 0) --unanswered_;
+    if (broken_ || finished_) {
+      MaybeFinishLocked();
+      return;
+    }
     queue_.push_back(r);
     if (!writing_) {
       writing_ = true;
@@ -159,10 +180,10 @@ class ClientKeepAliveStream final
 
  private:
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reads_done_ && !writing_ && !finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
+    if (finished_ || !reads_done_ || writing_) return;
+    if (unanswered_ > 0 && !broken_) return;  // answers still due
+    finished_ = true;
+    Finish(grpc::Status::OK);
   }
 
   KeepAliveFolder* const folder_;
@@ -171,9 +192,11 @@ class ClientKeepAliveStream final
   LeaseKeepAliveRequest req_;
   absl::Mutex mu_;
   std::deque<LeaseKeepAliveResponse> queue_ ABSL_GUARDED_BY(mu_);
+  // Requests read whose answer has not come back from the folder.
+  int64_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // write failed or cancelled
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -44,10 +44,16 @@ ABSL_FLAG(std::string, advertise_client_url, "127.0.0.1:23790",
 ABSL_FLAG(std::string, metrics_addr, "",
           "Listen for /metrics and /health requests on this URL "
           "(http://host:port).");
+// As etcd grpc-proxy's: the limits of the proxy's client to the cluster
+// (clientv3's MaxCallSendMsgSize / MaxCallRecvMsgSize), 1.5 MiB (the
+// member's default --max-request-bytes) and math.MaxInt32.
 ABSL_FLAG(int64_t, max_send_bytes, 1572864,
-          "Message send limit to the cluster, in bytes.");
+          "Message send limit to the cluster, in bytes (default 1.5 MiB). "
+          "A larger request is answered 'etcdserver: request is too "
+          "large'.");
 ABSL_FLAG(int64_t, max_recv_bytes, INT_MAX,
-          "Message receive limit from the cluster, in bytes.");
+          "Message receive limit from the cluster, in bytes (default "
+          "math.MaxInt32).");
 ABSL_FLAG(std::string, namespace, "",
           "String to prefix to all keys for namespacing requests.");
 ABSL_FLAG(std::string, resolver_prefix, "",
@@ -204,7 +210,19 @@ int Run(int argc, char** argv) {
   grpc::ServerBuilder builder;
   const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
-  builder.SetMaxReceiveMessageSize(INT_MAX);
+  // Client requests: a request over --max-send-bytes cannot go to the
+  // cluster and is answered "etcdserver: request is too large" (see
+  // Endpoints). Like a member, which receives --max-request-bytes plus
+  // 512 KiB of gRPC overhead and answers "request is too large" in between,
+  // the proxy receives --max-send-bytes plus 512 KiB, so that with the
+  // defaults a too-large request gets the member's answer at every size:
+  // "request is too large" up to 2 MiB, gRPC's RESOURCE_EXHAUSTED
+  // "Received message larger than max (N vs. 2097152)" above. (etcd's
+  // grpc-proxy receives up to grpc-go's default 4 MiB and answers
+  // RESOURCE_EXHAUSTED "trying to send message larger than max" above
+  // 1.5 MiB; synod-proxy gives the member's answers instead.)
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<int64_t>(max_send + (512 << 10), INT_MAX)));
   builder.SetMaxSendMessageSize(INT_MAX);
   builder.RegisterService(&watch_proxy);
   builder.RegisterService(&lease_proxy);

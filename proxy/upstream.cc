@@ -1,7 +1,10 @@
 #include "proxy/upstream.h"
 
+#include <atomic>
 #include <deque>
 #include <utility>
+
+#include <grpcpp/support/client_interceptor.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -10,6 +13,62 @@ namespace synod::proxy {
 
 using etcdserverpb::WatchRequest;
 using etcdserverpb::WatchResponse;
+
+namespace {
+
+// A request larger than --max-send-bytes is never sent to a member; gRPC
+// fails the call itself with RESOURCE_EXHAUSTED "Sent message larger than
+// max (N vs. M)". This interceptor answers such a call as the member
+// answers a request over its --max-request-bytes (1.5 MiB by default, like
+// --max-send-bytes): INVALID_ARGUMENT "etcdserver: request is too large".
+// etcd's grpc-proxy passes its client's error on as is (RESOURCE_EXHAUSTED
+// "trying to send message larger than max (N vs. M)"); synod-proxy gives
+// the member's better answer instead.
+class RequestSizeInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit RequestSizeInterceptor(size_t max_send_bytes)
+      : max_send_bytes_(max_send_bytes) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    using Hook = grpc::experimental::InterceptionHookPoints;
+    if (m->QueryInterceptionHookPoint(Hook::PRE_SEND_MESSAGE)) {
+      // Serializes the message now rather than later; sent as serialized.
+      const grpc::ByteBuffer* b = m->GetSerializedSendMessage();
+      if (b != nullptr && b->Length() > max_send_bytes_) {
+        too_large_.store(true, std::memory_order_relaxed);
+      }
+    }
+    if (m->QueryInterceptionHookPoint(Hook::POST_RECV_STATUS) &&
+        too_large_.load(std::memory_order_relaxed)) {
+      grpc::Status* s = m->GetRecvStatus();
+      if (s->error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        *s = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "etcdserver: request is too large");
+      }
+    }
+    m->Proceed();
+  }
+
+ private:
+  const size_t max_send_bytes_;
+  std::atomic<bool> too_large_{false};
+};
+
+class RequestSizeInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit RequestSizeInterceptorFactory(size_t max_send_bytes)
+      : max_send_bytes_(max_send_bytes) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new RequestSizeInterceptor(max_send_bytes_);
+  }
+
+ private:
+  const size_t max_send_bytes_;
+};
+
+}  // namespace
 
 Endpoints::Endpoints(std::vector<std::string> endpoints, int max_send_bytes,
                      int max_recv_bytes)
@@ -27,8 +86,14 @@ Endpoints::Endpoints(std::vector<std::string> endpoints, int max_send_bytes,
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    channels_.push_back(grpc::CreateCustomChannel(
-        std::string(hp), grpc::InsecureChannelCredentials(), args));
+    std::vector<
+        std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(std::make_unique<RequestSizeInterceptorFactory>(
+        static_cast<size_t>(max_send_bytes)));
+    channels_.push_back(grpc::experimental::CreateCustomChannelWithInterceptors(
+        std::string(hp), grpc::InsecureChannelCredentials(), args,
+        std::move(interceptors)));
   }
 }
 
@@ -48,6 +113,12 @@ namespace {
 
 // One bidi stream to a member: one write in flight, reads in a loop.
 // Owns itself from Start() until OnDone.
+//
+// Send() starts writes from outside the reactor's reactions, so the stream
+// holds the call (AddHold) until its read side has ended: without the hold
+// the call could complete, and its state be freed, between Send()'s check
+// of done_ and its StartWrite (gRPC forbids starting an operation from
+// outside a reaction once nothing holds the call).
 template <typename Req, typename Resp>
 class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
                          public std::enable_shared_from_this<GrpcStream<Req, Resp>> {
@@ -69,6 +140,7 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
     stub_ = open(endpoints_->Current(&endpoint_index_), &ctx_, this);
     if (first != nullptr) Send(*first);
     this->StartRead(&resp_);
+    this->AddHold();  // removed when the read side ends
     this->StartCall();
   }
 
@@ -100,7 +172,16 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // OnDone follows with the status
+    if (!ok) {
+      // The call is over (the member ended it, it failed, or Close()): no
+      // more writes; OnDone follows with the status.
+      {
+        absl::MutexLock l(&mu_);
+        done_ = true;
+      }
+      this->RemoveHold();
+      return;
+    }
     if (on_response_) on_response_(resp_);
     this->StartRead(&resp_);
   }

@@ -38,7 +38,10 @@ class Endpoints {
  public:
   // `endpoints`: "host:port" or "http://host:port"; at least one.
   // `max_send_bytes` / `max_recv_bytes`: the largest message sent to /
-  // accepted from a member, in bytes (> 0).
+  // accepted from a member, in bytes (> 0). A call whose request is larger
+  // than `max_send_bytes` is not sent; it fails as the member fails a
+  // request over its --max-request-bytes: INVALID_ARGUMENT "etcdserver:
+  // request is too large".
   Endpoints(std::vector<std::string> endpoints, int max_send_bytes,
             int max_recv_bytes);
 

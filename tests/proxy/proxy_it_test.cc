@@ -1,5 +1,6 @@
 // synod-proxy end to end: a real synod member and a synod-proxy process,
 // driven by the stock etcdctl pointed at the proxy.
+#include <climits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -8,7 +9,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "proto/rpc.grpc.pb.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -17,6 +21,53 @@
 
 namespace synod::testing {
 namespace {
+
+std::shared_ptr<grpc::Channel> Channel(const std::string& endpoint) {
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(INT_MAX);
+  args.SetMaxReceiveMessageSize(INT_MAX);
+  return grpc::CreateCustomChannel(endpoint,
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+// A Put of a `value_bytes` value, sent as is by a raw gRPC client (etcdctl's
+// own 2 MiB send limit would stop the largest before they leave).
+grpc::Status RawPut(const std::string& endpoint, size_t value_bytes) {
+  etcdserverpb::PutRequest req;
+  req.set_key("big");
+  req.set_value(std::string(value_bytes, 'x'));
+  etcdserverpb::PutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return etcdserverpb::KV::NewStub(Channel(endpoint))->Put(&ctx, req, &resp);
+}
+
+// The answers of one LeaseKeepAlive stream that sends a keep-alive for
+// `lease` `requests` times, then half-closes (WritesDone) and reads until
+// the stream ends.
+struct HalfClosedKeepAlive {
+  std::vector<etcdserverpb::LeaseKeepAliveResponse> responses;
+  grpc::Status status;
+};
+HalfClosedKeepAlive KeepAliveThenHalfClose(
+    const std::string& endpoint, int64_t lease, int requests,
+    std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  auto stub = etcdserverpb::Lease::NewStub(Channel(endpoint));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  auto stream = stub->LeaseKeepAlive(&ctx);
+  for (int i = 0; i < requests; ++i) {
+    etcdserverpb::LeaseKeepAliveRequest req;
+    req.set_id(lease);
+    stream->Write(req);
+  }
+  stream->WritesDone();
+  HalfClosedKeepAlive out;
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  while (stream->Read(&resp)) out.responses.push_back(resp);
+  out.status = stream->Finish();
+  return out;
+}
 
 class ProxyItTest : public ::testing::Test {
  protected:
@@ -130,6 +181,141 @@ TEST_F(ProxyItTest, ConcurrentKeepAlivesForOneLeaseAreFolded) {
   EXPECT_LE(upstream, client);
   r = P({"lease", "timetolive", r.out.substr(6, r.out.find(' ', 6) - 6)});
   EXPECT_TRUE(absl::StrContains(r.out, "remaining")) << r.out;
+}
+
+// python-etcd3's lease.refresh(): one keep-alive, then the client
+// half-closes. The member answers it, then ends the stream OK; so must the
+// proxy, whose answer comes back from the shared upstream stream after the
+// half-close has been read. (etcd 3.4's own grpc-proxy gets this wrong: it
+// ends such a stream with UNKNOWN "context canceled" and no answer.)
+TEST_F(ProxyItTest, KeepAliveIsAnsweredAfterTheClientHalfCloses) {
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(60);
+  etcdserverpb::LeaseGrantResponse granted;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    grpc::Status s = etcdserverpb::Lease::NewStub(Channel(proxy_->Endpoint()))
+                         ->LeaseGrant(&ctx, grant, &granted);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  const int64_t id = granted.id();
+  for (const std::string& endpoint :
+       {member_->Endpoint(), proxy_->Endpoint()}) {
+    const bool via_proxy = endpoint == proxy_->Endpoint();
+    // One request, many times (the answer races the half-close).
+    for (int round = 0; round < 20; ++round) {
+      HalfClosedKeepAlive r = KeepAliveThenHalfClose(endpoint, id, 1);
+      ASSERT_EQ(r.responses.size(), 1u)
+          << (via_proxy ? "proxy" : "member") << " round " << round
+          << " status " << r.status.error_code() << " "
+          << r.status.error_message();
+      EXPECT_EQ(r.responses[0].id(), id);
+      EXPECT_EQ(r.responses[0].ttl(), 60);
+      EXPECT_GT(r.responses[0].header().revision(), 0);
+      EXPECT_TRUE(r.status.ok())
+          << r.status.error_code() << " " << r.status.error_message();
+    }
+    // Several requests before the half-close: one answer each.
+    HalfClosedKeepAlive r = KeepAliveThenHalfClose(endpoint, id, 3);
+    EXPECT_EQ(r.responses.size(), 3u) << (via_proxy ? "proxy" : "member");
+    for (const auto& resp : r.responses) EXPECT_EQ(resp.ttl(), 60);
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    // An unknown lease is answered too (TTL 0), then the stream ends OK.
+    r = KeepAliveThenHalfClose(endpoint, id + 1, 1);
+    ASSERT_EQ(r.responses.size(), 1u) << (via_proxy ? "proxy" : "member");
+    EXPECT_EQ(r.responses[0].id(), id + 1);
+    EXPECT_EQ(r.responses[0].ttl(), 0);
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+}
+
+// While the member is down a keep-alive through the proxy waits for it (the
+// proxy reopens its upstream stream each tick); a client that gives up ends
+// its stream, and once the member is back keep-alives are answered again.
+TEST_F(ProxyItTest, KeepAliveWaitsOutAMemberRestart) {
+  CmdResult g = P({"lease", "grant", "60"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const int64_t id =
+      std::stoll(g.out.substr(6, g.out.find(' ', 6) - 6), nullptr, 16);
+  member_->Kill9();
+  HalfClosedKeepAlive r = KeepAliveThenHalfClose(
+      proxy_->Endpoint(), id, 1, std::chrono::milliseconds(1000));
+  EXPECT_EQ(r.responses.size(), 0u);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << r.status.error_message();
+  // Some twenty upstream streams are opened and fail meanwhile.
+  absl::SleepFor(absl::Seconds(2));
+  ASSERT_FALSE(proxy_->Exited()) << proxy_->Log();
+  ASSERT_TRUE(member_->Start());
+  r = KeepAliveThenHalfClose(proxy_->Endpoint(), id, 1);
+  ASSERT_EQ(r.responses.size(), 1u)
+      << r.status.error_code() << " " << r.status.error_message();
+  EXPECT_EQ(r.responses[0].id(), id);
+  EXPECT_EQ(r.responses[0].ttl(), 60);
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+}
+
+// A request too large for the member: the proxy answers as the member
+// does. With the defaults (the member's --max-request-bytes and the proxy's
+// --max-send-bytes both 1.5 MiB), up to the member's gRPC limit (1.5 MiB +
+// 512 KiB) that is INVALID_ARGUMENT "etcdserver: request is too large";
+// above it, gRPC's own RESOURCE_EXHAUSTED "received message larger than max
+// (N vs. 2097152)". (etcd 3.4's grpc-proxy answers RESOURCE_EXHAUSTED
+// "trying to send message larger than max (N vs. 1572864)" from 1.5 MiB.)
+TEST_F(ProxyItTest, TooLargePutGetsTheMembersAnswer) {
+  // The cache off: KV goes through the generic forwarder, not KvProxy.
+  ProxyProcess uncached({member_->Endpoint()}, {"--cache-max-bytes=0"});
+  ASSERT_TRUE(uncached.Start()) << uncached.Log();
+  // gRPC's wording differs between Go ("grpc: received message ...") and
+  // C++ ("Received message ..."); the rest must match.
+  auto grpc_words = [](std::string m) {
+    m = absl::AsciiStrToLower(m);
+    absl::string_view v = m;
+    absl::ConsumePrefix(&v, "grpc: ");
+    return std::string(v);
+  };
+  for (size_t bytes : {1400000u, 1677722u, 2000000u, 3000000u, 5242880u}) {
+    const grpc::Status want = RawPut(member_->Endpoint(), bytes);
+    if (bytes == 1400000u) {
+      ASSERT_TRUE(want.ok()) << want.error_message();
+    } else if (bytes <= 2000000u) {
+      ASSERT_EQ(want.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      ASSERT_EQ(want.error_message(), "etcdserver: request is too large");
+    } else {
+      ASSERT_EQ(want.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << want.error_message();
+    }
+    for (const std::string& endpoint :
+         {proxy_->Endpoint(), uncached.Endpoint()}) {
+      const grpc::Status got = RawPut(endpoint, bytes);
+      EXPECT_EQ(got.error_code(), want.error_code())
+          << bytes << " bytes via " << endpoint << ": "
+          << got.error_message() << " (member: " << want.error_message()
+          << ")";
+      EXPECT_EQ(grpc_words(got.error_message()),
+                grpc_words(want.error_message()))
+          << bytes << " bytes via " << endpoint;
+    }
+  }
+}
+
+// --max-send-bytes keeps etcd grpc-proxy's meaning (the largest request the
+// proxy sends to the cluster); a larger one gets the member's answer.
+TEST_F(ProxyItTest, MaxSendBytesBoundsTheRequestsSentToTheCluster) {
+  ProxyProcess small({member_->Endpoint()}, {"--max-send-bytes=1048576"});
+  ASSERT_TRUE(small.Start()) << small.Log();
+  grpc::Status s = RawPut(small.Endpoint(), 1000000);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  s = RawPut(small.Endpoint(), 1200000);  // the member takes it
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "etcdserver: request is too large");
+  EXPECT_TRUE(RawPut(member_->Endpoint(), 1200000).ok());
+  // Above --max-send-bytes + 512 KiB the proxy does not take it in.
+  s = RawPut(small.Endpoint(), 1700000);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << s.error_message();
 }
 
 TEST_F(ProxyItTest, LockThroughTheProxy) {

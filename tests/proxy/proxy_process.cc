@@ -26,6 +26,7 @@ std::string ProxyProcess::Endpoint() const {
 std::string ProxyProcess::MetricsUrl() const {
   return absl::StrCat("http://127.0.0.1:", metrics_port_);
 }
+bool ProxyProcess::Exited() const { return cmd_ != nullptr && cmd_->Exited(); }
 std::string ProxyProcess::Log() const { return cmd_ ? cmd_->Err() : ""; }
 
 ::testing::AssertionResult ProxyProcess::Start() {

@@ -27,6 +27,9 @@ class ProxyProcess {
   ::testing::AssertionResult Start();
   void Stop();
 
+  // True once the started process has exited (e.g. crashed).
+  bool Exited() const;
+
   std::string Endpoint() const;  // "127.0.0.1:P"
   std::string MetricsUrl() const;  // "http://127.0.0.1:M"
   std::string Log() const;
