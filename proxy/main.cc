@@ -208,6 +208,9 @@ int Run(int argc, char** argv) {
   LeaseProxy lease_proxy(&endpoints, &folder, &ns, &pm);
 
   grpc::ServerBuilder builder;
+  // No SO_REUSEPORT (gRPC's default): a second proxy on a taken port
+  // refuses to start instead of taking half of its connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
   // Client requests: a request over --max-send-bytes cannot go to the
