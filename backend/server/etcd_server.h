@@ -132,6 +132,9 @@ class EtcdServer {
   // etcd serves a learner only Status and serializable Range.
   bool is_learner() const { return is_learner_.load(); }
   uint64_t commit_index() const { return raft_->commit_index(); }
+  // Whether this member's name and client URLs are in the applied
+  // membership (published through the log; etcd's ReadyNotify).
+  bool attributes_published() const { return attributes_published_.load(); }
   uint64_t applied_index() const { return applied_index_.load(); }
 
   // Fills cluster_id, member_id and raft_term, and the revision if it is 0.

@@ -234,42 +234,6 @@ int Run(int argc, char** argv) {
   }
   EtcdServer* s = server->get();
 
-  KvService kv(s);
-  WatchService watch(s);
-  LeaseService lease(s);
-  MaintenanceService maintenance(s);
-  ClusterService cluster(s);
-  AuthService auth(s);
-  grpc::ServerBuilder builder;
-  // gRPC listens with SO_REUSEPORT by default, so a second process on the
-  // same port would start and take half the connections; etcd (and we)
-  // refuse to start instead: "address already in use".
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  for (const std::string& u : cfg.listen_client_urls) {
-    std::string hp = HostPort(u);
-    if (hp.empty()) {
-      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http://host:port)";
-      return 2;
-    }
-    builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
-  }
-  // etcd allows 512 KiB of gRPC overhead over --max-request-bytes.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(
-      std::min<int64_t>(cfg.max_request_bytes + (512 << 10), INT_MAX)));
-  builder.SetMaxSendMessageSize(INT_MAX);
-  builder.RegisterService(&kv);
-  builder.RegisterService(&watch);
-  builder.RegisterService(&lease);
-  builder.RegisterService(&maintenance);
-  builder.RegisterService(&cluster);
-  builder.RegisterService(&auth);
-  RegisterLockElection(&builder, s);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  if (!grpc_server) {
-    SYNOD_LOG(ERROR) << "cannot listen on " << absl::GetFlag(FLAGS_listen_client_urls);
-    return 1;
-  }
-
   // Peers: Raft messages, snapshots and forwarded lease calls.
   grpc::ServerBuilder peer_builder;
   peer_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -346,6 +310,58 @@ int Run(int argc, char** argv) {
       return 1;
     }
     http.push_back(std::move(h));
+  }
+
+  // As etcd (its client listeners wait for ReadyNotify): clients are served
+  // once this member has published its name and client URLs through the
+  // log, so no client sees it in `member list` without them. A restart with
+  // unchanged attributes is ready at once.
+  while (!s->attributes_published()) {
+    timespec poll = {0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&sigs, nullptr, &poll);
+    if (sig > 0) {
+      SYNOD_LOG(INFO) << "received signal " << sig << " before serving clients, shutting down";
+      for (auto& h : http) h->Stop();
+      peer_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      s->Stop();
+      return 0;
+    }
+  }
+
+  KvService kv(s);
+  WatchService watch(s);
+  LeaseService lease(s);
+  MaintenanceService maintenance(s);
+  ClusterService cluster(s);
+  AuthService auth(s);
+  grpc::ServerBuilder builder;
+  // gRPC listens with SO_REUSEPORT by default, so a second process on the
+  // same port would start and take half the connections; etcd (and we)
+  // refuse to start instead: "address already in use".
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (const std::string& u : cfg.listen_client_urls) {
+    std::string hp = HostPort(u);
+    if (hp.empty()) {
+      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http://host:port)";
+      return 2;
+    }
+    builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+  }
+  // etcd allows 512 KiB of gRPC overhead over --max-request-bytes.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(cfg.max_request_bytes + (512 << 10), INT_MAX)));
+  builder.SetMaxSendMessageSize(INT_MAX);
+  builder.RegisterService(&kv);
+  builder.RegisterService(&watch);
+  builder.RegisterService(&lease);
+  builder.RegisterService(&maintenance);
+  builder.RegisterService(&cluster);
+  builder.RegisterService(&auth);
+  RegisterLockElection(&builder, s);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (!grpc_server) {
+    SYNOD_LOG(ERROR) << "cannot listen on " << absl::GetFlag(FLAGS_listen_client_urls);
+    return 1;
   }
 
   SYNOD_LOG(INFO) << "serving client requests on "

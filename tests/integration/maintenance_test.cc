@@ -155,6 +155,17 @@ TEST_F(MaintenanceTest, MemberListShowsOneStartedMember) {
   EXPECT_EQ(j["members"][0]["clientURLs"][0].Str(), server_->ClientUrl());
 }
 
+// A member serves clients only once it has published its name and client
+// URLs (etcd's ReadyNotify), so the first answer it gives already lists them:
+// no waiting here. The fixture's server has just become ready.
+TEST_F(MaintenanceTest, MemberServesClientsOnlyAfterPublishingItsAttributes) {
+  Json j = CtlJson({"member", "list"});
+  ASSERT_EQ(j["members"].size(), 1u);
+  EXPECT_EQ(j["members"][0]["name"].Str(), server_->name());
+  ASSERT_EQ(j["members"][0]["clientURLs"].size(), 1u);
+  EXPECT_EQ(j["members"][0]["clientURLs"][0].Str(), server_->ClientUrl());
+}
+
 TEST_F(MaintenanceTest, HealthEndpointReturnsTrue) {
   HttpResponse r = HttpGet(server_->MetricsUrl() + "/health");
   EXPECT_EQ(r.status, 200) << r.headers;
