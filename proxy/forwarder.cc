@@ -39,7 +39,9 @@ bool IsReadOnly(const std::string& method) {
   return false;
 }
 
-// The member side of a pipe.
+// The member side of a pipe. Owned by its Pipe (deleted in Pipe::UpDone,
+// from this call's OnDone). Holds itself (AddHold) from StartCall until its
+// read side has ended; see Pipe::up_open_.
 class UpstreamCall final
     : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
@@ -59,7 +61,20 @@ class UpstreamCall final
 };
 
 // One forwarded call: the client's server-side reactor plus the current
-// UpstreamCall. Deletes itself when both sides are done.
+// UpstreamCall, which it owns. Deletes itself when both sides are done
+// (its own OnDone and the last UpstreamCall's OnDone, whichever is later).
+//
+// The hold rule: upstream operations are started from the client side's
+// reactions (a client message to write, a client write done so the next
+// member message can be read), i.e. from outside the UpstreamCall's own
+// reactions. gRPC may finish and free a client call as soon as nothing is
+// pending and nothing holds it, so the UpstreamCall is held from before
+// StartCall until its read side ends: its read fails (the call is over),
+// or a write back to the client fails (no further upstream read will be
+// started). `up_open_` is true exactly while the hold is held, and an
+// upstream StartRead/StartWrite/StartWritesDone is started only under
+// `mu_` with `up_open_` true. The hold is removed outside `mu_`, after
+// `up_open_` was cleared (RemoveHold may lead to OnDone, which takes `mu_`).
 class Pipe final : public grpc::ServerGenericBidiReactor {
  public:
   Pipe(Endpoints* endpoints, grpc::GenericCallbackServerContext* ctx)
@@ -92,13 +107,23 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    client_writing_ = false;
-    if (!ok) {
-      if (up_ != nullptr) up_->ctx.TryCancel();
-      return;
+    UpstreamCall* release = nullptr;
+    {
+      absl::MutexLock l(&mu_);
+      client_writing_ = false;
+      if (up_ == nullptr || !up_open_) return;
+      if (ok) {
+        up_->StartRead(&up_->in);
+        return;
+      }
+      // The client is gone: no further upstream read, so the upstream
+      // read side ends here.
+      up_->ctx.TryCancel();
+      up_open_ = false;
+      release = up_;
     }
-    if (up_ != nullptr) up_->StartRead(&up_->in);
+    // `release` lives until its OnDone, which needs this hold removed.
+    release->RemoveHold();
   }
 
   void OnCancel() override {
@@ -127,9 +152,15 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
     PumpUpstreamLocked();
   }
 
-  void UpReadDone(bool ok) {
+  // Returns true when the upstream read side has ended and the caller must
+  // remove the UpstreamCall's hold.
+  bool UpReadDone(bool ok) {
     absl::MutexLock l(&mu_);
-    if (!ok) return;
+    if (!ok) {
+      // The call is over; UpDone follows once the hold is removed.
+      up_open_ = false;
+      return true;
+    }
     got_response_ = true;
     replay_ok_ = false;
     sent_.clear();
@@ -137,6 +168,7 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
     resp_ = std::move(up_->in);
     up_->in.Clear();
     StartWrite(&resp_);
+    return false;
   }
 
   void UpDone(const grpc::Status& s, size_t index) {
@@ -180,6 +212,8 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
     stub.PrepareBidiStreamingCall(&up_->ctx, sctx_->method(),
                                   grpc::StubOptions(), up_);
     up_->StartRead(&up_->in);
+    up_->AddHold();  // removed when the read side ends (see up_open_)
+    up_open_ = true;
     up_->StartCall();
     replaying_ = !pending_.empty();
     PumpUpstreamLocked();
@@ -188,7 +222,7 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
   // Writes the next pending message upstream, or half-closes when the
   // client has.
   void PumpUpstreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (up_ == nullptr || up_writing_) return;
+    if (up_ == nullptr || !up_open_ || up_writing_) return;
     if (!pending_.empty()) {
       up_writing_ = true;
       up_->out = std::move(pending_.front());
@@ -209,6 +243,8 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
   grpc::ByteBuffer resp_;  // proxy -> client, being written
   absl::Mutex mu_;
   UpstreamCall* up_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // True while `up_` is held: operations may be started on it.
+  bool up_open_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<grpc::ByteBuffer> sent_ ABSL_GUARDED_BY(mu_);
   size_t replay_bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -226,7 +262,9 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
 };
 
 void UpstreamCall::OnWriteDone(bool ok) { pipe_->UpWriteDone(ok); }
-void UpstreamCall::OnReadDone(bool ok) { pipe_->UpReadDone(ok); }
+void UpstreamCall::OnReadDone(bool ok) {
+  if (pipe_->UpReadDone(ok)) RemoveHold();
+}
 void UpstreamCall::OnDone(const grpc::Status& s) { pipe_->UpDone(s, index_); }
 
 }  // namespace
