@@ -63,6 +63,10 @@ bool IsErr(const absl::Status& s, EtcdError e);
 // share numbering, so this keeps code and message as they are.
 grpc::Status ToGrpcStatus(const absl::Status& s);
 
+// The reverse, for a peer's or member's answer: code and message kept, so
+// IsErr() still recognises etcd's errors.
+absl::Status FromGrpcStatus(const grpc::Status& s);
+
 }  // namespace synod::common
 
 #endif  // SYNOD_COMMON_ERRORS_H_

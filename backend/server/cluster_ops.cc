@@ -24,11 +24,6 @@ constexpr int kMaxLearners = 1;
 // the leader's (etcd's readyPercent).
 constexpr double kLearnerReadyPercent = 0.9;
 
-absl::Status FromGrpc(const grpc::Status& st) {
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                      st.error_message());
-}
-
 // Started voters: members that have published their name (etcd counts
 // members with a name as started).
 int StartedVoters(const std::vector<synodpb::Member>& ms) {
@@ -116,7 +111,7 @@ void EtcdServer::PromoteMember(uint64_t id, Done done) {
     etcdserverpb::MemberPromoteResponse resp;
     grpc::Status st =
         transport_->MemberPromote(lead, req, &resp, RequestTimeout());
-    return done(FromGrpc(st));
+    return done(common::FromGrpcStatus(st));
   }
   raft::Status status = raft_->GetStatus();
   auto lp = status.progress.find(member_id_);
@@ -176,7 +171,7 @@ absl::StatusOr<int64_t> EtcdServer::LeaseKeepAlive(int64_t id) {
   req.set_id(id);
   etcdserverpb::LeaseKeepAliveResponse resp;
   grpc::Status st = transport_->LeaseRenew(lead, req, &resp, RequestTimeout());
-  if (!st.ok()) return FromGrpc(st);
+  if (!st.ok()) return common::FromGrpcStatus(st);
   return resp.ttl();
 }
 

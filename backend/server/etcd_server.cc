@@ -684,8 +684,7 @@ CorruptionChecker::Deps EtcdServer::CorruptionDeps(bool before_start) {
         if (st.ok()) {
           p.resp = std::move(resp);
         } else {
-          p.resp = absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                                st.error_message());
+          p.resp = common::FromGrpcStatus(st);
         }
       }
       out.push_back(std::move(p));

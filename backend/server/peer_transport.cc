@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/errors.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 
@@ -429,14 +430,26 @@ void PeerTransport::SendSnapshot(Peer* p, raft::Message m) {
   p->snapshot_in_flight = false;
 }
 
-absl::StatusOr<synodpb::ClusterInfo> PeerTransport::FetchClusterInfo(
-    const std::string& peer_url, absl::Duration timeout) {
+namespace {
+
+// A unary call on the Peer service at `peer_url` (a new channel), bounded by
+// `timeout`; for calls made before the transport knows the member.
+template <typename Req, typename Resp, typename Method>
+grpc::Status CallUrl(const std::string& peer_url, Method method,
+                     const Req& req, Resp* resp, absl::Duration timeout) {
   auto stub = synodpb::Peer::NewStub(Dial(peer_url));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  synodpb::PeerAck req;
+  return ((*stub).*method)(&ctx, req, resp);
+}
+
+}  // namespace
+
+absl::StatusOr<synodpb::ClusterInfo> PeerTransport::FetchClusterInfo(
+    const std::string& peer_url, absl::Duration timeout) {
   synodpb::ClusterInfo info;
-  grpc::Status st = stub->Members(&ctx, req, &info);
+  grpc::Status st = CallUrl(peer_url, &synodpb::Peer::Stub::Members,
+                            synodpb::PeerAck(), &info, timeout);
   if (!st.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot fetch members from ", peer_url, ": ",
@@ -447,17 +460,12 @@ absl::StatusOr<synodpb::ClusterInfo> PeerTransport::FetchClusterInfo(
 
 absl::StatusOr<etcdserverpb::HashKVResponse> PeerTransport::FetchHashKV(
     const std::string& peer_url, int64_t revision, absl::Duration timeout) {
-  auto stub = synodpb::Peer::NewStub(Dial(peer_url));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   etcdserverpb::HashKVRequest req;
   req.set_revision(revision);
   etcdserverpb::HashKVResponse resp;
-  grpc::Status st = stub->HashKV(&ctx, req, &resp);
-  if (!st.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                        st.error_message());
-  }
+  grpc::Status st =
+      CallUrl(peer_url, &synodpb::Peer::Stub::HashKV, req, &resp, timeout);
+  if (!st.ok()) return common::FromGrpcStatus(st);
   return resp;
 }
 
