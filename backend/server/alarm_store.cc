@@ -18,6 +18,17 @@ absl::Status AlarmStore::Load(storage::Backend* backend) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// 0 matches any member and NONE any type.
+bool Matches(const etcdserverpb::AlarmMember& a, uint64_t member_id,
+             etcdserverpb::AlarmType type) {
+  return (member_id == 0 || a.memberid() == member_id) &&
+         (type == etcdserverpb::NONE || a.alarm() == type);
+}
+
+}  // namespace
+
 std::optional<etcdserverpb::AlarmMember> AlarmStore::Activate(
     uint64_t member_id, etcdserverpb::AlarmType type, storage::Batch* batch) {
   if (type == etcdserverpb::NONE) return std::nullopt;
@@ -39,9 +50,7 @@ std::vector<etcdserverpb::AlarmMember> AlarmStore::Deactivate(
   std::vector<etcdserverpb::AlarmMember> cleared, keep;
   absl::MutexLock l(&mu_);
   for (auto& a : alarms_) {
-    const bool match = (member_id == 0 || a.memberid() == member_id) &&
-                       (type == etcdserverpb::NONE || a.alarm() == type);
-    (match ? cleared : keep).push_back(std::move(a));
+    (Matches(a, member_id, type) ? cleared : keep).push_back(std::move(a));
   }
   alarms_.swap(keep);
   if (!cleared.empty()) {
@@ -56,10 +65,7 @@ std::vector<etcdserverpb::AlarmMember> AlarmStore::Get(
   std::vector<etcdserverpb::AlarmMember> out;
   absl::MutexLock l(&mu_);
   for (const auto& a : alarms_) {
-    if ((member_id == 0 || a.memberid() == member_id) &&
-        (type == etcdserverpb::NONE || a.alarm() == type)) {
-      out.push_back(a);
-    }
+    if (Matches(a, member_id, type)) out.push_back(a);
   }
   return out;
 }
