@@ -486,7 +486,7 @@ absl::Status EtcdServer::ApplyOp(const synodpb::Request& req,
 absl::Status EtcdServer::ApplyLeaseRevoke(int64_t id) {
   auto keys = lessor_->Revoke(id, kv_->batch());
   {
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&lease_mu_);
     revoking_.erase(id);
   }
   if (!keys.ok()) return keys.status();

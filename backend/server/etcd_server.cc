@@ -768,7 +768,7 @@ absl::StatusOr<int64_t> EtcdServer::LeaderKeepAlive(int64_t id) {
   // that a later leader does not restart it from that (etcd's Renew). One
   // clear in flight per lease; a failed one is retried by the next renewal.
   {
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&lease_mu_);
     if (!clearing_checkpoints_.insert(id).second) return ttl;
   }
   synodpb::Request req;
@@ -776,7 +776,7 @@ absl::StatusOr<int64_t> EtcdServer::LeaderKeepAlive(int64_t id) {
   cp->set_id(id);
   cp->set_remaining_ttl(0);
   Propose(std::move(req), nullptr, [this, id](absl::Status) {
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&lease_mu_);
     clearing_checkpoints_.erase(id);
   });
   return ttl;
@@ -821,14 +821,14 @@ void EtcdServer::TimerTick() {
   if (raft_->is_leader()) {
     for (int64_t id : lessor_->Expired(1000)) {
       {
-        absl::MutexLock l(&mu_);
+        absl::MutexLock l(&lease_mu_);
         if (!revoking_.insert(id).second) continue;
       }
       synodpb::Request req;
       req.mutable_lease_revoke()->set_id(id);
       Propose(std::move(req), nullptr, [this, id](absl::Status st) {
         if (!st.ok()) {
-          absl::MutexLock l(&mu_);
+          absl::MutexLock l(&lease_mu_);
           revoking_.erase(id);
         }
       });

@@ -24,7 +24,8 @@
 //
 // Thread-safe: every public method may be called from any thread.
 // Lock order: EtcdServer::mu_ -> (WatchableStore::mu_ -> sink locks) ->
-// KvStore::mu_ / Lessor::mu_ (leaves). waiters_mu_ and read_mu_ are leaves.
+// KvStore::mu_ / Lessor::mu_ (leaves). waiters_mu_, read_mu_, lease_mu_ and
+// raising_mu_ are leaves.
 #ifndef SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
 #define SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
 
@@ -298,10 +299,13 @@ class EtcdServer {
   absl::flat_hash_map<uint64_t, std::function<void()>> tickers_
       ABSL_GUARDED_BY(mu_);
   uint64_t next_ticker_ ABSL_GUARDED_BY(mu_) = 1;
-  // Leases whose revoke is proposed and not yet applied.
-  absl::flat_hash_set<int64_t> revoking_ ABSL_GUARDED_BY(mu_);
-  // Leases whose checkpoint clear is proposed and not yet applied.
-  absl::flat_hash_set<int64_t> clearing_checkpoints_ ABSL_GUARDED_BY(mu_);
+
+
+  // Lease proposals in flight (a leaf lock): leases whose revoke, or whose
+  // checkpoint clear, is proposed and not yet applied.
+  absl::Mutex lease_mu_;
+  absl::flat_hash_set<int64_t> revoking_ ABSL_GUARDED_BY(lease_mu_);
+  absl::flat_hash_set<int64_t> clearing_checkpoints_ ABSL_GUARDED_BY(lease_mu_);
 
   absl::Mutex waiters_mu_;
   absl::flat_hash_map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(waiters_mu_);
