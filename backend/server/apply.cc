@@ -1,9 +1,6 @@
-// EtcdServer's apply thread: committed entries in log order -> MVCC, lease
-// and membership state, one LevelDB batch per group of entries; install
-// snapshot (both ends); log compaction.
-#include <signal.h>
-#include <unistd.h>
-
+// EtcdServer's apply thread: committed entries in log order through the
+// Applier (applier.h) into one LevelDB batch per group of entries; conf
+// changes; install snapshot (both ends); log compaction.
 #include "absl/strings/str_cat.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/snapshot.h"
@@ -37,14 +34,15 @@ void EtcdServer::ApplyLoop() {
   while (true) {
     std::deque<ApplyItem> items;
     {
-      absl::MutexLock l(&mu_);
-      mu_.Await(absl::Condition(
-          +[](EtcdServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-            return s->stopping_ || !s->apply_queue_.empty();
+      absl::MutexLock l(&apply_mu_);
+      apply_mu_.Await(absl::Condition(
+          +[](EtcdServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->apply_mu_) {
+            return s->stopping_ || s->removed_ || !s->apply_queue_.empty();
           },
           this));
       // Left-over entries are in the durable log: a restart replays them.
-      if (stopping_) break;
+      // A removed member applies nothing more.
+      if (stopping_ || removed_) break;
       items.swap(apply_queue_);
     }
     std::vector<raft::Entry> entries;
@@ -86,11 +84,11 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
     if (e.data.empty()) continue;  // a new leader's empty entry
     synodpb::Request req;
     if (!req.ParseFromString(e.data)) StopOnUndecodable(e, "request");
-    std::optional<Waiter> w;
-    if (req.proposer() == member_id_ && req.id() != 0) w = TakeWaiter(req.id());
+    std::optional<WaitRegistry::Waiter> w;
+    if (req.proposer() == member_id_ && req.id() != 0) w = waiters_.Take(req.id());
     bool raise_nospace = false;
-    absl::Status st = Apply(req, w.has_value() ? w->resp : nullptr, e.index,
-                            &raise_nospace);
+    absl::Status st = applier_->Apply(req, w.has_value() ? w->resp : nullptr,
+                                      e.index, &raise_nospace);
     if (raise_nospace) {
       // As etcd: the ErrNoSpace answer goes out once the alarm is applied,
       // so a client that saw it finds the alarm in `alarm list`.
@@ -131,21 +129,17 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
   if (!events.empty()) watchable_->Notify(events, kv_->Rev());
   for (auto& [done, result] : completions) done(result);
   for (auto& done : conf_dones) done(absl::OkStatus());
-  {
-    // Release linearizable reads whose ReadIndex is now applied.
-    absl::MutexLock l(&read_mu_);
-    while (!reads_by_index_.empty() && reads_by_index_.begin()->first <= last) {
-      Done d = std::move(reads_by_index_.begin()->second);
-      reads_by_index_.erase(reads_by_index_.begin());
-      read_queue_.push_back([d = std::move(d)] { d(absl::OkStatus()); });
-    }
-  }
+  reads_->Release(last);  // linearizable reads whose ReadIndex is applied
   MaybeCompactLog();
   if (removed_self) {
     // etcd stops a member removed from the cluster.
     SYNOD_LOG(WARNING) << "this member (" << absl::StrCat(absl::Hex(member_id_))
                        << ") was removed from the cluster; shutting down";
-    kill(getpid(), SIGTERM);
+    {
+      absl::MutexLock l(&apply_mu_);
+      removed_ = true;
+    }
+    if (config_.on_removed) config_.on_removed();
   }
 }
 
@@ -188,7 +182,7 @@ void EtcdServer::ApplyConfChangeEntry(const raft::Entry& e,
                   << raft::ConfChangeTypeName(cc->type) << " member "
                   << absl::StrCat(absl::Hex(cc->node_id));
   if (req.proposer() == member_id_ && req.id() != 0) {
-    std::optional<Waiter> w = TakeWaiter(req.id());
+    std::optional<WaitRegistry::Waiter> w = waiters_.Take(req.id());
     if (w.has_value()) dones->push_back(std::move(w->done));
   }
 }
@@ -311,223 +305,6 @@ absl::Status EtcdServer::RestoreSnapshot(const raft::Snapshot& snap) {
   SYNOD_LOG(INFO) << "installed snapshot at index " << snap.metadata.index
                   << ": applied index " << applied_index_.load()
                   << ", revision " << kv_->Rev();
-  return absl::OkStatus();
-}
-
-bool EtcdServer::WritesKeys(const synodpb::Request& req) {
-  std::function<bool(const etcdserverpb::TxnRequest&)> txn_puts =
-      [&](const etcdserverpb::TxnRequest& t) {
-        for (const auto* ops : {&t.success(), &t.failure()}) {
-          for (const auto& op : *ops) {
-            if (op.has_request_put()) return true;
-            if (op.has_request_txn() && txn_puts(op.request_txn())) return true;
-          }
-        }
-        return false;
-      };
-  switch (req.op_case()) {
-    case synodpb::Request::kPut:
-    case synodpb::Request::kLeaseGrant:
-      return true;
-    case synodpb::Request::kTxn:
-      return txn_puts(req.txn());
-    default:
-      return false;
-  }
-}
-
-absl::Status EtcdServer::CheckAlarmsForApply(
-    const synodpb::Request& req) const {
-  // etcd's applierV3Corrupt: while a member is CORRUPT, the cluster applies
-  // no KV or lease write (etcd lets DeleteRange through; we refuse it too).
-  if (alarms_.Has(etcdserverpb::CORRUPT)) {
-    switch (req.op_case()) {
-      case synodpb::Request::kPut:
-      case synodpb::Request::kDeleteRange:
-      case synodpb::Request::kTxn:
-      case synodpb::Request::kCompaction:
-      case synodpb::Request::kLeaseGrant:
-      case synodpb::Request::kLeaseRevoke:
-        return Err(EtcdError::kCorrupt);
-      default:
-        break;
-    }
-  }
-  // etcd's applierV3Capped: while NOSPACE is raised, nothing that adds data.
-  if (alarms_.Has(etcdserverpb::NOSPACE) && WritesKeys(req)) {
-    return Err(EtcdError::kNoSpace);
-  }
-  return absl::OkStatus();
-}
-
-void EtcdServer::StopOnUndecodable(const raft::Entry& e, const char* what) {
-  // The log is the same on every member: a member that cannot decode an
-  // entry cannot compute the state the others have, so it must not serve
-  // one (etcd panics here too).
-  SYNOD_LOG(FATAL) << "committed entry at index " << e.index << " (term "
-                   << e.term << ", " << e.data.size()
-                   << " bytes) does not decode as a " << what
-                   << "; this member cannot apply its log and stops";
-  std::abort();  // not reached: FATAL aborts
-}
-
-absl::Status EtcdServer::Apply(const synodpb::Request& req,
-                               google::protobuf::Message* resp,
-                               uint64_t index, bool* raise_nospace) {
-  // Everything decided here comes from replicated state (the alarms), so
-  // every member applies the same result.
-  absl::Status st = CheckAlarmsForApply(req);
-  if (!st.ok()) return st;
-  st = ApplyOp(req, resp, index);
-  // etcd's quotaApplierV3: the write is applied everywhere; a member over
-  // its quota answers ErrNoSpace and raises NOSPACE for itself through Raft.
-  // The answer differs between members, the state does not.
-  if (st.ok() && config_.quota_backend_bytes > 0 && WritesKeys(req) &&
-      !QuotaAvailable(req)) {
-    st = Err(EtcdError::kNoSpace);
-    if (!alarms_.Has(etcdserverpb::NOSPACE)) {  // etcd's rule
-      SYNOD_LOG(WARNING) << "database space exceeded (" << db_size_.load()
-                         << " bytes, quota " << config_.quota_backend_bytes
-                         << ")";
-      *raise_nospace = true;
-    }
-  }
-  return st;
-}
-
-absl::Status EtcdServer::ApplyOp(const synodpb::Request& req,
-                                 google::protobuf::Message* resp,
-                                 uint64_t index) {
-  // Internal proposals may pass no response; the ops still need one.
-  auto out = [resp](auto* local) {
-    using T = std::remove_pointer_t<decltype(local)>;
-    return resp != nullptr ? static_cast<T*>(resp) : local;
-  };
-  switch (req.op_case()) {
-    case synodpb::Request::kPut: {
-      etcdserverpb::PutResponse local;
-      auto txn = kv_->Write();
-      return txn->Put(req.put(), out(&local));
-    }
-    case synodpb::Request::kDeleteRange: {
-      etcdserverpb::DeleteRangeResponse local;
-      auto txn = kv_->Write();
-      return txn->DeleteRange(req.delete_range(), out(&local));
-    }
-    case synodpb::Request::kTxn: {
-      etcdserverpb::TxnResponse local;
-      auto txn = kv_->Write();
-      return txn->Txn(req.txn(), out(&local));
-    }
-    case synodpb::Request::kCompaction: {
-      // Compaction works on published state: commit what is staged first.
-      if (kv_->StagedRev() != kv_->Rev()) {
-        std::vector<mvccpb::Event> events;
-        absl::Status st = kv_->Commit(index - 1, &events);
-        if (!st.ok()) SYNOD_LOG(FATAL) << "write failed: " << st;
-        watchable_->Notify(events, kv_->Rev());
-      }
-      absl::Status st = kv_->Compact(req.compaction().revision());
-      if (st.ok() && resp != nullptr) {
-        static_cast<etcdserverpb::CompactionResponse*>(resp)
-            ->mutable_header()
-            ->set_revision(kv_->Rev());
-      }
-      return st;
-    }
-    case synodpb::Request::kLeaseGrant: {
-      auto ttl = lessor_->Grant(req.lease_grant().id(), req.lease_grant().ttl(),
-                                kv_->batch());
-      if (!ttl.ok()) return ttl.status();
-      auto* r = static_cast<etcdserverpb::LeaseGrantResponse*>(resp);
-      if (r != nullptr) {
-        r->set_id(req.lease_grant().id());
-        r->set_ttl(*ttl);
-        r->mutable_header()->set_revision(kv_->StagedRev());
-      }
-      return absl::OkStatus();
-    }
-    case synodpb::Request::kLeaseRevoke: {
-      absl::Status st = ApplyLeaseRevoke(req.lease_revoke().id());
-      if (st.ok() && resp != nullptr) {
-        static_cast<etcdserverpb::LeaseRevokeResponse*>(resp)
-            ->mutable_header()
-            ->set_revision(kv_->StagedRev());
-      }
-      return st;
-    }
-    case synodpb::Request::kAlarm: {
-      etcdserverpb::AlarmResponse local;
-      return ApplyAlarm(req.alarm(), out(&local));
-    }
-    case synodpb::Request::kLeaseCheckpoint:
-      return lessor_->Checkpoint(req.lease_checkpoint().id(),
-                                 req.lease_checkpoint().remaining_ttl(),
-                                 kv_->batch());
-    case synodpb::Request::kLeaseCheckpoints:
-      for (const auto& cp : req.lease_checkpoints().checkpoints()) {
-        absl::Status st =
-            lessor_->Checkpoint(cp.id(), cp.remaining_ttl(), kv_->batch());
-        if (!st.ok()) return st;
-      }
-      return absl::OkStatus();
-    case synodpb::Request::kMemberAttributes: {
-      const synodpb::Member& m = req.member_attributes();
-      membership_.SetAttributes(
-          m.id(), m.name(), {m.client_urls().begin(), m.client_urls().end()},
-          kv_->batch());
-      return absl::OkStatus();
-    }
-    default:
-      return absl::InvalidArgumentError("empty request");
-  }
-}
-
-absl::Status EtcdServer::ApplyLeaseRevoke(int64_t id) {
-  auto keys = lessor_->Revoke(id, kv_->batch());
-  {
-    absl::MutexLock l(&lease_mu_);
-    revoking_.erase(id);
-  }
-  if (!keys.ok()) return keys.status();
-  // All attached keys go in one revision.
-  auto txn = kv_->Write();
-  for (const std::string& k : *keys) txn->DeleteKey(k);
-  return absl::OkStatus();
-}
-
-absl::Status EtcdServer::ApplyAlarm(const etcdserverpb::AlarmRequest& r,
-                                    etcdserverpb::AlarmResponse* resp) {
-  // Only the request decides: the proposer stamped the member id, so every
-  // member applies the same change.
-  switch (r.action()) {
-    case etcdserverpb::AlarmRequest::GET:
-      for (const auto& a : alarms_.Get(r.memberid(), r.alarm())) {
-        *resp->add_alarms() = a;
-      }
-      break;
-    case etcdserverpb::AlarmRequest::ACTIVATE: {
-      auto m = alarms_.Activate(r.memberid(), r.alarm(), kv_->batch());
-      if (m.has_value()) {
-        *resp->add_alarms() = *m;
-        SYNOD_LOG(WARNING) << "alarm " << etcdserverpb::AlarmType_Name(m->alarm())
-                           << " raised for member "
-                           << absl::StrCat(absl::Hex(m->memberid()));
-      }
-      break;
-    }
-    case etcdserverpb::AlarmRequest::DEACTIVATE:
-      for (const auto& a :
-           alarms_.Deactivate(r.memberid(), r.alarm(), kv_->batch())) {
-        *resp->add_alarms() = a;
-        SYNOD_LOG(INFO) << "alarm " << etcdserverpb::AlarmType_Name(a.alarm())
-                        << " cleared for member "
-                        << absl::StrCat(absl::Hex(a.memberid()));
-      }
-      break;
-    default:
-      break;
-  }
   return absl::OkStatus();
 }
 

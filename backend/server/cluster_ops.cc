@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "backend/server/etcd_server.h"
 #include "common/errors.h"
 #include "common/logging.h"
@@ -59,7 +58,7 @@ void EtcdServer::AddMember(
   }
   synodpb::Member m;
   m.set_id(ComputeMemberId("", peer_urls, config_.initial_cluster_token,
-                           static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))));
+                           static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now()))));
   for (const auto& u : peer_urls) m.add_peer_urls(u);
   m.set_is_learner(is_learner);
   synodpb::Request req;
@@ -159,12 +158,12 @@ void EtcdServer::MoveLeader(uint64_t transferee, Done done) {
     return done(Err(EtcdError::kBadLeaderTransferee));
   }
   if (transferee == member_id_) return done(absl::OkStatus());
-  raft_->TransferLeadership(transferee, absl::Now() + RequestTimeout(),
+  raft_->TransferLeadership(transferee, clock_->Now() + RequestTimeout(),
                             std::move(done));
 }
 
 absl::StatusOr<int64_t> EtcdServer::LeaseKeepAlive(int64_t id) {
-  if (raft_->is_leader()) return LeaderKeepAlive(id);
+  if (raft_->is_leader()) return leases_->KeepAlive(id);
   const uint64_t lead = raft_->leader();
   if (lead == 0) return Err(EtcdError::kNoLeader);
   etcdserverpb::LeaseKeepAliveRequest req;

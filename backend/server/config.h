@@ -5,6 +5,7 @@
 #define SYNOD_BACKEND_SERVER_CONFIG_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,8 @@ struct ServerConfig {
   int64_t snapshot_count = 100000;
   bool pre_vote = false;
   // Run the timer thread (lease expiry, auto-compaction, progress ticks).
-  // Tests on a FakeClock turn it off and call EtcdServer::TEST_Tick().
+  // Tests that drive the timer by hand turn it off and call
+  // EtcdServer::TEST_Tick().
   bool run_timer_thread = true;
   // A snapshot file (from `etcdctl snapshot save`) to initialise an empty
   // data dir from.
@@ -55,6 +57,11 @@ struct ServerConfig {
   // --experimental-lease-checkpoint-interval (etcd 3.5's flag; 3.4 fixes it
   // at 5 minutes).
   absl::Duration lease_checkpoint_interval = absl::Minutes(5);
+  // Called once, from the apply thread, when this member has applied its
+  // own removal from the cluster (etcd stops such a member). It must not
+  // block on the server: synod's main starts its shutdown from it. Empty:
+  // the member only stops applying.
+  std::function<void()> on_removed;
 };
 
 }  // namespace synod::server

@@ -1,12 +1,8 @@
 #include "backend/server/etcd_server.h"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <filesystem>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "backend/storage/schema.h"
@@ -21,30 +17,21 @@ using common::Err;
 
 namespace {
 
-// Parses --auto-compaction-retention for periodic mode: "1h", "30m", "90s"
-// or a plain number of hours. Returns zero when off or invalid.
-absl::Duration PeriodicRetention(const std::string& s) {
-  absl::Duration d;
-  if (absl::ParseDuration(s, &d)) return d;
-  double hours = 0;
-  if (absl::SimpleAtod(s, &hours) && hours > 0) return absl::Hours(hours);
-  return absl::ZeroDuration();
-}
-
 // etcd's maxGapBetweenApplyAndCommitIndex, used here as the bound on
 // proposals waiting for their result.
 constexpr size_t kMaxPendingProposals = 5000;
 constexpr absl::Duration kTimerTick = absl::Milliseconds(100);
-constexpr absl::Duration kRevisionCompactInterval = absl::Minutes(5);
 constexpr int kReadThreads = 2;
 
 std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v)); }
 
 }  // namespace
 
-EtcdServer::EtcdServer(const ServerConfig& config, common::Clock* clock)
+EtcdServer::EtcdServer(const ServerConfig& config, common::Clock* clock,
+                       Network* network)
     : config_(config),
       clock_(clock ? clock : common::RealClock::Get()),
+      network_(network ? network : GrpcNetwork()),
       // etcd's metric names.
       commit_seconds_(common::DefaultMetrics().GetHistogram(
           "etcd_disk_backend_commit_duration_seconds",
@@ -52,11 +39,12 @@ EtcdServer::EtcdServer(const ServerConfig& config, common::Clock* clock)
           common::ExponentialBuckets(0.001, 2, 14))),
       proposals_committed_(common::DefaultMetrics().GetCounter(
           "etcd_server_proposals_committed_total",
-          "The total number of consensus proposals committed.")) {}
+          "The total number of consensus proposals committed.")),
+      waiters_(kMaxPendingProposals) {}
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Open(
-    const ServerConfig& config, common::Clock* clock) {
-  std::unique_ptr<EtcdServer> s(new EtcdServer(config, clock));
+    const ServerConfig& config, common::Clock* clock, Network* network) {
+  std::unique_ptr<EtcdServer> s(new EtcdServer(config, clock, network));
   absl::Status st = s->Init();
   if (!st.ok()) {
     s->Stop();
@@ -106,7 +94,7 @@ absl::Status EtcdServer::InitIdentity(bool* bootstrap) {
     for (const InitialMember& m : *members) {
       if (m.name == config_.name) continue;
       for (const std::string& url : m.peer_urls) {
-        auto info = PeerTransport::FetchClusterInfo(url, absl::Seconds(2));
+        auto info = network_->FetchClusterInfo(url, absl::Seconds(2));
         if (!info.ok()) {
           last = info.status();
           continue;
@@ -206,6 +194,38 @@ absl::Status EtcdServer::Init() {
   if (!st.ok()) return st;
 
   watchable_ = std::make_unique<mvcc::WatchableStore>(kv_.get());
+  auto propose = [this](synodpb::Request req, Done done) {
+    Propose(std::move(req), nullptr, std::move(done));
+  };
+  leases_ = std::make_unique<LeaseLoop>(lessor_.get(), config_.lease_checkpoint,
+                                        propose);
+  alarm_raiser_ = std::make_unique<AlarmRaiser>(&alarms_, propose);
+  Applier::Deps ad;
+  ad.kv = kv_.get();
+  ad.watchable = watchable_.get();
+  ad.lessor = lessor_.get();
+  ad.alarms = &alarms_;
+  ad.membership = &membership_;
+  ad.leases = leases_.get();
+  ad.quota_bytes = config_.quota_backend_bytes;
+  ad.db_size = [this] { return db_size_.load(); };
+  applier_ = std::make_unique<Applier>(std::move(ad));
+  compactor_ = std::make_unique<Compactor>(
+      config_.auto_compaction_mode, config_.auto_compaction_retention, clock_,
+      [this](int64_t rev) {
+        synodpb::Request req;
+        req.mutable_compaction()->set_revision(rev);
+        SYNOD_LOG(INFO) << "auto-compaction (" << config_.auto_compaction_mode
+                        << ") at revision " << rev;
+        Propose(std::move(req), nullptr, [rev](absl::Status st) {
+          if (!st.ok()) {
+            SYNOD_LOG(WARNING) << "auto-compaction at " << rev << ": " << st;
+          }
+        });
+      },
+      [this] {
+        return Compactor::Revisions{kv_->Rev(), kv_->CompactRev()};
+      });
   db_size_ = backend_->DiskSizeBytes();
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
   next_lease_id_ = static_cast<int64_t>(((member_id_ & 0x7fff) << 48) |
@@ -215,7 +235,6 @@ absl::Status EtcdServer::Init() {
   // restarts too (an entry replayed after a restart must not match a new
   // waiter): start from the clock.
   next_request_id_ = static_cast<uint64_t>(now_ms) << 20;
-  last_compact_check_ = clock_->Now();
   last_progress_ = clock_->Now();
 
   RefreshLearner();
@@ -237,9 +256,7 @@ absl::Status EtcdServer::Init() {
                   << ", applied index " << kv_->AppliedIndex() << ", "
                   << kv_->KeyCount() << " keys, " << lessor_->Count()
                   << " leases, " << membership_.Members().size() << " members";
-  for (int i = 0; i < kReadThreads; ++i) {
-    read_threads_.emplace_back([this] { ReadLoop(); });
-  }
+  reads_ = std::make_unique<ReadGate>(kReadThreads, applied_index_.load());
   apply_thread_ = std::thread([this] { ApplyLoop(); });
   if (config_.run_timer_thread) {
     timer_thread_ = std::thread([this] { TimerLoop(); });
@@ -270,7 +287,49 @@ absl::Status EtcdServer::StartRaft(bool bootstrap) {
       membership_.Reset(rec);
     }
   }
-  PeerTransport::Callbacks tcb;
+  std::vector<std::string> my_peer_urls = config_.initial_advertise_peer_urls;
+  transport_ = network_->NewTransport(member_id_, cluster_id_, my_peer_urls,
+                                      MakePeerHandlers());
+  for (const synodpb::Member& m : membership_.Members()) {
+    if (m.id() == member_id_) continue;
+    transport_->AddPeer(m.id(), {m.peer_urls().begin(), m.peer_urls().end()});
+  }
+
+  RaftNode::Options o;
+  o.id = member_id_;
+  if (bootstrap && raft_log_->LastIndex() == 0) {
+    for (const synodpb::Member& m : membership_.Members()) {
+      o.bootstrap_voters.push_back(m.id());
+    }
+  }
+  o.tick_interval = config_.heartbeat_interval;
+  o.election_tick = std::max<int>(
+      2, static_cast<int>(config_.election_timeout / config_.heartbeat_interval));
+  o.pre_vote = config_.pre_vote;
+  o.applied = std::min<uint64_t>(kv_->AppliedIndex(),
+                                 raft_log_->GetInitialState().hard_state.commit);
+  o.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now()));
+  o.log = raft_log_.get();
+  o.transport = transport_.get();
+  o.clock = clock_;
+  RaftNode::Callbacks rcb;
+  rcb.apply = [this](raft::Snapshot snap, std::vector<raft::Entry> entries) {
+    absl::MutexLock l(&apply_mu_);
+    apply_queue_.push_back(ApplyItem{std::move(snap), std::move(entries)});
+  };
+  rcb.leader_changed = [this](uint64_t lead, uint64_t term) {
+    OnLeaderChanged(lead, term);
+  };
+  rcb.conf_changed = [this](const raft::ConfChange& cc,
+                            const raft::ConfState& cs, uint64_t index) {
+    OnConfChanged(cc, cs, index);
+  };
+  raft_ = std::make_unique<RaftNode>(std::move(o), std::move(rcb));
+  return raft_->Start();
+}
+
+PeerHandlers EtcdServer::MakePeerHandlers() {
+  PeerHandlers tcb;
   tcb.on_message = [this](raft::Message m) { raft_->Step(std::move(m)); };
   tcb.on_unreachable = [this](uint64_t id) { raft_->ReportUnreachable(id); };
   tcb.on_snapshot_status = [this](uint64_t id, bool ok) {
@@ -288,7 +347,7 @@ absl::Status EtcdServer::StartRaft(bool bootstrap) {
     if (!raft_->is_leader()) {
       return common::ToGrpcStatus(Err(EtcdError::kNotLeader));
     }
-    auto ttl = LeaderKeepAlive(req.id());
+    auto ttl = leases_->KeepAlive(req.id());
     if (!ttl.ok()) return common::ToGrpcStatus(ttl.status());
     resp->set_id(req.id());
     resp->set_ttl(*ttl);
@@ -327,42 +386,7 @@ absl::Status EtcdServer::StartRaft(bool bootstrap) {
     m.Await(absl::Condition(&finished));
     return common::ToGrpcStatus(result);
   };
-  transport_ = std::make_unique<PeerTransport>(member_id_, cluster_id_, tcb);
-  for (const synodpb::Member& m : membership_.Members()) {
-    if (m.id() == member_id_) continue;
-    transport_->AddPeer(m.id(), {m.peer_urls().begin(), m.peer_urls().end()});
-  }
-
-  RaftNode::Options o;
-  o.id = member_id_;
-  if (bootstrap && raft_log_->LastIndex() == 0) {
-    for (const synodpb::Member& m : membership_.Members()) {
-      o.bootstrap_voters.push_back(m.id());
-    }
-  }
-  o.tick_interval = config_.heartbeat_interval;
-  o.election_tick = std::max<int>(
-      2, static_cast<int>(config_.election_timeout / config_.heartbeat_interval));
-  o.pre_vote = config_.pre_vote;
-  o.applied = std::min<uint64_t>(kv_->AppliedIndex(),
-                                 raft_log_->GetInitialState().hard_state.commit);
-  o.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  o.log = raft_log_.get();
-  o.transport = transport_.get();
-  RaftNode::Callbacks rcb;
-  rcb.apply = [this](raft::Snapshot snap, std::vector<raft::Entry> entries) {
-    absl::MutexLock l(&mu_);
-    apply_queue_.push_back(ApplyItem{std::move(snap), std::move(entries)});
-  };
-  rcb.leader_changed = [this](uint64_t lead, uint64_t term) {
-    OnLeaderChanged(lead, term);
-  };
-  rcb.conf_changed = [this](const raft::ConfChange& cc,
-                            const raft::ConfState& cs, uint64_t index) {
-    OnConfChanged(cc, cs, index);
-  };
-  raft_ = std::make_unique<RaftNode>(std::move(o), std::move(rcb));
-  return raft_->Start();
+  return tcb;
 }
 
 EtcdServer::~EtcdServer() { Stop(); }
@@ -374,30 +398,14 @@ void EtcdServer::Stop() {
   if (raft_ != nullptr) raft_->Stop();
   if (transport_ != nullptr) transport_->Stop();
   {
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&apply_mu_);
     stopping_ = true;
   }
   if (apply_thread_.joinable()) apply_thread_.join();
   if (timer_thread_.joinable()) timer_thread_.join();
-  {
-    absl::MutexLock l(&read_mu_);
-    read_stopping_ = true;
-  }
-  for (auto& t : read_threads_) t.join();
-  read_threads_.clear();
+  if (reads_ != nullptr) reads_->Stop();
   // Whatever still waits gets kStopped.
-  absl::flat_hash_map<uint64_t, Waiter> waiters;
-  {
-    absl::MutexLock l(&waiters_mu_);
-    waiters.swap(waiters_);
-  }
-  for (auto& [id, w] : waiters) w.done(Err(EtcdError::kStopped));
-  std::multimap<uint64_t, Done> reads;
-  {
-    absl::MutexLock l(&read_mu_);
-    reads.swap(reads_by_index_);
-  }
-  for (auto& [i, d] : reads) d(Err(EtcdError::kStopped));
+  waiters_.FailAll(Err(EtcdError::kStopped));
   watchable_.reset();
 }
 
@@ -407,18 +415,13 @@ void EtcdServer::ProposeWithWaiter(synodpb::Request req,
   const uint64_t id = ++next_request_id_;
   req.set_id(id);
   req.set_proposer(member_id_);
-  const absl::Time deadline = absl::Now() + RequestTimeout();
-  bool full = false;
-  {
-    absl::MutexLock l(&waiters_mu_);
-    full = waiters_.size() >= kMaxPendingProposals;
-    if (!full) waiters_[id] = Waiter{resp, std::move(done), deadline};
-  }
-  if (full) {
-    done(Err(EtcdError::kTooManyRequests));
+  const absl::Time deadline = clock_->Now() + RequestTimeout();
+  Done keep = done;  // Register drops its copy when the registry is full
+  if (!waiters_.Register(id, {resp, std::move(done), deadline})) {
+    keep(Err(EtcdError::kTooManyRequests));
     return;
   }
-  auto dropped = [this, id](absl::Status st) { FailWaiter(id, st); };
+  auto dropped = [this, id](absl::Status st) { waiters_.Fail(id, st); };
   if (conf) {
     cc.context = req.SerializeAsString();
     raft_->ProposeConfChange(std::move(cc), deadline, dropped);
@@ -431,8 +434,8 @@ void EtcdServer::Propose(synodpb::Request req, google::protobuf::Message* resp,
                          Done done) {
   bool stopping;
   {
-    absl::MutexLock l(&mu_);
-    stopping = stopping_;
+    absl::MutexLock l(&apply_mu_);
+    stopping = stopping_ || removed_;
   }
   if (stopping) {
     done(Err(EtcdError::kStopped));
@@ -440,37 +443,6 @@ void EtcdServer::Propose(synodpb::Request req, google::protobuf::Message* resp,
   }
   if (!CheckQuota(req, &done)) return;
   ProposeWithWaiter(std::move(req), resp, std::move(done), false, {});
-}
-
-std::optional<EtcdServer::Waiter> EtcdServer::TakeWaiter(uint64_t id) {
-  absl::MutexLock l(&waiters_mu_);
-  auto it = waiters_.find(id);
-  if (it == waiters_.end()) return std::nullopt;
-  Waiter w = std::move(it->second);
-  waiters_.erase(it);
-  return w;
-}
-
-void EtcdServer::FailWaiter(uint64_t id, const absl::Status& st) {
-  std::optional<Waiter> w = TakeWaiter(id);
-  if (w.has_value()) w->done(st);
-}
-
-void EtcdServer::ExpireWaiters() {
-  const absl::Time now = absl::Now();
-  std::vector<Waiter> expired;
-  {
-    absl::MutexLock l(&waiters_mu_);
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->second.deadline <= now) {
-        expired.push_back(std::move(it->second));
-        waiters_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (Waiter& w : expired) w.done(Err(EtcdError::kTimeout));
 }
 
 void EtcdServer::RefreshLearner() {
@@ -483,46 +455,16 @@ void EtcdServer::LinearizableRead(Done done) {
     done(Err(EtcdError::kNotSupportedForLearner));
     return;
   }
-  raft_->ReadIndex(absl::Now() + RequestTimeout(),
-                   [this, done = std::move(done)](
-                       absl::StatusOr<uint64_t> index) mutable {
-                     if (!index.ok()) {
-                       Done d = std::move(done);
-                       absl::Status st = index.status();
-                       RunOnReadThread([d, st] { d(st); });
-                       return;
-                     }
-                     absl::MutexLock l(&read_mu_);
-                     if (applied_index_.load() >= *index) {
-                       read_queue_.push_back(
-                           [d = std::move(done)] { d(absl::OkStatus()); });
-                     } else {
-                       reads_by_index_.emplace(*index, std::move(done));
-                     }
-                   });
-}
-
-void EtcdServer::RunOnReadThread(std::function<void()> fn) {
-  absl::MutexLock l(&read_mu_);
-  read_queue_.push_back(std::move(fn));
-}
-
-void EtcdServer::ReadLoop() {
-  while (true) {
-    std::function<void()> fn;
-    {
-      absl::MutexLock l(&read_mu_);
-      read_mu_.Await(absl::Condition(
-          +[](EtcdServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->read_mu_) {
-            return s->read_stopping_ || !s->read_queue_.empty();
-          },
-          this));
-      if (read_queue_.empty()) return;  // stopping
-      fn = std::move(read_queue_.front());
-      read_queue_.pop_front();
-    }
-    fn();
-  }
+  raft_->ReadIndex(
+      clock_->Now() + RequestTimeout(),
+      [this, done = std::move(done)](absl::StatusOr<uint64_t> index) mutable {
+        if (!index.ok()) {
+          absl::Status st = index.status();
+          reads_->Run([d = std::move(done), st] { d(st); });
+          return;
+        }
+        reads_->WaitApplied(*index, std::move(done));
+      });
 }
 
 void EtcdServer::OnLeaderChanged(uint64_t lead, uint64_t term) {
@@ -580,53 +522,18 @@ std::vector<etcdserverpb::AlarmMember> EtcdServer::Alarms() const {
 
 void EtcdServer::RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type,
                             Done then) {
-  if (!alarms_.Get(member_id, type).empty()) {
-    if (then) then(absl::OkStatus());
-    return;
-  }
-  {
-    absl::MutexLock l(&raising_mu_);
-    auto [it, first] = raising_.try_emplace({member_id, static_cast<int>(type)});
-    if (then) it->second.push_back(std::move(then));
-    if (!first) return;  // one proposal in flight; it answers us too
-  }
-  synodpb::Request req;
-  req.mutable_alarm()->set_action(etcdserverpb::AlarmRequest::ACTIVATE);
-  req.mutable_alarm()->set_memberid(member_id);
-  req.mutable_alarm()->set_alarm(type);
-  SYNOD_LOG(WARNING) << "raising alarm " << etcdserverpb::AlarmType_Name(type)
-                     << " for member " << Hex(member_id);
-  Propose(std::move(req), nullptr, [this, member_id, type](absl::Status st) {
-    if (!st.ok()) {
-      SYNOD_LOG(WARNING) << "raising alarm "
-                         << etcdserverpb::AlarmType_Name(type) << " for member "
-                         << Hex(member_id) << " failed: " << st;
-    }
-    std::vector<Done> waiting;
-    {
-      absl::MutexLock l(&raising_mu_);
-      auto it = raising_.find({member_id, static_cast<int>(type)});
-      if (it != raising_.end()) {
-        waiting.swap(it->second);
-        raising_.erase(it);
-      }
-    }
-    for (Done& d : waiting) d(st);
-  });
-}
-
-bool EtcdServer::QuotaAvailable(const synodpb::Request& req) const {
-  return db_size_.load() + static_cast<int64_t>(req.ByteSizeLong()) <=
-         config_.quota_backend_bytes;
+  alarm_raiser_->Raise(member_id, type, std::move(then));
 }
 
 bool EtcdServer::CheckQuota(const synodpb::Request& req, Done* done) {
-  if (config_.quota_backend_bytes <= 0 || !WritesKeys(req)) return true;
-  if (QuotaAvailable(req)) return true;
+  if (config_.quota_backend_bytes <= 0 || !Applier::WritesKeys(req)) {
+    return true;
+  }
+  if (applier_->QuotaAvailable(req)) return true;
   // As etcd: every member that refuses a write over its own quota raises
-  // NOSPACE for itself (RaiseAlarm proposes once, and not at all when this
-  // member's alarm is already raised), and the refusal goes out once the
-  // alarm is applied.
+  // NOSPACE for itself (proposed once, and not at all when this member's
+  // alarm is already raised), and the refusal goes out once the alarm is
+  // applied.
   RaiseAlarm(member_id_, etcdserverpb::NOSPACE,
              [d = std::move(*done)](absl::Status) {
                d(Err(EtcdError::kNoSpace));
@@ -673,7 +580,7 @@ CorruptionChecker::Deps EtcdServer::CorruptionDeps(bool before_start) {
       if (before_start) {
         p.resp = absl::UnavailableError("member has no peer URL");
         for (const std::string& url : m.peer_urls()) {
-          p.resp = PeerTransport::FetchHashKV(url, rev, timeout);
+          p.resp = network_->FetchHashKV(url, rev, timeout);
           if (p.resp.ok()) break;
         }
       } else {
@@ -704,142 +611,48 @@ std::vector<uint64_t> EtcdServer::TEST_CheckCorruption() {
 }
 
 void EtcdServer::TEST_ProposeRaw(std::string data) {
-  raft_->Propose(std::move(data), absl::Now() + RequestTimeout(),
+  raft_->Propose(std::move(data), clock_->Now() + RequestTimeout(),
                  [](absl::Status) {});
 }
 
 uint64_t EtcdServer::AddProgressTicker(std::function<void()> tick) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&tickers_mu_);
   uint64_t id = next_ticker_++;
   tickers_[id] = std::move(tick);
   return id;
 }
 
 void EtcdServer::RemoveProgressTicker(uint64_t id) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&tickers_mu_);
   tickers_.erase(id);
-}
-
-void EtcdServer::MaybeAutoCompact() {
-  const std::string& mode = config_.auto_compaction_mode;
-  const absl::Time now = clock_->Now();
-  int64_t target = 0;
-  if (mode == "revision") {
-    int64_t keep = 0;
-    if (!absl::SimpleAtoi(config_.auto_compaction_retention, &keep) || keep <= 0) {
-      return;
-    }
-    if (now - last_compact_check_ < kRevisionCompactInterval) return;
-    last_compact_check_ = now;
-    target = kv_->Rev() - keep;
-  } else {
-    const absl::Duration retention =
-        PeriodicRetention(config_.auto_compaction_retention);
-    if (retention <= absl::ZeroDuration()) return;
-    // Sample the revision every retention/10; compact to the newest sample
-    // that is at least `retention` old.
-    const absl::Duration every = std::max(retention / 10, absl::Seconds(1));
-    if (rev_samples_.empty() || now - rev_samples_.back().first >= every) {
-      rev_samples_.emplace_back(now, kv_->Rev());
-    }
-    while (rev_samples_.size() > 1 && now - rev_samples_[1].first >= retention) {
-      rev_samples_.pop_front();
-    }
-    if (now - rev_samples_.front().first < retention) return;
-    target = rev_samples_.front().second;
-  }
-  if (target <= last_auto_compact_rev_ || target <= kv_->CompactRev()) return;
-  last_auto_compact_rev_ = target;
-  synodpb::Request req;
-  req.mutable_compaction()->set_revision(target);
-  SYNOD_LOG(INFO) << "auto-compaction (" << mode << ") at revision " << target;
-  Propose(std::move(req), nullptr, [target](absl::Status st) {
-    if (!st.ok()) {
-      SYNOD_LOG(WARNING) << "auto-compaction at " << target << ": " << st;
-    }
-  });
-}
-
-absl::StatusOr<int64_t> EtcdServer::LeaderKeepAlive(int64_t id) {
-  bool clear = false;
-  auto ttl = lessor_->KeepAlive(id, &clear);
-  if (!ttl.ok() || !clear) return ttl;
-  // The lease has a checkpointed remaining TTL: clear it through the log, so
-  // that a later leader does not restart it from that (etcd's Renew). One
-  // clear in flight per lease; a failed one is retried by the next renewal.
-  {
-    absl::MutexLock l(&lease_mu_);
-    if (!clearing_checkpoints_.insert(id).second) return ttl;
-  }
-  synodpb::Request req;
-  auto* cp = req.mutable_lease_checkpoints()->add_checkpoints();
-  cp->set_id(id);
-  cp->set_remaining_ttl(0);
-  Propose(std::move(req), nullptr, [this, id](absl::Status) {
-    absl::MutexLock l(&lease_mu_);
-    clearing_checkpoints_.erase(id);
-  });
-  return ttl;
-}
-
-void EtcdServer::ProposeLeaseCheckpoints() {
-  if (!config_.lease_checkpoint) return;
-  // etcd's rate: at most 1,000 checkpoints per entry; the timer runs every
-  // 100 ms, so at most 10,000 per second.
-  auto due = lessor_->DueCheckpoints(1000);
-  if (due.empty()) return;
-  synodpb::Request req;
-  for (const auto& [id, remaining] : due) {
-    auto* cp = req.mutable_lease_checkpoints()->add_checkpoints();
-    cp->set_id(id);
-    cp->set_remaining_ttl(remaining);
-  }
-  const size_t n = due.size();
-  Propose(std::move(req), nullptr, [n](absl::Status st) {
-    if (!st.ok()) {
-      SYNOD_LOG(WARNING) << "lease checkpoint of " << n << " leases: " << st;
-    }
-  });
 }
 
 void EtcdServer::TimerLoop() {
   while (true) {
     {
-      absl::MutexLock l(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), kTimerTick)) return;
+      absl::MutexLock l(&apply_mu_);
+      if (clock_->AwaitWithTimeout(&apply_mu_, absl::Condition(&stopping_),
+                                   kTimerTick)) {
+        return;
+      }
     }
     TimerTick();
   }
 }
 
 void EtcdServer::TimerTick() {
-  ExpireWaiters();
+  const absl::Time now = clock_->Now();
+  waiters_.ExpireBefore(now);
   MaybePublishAttributes();
   // Only the leader expires leases and compacts (etcd's lessor and
   // compactor run on the leader); the revokes and compactions it proposes
   // apply everywhere.
-  if (raft_->is_leader()) {
-    for (int64_t id : lessor_->Expired(1000)) {
-      {
-        absl::MutexLock l(&lease_mu_);
-        if (!revoking_.insert(id).second) continue;
-      }
-      synodpb::Request req;
-      req.mutable_lease_revoke()->set_id(id);
-      Propose(std::move(req), nullptr, [this, id](absl::Status st) {
-        if (!st.ok()) {
-          absl::MutexLock l(&lease_mu_);
-          revoking_.erase(id);
-        }
-      });
-    }
-    MaybeAutoCompact();
-    ProposeLeaseCheckpoints();
-  }
-  const absl::Time now = clock_->Now();
+  const bool leader = raft_->is_leader();
+  leases_->Tick(leader);
+  compactor_->Tick(leader);
   if (now - last_progress_ >= config_.progress_notify_interval) {
     last_progress_ = now;
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&tickers_mu_);
     for (auto& [id, tick] : tickers_) tick();
   }
 }

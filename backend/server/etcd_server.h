@@ -1,31 +1,36 @@
-// EtcdServer: one Synod member. It owns the storage, the MVCC store, the
-// watchable store, the lessor, the membership, the Raft log and the raft
-// node, and runs:
-//  * the raft thread (RaftNode): proposals and peer messages in, one synced
-//    log write per Ready, committed entries out to the apply thread;
-//  * the apply thread: applies committed entries in log order to MVCC,
-//    lease and membership state, writes them in one LevelDB batch with the
-//    applied index (the Raft log is already durable on a quorum, so this
-//    write need not be synced: a crash replays the log from the applied
-//    index), then completes the waiting proposals, notifies watchers and
-//    releases linearizable reads whose ReadIndex it has reached;
-//  * the timer thread: lease expiry (leader only; revokes go through the
-//    log), lease checkpoints (leader only, when enabled), auto-compaction
-//    (leader only), request timeouts, the watch progress ticks, and
-//    publishing this member's attributes;
-//  * two read threads that serve linearizable reads once released;
-//  * with --experimental-corrupt-check-time, the corruption checker's
-//    thread (CorruptionChecker: leader-only HashKV comparisons).
+// EtcdServer: one Synod member, a small coordinator (etcd's EtcdServer).
+// It opens the storage, rebuilds MVCC, lease, alarm and membership state,
+// decides who it is in the cluster, and wires the parts that each do one
+// job, with one lock or none:
+//  * RaftNode (raft_node.h): the raft thread; proposals and peer messages
+//    in, one synced log write per Ready, committed entries out;
+//  * the apply thread (apply.cc): committed entries in log order through
+//    the Applier (applier.h: etcd's applier chain, capped -> backend ->
+//    quota) into one unsynced LevelDB batch with the applied index, then
+//    answers the WaitRegistry (wait.h), notifies watchers, and lets the
+//    ReadGate (read_gate.h) release linearizable reads;
+//  * the timer thread: request timeouts, publishing this member's
+//    attributes, the LeaseLoop (lease_loop.h: expiry and checkpoints, leader
+//    only), the Compactor (compactor.h, leader only) and the watch progress
+//    tickers;
+//  * AlarmRaiser (alarm_raiser.h) and CorruptionChecker
+//    (corruption_checker.h): alarms, proposed through Raft;
+//  * the Transport (transport.h) from a Network: gRPC in production, an
+//    in-memory fake in tests. All time comes from the injected Clock.
 //
 // What the apply thread decides comes from replicated state only (the
 // AlarmStore), so every member reaches the same state; the one local input,
 // the backend size against --quota-backend-bytes, shapes answers and alarm
 // proposals only (etcd's quota and capped appliers).
 //
+// Stopping is Stop(). A member removed from the cluster stops applying and
+// calls ServerConfig::on_removed (synod's main shuts the process down).
+//
 // Thread-safe: every public method may be called from any thread.
-// Lock order: EtcdServer::mu_ -> (WatchableStore::mu_ -> sink locks) ->
-// KvStore::mu_ / Lessor::mu_ (leaves). waiters_mu_, read_mu_, lease_mu_ and
-// raising_mu_ are leaves.
+// Lock order: apply_mu_ and tickers_mu_ are taken alone; tickers_mu_ is held
+// while progress ticks run (-> WatchableStore::mu_ -> sink locks). The
+// parts' own mutexes (WaitRegistry, ReadGate, LeaseLoop, AlarmRaiser,
+// snap_mu_, KvStore, Lessor) are leaves.
 #ifndef SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
 #define SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
 
@@ -53,8 +58,14 @@
 #include "backend/server/config.h"
 #include "backend/server/corruption_checker.h"
 #include "backend/server/membership.h"
-#include "backend/server/peer_transport.h"
+#include "backend/server/alarm_raiser.h"
+#include "backend/server/applier.h"
+#include "backend/server/compactor.h"
+#include "backend/server/lease_loop.h"
 #include "backend/server/raft_node.h"
+#include "backend/server/read_gate.h"
+#include "backend/server/transport.h"
+#include "backend/server/wait.h"
 #include "backend/storage/raft_log_store.h"
 #include "backend/storage/backend.h"
 #include "common/clock.h"
@@ -74,13 +85,15 @@ class EtcdServer {
   // state, bootstraps or joins the cluster (config.initial_cluster and
   // initial_cluster_state, as etcd), and starts the raft, apply and timer
   // threads. Serving peers needs peer_service() registered on the peer
-  // listener. `clock` is not owned (nullptr: the real clock). Errors: any
+  // listener. `clock` and `network` are not owned and must outlive the
+  // server (nullptr: the real clock; GrpcNetwork()). Errors: any
   // storage error with the data dir's path; InvalidArgument for a bad
   // --initial-cluster or a name missing from it; Unavailable when joining
   // and no listed member answers.
 
   static absl::StatusOr<std::unique_ptr<EtcdServer>> Open(
-      const ServerConfig& config, common::Clock* clock = nullptr);
+      const ServerConfig& config, common::Clock* clock = nullptr,
+      Network* network = nullptr);
   ~EtcdServer();  // Stop()
 
   // Stops the threads; pending proposals fail with kStopped. Idempotent.
@@ -125,7 +138,8 @@ class EtcdServer {
   grpc::Status LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                                etcdserverpb::LeaseTimeToLiveResponse* resp);
 
-  // The Peer service to register on --listen-peer-urls.
+  // The Peer service to register on --listen-peer-urls (nullptr on a
+  // network without listeners, such as the tests' fake).
   grpc::Service* peer_service() { return transport_->service(); }
   Membership* membership() { return &membership_; }
   uint64_t leader() const { return raft_->leader(); }
@@ -179,7 +193,9 @@ class EtcdServer {
   void TEST_ProposeRaw(std::string data);
 
   // Registers a callback run by the timer thread every progress interval
-  // (the watch service's progress notify). Returns an id for removal.
+  // (the watch service's progress notify). Returns an id for removal; once
+  // RemoveProgressTicker returns, the callback is not running and never
+  // runs again.
   uint64_t AddProgressTicker(std::function<void()> tick);
   void RemoveProgressTicker(uint64_t id);
 
@@ -200,30 +216,23 @@ class EtcdServer {
   common::Clock* clock() const { return clock_; }
 
  private:
-  struct Waiter {
-    google::protobuf::Message* resp = nullptr;
-    Done done;
-    absl::Time deadline;
-  };
   struct ApplyItem {
     raft::Snapshot snapshot;
     std::vector<raft::Entry> entries;
   };
-  EtcdServer(const ServerConfig& config, common::Clock* clock);
+  EtcdServer(const ServerConfig& config, common::Clock* clock,
+             Network* network);
   absl::Status Init();
   absl::Status InitIdentity(bool* bootstrap);
   absl::Status StartRaft(bool bootstrap);
+  PeerHandlers MakePeerHandlers();
   absl::Duration RequestTimeout() const;
-  void FailWaiter(uint64_t id, const absl::Status& st);
-  std::optional<Waiter> TakeWaiter(uint64_t id);
   // Registers a waiter and proposes `req` (stamped with id and proposer).
   void ProposeWithWaiter(synodpb::Request req, google::protobuf::Message* resp,
                          Done done, bool conf, raft::ConfChange cc);
   void OnLeaderChanged(uint64_t lead, uint64_t term);
   void OnConfChanged(const raft::ConfChange& cc, const raft::ConfState& cs,
                      uint64_t index);
-  void RunOnReadThread(std::function<void()> fn);
-  void ReadLoop();
 
   // apply.cc: the apply thread.
   void ApplyLoop();
@@ -234,25 +243,6 @@ class EtcdServer {
   absl::Status ReceiveSnapshot(const raft::Message& m,
                                const std::vector<std::string>& chunks);
   void MaybeCompactLog();
-  // Applies one request. Runs on the apply thread.
-  // Sets *raise_nospace when this member crossed its quota and no NOSPACE
-  // is raised: the caller raises it and answers after it is applied.
-  absl::Status Apply(const synodpb::Request& req,
-                     google::protobuf::Message* resp, uint64_t index,
-                     bool* raise_nospace);
-  // The backend stage: MVCC, lease, alarm and membership state.
-  absl::Status ApplyOp(const synodpb::Request& req,
-                       google::protobuf::Message* resp, uint64_t index);
-  // Stops the process: committed entry `e` does not decode as `what`.
-  [[noreturn]] void StopOnUndecodable(const raft::Entry& e, const char* what);
-  absl::Status ApplyLeaseRevoke(int64_t id);
-  absl::Status ApplyAlarm(const etcdserverpb::AlarmRequest& r,
-                          etcdserverpb::AlarmResponse* resp);
-  // What etcd's applier chain decides before and after the backend applies
-  // `req`: capped (alarms) first, then the quota answer.
-  absl::Status CheckAlarmsForApply(const synodpb::Request& req) const;
-  bool QuotaAvailable(const synodpb::Request& req) const;
-  static bool WritesKeys(const synodpb::Request& req);
 
   // The corruption checker's view of this member and its peers; with
   // `before_start`, peers are reached by URL (the transport is not up).
@@ -260,16 +250,12 @@ class EtcdServer {
 
   void TimerLoop();
   void TimerTick();
-  void MaybeAutoCompact();
   void MaybePublishAttributes();
-  // Leader: renews lease `id` and clears its checkpoint if it has one.
-  absl::StatusOr<int64_t> LeaderKeepAlive(int64_t id);
-  // Leader, --experimental-enable-lease-checkpoint: proposes due checkpoints.
-  void ProposeLeaseCheckpoints();
-  void ExpireWaiters();
+  void RefreshLearner();
 
   const ServerConfig config_;
   common::Clock* const clock_;
+  Network* const network_;
   common::Histogram* const commit_seconds_;  // owned by DefaultMetrics()
   common::Counter* const proposals_committed_;
   uint64_t cluster_id_ = 0;
@@ -281,7 +267,14 @@ class EtcdServer {
   std::unique_ptr<lease::Lessor> lessor_;
   std::unique_ptr<mvcc::WatchableStore> watchable_;
   Membership membership_;
-  std::unique_ptr<PeerTransport> transport_;
+  AlarmStore alarms_;
+  WaitRegistry waiters_;
+  std::unique_ptr<LeaseLoop> leases_;
+  std::unique_ptr<AlarmRaiser> alarm_raiser_;
+  std::unique_ptr<Applier> applier_;
+  std::unique_ptr<Compactor> compactor_;
+  std::unique_ptr<ReadGate> reads_;
+  std::unique_ptr<Transport> transport_;
   std::unique_ptr<RaftNode> raft_;
   std::unique_ptr<CorruptionChecker> corruption_checker_;
   std::atomic<int64_t> db_size_{0};
@@ -290,51 +283,28 @@ class EtcdServer {
   std::atomic<uint64_t> applied_index_{0};
   std::atomic<bool> attributes_published_{false};
   std::atomic<bool> is_learner_{false};
-  void RefreshLearner();
   std::atomic<bool> attributes_in_flight_{false};
 
-  absl::Mutex mu_;
-  std::deque<ApplyItem> apply_queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The apply thread's queue (filled by the raft thread) and the stop flag.
+  absl::Mutex apply_mu_;
+  std::deque<ApplyItem> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
+  bool stopping_ ABSL_GUARDED_BY(apply_mu_) = false;
+  bool removed_ ABSL_GUARDED_BY(apply_mu_) = false;
+
+  // Progress tickers; held while they run, so removal waits for a running
+  // tick.
+  absl::Mutex tickers_mu_;
   absl::flat_hash_map<uint64_t, std::function<void()>> tickers_
-      ABSL_GUARDED_BY(mu_);
-  uint64_t next_ticker_ ABSL_GUARDED_BY(mu_) = 1;
-
-
-  // Lease proposals in flight (a leaf lock): leases whose revoke, or whose
-  // checkpoint clear, is proposed and not yet applied.
-  absl::Mutex lease_mu_;
-  absl::flat_hash_set<int64_t> revoking_ ABSL_GUARDED_BY(lease_mu_);
-  absl::flat_hash_set<int64_t> clearing_checkpoints_ ABSL_GUARDED_BY(lease_mu_);
-
-  absl::Mutex waiters_mu_;
-  absl::flat_hash_map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(waiters_mu_);
-
-  // Linearizable reads waiting for the applied index, and the read threads.
-  absl::Mutex read_mu_;
-  std::multimap<uint64_t, Done> reads_by_index_ ABSL_GUARDED_BY(read_mu_);
-  std::deque<std::function<void()>> read_queue_ ABSL_GUARDED_BY(read_mu_);
-  bool read_stopping_ ABSL_GUARDED_BY(read_mu_) = false;
-  std::vector<std::thread> read_threads_;
+      ABSL_GUARDED_BY(tickers_mu_);
+  uint64_t next_ticker_ ABSL_GUARDED_BY(tickers_mu_) = 1;
 
   // Install snapshot: state received for the MsgSnap at this index.
   absl::Mutex snap_mu_;
   uint64_t received_snap_index_ ABSL_GUARDED_BY(snap_mu_) = 0;
   std::vector<std::string> received_snap_ ABSL_GUARDED_BY(snap_mu_);
 
-  AlarmStore alarms_;
-  // Alarms this member has proposed and not yet seen applied or failed,
-  // (member id, type), with what waits for each.
-  absl::Mutex raising_mu_;
-  absl::flat_hash_map<std::pair<uint64_t, int>, std::vector<Done>> raising_
-      ABSL_GUARDED_BY(raising_mu_);
-
-  // Timer-thread state for auto-compaction.
-  absl::Time last_compact_check_;
-  std::deque<std::pair<absl::Time, int64_t>> rev_samples_;
-  int64_t last_auto_compact_rev_ = 0;
-  absl::Time last_progress_;
-  absl::Time last_size_check_;  // apply thread only
+  absl::Time last_progress_;       // timer thread only
+  absl::Time last_size_check_;     // apply thread only
   uint64_t last_log_compact_ = 0;  // apply thread only
 
   std::thread apply_thread_;

@@ -6,7 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/errors.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -236,6 +236,7 @@ PeerTransport::PeerTransport(uint64_t member_id, uint64_t cluster_id,
     : member_id_(member_id),
       cluster_id_(cluster_id),
       cb_(std::move(callbacks)),
+      clock_(common::RealClock::Get()),
       service_(std::make_unique<Service>(this)) {}
 
 PeerTransport::~PeerTransport() { Stop(); }
@@ -382,7 +383,11 @@ void PeerTransport::SenderLoop(Peer* p) {
     }
     if (broken) {
       cb_.on_unreachable(p->id);
-      absl::SleepFor(kRedialBackoff);  // pacing, not synchronisation
+      // Redial pacing; Stop or RemovePeer end it at once.
+      absl::MutexLock l(&p->mu);
+      clock_->AwaitWithTimeout(&p->mu, absl::Condition(&p->stop),
+                               kRedialBackoff);
+      if (p->stop) return;
     }
   }
 }
@@ -439,7 +444,7 @@ grpc::Status CallUrl(const std::string& peer_url, Method method,
                      const Req& req, Resp* resp, absl::Duration timeout) {
   auto stub = synodpb::Peer::NewStub(Dial(peer_url));
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  ctx.set_deadline(common::GrpcDeadlineAfter(timeout));
   return ((*stub).*method)(&ctx, req, resp);
 }
 
@@ -488,7 +493,7 @@ grpc::Status PeerTransport::CallPeer(uint64_t id, Method method,
                         "etcdserver: peer has no URL");
   }
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  ctx.set_deadline(common::GrpcDeadlineAfter(timeout));
   return ((*stub).*method)(&ctx, req, resp);
 }
 
@@ -527,6 +532,38 @@ void PeerTransport::Stop() {
     for (auto& [id, p] : peers_) ids.push_back(id);
   }
   for (uint64_t id : ids) RemovePeer(id);
+}
+
+}  // namespace synod::server
+
+namespace synod::server {
+namespace {
+
+class GrpcPeerNetwork final : public Network {
+ public:
+  absl::StatusOr<synodpb::ClusterInfo> FetchClusterInfo(
+      const std::string& peer_url, absl::Duration timeout) override {
+    return PeerTransport::FetchClusterInfo(peer_url, timeout);
+  }
+  absl::StatusOr<etcdserverpb::HashKVResponse> FetchHashKV(
+      const std::string& peer_url, int64_t revision,
+      absl::Duration timeout) override {
+    return PeerTransport::FetchHashKV(peer_url, revision, timeout);
+  }
+  std::unique_ptr<Transport> NewTransport(
+      uint64_t member_id, uint64_t cluster_id,
+      const std::vector<std::string>& peer_urls,
+      PeerHandlers handlers) override {
+    return std::make_unique<PeerTransport>(member_id, cluster_id,
+                                           std::move(handlers));
+  }
+};
+
+}  // namespace
+
+Network* GrpcNetwork() {
+  static Network* network = new GrpcPeerNetwork();
+  return network;
 }
 
 }  // namespace synod::server

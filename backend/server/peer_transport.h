@@ -1,4 +1,4 @@
-// PeerTransport: carries Raft messages between members over gRPC on the
+// PeerTransport: the gRPC Transport (transport.h). It carries Raft messages between members over gRPC on the
 // peer URLs (synodpb.Peer). Outbound, each peer has one sender thread with a
 // bounded queue and one long-lived client stream (Peer.Stream); a broken
 // stream is re-dialled with backoff and the peer is reported unreachable to
@@ -30,6 +30,8 @@
 #include "backend/raft/types.h"
 #include "proto/peer.grpc.pb.h"
 #include "proto/rpc.pb.h"
+#include "backend/server/transport.h"
+#include "common/clock.h"
 
 namespace synod::server {
 
@@ -39,44 +41,9 @@ synodpb::RaftMessage EncodeRaftMessage(const raft::Message& m,
                                        uint64_t cluster_id);
 raft::Message DecodeRaftMessage(const synodpb::RaftMessage& pb);
 
-class PeerTransport {
+class PeerTransport : public Transport {
  public:
-  struct Callbacks {
-    // A message from a peer of our cluster, on a gRPC thread.
-    std::function<void(raft::Message)> on_message;
-    // Delivery to `id` failed (stream broken or queue full): raft should
-    // probe it (MsgUnreachable).
-    std::function<void(uint64_t id)> on_unreachable;
-    // A MsgSnap to `id` finished (ok) or failed.
-    std::function<void(uint64_t id, bool ok)> on_snapshot_status;
-    // Writes the state to send with a MsgSnap, in chunks of at most ~1 MiB
-    // passed to `emit` (which returns false when the transfer broke).
-    std::function<absl::Status(const std::function<bool(std::string)>& emit)>
-        snapshot_source;
-    // A received snapshot's state, streamed in: open_sink is called once with
-    // the MsgSnap, then each chunk is written, then the message is stepped.
-    // Returns a handle whose Write appends and whose Finish makes it ready.
-    std::function<absl::Status(const raft::Message& m,
-                               const std::vector<std::string>& chunks)>
-        on_snapshot;
-    // Keep-alive and TimeToLive forwarded to the leader (etcd forwards these
-    // to the leader's peer URL).
-    std::function<grpc::Status(const etcdserverpb::LeaseKeepAliveRequest&,
-                               etcdserverpb::LeaseKeepAliveResponse*)>
-        on_lease_renew;
-    std::function<grpc::Status(const etcdserverpb::LeaseTimeToLiveRequest&,
-                               etcdserverpb::LeaseTimeToLiveResponse*)>
-        on_lease_ttl;
-    std::function<void(synodpb::ClusterInfo*)> on_members;
-    std::function<grpc::Status(const etcdserverpb::MemberPromoteRequest&,
-                               etcdserverpb::MemberPromoteResponse*)>
-        on_member_promote;
-    // This member's HashKV (Maintenance.HashKV's semantics) for a peer's
-    // corruption check.
-    std::function<grpc::Status(const etcdserverpb::HashKVRequest&,
-                               etcdserverpb::HashKVResponse*)>
-        on_hash_kv;
-  };
+  using Callbacks = PeerHandlers;
 
   // Asks the member at `peer_url` for its HashKV at `revision` (0 = its
   // current one). Errors: the peer's (kCompacted, kFutureRev), or
@@ -90,44 +57,44 @@ class PeerTransport {
       const std::string& peer_url, absl::Duration timeout);
 
   PeerTransport(uint64_t member_id, uint64_t cluster_id, Callbacks callbacks);
-  ~PeerTransport();  // Stop()
+  ~PeerTransport() override;  // Stop()
 
   // The service to register on the peer listener.
-  grpc::Service* service();
+  grpc::Service* service() override;
 
   // Adds or updates a peer's URLs ("http://host:port"; the first reachable
   // one is used). Idempotent.
-  void AddPeer(uint64_t id, const std::vector<std::string>& urls);
-  void RemovePeer(uint64_t id);
-  bool HasPeer(uint64_t id) const;
+  void AddPeer(uint64_t id, const std::vector<std::string>& urls) override;
+  void RemovePeer(uint64_t id) override;
+  bool HasPeer(uint64_t id) const override;
 
   // Queues messages for their peers (messages to unknown peers are dropped
   // and reported unreachable). Never blocks.
-  void Send(std::vector<raft::Message> msgs);
+  void Send(std::vector<raft::Message> msgs) override;
 
   // Forwards a lease keep-alive / TimeToLive to member `id` (the leader).
   // Errors: Unavailable when it cannot be reached within `timeout`.
   grpc::Status LeaseRenew(uint64_t id,
                           const etcdserverpb::LeaseKeepAliveRequest& req,
                           etcdserverpb::LeaseKeepAliveResponse* resp,
-                          absl::Duration timeout);
+                          absl::Duration timeout) override;
   grpc::Status LeaseTimeToLive(uint64_t id,
                                const etcdserverpb::LeaseTimeToLiveRequest& req,
                                etcdserverpb::LeaseTimeToLiveResponse* resp,
-                               absl::Duration timeout);
+                               absl::Duration timeout) override;
 
   // Member `id`'s HashKV (see FetchHashKV).
   grpc::Status HashKV(uint64_t id, const etcdserverpb::HashKVRequest& req,
                       etcdserverpb::HashKVResponse* resp,
-                      absl::Duration timeout);
+                      absl::Duration timeout) override;
 
   grpc::Status MemberPromote(uint64_t id,
                              const etcdserverpb::MemberPromoteRequest& req,
                              etcdserverpb::MemberPromoteResponse* resp,
-                             absl::Duration timeout);
+                             absl::Duration timeout) override;
 
   // Stops the sender threads. Idempotent.
-  void Stop();
+  void Stop() override;
 
  private:
   class Service;
@@ -142,6 +109,7 @@ class PeerTransport {
   const uint64_t member_id_;
   const uint64_t cluster_id_;
   const Callbacks cb_;
+  common::Clock* const clock_;  // redial pacing
   std::unique_ptr<Service> service_;
 
   mutable absl::Mutex mu_;

@@ -20,7 +20,10 @@ constexpr absl::Duration kReadRetry = absl::Milliseconds(500);
 }  // namespace
 
 RaftNode::RaftNode(Options options, Callbacks callbacks)
-    : opts_(std::move(options)), cb_(std::move(callbacks)), random_(opts_.seed) {}
+    : opts_(std::move(options)),
+      clock_(opts_.clock != nullptr ? opts_.clock : common::RealClock::Get()),
+      cb_(std::move(callbacks)),
+      random_(opts_.seed) {}
 
 RaftNode::~RaftNode() { Stop(); }
 
@@ -330,12 +333,13 @@ void RaftNode::HandleReady() {
 }
 
 void RaftNode::Loop() {
-  absl::Time next_tick = absl::Now() + opts_.tick_interval;
+  absl::Time next_tick = clock_->Now() + opts_.tick_interval;
   std::vector<std::function<void()>> batch;
   while (true) {
     {
       absl::MutexLock l(&mu_);
-      mu_.AwaitWithDeadline(
+      clock_->AwaitWithDeadline(
+          &mu_,
           absl::Condition(
               +[](RaftNode* n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(n->mu_) {
                 return n->stopping_ || !n->inbox_.empty();
@@ -347,7 +351,7 @@ void RaftNode::Loop() {
     }
     for (auto& fn : batch) fn();
     batch.clear();
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     if (now >= next_tick) {
       raw_->Tick();
       next_tick += opts_.tick_interval;

@@ -12,8 +12,8 @@
 // one, as etcd's do; ReadIndex requests are batched: one round of heartbeats
 // serves every read that arrived while the previous round was in flight.
 //
-// Ownership: the node does not own the log store or the transport, which
-// must outlive it. Thread-safe: every public method may be called from any
+// Ownership: the node does not own the log store, the transport or the
+// clock, which must outlive it. Thread-safe: every public method may be called from any
 // thread; the callbacks run on the raft thread.
 #ifndef SYNOD_BACKEND_SERVER_RAFT_NODE_H_
 #define SYNOD_BACKEND_SERVER_RAFT_NODE_H_
@@ -35,7 +35,8 @@
 #include "absl/time/time.h"
 #include "backend/raft/random.h"
 #include "backend/raft/raw_node.h"
-#include "backend/server/peer_transport.h"
+#include "backend/server/transport.h"
+#include "common/clock.h"
 #include "backend/storage/raft_log_store.h"
 
 namespace synod::server {
@@ -53,7 +54,9 @@ class RaftNode {
     uint64_t applied = 0;  // the last index the state machine applied
     uint64_t seed = 1;     // election timeout randomness
     storage::RaftLogStore* log = nullptr;
-    PeerTransport* transport = nullptr;
+    Transport* transport = nullptr;
+    // Ticks and deadlines; nullptr: the real clock. Not owned.
+    common::Clock* clock = nullptr;
   };
   struct Callbacks {
     // Committed work in log order: a snapshot to restore (when non-empty)
@@ -142,6 +145,7 @@ class RaftNode {
   void FailAll(const absl::Status& st);
 
   const Options opts_;
+  common::Clock* const clock_;
   const Callbacks cb_;
   raft::Random random_;
   std::unique_ptr<raft::RawNode> raw_;  // raft thread only

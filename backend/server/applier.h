@@ -1,0 +1,84 @@
+// Applier: etcd's applier chain for one committed request, in etcd's order
+// (applierV3Capped/Corrupt -> applierV3backend -> quotaApplierV3):
+//  1. capped: while CORRUPT is raised no KV or lease write applies; while
+//     NOSPACE is raised nothing that adds data applies;
+//  2. backend: the op on MVCC, lease, alarm and membership state, staged in
+//     the store's batch (the apply thread commits the batch);
+//  3. quota: a write that leaves this member over --quota-backend-bytes is
+//     applied, answered kNoSpace, and (once) asks for NOSPACE to be raised.
+// Stages 1 and 2 decide from replicated state only, so every member reaches
+// the same state; stage 3 shapes only this member's answer and alarm
+// proposal. Auth will be a stage before the backend.
+//
+// Ownership: borrows every store in Deps; they must outlive it.
+// Thread-compatible: the apply thread alone calls Apply.
+#ifndef SYNOD_BACKEND_SERVER_APPLIER_H_
+#define SYNOD_BACKEND_SERVER_APPLIER_H_
+
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/status.h"
+#include "backend/lease/lessor.h"
+#include "backend/mvcc/kv_store.h"
+#include "backend/mvcc/watchable_store.h"
+#include "backend/raft/types.h"
+#include "backend/server/alarm_store.h"
+#include "backend/server/lease_loop.h"
+#include "backend/server/membership.h"
+#include "google/protobuf/message.h"
+#include "proto/internal.pb.h"
+#include "proto/rpc.pb.h"
+
+namespace synod::server {
+
+class Applier {
+ public:
+  struct Deps {
+    mvcc::KvStore* kv = nullptr;
+    mvcc::WatchableStore* watchable = nullptr;
+    lease::Lessor* lessor = nullptr;
+    AlarmStore* alarms = nullptr;
+    Membership* membership = nullptr;
+    LeaseLoop* leases = nullptr;
+    int64_t quota_bytes = 0;  // --quota-backend-bytes; <= 0: no quota
+    std::function<int64_t()> db_size;  // this member's size, bytes
+  };
+  explicit Applier(Deps deps) : d_(std::move(deps)) {}
+
+  // Applies `req`, committed at log `index`. `resp` (may be null for
+  // internal proposals) must be the op's response type (PutResponse for a
+  // put, ...). Sets *raise_nospace when this member crossed its quota and
+  // NOSPACE is not raised: the caller raises it and answers after it is
+  // applied. Errors: the op's etcd errors; kCorrupt / kNoSpace from the
+  // capped stage; kNoSpace from the quota stage (the op was applied).
+  absl::Status Apply(const synodpb::Request& req,
+                     google::protobuf::Message* resp, uint64_t index,
+                     bool* raise_nospace);
+
+  // Whether `req` fits under the quota with this member's current size.
+  bool QuotaAvailable(const synodpb::Request& req) const;
+  // Whether `req` adds data (a put, a lease grant, a txn with a put): what
+  // etcd's quota and NOSPACE refuse.
+  static bool WritesKeys(const synodpb::Request& req);
+
+ private:
+  absl::Status CheckAlarms(const synodpb::Request& req) const;
+  absl::Status ApplyOp(const synodpb::Request& req,
+                       google::protobuf::Message* resp, uint64_t index);
+  absl::Status ApplyLeaseRevoke(int64_t id);
+  absl::Status ApplyAlarm(const etcdserverpb::AlarmRequest& r,
+                          etcdserverpb::AlarmResponse* resp);
+
+  const Deps d_;
+};
+
+// Stops the process: committed entry `e` does not decode as `what`. The log
+// is the same on every member, so a member that cannot decode an entry
+// cannot reach the state the others have and must not serve one (etcd
+// panics here too).
+[[noreturn]] void StopOnUndecodable(const raft::Entry& e, const char* what);
+
+}  // namespace synod::server
+
+#endif  // SYNOD_BACKEND_SERVER_APPLIER_H_
