@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/etcd_range.h"
 #include "common/key_range.h"
 
 namespace synod::proxy {
@@ -28,62 +29,13 @@ void ComputeRange(const RangeRequest& r,
     if (common::InRange(k, r.key(), r.range_end())) m.push_back(&kv);
   }
   const int64_t count = static_cast<int64_t>(m.size());
-  auto prune = [&](auto drop) {
-    m.erase(std::remove_if(m.begin(), m.end(), drop), m.end());
-  };
-  if (r.max_mod_revision() != 0) {
-    prune([&](const mvccpb::KeyValue* kv) {
-      return kv->mod_revision() > r.max_mod_revision();
-    });
-  }
-  if (r.min_mod_revision() != 0) {
-    prune([&](const mvccpb::KeyValue* kv) {
-      return kv->mod_revision() < r.min_mod_revision();
-    });
-  }
-  if (r.max_create_revision() != 0) {
-    prune([&](const mvccpb::KeyValue* kv) {
-      return kv->create_revision() > r.max_create_revision();
-    });
-  }
-  if (r.min_create_revision() != 0) {
-    prune([&](const mvccpb::KeyValue* kv) {
-      return kv->create_revision() < r.min_create_revision();
-    });
-  }
-  RangeRequest::SortOrder order = r.sort_order();
-  // etcd: a non-KEY target with no order sorts ascending.
-  if (r.sort_target() != RangeRequest::KEY && order == RangeRequest::NONE) {
-    order = RangeRequest::ASCEND;
-  }
-  const bool descend = order == RangeRequest::DESCEND;
-  if (order != RangeRequest::NONE) {
-    if (r.sort_target() == RangeRequest::KEY) {
-      if (descend) std::reverse(m.begin(), m.end());
-    } else if (r.sort_target() == RangeRequest::VALUE) {
-      std::stable_sort(m.begin(), m.end(), [&](auto* a, auto* b) {
-        int c = a->value().compare(b->value());
-        return descend ? c > 0 : c < 0;
-      });
-    } else {
-      auto field = [&](const mvccpb::KeyValue* kv) -> int64_t {
-        switch (r.sort_target()) {
-          case RangeRequest::VERSION: return kv->version();
-          case RangeRequest::CREATE: return kv->create_revision();
-          case RangeRequest::MOD: return kv->mod_revision();
-          default: return 0;
-        }
-      };
-      std::stable_sort(m.begin(), m.end(), [&](auto* a, auto* b) {
-        return descend ? field(a) > field(b) : field(a) < field(b);
-      });
-    }
-  }
-  size_t n = m.size();
-  if (r.limit() > 0 && n > static_cast<size_t>(r.limit())) {
-    n = static_cast<size_t>(r.limit());
-    resp->set_more(true);
-  }
+  auto meta = [](const mvccpb::KeyValue* kv) { return common::MetaOf(*kv); };
+  common::FilterByRevision(r, &m, meta);
+  common::SortRange(r, &m, meta,
+                    [](const mvccpb::KeyValue* kv) -> const std::string& {
+                      return kv->value();
+                    });
+  const size_t n = common::ApplyLimit(r, m.size(), resp);
   resp->set_count(count);
   if (r.count_only()) return;
   for (size_t i = 0; i < n; ++i) {

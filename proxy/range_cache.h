@@ -19,7 +19,8 @@
 //     forwarded.
 //   - anything else (a past revision, auth tokens) is forwarded.
 // keys_only, count_only, limit, sort and the revision filters are computed
-// here with etcd's semantics (ComputeRange).
+// here (ComputeRange) with etcd's rules from common/etcd_range.h, the ones
+// the member's store uses.
 //
 // Memory: an LRU of at most `max_bytes` (keys + values + overhead) and
 // `max_ranges` ranges (each holds a range subscription, so this also bounds
@@ -54,9 +55,10 @@ struct RangeCacheOptions {
   absl::Duration linearizable_wait = absl::Milliseconds(500);
 };
 
-// etcd's Range over `data` (every key of the request's range, in key
-// order): filters, count, sort, limit/more, keys_only, count_only. Sets
-// everything but the header.
+// etcd's Range over `data` (live keys in key order; those outside the
+// request's range are skipped): count, revision filters, sort, limit/more,
+// keys_only, count_only, as common/etcd_range.h. Sets everything but the
+// header.
 void ComputeRange(const etcdserverpb::RangeRequest& req,
                   const std::map<std::string, mvccpb::KeyValue>& data,
                   etcdserverpb::RangeResponse* resp);

@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "backend/storage/schema.h"
 #include "common/errors.h"
+#include "common/etcd_compare.h"
+#include "common/etcd_range.h"
 #include "common/key_range.h"
 #include "common/logging.h"
 
@@ -45,16 +47,6 @@ void FillKvFromEntry(const std::string& key, const IndexEntry& e,
   kv->set_mod_revision(e.rev.main);
   kv->set_version(e.version);
   kv->set_lease(e.lease);
-}
-
-int CompareBytes(const std::string& a, const std::string& b) {
-  int c = a.compare(b);
-  return c < 0 ? -1 : (c > 0 ? 1 : 0);
-}
-
-template <typename T>
-int Cmp(T a, T b) {
-  return a < b ? -1 : (a > b ? 1 : 0);
 }
 
 }  // namespace
@@ -175,39 +167,17 @@ absl::Status KvStore::RangeImpl(const RangeRequest& r, int64_t rev,
                                 std::vector<Match> matches, int64_t count,
                                 ReadValue read_value,
                                 RangeResponse* resp) const {
-  auto prune = [&](auto drop) {
-    matches.erase(std::remove_if(matches.begin(), matches.end(), drop),
-                  matches.end());
+  auto match_meta = [](const Match& m) {
+    return common::KvMeta{m.entry.version, m.entry.create_revision,
+                          m.entry.rev.main};
   };
-  if (r.max_mod_revision() != 0) {
-    prune([&](const Match& m) { return m.entry.rev.main > r.max_mod_revision(); });
-  }
-  if (r.min_mod_revision() != 0) {
-    prune([&](const Match& m) { return m.entry.rev.main < r.min_mod_revision(); });
-  }
-  if (r.max_create_revision() != 0) {
-    prune([&](const Match& m) {
-      return m.entry.create_revision > r.max_create_revision();
-    });
-  }
-  if (r.min_create_revision() != 0) {
-    prune([&](const Match& m) {
-      return m.entry.create_revision < r.min_create_revision();
-    });
-  }
+  common::FilterByRevision(r, &matches, match_meta);
 
-  RangeRequest::SortOrder order = r.sort_order();
-  // etcd: a non-KEY target with no order sorts ascending.
-  if (r.sort_target() != RangeRequest::KEY && order == RangeRequest::NONE) {
-    order = RangeRequest::ASCEND;
-  }
-  const bool descend = order == RangeRequest::DESCEND;
-  const bool by_value = order != RangeRequest::NONE &&
-                        r.sort_target() == RangeRequest::VALUE;
-
+  // Sorting by value needs every value first; otherwise the index entries
+  // are sorted and values are read only for the keys answered.
+  const bool by_value = common::SortsByValue(r);
   std::vector<mvccpb::KeyValue> kvs;
   if (by_value) {
-    // Values are needed to sort: read them all first.
     kvs.reserve(matches.size());
     for (const Match& m : matches) {
       mvccpb::KeyValue kv;
@@ -215,37 +185,17 @@ absl::Status KvStore::RangeImpl(const RangeRequest& r, int64_t rev,
       kv.set_value(read_value(m));
       kvs.push_back(std::move(kv));
     }
-    std::stable_sort(kvs.begin(), kvs.end(),
-                     [&](const mvccpb::KeyValue& a, const mvccpb::KeyValue& b) {
-                       int c = CompareBytes(a.value(), b.value());
-                       return descend ? c > 0 : c < 0;
-                     });
-  } else if (order != RangeRequest::NONE) {
-    auto field = [&](const Match& m) -> int64_t {
-      switch (r.sort_target()) {
-        case RangeRequest::VERSION: return m.entry.version;
-        case RangeRequest::CREATE: return m.entry.create_revision;
-        case RangeRequest::MOD: return m.entry.rev.main;
-        default: return 0;
-      }
-    };
-    if (r.sort_target() == RangeRequest::KEY) {
-      // Already in ascending key order.
-      if (descend) std::reverse(matches.begin(), matches.end());
-    } else {
-      std::stable_sort(matches.begin(), matches.end(),
-                       [&](const Match& a, const Match& b) {
-                         int c = Cmp(field(a), field(b));
-                         return descend ? c > 0 : c < 0;
-                       });
-    }
+    common::SortRange(r, &kvs, common::MetaOf,
+                      [](const mvccpb::KeyValue& kv) -> const std::string& {
+                        return kv.value();
+                      });
+  } else {
+    common::SortRange(r, &matches, match_meta,
+                      [](const Match&) { return absl::string_view(); });
   }
 
-  size_t n = by_value ? kvs.size() : matches.size();
-  if (r.limit() > 0 && n > static_cast<size_t>(r.limit())) {
-    n = static_cast<size_t>(r.limit());
-    resp->set_more(true);
-  }
+  const size_t n =
+      common::ApplyLimit(r, by_value ? kvs.size() : matches.size(), resp);
   resp->mutable_header()->set_revision(rev);
   resp->set_count(count);
   if (r.count_only()) return absl::OkStatus();
@@ -265,18 +215,6 @@ absl::Status KvStore::RangeImpl(const RangeRequest& r, int64_t rev,
 }
 
 namespace {
-// How many matches to collect: etcd fetches everything when it must sort or
-// filter, else limit + 1 to learn `more`.
-int64_t CollectLimit(const RangeRequest& r) {
-  if (r.sort_order() != RangeRequest::NONE ||
-      r.sort_target() != RangeRequest::KEY || r.min_mod_revision() != 0 ||
-      r.max_mod_revision() != 0 || r.min_create_revision() != 0 ||
-      r.max_create_revision() != 0) {
-    return 0;
-  }
-  return r.limit() > 0 ? r.limit() + 1 : 0;
-}
-
 // Reads one revision's value through a snapshot iterator.
 std::string ValueAt(storage::Iterator* it, const Revision& rev) {
   std::string k = RevKey(rev);
@@ -299,13 +237,12 @@ absl::Status KvStore::Range(const RangeRequest& r, RangeResponse* resp) const {
   {
     absl::ReaderMutexLock l(&mu_);
     if (rev < compact_rev_) return Err(EtcdError::kCompacted);
-    CollectLocked(r.key(), r.range_end(), rev, CollectLimit(r), r.count_only(),
-                  &matches, &count);
+    CollectLocked(r.key(), r.range_end(), rev, common::CollectLimit(r),
+                  r.count_only(), &matches, &count);
     // The snapshot is taken under the lock so that compaction cannot remove
     // the records of the collected revisions first.
     // Values are read unless keys_only, and always to sort by VALUE.
-    const bool sort_by_value = r.sort_target() == RangeRequest::VALUE;
-    if (!matches.empty() && (!r.keys_only() || sort_by_value)) {
+    if (!matches.empty() && (!r.keys_only() || common::SortsByValue(r))) {
       it = backend_->NewIterator();
     }
   }
@@ -620,7 +557,7 @@ absl::Status KvStore::WriteTxn::Range(const RangeRequest& r,
   {
     absl::ReaderMutexLock l(&s_->mu_);
     if (rev < s_->compact_rev_) return Err(EtcdError::kCompacted);
-    s_->CollectLocked(r.key(), r.range_end(), rev, CollectLimit(r),
+    s_->CollectLocked(r.key(), r.range_end(), rev, common::CollectLimit(r),
                       r.count_only(), &matches, &count);
   }
   absl::Status st = s_->RangeImpl(
@@ -642,50 +579,16 @@ bool KvStore::WriteTxn::EvalCompare(const Compare& c) const {
     s_->CollectLocked(c.key(), c.range_end(), ReadRev(), 0, false, &matches,
                       &count);
   }
-  auto compare_kv = [&](const mvccpb::KeyValue& kv) {
-    int result = 0;
-    switch (c.target()) {
-      case Compare::VALUE:
-        result = CompareBytes(kv.value(), c.value());
-        break;
-      case Compare::CREATE:
-        result = Cmp(kv.create_revision(), c.create_revision());
-        break;
-      case Compare::MOD:
-        result = Cmp(kv.mod_revision(), c.mod_revision());
-        break;
-      case Compare::VERSION:
-        result = Cmp(kv.version(), c.version());
-        break;
-      case Compare::LEASE:
-        result = Cmp(kv.lease(), c.lease());
-        break;
-      default:
-        break;
-    }
-    switch (c.result()) {
-      case Compare::EQUAL: return result == 0;
-      case Compare::NOT_EQUAL: return result != 0;
-      case Compare::GREATER: return result > 0;
-      case Compare::LESS: return result < 0;
-      default: return true;
-    }
-  };
-  if (matches.empty()) {
-    // etcd: a VALUE compare on a missing key always fails; other targets
-    // compare against zero values.
-    if (c.target() == Compare::VALUE) return false;
-    return compare_kv(mvccpb::KeyValue());
-  }
+  if (matches.empty()) return common::CompareHoldsOnMissingKey(c);
   for (const Match& m : matches) {
     mvccpb::KeyValue kv;
-    if (c.target() == Compare::VALUE) {
+    if (common::CompareNeedsValue(c)) {
       std::optional<mvccpb::KeyValue> full = ReadKv(m.key, m.entry);
       if (full) kv = std::move(*full);
     } else {
       FillKvFromEntry(m.key, m.entry, &kv);
     }
-    if (!compare_kv(kv)) return false;
+    if (!common::CompareHolds(c, kv)) return false;
   }
   return true;
 }

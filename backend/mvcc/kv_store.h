@@ -72,9 +72,9 @@ class KvStore {
 
   // Range per etcd's RangeRequest at the published state: range_end, limit
   // (with more and count), revision, sort, keys_only, count_only, min/max
-  // mod and create revision. Fills resp->kvs, more, count and
-  // header.revision (the current revision, also for a
-  // historical read, as etcd). `serializable` is the caller's concern.
+  // mod and create revision (the rules of common/etcd_range.h). Fills
+  // resp->kvs, more, count and header.revision (the current revision, also
+  // for a historical read, as etcd). `serializable` is the caller's concern.
   // Errors: kCompacted (revision < CompactRev()), kFutureRev (revision >
   // Rev()).
   absl::Status Range(const etcdserverpb::RangeRequest& r,
@@ -197,10 +197,11 @@ class KvStore::WriteTxn {
   // Range seeing this txn's writes. Errors as KvStore::Range.
   absl::Status Range(const etcdserverpb::RangeRequest& r,
                      etcdserverpb::RangeResponse* resp);
-  // etcd's Txn: every compare (including nested ones) is evaluated against
-  // the state before the txn, then the chosen branches are checked (leases,
-  // ignore_value, range revisions) before anything is written, so a txn
-  // either applies whole or fails with no effect.
+  // etcd's Txn: every compare (including nested ones; rules in
+  // common/etcd_compare.h) is evaluated against the state before the txn,
+  // then the chosen branches are checked (leases, ignore_value, range
+  // revisions) before anything is written, so a txn either applies whole
+  // or fails with no effect.
   absl::Status Txn(const etcdserverpb::TxnRequest& r,
                    etcdserverpb::TxnResponse* resp);
 
