@@ -101,9 +101,16 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(
 }
 
 absl::Status Backend::Write(Batch* batch, bool sync) {
+  absl::MutexLock l(&write_mu_);
+  if (!write_error_.ok()) {
+    return absl::InternalError(absl::StrCat(
+        "refusing writes after a failed write: ", write_error_.message()));
+  }
   leveldb::WriteOptions wo;
   wo.sync = sync;
-  return FromLevelDb(db_->Write(wo, batch->batch_.get()));
+  absl::Status st = FromLevelDb(db_->Write(wo, batch->batch_.get()));
+  if (!st.ok()) write_error_ = st;
+  return st;
 }
 
 absl::StatusOr<std::optional<std::string>> Backend::Get(

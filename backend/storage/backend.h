@@ -7,7 +7,8 @@
 // alarms, format version). A Batch is applied atomically; with sync=true it is
 // durable (fsync) before Write() returns.
 //
-// Thread-safe: Write, Get and NewIterator may be called from any thread
+// Thread-safe: Write, Get and NewIterator may be called from any thread.
+// Writes are serialised by the Backend (see Write); reads run concurrently
 // (LevelDB's own guarantee). The Backend owns the LevelDB handle.
 #ifndef SYNOD_BACKEND_STORAGE_BACKEND_H_
 #define SYNOD_BACKEND_STORAGE_BACKEND_H_
@@ -17,9 +18,11 @@
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace leveldb {
 class DB;
@@ -95,9 +98,15 @@ class Backend {
   ~Backend();
 
   // Applies `batch` atomically. sync=true: durable (fsync'd) on return.
-  // Errors: Internal with LevelDB's message (the caller must treat a failed
-  // synced write as fatal: the state on disk is unknown).
-  absl::Status Write(Batch* batch, bool sync);
+  // One write at a time. Once a write has failed, synced or not, every
+  // later Write fails too, with the first error, until the Backend is
+  // reopened: LevelDB's log writer counts the bytes of a failed append as
+  // written, so records appended after it are misplaced in the log and
+  // recovery drops them, synced ones included (storage_fault_test).
+  // Errors: Internal with LevelDB's message; Internal "refusing writes
+  // after a failed write: ..." after one failed. The caller must treat a
+  // failed write as fatal: the state on disk is unknown.
+  absl::Status Write(Batch* batch, bool sync) ABSL_LOCKS_EXCLUDED(write_mu_);
 
   // Reads one key. Returns nullopt when absent.
   absl::StatusOr<std::optional<std::string>> Get(absl::string_view key) const;
@@ -119,6 +128,11 @@ class Backend {
   std::string path_;
   std::unique_ptr<leveldb::DB> db_;
   leveldb::Env* env_;
+  // Serialises writes, so none starts after one has failed. A leaf: held
+  // only around LevelDB's write (callers may hold their own locks).
+  absl::Mutex write_mu_;
+  // The first failed write's error; OK while every write succeeded.
+  absl::Status write_error_ ABSL_GUARDED_BY(write_mu_);
   struct CacheHolder;
   std::unique_ptr<CacheHolder> cache_;
 };
