@@ -15,13 +15,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "common/flags_util.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -89,43 +85,14 @@ ABSL_FLAG(std::string, watch_progress_notify_interval, "10m",
 namespace synod::proxy {
 namespace {
 
-// etcd spells flags with dashes; Abseil with underscores. Accept both.
-std::vector<char*> NormalizeFlags(int argc, char** argv,
-                                  std::vector<std::string>* storage) {
-  storage->reserve(argc);
-  std::vector<char*> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i > 0 && absl::StartsWith(a, "--") && a.size() > 2) {
-      size_t eq = a.find('=');
-      for (size_t j = 2; j < std::min(eq, a.size()); ++j) {
-        if (a[j] == '-') a[j] = '_';
-      }
-    }
-    storage->push_back(a);
-  }
-  for (std::string& s : *storage) out.push_back(s.data());
-  return out;
-}
-
-// "http://127.0.0.1:2379/" -> "127.0.0.1:2379".
-std::string HostPort(absl::string_view url) {
-  absl::ConsumePrefix(&url, "http://");
-  absl::ConsumeSuffix(&url, "/");
-  return std::string(url);
-}
+using common::UrlHostPort;
 
 int Run(int argc, char** argv) {
-  // As in synod: Abseil's deadlock detection costs CPU on every lock (2.7%
-  // of the proxy's fan-out profile); the tests keep it on.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage(
+  common::InitProgram(
+      argc, argv,
       "synod-proxy: a caching, watch-coalescing etcd v3 gRPC proxy.\n"
       "  synod-proxy --endpoints=127.0.0.1:2379 "
       "--listen-addr=127.0.0.1:23790");
-  std::vector<std::string> storage;
-  std::vector<char*> args = NormalizeFlags(argc, argv, &storage);
-  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   if (!common::SetLogLevel(absl::GetFlag(FLAGS_log_level))) {
     std::fprintf(stderr, "synod-proxy: invalid --log-level\n");
     return 2;
@@ -133,7 +100,7 @@ int Run(int argc, char** argv) {
   std::vector<std::string> eps;
   for (absl::string_view e : absl::StrSplit(absl::GetFlag(FLAGS_endpoints),
                                             ',', absl::SkipWhitespace())) {
-    eps.push_back(HostPort(e));
+    eps.push_back(UrlHostPort(e));
   }
   if (eps.empty()) {
     std::fprintf(stderr, "synod-proxy: --endpoints is empty\n");
@@ -154,12 +121,8 @@ int Run(int argc, char** argv) {
     return 2;
   }
 
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // SIGINT/SIGTERM are taken by sigwait below; block them before any thread.
+  const sigset_t sigs = common::BlockStopSignals();
 
   Endpoints endpoints(eps, static_cast<int>(std::min<int64_t>(max_send, INT_MAX)),
                       static_cast<int>(std::min<int64_t>(max_recv, INT_MAX)));
@@ -211,7 +174,7 @@ int Run(int argc, char** argv) {
   // No SO_REUSEPORT (gRPC's default): a second proxy on a taken port
   // refuses to start instead of taking half of its connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  const std::string listen = HostPort(absl::GetFlag(FLAGS_listen_addr));
+  const std::string listen = UrlHostPort(absl::GetFlag(FLAGS_listen_addr));
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
   // Client requests: a request over --max-send-bytes cannot go to the
   // cluster and is answered "etcdserver: request is too large" (see
@@ -253,11 +216,9 @@ int Run(int argc, char** argv) {
   std::unique_ptr<common::HttpServer> http;
   const std::string metrics_addr = absl::GetFlag(FLAGS_metrics_addr);
   if (!metrics_addr.empty()) {
-    std::string hp = HostPort(metrics_addr);
-    size_t colon = hp.rfind(':');
+    std::string host;
     int port = 0;
-    if (colon == std::string::npos ||
-        !absl::SimpleAtoi(hp.substr(colon + 1), &port)) {
+    if (!common::SplitHostPort(UrlHostPort(metrics_addr), &host, &port)) {
       SYNOD_LOG(ERROR) << "unsupported --metrics-addr " << metrics_addr;
       return 2;
     }
@@ -268,7 +229,7 @@ int Run(int argc, char** argv) {
     });
     // Healthy when a quorum read through the proxy succeeds within 1 s
     // (etcd's grpc-proxy checks the cluster the same way).
-    http->Handle("/health", [&upstream](const common::HttpRequest&) {
+    http->Handle("/health", [&upstream, clock](const common::HttpRequest&) {
       absl::Mutex mu;
       bool done = false, ok = false;
       upstream.CurrentRevision("health", [&](absl::StatusOr<int64_t> r) {
@@ -277,14 +238,14 @@ int Run(int argc, char** argv) {
         done = true;
       });
       absl::MutexLock l(&mu);
-      mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(2));
+      clock->AwaitWithTimeout(&mu, absl::Condition(&done), absl::Seconds(2));
       // Wait for the callback even past the timeout: it references locals.
       mu.Await(absl::Condition(&done));
       return common::HttpResponse{ok ? 200 : 503, "application/json",
                                   ok ? "{\"health\":\"true\"}"
                                      : "{\"health\":\"false\"}\n"};
     });
-    auto st = http->Start(hp.substr(0, colon), port);
+    auto st = http->Start(host, port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot serve metrics on " << metrics_addr << ": "
                        << st.status();
@@ -294,9 +255,17 @@ int Run(int argc, char** argv) {
 
   // Timer work: reconnects, catch-up and freshness progress, progress
   // notifications, idle ranges.
-  absl::Notification stopping;
+  absl::Mutex stop_mu;
+  bool stopping = false;
   std::thread ticker([&] {
-    while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+    while (true) {
+      {
+        absl::MutexLock l(&stop_mu);
+        if (clock->AwaitWithTimeout(&stop_mu, absl::Condition(&stopping),
+                                    absl::Milliseconds(100))) {
+          return;
+        }
+      }
       hub.Tick();
       watch_proxy.Tick();
       cache.Tick();
@@ -308,7 +277,7 @@ int Run(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_resolver_prefix).empty()) {
     registrar = std::make_unique<Registrar>(
         &endpoints, absl::GetFlag(FLAGS_resolver_prefix),
-        HostPort(absl::GetFlag(FLAGS_advertise_client_url)),
+        UrlHostPort(absl::GetFlag(FLAGS_advertise_client_url)),
         absl::GetFlag(FLAGS_resolver_ttl));
     registrar->Start();
   }
@@ -320,9 +289,12 @@ int Run(int argc, char** argv) {
   SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
   if (registrar) registrar->Stop();
   if (http) http->Stop();
-  stopping.Notify();
+  {
+    absl::MutexLock l(&stop_mu);
+    stopping = true;
+  }
   ticker.join();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(2)));
   return 0;
 }
 

@@ -12,17 +12,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "backend/server/config_file.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
+#include "common/clock.h"
+#include "common/flags_util.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -83,44 +82,18 @@ std::vector<std::string> SplitUrls(const std::string& s) {
   return out;
 }
 
-// "http://127.0.0.1:2379" -> "127.0.0.1:2379". Empty on an unsupported URL.
+// "http://127.0.0.1:2379" -> "127.0.0.1:2379". Empty on an unsupported URL
+// (a member's URLs must say http://).
 std::string HostPort(absl::string_view url) {
-  if (!absl::ConsumePrefix(&url, "http://")) return "";
-  absl::ConsumeSuffix(&url, "/");
-  return std::string(url);
-}
-
-// etcd spells flags with dashes; Abseil with underscores. Accept both.
-std::vector<char*> NormalizeFlags(int argc, char** argv,
-                                  std::vector<std::string>* storage) {
-  storage->reserve(argc);
-  std::vector<char*> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i > 0 && absl::StartsWith(a, "--") && a.size() > 2) {
-      size_t eq = a.find('=');
-      for (size_t j = 2; j < std::min(eq, a.size()); ++j) {
-        if (a[j] == '-') a[j] = '_';
-      }
-    }
-    storage->push_back(a);
-  }
-  for (std::string& s : *storage) out.push_back(s.data());
-  return out;
+  return absl::StartsWith(url, "http://") ? common::UrlHostPort(url) : "";
 }
 
 int Run(int argc, char** argv) {
-  // Abseil's lock-order (deadlock) detection costs ~6% of CPU under load
-  // (bench/RESULTS.md). Our lock order is written down and the tests run
-  // with detection on (it is the debug default).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage(
+  common::InitProgram(
+      argc, argv,
       "synod: a member of a Synod cluster (etcd v3 API).\n"
       "  synod --name m1 --data-dir m1.synod "
       "--listen-client-urls http://127.0.0.1:2379");
-  std::vector<std::string> storage;
-  std::vector<char*> args = NormalizeFlags(argc, argv, &storage);
-  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   std::vector<std::string> skipped;
   if (!absl::GetFlag(FLAGS_config_file).empty()) {
     absl::Status st = ApplyConfigFile(absl::GetFlag(FLAGS_config_file), &skipped);
@@ -220,12 +193,7 @@ int Run(int argc, char** argv) {
   }
 
   // SIGINT/SIGTERM are taken by sigwait below; block them before any thread.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t sigs = common::BlockStopSignals();
 
   auto server = EtcdServer::Open(cfg);
   if (!server.ok()) {
@@ -279,10 +247,9 @@ int Run(int argc, char** argv) {
 
   std::vector<std::unique_ptr<common::HttpServer>> http;
   for (const std::string& u : cfg.listen_metrics_urls) {
-    std::string hp = HostPort(u);
-    size_t colon = hp.rfind(':');
+    std::string host;
     int port = 0;
-    if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), &port)) {
+    if (!common::SplitHostPort(HostPort(u), &host, &port)) {
       SYNOD_LOG(ERROR) << "unsupported metrics URL " << u;
       return 2;
     }
@@ -304,7 +271,7 @@ int Run(int argc, char** argv) {
           absl::StrCat("{\"etcdserver\":\"", kServerVersion, "\",\"etcdcluster\":\"",
                        kClusterVersion, "\"}")};
     });
-    auto st = h->Start(hp.substr(0, colon), port);
+    auto st = h->Start(host, port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot serve metrics on " << u << ": " << st.status();
       return 1;
@@ -322,7 +289,7 @@ int Run(int argc, char** argv) {
     if (sig > 0) {
       SYNOD_LOG(INFO) << "received signal " << sig << " before serving clients, shutting down";
       for (auto& h : http) h->Stop();
-      peer_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
       s->Stop();
       return 0;
     }
@@ -374,8 +341,8 @@ int Run(int argc, char** argv) {
   sigwait(&sigs, &sig);
   SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
   for (auto& h : http) h->Stop();
-  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  peer_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  grpc_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(2)));
+  peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
   s->Stop();
   return 0;
 }
