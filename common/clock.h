@@ -167,6 +167,25 @@ class FakeClock : public Clock {
         settle);
   }
 
+  // Blocks until at least `n` threads wait on this clock, or `timeout` of
+  // real time passes (it bounds a test that went wrong); returns whether
+  // they do. A test calls it after starting threads, before its first
+  // Advance, so that no Advance passes before they wait.
+  bool WaitForWaiters(size_t n, absl::Duration timeout = absl::Seconds(10)) {
+    struct Args {
+      const FakeClock* clock;
+      size_t n;
+    } args{this, n};
+    absl::MutexLock l(&reg_mu_);
+    return reg_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return a->clock->waiters_.size() >= a->n;
+            },
+            &args),
+        timeout);
+  }
+
  private:
   struct Waiter {
     absl::Mutex* mu;

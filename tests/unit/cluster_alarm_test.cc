@@ -129,7 +129,7 @@ TEST_F(ClusterCorruptionTest, DamagedMemberIsRefusedAtStartAndFoundByLeader) {
   // Initial check: the damaged member refuses to start.
   ServerConfig checked = m_[f].cfg;
   checked.initial_corrupt_check = true;
-  auto refused = EtcdServer::Open(checked);
+  auto refused = EtcdServer::Open(checked, &clock_, &net_);
   ASSERT_FALSE(refused.ok()) << "a damaged member started";
   EXPECT_NE(refused.status().message().find(
                 absl::StrCat(absl::Hex(f_id), " found data inconsistency with peers")),
@@ -196,7 +196,7 @@ TEST_F(ClusterLeaseCheckpointTest, RemainingTtlSurvivesALeaderChange) {
     move_status = st;
     moved.Notify();
   });
-  ASSERT_TRUE(moved.WaitForNotificationWithTimeout(absl::Seconds(15)));
+  ASSERT_TRUE(AwaitDone(&moved));
   ASSERT_TRUE(move_status.ok()) << move_status;
   ASSERT_TRUE(PollUntil([&] { return S(next)->leader() == S(next)->member_id(); }));
   // The new leader restarted the lease from the last checkpoint (at most

@@ -1,14 +1,14 @@
-// ClusterServerTest: three EtcdServer members in one process, each serving
-// its Peer service on a 127.0.0.1 port the kernel picked. Heartbeat 20 ms,
-// election 200 ms; every wait polls with a deadline. Subclasses tune the
-// members' config through Tune(). Shared by the cluster_*_test.cc suites.
-// Not thread-safe: the test thread drives it.
+// ClusterServerTest: three EtcdServer members in one process on a FakeClock
+// and a FakeNetwork (tests/support/fake_network.h): no ports, no real
+// timers. Heartbeat 20 ms, election 200 ms, in fake time; a wait advances
+// the fake clock one heartbeat at a time until its condition holds (each
+// Advance returns once the woken raft and timer threads have run), bounded
+// in fake time. Subclasses tune the members' config through Tune(). Shared
+// by the cluster_*_test.cc suites. Not thread-safe: the test thread drives
+// it.
 #ifndef SYNOD_TESTS_UNIT_CLUSTER_FIXTURE_H_
 #define SYNOD_TESTS_UNIT_CLUSTER_FIXTURE_H_
 
-#include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -22,39 +22,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
-#include "absl/time/clock.h"
 #include "backend/server/etcd_server.h"
 #include "backend/storage/schema.h"
+#include "common/clock.h"
 #include "gtest/gtest.h"
-#include "tests/support/free_port.h"
+#include "tests/support/fake_network.h"
 
 namespace synod::server {
 
-
 inline constexpr int kMembers = 3;
-inline constexpr absl::Duration kDeadline = absl::Seconds(10);
-inline constexpr absl::Duration kPoll = absl::Milliseconds(10);
-
-inline bool PollUntil(const std::function<bool()>& cond,
-               absl::Duration deadline = kDeadline) {
-  const absl::Time end = absl::Now() + deadline;
-  while (absl::Now() < end) {
-    if (cond()) return true;
-    absl::SleepFor(kPoll);  // polling interval, not synchronisation
-  }
-  return cond();
-}
-
-// Ports are reserved across test processes (tests/support/free_port.h).
-inline int FreePort() { return synod::testing::PickFreePort(); }
+inline constexpr absl::Duration kHeartbeat = absl::Milliseconds(20);
+// How much fake time a wait may take before it fails.
+inline constexpr absl::Duration kDeadline = absl::Seconds(30);
 
 class ClusterServerTest : public ::testing::Test {
  protected:
   struct Member {
     ServerConfig cfg;
-    int port = 0;
     std::unique_ptr<EtcdServer> server;
-    std::unique_ptr<grpc::Server> peer;
   };
 
   void SetUp() override {
@@ -63,20 +48,18 @@ class ClusterServerTest : public ::testing::Test {
     dir_ = tmpl;
     std::vector<std::string> initial;
     for (int i = 0; i < kMembers; ++i) {
-      m_[i].port = FreePort();
-      ASSERT_GT(m_[i].port, 0);
-      initial.push_back(absl::StrCat("m", i, "=http://127.0.0.1:", m_[i].port));
+      initial.push_back(absl::StrCat("m", i, "=", PeerUrl(i)));
     }
     for (int i = 0; i < kMembers; ++i) {
       ServerConfig& c = m_[i].cfg;
       c.name = absl::StrCat("m", i);
       c.data_dir = absl::StrCat(dir_, "/m", i);
-      const std::string url = absl::StrCat("http://127.0.0.1:", m_[i].port);
+      const std::string url = PeerUrl(i);
       c.listen_peer_urls = {url};
       c.initial_advertise_peer_urls = {url};
       c.initial_cluster = absl::StrJoin(initial, ",");
       c.initial_cluster_token = "unit-cluster";
-      c.heartbeat_interval = absl::Milliseconds(20);
+      c.heartbeat_interval = kHeartbeat;
       c.election_timeout = absl::Milliseconds(200);
       c.run_timer_thread = true;
       c.snapshot_count = SnapshotCount();
@@ -95,35 +78,43 @@ class ClusterServerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Opens member i's EtcdServer and serves its Peer service on its port.
-  void Start(int i) { Start(&m_[i]); }
-  void Start(Member* m) {
-    auto s = EtcdServer::Open(m->cfg);
-    ASSERT_TRUE(s.ok()) << s.status();
-    m->server = std::move(*s);
-    grpc::ServerBuilder b;
-    b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // as synod's main
-    int bound = 0;
-    b.AddListeningPort(absl::StrCat("127.0.0.1:", m->port),
-                       grpc::InsecureServerCredentials(), &bound);
-    b.SetMaxReceiveMessageSize(INT_MAX);
-    b.RegisterService(m->server->peer_service());
-    m->peer = b.BuildAndStart();
-    ASSERT_NE(m->peer, nullptr);
-    ASSERT_EQ(bound, m->port);
+  // A peer URL on the fake network (nothing listens on it).
+  static std::string PeerUrl(int i) {
+    return absl::StrCat("http://member-", i, ".fake:2380");
   }
 
-  // Stops member i: its peer listener first (no more inbound calls into a
-  // stopping server), then the server.
+  // Opens member i's EtcdServer on the fake clock and network.
+  void Start(int i) { Start(&m_[i]); }
+  void Start(Member* m) {
+    auto s = EtcdServer::Open(m->cfg, &clock_, &net_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    m->server = std::move(*s);
+  }
+
+  // Stops member i (its transport leaves the fake network first).
   void Kill(int i) { Kill(&m_[i]); }
-  void Kill(Member* m) {
-    if (m->peer) {
-      m->peer->Shutdown(
-          absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)));
-      m->peer->Wait();
-      m->peer.reset();
+  void Kill(Member* m) { m->server.reset(); }
+
+  // Advances the fake clock one heartbeat at a time until cond() holds, for
+  // at most `limit` of fake time.
+  bool PollUntil(const std::function<bool()>& cond,
+                 absl::Duration limit = kDeadline) {
+    for (absl::Duration t; t < limit; t += kHeartbeat) {
+      if (cond()) return true;
+      clock_.Advance(kHeartbeat);
     }
-    m->server.reset();
+    return cond();
+  }
+
+  // Waits for `n` while fake time passes (a proposal may wait for a leader
+  // or a tick); false after kDeadline of fake time.
+  bool AwaitDone(absl::Notification* n) {
+    for (absl::Duration t; t < kDeadline; t += kHeartbeat) {
+      // Real time only bounds each slice; the notification is the event.
+      if (n->WaitForNotificationWithTimeout(absl::Milliseconds(5))) return true;
+      clock_.Advance(kHeartbeat);
+    }
+    return n->HasBeenNotified();
   }
 
   EtcdServer* S(int i) { return m_[i].server.get(); }
@@ -175,7 +166,7 @@ class ClusterServerTest : public ::testing::Test {
       done.Notify();
     });
     // The server's own request timeout (5.4 s) fires before this one.
-    if (!done.WaitForNotificationWithTimeout(absl::Seconds(15))) {
+    if (!AwaitDone(&done)) {
       ADD_FAILURE() << "Propose never completed";
       return absl::DeadlineExceededError("test wait");
     }
@@ -189,7 +180,7 @@ class ClusterServerTest : public ::testing::Test {
       result = st;
       done.Notify();
     });
-    if (!done.WaitForNotificationWithTimeout(absl::Seconds(15))) {
+    if (!AwaitDone(&done)) {
       ADD_FAILURE() << "LinearizableRead never completed";
       return absl::DeadlineExceededError("test wait");
     }
@@ -215,6 +206,9 @@ class ClusterServerTest : public ::testing::Test {
     return true;
   }
 
+  // Declared before the members: they must outlive every server.
+  common::FakeClock clock_;
+  synod::testing::FakeNetwork net_;
   std::string dir_;
   Member m_[kMembers];
 };
