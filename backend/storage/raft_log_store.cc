@@ -200,29 +200,27 @@ absl::Status RaftLogStore::Save(const std::optional<raft::HardState>& hs,
       !entries.empty() || !snapshot.empty() ||
       (hs.has_value() &&
        (hs->term != hard_state_.term || hs->vote != hard_state_.vote));
-  if (!snapshot.empty() && snapshot.metadata.index > snap_index_) {
+  // The log as the batch leaves it: compacted up to `snap_index`, entries up
+  // to `last` kept, then `entries`. Memory follows only once it is written.
+  const bool install =
+      !snapshot.empty() && snapshot.metadata.index > snap_index_;
+  uint64_t snap_index = snap_index_;
+  uint64_t last = snap_index_ + terms_.size();
+  if (install) {
     // Install snapshot: the whole old log goes.
-    for (uint64_t i = snap_index_ + 1; i <= snap_index_ + terms_.size(); ++i) {
+    for (uint64_t i = snap_index_ + 1; i <= last; ++i) {
       b.Delete(RaftEntryKey(i));
     }
-    terms_.clear();
-    snap_index_ = snapshot.metadata.index;
-    snap_term_ = snapshot.metadata.term;
-    b.Put(kSnapKey, EncodeU64(snap_index_) + EncodeU64(snap_term_));
-    conf_state_ = snapshot.metadata.conf_state;
-    conf_index_ = snap_index_;
-    b.Put(kConfKey, EncodeConf(conf_state_, conf_index_));
+    snap_index = last = snapshot.metadata.index;
+    b.Put(kSnapKey, EncodeU64(snap_index) + EncodeU64(snapshot.metadata.term));
+    b.Put(kConfKey, EncodeConf(snapshot.metadata.conf_state, snap_index));
   }
-  if (hs.has_value()) {
-    hard_state_ = *hs;
-    b.Put(kHardStateKey, EncodeHardState(*hs));
-  }
+  if (hs.has_value()) b.Put(kHardStateKey, EncodeHardState(*hs));
+  const uint64_t first = entries.empty() ? last + 1 : entries.front().index;
   if (!entries.empty()) {
-    const uint64_t first = entries.front().index;
-    const uint64_t last = snap_index_ + terms_.size();
-    if (first <= snap_index_) {
+    if (first <= snap_index) {
       return absl::InternalError(
-          absl::StrCat("append at ", first, " below snapshot ", snap_index_));
+          absl::StrCat("append at ", first, " below snapshot ", snap_index));
     }
     if (first > last + 1) {
       return absl::InternalError(
@@ -230,24 +228,38 @@ absl::Status RaftLogStore::Save(const std::optional<raft::HardState>& hs,
     }
     // Drop the conflicting suffix.
     for (uint64_t i = first; i <= last; ++i) b.Delete(RaftEntryKey(i));
-    terms_.resize(first - snap_index_ - 1);
     for (const raft::Entry& e : entries) {
       b.Put(RaftEntryKey(e.index), EncodeEntry(e));
-      terms_.push_back(e.term);
     }
   }
   if (b.Count() == 0) return absl::OkStatus();
-  return backend_->Write(&b, must_sync);
+  absl::Status st = backend_->Write(&b, must_sync);
+  if (!st.ok()) return st;
+  if (install) {
+    terms_.clear();
+    snap_index_ = snap_index;
+    snap_term_ = snapshot.metadata.term;
+    conf_state_ = snapshot.metadata.conf_state;
+    conf_index_ = snap_index;
+  }
+  if (hs.has_value()) hard_state_ = *hs;
+  if (!entries.empty()) {
+    terms_.resize(first - snap_index_ - 1);
+    for (const raft::Entry& e : entries) terms_.push_back(e.term);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RaftLogStore::SetConfState(const raft::ConfState& cs,
                                         uint64_t index) {
   absl::MutexLock l(&mu_);
-  conf_state_ = cs;
-  conf_index_ = index;
   Batch b;
   b.Put(kConfKey, EncodeConf(cs, index));
-  return backend_->Write(&b, /*sync=*/true);
+  absl::Status st = backend_->Write(&b, /*sync=*/true);
+  if (!st.ok()) return st;
+  conf_state_ = cs;
+  conf_index_ = index;
+  return absl::OkStatus();
 }
 
 uint64_t RaftLogStore::conf_index() const {

@@ -59,13 +59,14 @@ class RaftLogStore : public raft::LogStorage {
   // is recorded as the new compaction point first and every entry at or
   // below its index is dropped.
   // REQUIRES: entries are contiguous and entries[0].index <= LastIndex()+1.
-  // Errors: Internal from LevelDB (fatal for the caller).
+  // Errors: Internal from LevelDB (fatal for the caller); readers then go on
+  // seeing the store as it was before the call.
   absl::Status Save(const std::optional<raft::HardState>& hs,
                     const std::vector<raft::Entry>& entries,
                     const raft::Snapshot& snapshot);
 
   // Records the membership as of log index `index` (the raft thread calls it
-  // when it applies a conf change). Synced.
+  // when it applies a conf change). Synced. Errors: as Save.
   absl::Status SetConfState(const raft::ConfState& cs, uint64_t index);
   // The index SetConfState was last called with (0: never).
   uint64_t conf_index() const;

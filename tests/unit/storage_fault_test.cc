@@ -313,6 +313,31 @@ TEST_F(StorageFaultApplyTest, WritesOnAFailingDiskReturnErrors) {
   EXPECT_FALSE(x->has_value());
 }
 
+// The raft core reads the store while the process stops on a failed write:
+// it must see what is durable, not what failed to be written.
+TEST_F(StorageFaultTest, AFailedSaveLeavesTheLogStoreAsItWas) {
+  ASSERT_TRUE(
+      log_->Save(raft::HardState{1, 1, 1}, {E(1, 1), E(2, 1)}, {}).ok());
+  ASSERT_TRUE(log_->SetConfState(raft::ConfState{{1}, {}}, 1).ok());
+  env_->SetFilesystemActive(false);
+  EXPECT_FALSE(
+      log_->Save(raft::HardState{2, 2, 1}, {E(2, 2), E(3, 2)}, {}).ok());
+  raft::Snapshot snap;
+  snap.metadata = raft::SnapshotMetadata{raft::ConfState{{1, 2}, {}}, 5, 2};
+  EXPECT_FALSE(log_->Save(std::nullopt, {}, snap).ok());
+  EXPECT_FALSE(log_->SetConfState(raft::ConfState{{1, 2}, {}}, 2).ok());
+  EXPECT_FALSE(log_->Compact(2).ok());
+
+  EXPECT_EQ(log_->FirstIndex(), 1u);
+  EXPECT_EQ(log_->LastIndex(), 2u);
+  EXPECT_EQ(*log_->Term(2), 1u);
+  EXPECT_EQ(log_->GetInitialState().hard_state, (raft::HardState{1, 1, 1}));
+  EXPECT_EQ(log_->GetInitialState().conf_state, (raft::ConfState{{1}, {}}));
+  EXPECT_EQ(log_->conf_index(), 1u);
+  EXPECT_TRUE(log_->Snapshot()->empty());
+  EXPECT_EQ(LogEntries(), (std::vector<raft::Entry>{E(1, 1), E(2, 1)}));
+}
+
 // LevelDB's log writer counts the bytes of a failed append as written, so
 // records appended after it are misplaced in the log and recovery drops
 // them. Before the Backend refused writes after a failure, 169 of 200
