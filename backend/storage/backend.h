@@ -79,8 +79,11 @@ class Iterator {
 };
 
 struct BackendOptions {
-  // LevelDB Env to use; nullptr means the default (real files). Tests pass a
-  // memory env (leveldb::NewMemEnv) or a fault-injecting one. Not owned.
+  // The LevelDB Env every file of the database (and DiskSizeBytes) goes
+  // through; nullptr: leveldb::Env::Default(), the real file system. Tests
+  // pass a memory env (leveldb::NewMemEnv) or tests/support's
+  // FaultInjectionEnv. Not owned; must outlive the Backend. A caller needs
+  // only the forward declaration above, not LevelDB's headers.
   leveldb::Env* env = nullptr;
   // LevelDB block cache size, bytes.
   size_t block_cache_bytes = 32 << 20;
