@@ -41,12 +41,16 @@ raft::Entry E(uint64_t index, uint64_t term) {
 
 class StorageFaultTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { OpenEmpty(); }
+  void TearDown() override { Close(); }
+
+  // Closes the store, if open, and opens an empty one on a new memory env.
+  void OpenEmpty() {
+    Close();
     mem_.reset(leveldb::NewMemEnv(leveldb::Env::Default()));
     env_ = std::make_unique<FaultInjectionEnv>(mem_.get());
     Open();
   }
-  void TearDown() override { Close(); }
 
   void Open() {
     BackendOptions opts;
@@ -167,11 +171,7 @@ TEST_F(StorageFaultTest, RandomSavesSurviveTornPowerLoss) {
           << "commit " << got.commit;
       hs = got;
     }
-    // Start the next seed from an empty store.
-    Close();
-    mem_.reset(leveldb::NewMemEnv(leveldb::Env::Default()));
-    env_ = std::make_unique<FaultInjectionEnv>(mem_.get());
-    Open();
+    OpenEmpty();  // the next seed starts from an empty store
   }
 }
 
@@ -270,10 +270,7 @@ TEST_F(StorageFaultApplyTest, LostApplyBatchesAreASuffixAndReplayRestoresThem) {
       durable = got;
     }
     EXPECT_TRUE(saw_loss) << "no apply batch was lost: the test proved nothing";
-    Close();
-    mem_.reset(leveldb::NewMemEnv(leveldb::Env::Default()));
-    env_ = std::make_unique<FaultInjectionEnv>(mem_.get());
-    Open();
+    OpenEmpty();
   }
 }
 
