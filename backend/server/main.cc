@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -194,6 +195,29 @@ int Run(int argc, char** argv) {
 
   // SIGINT/SIGTERM are taken by sigwait below; block them before any thread.
   const sigset_t sigs = common::BlockStopSignals();
+  // Why this process stops: a stop signal, or this member's removal from the
+  // cluster (etcd stops a removed member). Set once; main waits for it.
+  // Never freed: the signal thread may outlive main's frame.
+  struct StopRequest {
+    absl::Mutex mu;
+    std::string reason ABSL_GUARDED_BY(mu);
+    void Set(std::string why) {
+      absl::MutexLock l(&mu);
+      if (reason.empty()) reason = std::move(why);
+    }
+    bool IsSet() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return !reason.empty();
+    }
+  };
+  auto* stop = new StopRequest();
+  std::thread([sigs, stop] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    stop->Set(absl::StrCat("received signal ", sig));
+  }).detach();  // blocked in sigwait until the process ends
+  cfg.on_removed = [stop] {
+    stop->Set("this member was removed from the cluster");
+  };
 
   auto server = EtcdServer::Open(cfg);
   if (!server.ok()) {
@@ -284,10 +308,12 @@ int Run(int argc, char** argv) {
   // log, so no client sees it in `member list` without them. A restart with
   // unchanged attributes is ready at once.
   while (!s->attributes_published()) {
-    timespec poll = {0, 50 * 1000 * 1000};
-    int sig = sigtimedwait(&sigs, nullptr, &poll);
-    if (sig > 0) {
-      SYNOD_LOG(INFO) << "received signal " << sig << " before serving clients, shutting down";
+    absl::MutexLock l(&stop->mu);
+    // Publishing is polled; a stop request ends the wait at once.
+    if (common::RealClock::Get()->AwaitWithTimeout(
+            &stop->mu, absl::Condition(stop, &StopRequest::IsSet),
+            absl::Milliseconds(50))) {
+      SYNOD_LOG(INFO) << stop->reason << " before serving clients, shutting down";
       for (auto& h : http) h->Stop();
       peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
       s->Stop();
@@ -337,9 +363,11 @@ int Run(int argc, char** argv) {
                           ? ""
                           : absl::StrCat(", metrics on ",
                                          absl::GetFlag(FLAGS_listen_metrics_urls)));
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  SYNOD_LOG(INFO) << "received signal " << sig << ", shutting down";
+  {
+    absl::MutexLock l(&stop->mu);
+    stop->mu.Await(absl::Condition(stop, &StopRequest::IsSet));
+    SYNOD_LOG(INFO) << stop->reason << ", shutting down";
+  }
   for (auto& h : http) h->Stop();
   grpc_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(2)));
   peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
