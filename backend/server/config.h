@@ -11,6 +11,10 @@
 
 #include "absl/time/time.h"
 
+namespace leveldb {
+class Env;
+}  // namespace leveldb
+
 namespace synod::server {
 
 struct ServerConfig {
@@ -62,6 +66,10 @@ struct ServerConfig {
   // block on the server: synod's main starts its shutdown from it. Empty:
   // the member only stops applying.
   std::function<void()> on_removed;
+  // The LevelDB Env the member's database goes through (a test seam: a
+  // memory env, or tests/support's FaultInjectionEnv to simulate power
+  // loss). nullptr: the real file system. Not owned; outlives the server.
+  leveldb::Env* env = nullptr;
 };
 
 }  // namespace synod::server

@@ -164,7 +164,9 @@ absl::Status EtcdServer::Init() {
     return absl::InternalError(
         absl::StrCat("cannot create data dir ", member_dir, ": ", ec.message()));
   }
-  auto backend = storage::Backend::Open(member_dir + "/db");
+  storage::BackendOptions backend_options;
+  backend_options.env = config_.env;
+  auto backend = storage::Backend::Open(member_dir + "/db", backend_options);
   if (!backend.ok()) return backend.status();
   backend_ = std::move(*backend);
   auto log = storage::RaftLogStore::Open(backend_.get());

@@ -26,7 +26,9 @@
 #include "backend/storage/schema.h"
 #include "common/clock.h"
 #include "gtest/gtest.h"
+#include "leveldb/env.h"
 #include "tests/support/fake_network.h"
+#include "tests/support/fault_injection_env.h"
 
 namespace synod::server {
 
@@ -63,6 +65,11 @@ class ClusterServerTest : public ::testing::Test {
       c.election_timeout = absl::Milliseconds(200);
       c.run_timer_thread = true;
       c.snapshot_count = SnapshotCount();
+      if (FaultInjectingDisks()) {
+        disks_[i] = std::make_unique<synod::testing::FaultInjectionEnv>(
+            leveldb::Env::Default());
+        c.env = disks_[i].get();
+      }
       Tune(&c);
     }
     for (int i = 0; i < kMembers; ++i) Start(i);
@@ -72,6 +79,10 @@ class ClusterServerTest : public ::testing::Test {
   virtual int64_t SnapshotCount() const { return 100000; }
   // Any other setting, for every member, before it first starts.
   virtual void Tune(ServerConfig* c) const {}
+  // Whether each member's database goes through a FaultInjectionEnv
+  // (disk(i)), so a test can cut its power.
+  virtual bool FaultInjectingDisks() const { return false; }
+  synod::testing::FaultInjectionEnv* disk(int i) { return disks_[i].get(); }
 
   void TearDown() override {
     for (int i = 0; i < kMembers; ++i) Kill(i);
@@ -209,6 +220,7 @@ class ClusterServerTest : public ::testing::Test {
   // Declared before the members: they must outlive every server.
   common::FakeClock clock_;
   synod::testing::FakeNetwork net_;
+  std::unique_ptr<synod::testing::FaultInjectionEnv> disks_[kMembers];
   std::string dir_;
   Member m_[kMembers];
 };
