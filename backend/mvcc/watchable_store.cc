@@ -33,7 +33,8 @@ class WatchableStore::DeliveryScope {
   const WatchableStore* const prev_;
 };
 
-WatchableStore::WatchableStore(KvStore* kv) : kv_(kv) {
+WatchableStore::WatchableStore(KvStore* kv, common::Clock* clock)
+    : kv_(kv), clock_(clock != nullptr ? clock : common::RealClock::Get()) {
   notified_rev_ = kv->Rev();
   sync_thread_ = std::thread([this] { SyncLoop(); });
 }
@@ -197,14 +198,16 @@ void WatchableStore::SyncLoop() {
         return stop_ || !unsynced_.empty();
       };
       // Victims are retried every 10 ms while their sinks stay full.
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&ready),
+                               absl::Seconds(1));
       if (stop_) return;
       if (unsynced_.empty()) continue;
     }
     if (!SyncOnce()) {
       // Nothing could move (sinks full): back off briefly.
       absl::MutexLock l(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(10));
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stop_),
+                               absl::Milliseconds(10));
     }
   }
 }

@@ -35,6 +35,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "backend/mvcc/kv_store.h"
+#include "common/clock.h"
 #include "proto/kv.pb.h"
 
 namespace synod::mvcc {
@@ -78,7 +79,9 @@ struct WatchSpec {
 class WatchableStore {
  public:
   // `kv` is not owned and must outlive the store. Starts the sync thread.
-  explicit WatchableStore(KvStore* kv);
+  // `clock` (not owned, outlives the store; nullptr = RealClock::Get())
+  // times the sync thread's waits: its 1 s idle poll and 10 ms back-off.
+  explicit WatchableStore(KvStore* kv, common::Clock* clock = nullptr);
   ~WatchableStore();  // stops the sync thread
 
   // Registers a watcher; events go to `sink` (not owned; must stay valid
@@ -148,6 +151,9 @@ class WatchableStore {
   bool SyncOnce();
 
   KvStore* const kv_;
+  common::Clock* const clock_;
+  // Taken before any WatchSink's lock (sinks are called with it held); the
+  // sinks' mutexes are not visible here, so the order is not annotated.
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Watcher>> watchers_
       ABSL_GUARDED_BY(mu_);
