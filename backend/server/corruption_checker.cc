@@ -63,7 +63,10 @@ absl::Status CorruptionChecker::InitialCheck(uint64_t self, const Deps& deps) {
 
 CorruptionChecker::CorruptionChecker(uint64_t self, Deps deps,
                                      absl::Duration interval)
-    : self_(self), deps_(std::move(deps)), interval_(interval) {}
+    : self_(self),
+      deps_(std::move(deps)),
+      clock_(deps_.clock != nullptr ? deps_.clock : common::RealClock::Get()),
+      interval_(interval) {}
 
 CorruptionChecker::~CorruptionChecker() { Stop(); }
 
@@ -84,7 +87,10 @@ void CorruptionChecker::Loop() {
   while (true) {
     {
       absl::MutexLock l(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_)) return;
+      if (clock_->AwaitWithTimeout(&mu_, absl::Condition(&stopping_),
+                                   interval_)) {
+        return;
+      }
     }
     CheckOnce();
   }

@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "proto/rpc.pb.h"
 
 namespace synod::server {
@@ -57,6 +58,9 @@ class CorruptionChecker {
     std::function<bool()> is_leader;
     // Raises CORRUPT for a member (through Raft).
     std::function<void(uint64_t member_id)> raise_corrupt;
+    // Times the periodic thread's wait between checks. Not owned; outlives
+    // the checker. nullptr: RealClock::Get().
+    common::Clock* clock = nullptr;
   };
 
   // The initial check for member `self` (see above). Errors:
@@ -82,6 +86,7 @@ class CorruptionChecker {
 
   const uint64_t self_;
   const Deps deps_;
+  common::Clock* const clock_;  // deps_.clock or RealClock::Get()
   const absl::Duration interval_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
