@@ -1,7 +1,6 @@
 #include "proxy/register.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -11,19 +10,20 @@ namespace {
 
 std::unique_ptr<grpc::ClientContext> Ctx(int seconds) {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::seconds(seconds));
+  ctx->set_deadline(common::GrpcDeadlineAfter(absl::Seconds(seconds)));
   return ctx;
 }
 
 }  // namespace
 
 Registrar::Registrar(Endpoints* endpoints, std::string prefix,
-                     std::string addr, int64_t ttl_seconds)
+                     std::string addr, int64_t ttl_seconds,
+                     common::Clock* clock)
     : endpoints_(endpoints),
       prefix_(std::move(prefix)),
       addr_(std::move(addr)),
-      ttl_(std::max<int64_t>(1, ttl_seconds)) {}
+      ttl_(std::max<int64_t>(1, ttl_seconds)),
+      clock_(clock != nullptr ? clock : common::RealClock::Get()) {}
 
 Registrar::~Registrar() { Stop(); }
 
@@ -39,15 +39,28 @@ void Registrar::Start() { thread_ = std::thread([this] { Loop(); }); }
 
 void Registrar::Stop() {
   if (!thread_.joinable()) return;
-  stop_.Notify();
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+  }
   thread_.join();
 }
 
+bool Registrar::WaitForStop(absl::Duration d) {
+  absl::MutexLock l(&mu_);
+  return clock_->AwaitWithTimeout(&mu_, absl::Condition(&stop_), d);
+}
+
+bool Registrar::Stopping() {
+  absl::MutexLock l(&mu_);
+  return stop_;
+}
+
 void Registrar::Loop() {
-  while (!stop_.HasBeenNotified()) {
+  while (!Stopping()) {
     int64_t lease = 0;
     RegisterOnce(&lease);
-    if (lease != 0 && stop_.HasBeenNotified()) {
+    if (lease != 0 && Stopping()) {
       // Leaving: revoke, which deletes the key at once.
       size_t index = 0;
       auto stub = etcdserverpb::Lease::NewStub(endpoints_->Current(&index));
@@ -58,7 +71,7 @@ void Registrar::Loop() {
       return;
     }
     // Lost the registration: try again shortly.
-    stop_.WaitForNotificationWithTimeout(absl::Seconds(1));
+    WaitForStop(absl::Seconds(1));
   }
 }
 
@@ -90,7 +103,7 @@ void Registrar::RegisterOnce(int64_t* lease) {
                                         absl::Milliseconds(500));
   grpc::ClientContext ctx;
   auto stream = lease_stub->LeaseKeepAlive(&ctx);
-  while (!stop_.WaitForNotificationWithTimeout(every)) {
+  while (!WaitForStop(every)) {
     etcdserverpb::LeaseKeepAliveRequest req;
     req.set_id(gresp.id());
     etcdserverpb::LeaseKeepAliveResponse resp;
