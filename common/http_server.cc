@@ -245,7 +245,7 @@ class HttpServer::Impl {
   absl::Mutex lifecycle_mu_;
   bool running_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
-  std::thread thread_;
+  std::thread thread_ ABSL_GUARDED_BY(lifecycle_mu_);
   std::atomic<int> port_{0};
 
   // Owned by the loop thread while it runs; by Start()/Stop() before it

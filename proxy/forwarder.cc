@@ -7,7 +7,9 @@
 
 #include <grpcpp/generic/generic_stub.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "proxy/unary_forward.h"
 
 namespace synod::proxy {
@@ -237,11 +239,11 @@ class Pipe final : public grpc::ServerGenericBidiReactor {
     }
   }
 
-  Endpoints* endpoints_;
-  grpc::GenericCallbackServerContext* sctx_;
-  grpc::ByteBuffer req_;   // client -> proxy, being read
-  grpc::ByteBuffer resp_;  // proxy -> client, being written
+  Endpoints* const endpoints_;
+  grpc::GenericCallbackServerContext* const sctx_;
   absl::Mutex mu_;
+  grpc::ByteBuffer req_ ABSL_GUARDED_BY(mu_);   // client -> proxy, in a read
+  grpc::ByteBuffer resp_ ABSL_GUARDED_BY(mu_);  // proxy -> client, in a write
   UpstreamCall* up_ ABSL_GUARDED_BY(mu_) = nullptr;
   // True while `up_` is held: operations may be started on it.
   bool up_open_ ABSL_GUARDED_BY(mu_) = false;

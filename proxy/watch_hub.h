@@ -45,7 +45,8 @@ class WatchHub {
   const WatchRangeOptions options_;
   const absl::Duration linger_;
   ProxyMetrics* const metrics_;
-  mutable absl::Mutex mu_;
+  // Held while a range is closed (CloseIfIdle), so it comes first.
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_BEFORE(WatchRange::mu_);
   std::map<Key, std::shared_ptr<WatchRange>> ranges_ ABSL_GUARDED_BY(mu_);
 };
 

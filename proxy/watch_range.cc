@@ -29,7 +29,7 @@ WatchRange::WatchRange(std::string key, std::string range_end,
 
 WatchRange::~WatchRange() {
   absl::MutexLock l(&mu_);
-  FlushProgressWaiters(&main_);
+  FlushProgressWaitersLocked(&main_);
   if (main_open_) {
     main_.watch->Close();
     if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
@@ -96,7 +96,7 @@ void WatchRange::RequestProgress(std::function<void()> answered) {
   main_.watch->RequestProgress();
 }
 
-void WatchRange::FlushProgressWaiters(Stream* st) {
+void WatchRange::FlushProgressWaitersLocked(Stream* st) {
   auto sent = std::move(st->progress_sent);
   st->progress_sent.clear();
   for (auto& [t, answered] : sent) {
@@ -127,7 +127,7 @@ bool WatchRange::CloseIfIdle() {
   absl::MutexLock l(&mu_);
   if (!subs_.empty()) return false;
   closed_ = true;
-  FlushProgressWaiters(&main_);
+  FlushProgressWaitersLocked(&main_);
   if (main_open_) {
     main_.watch->Close();
     main_.watch.reset();
@@ -169,7 +169,7 @@ std::shared_ptr<UpstreamWatch> WatchRange::OpenLocked(Stream* st,
   st->start = start;
   st->created = false;
   st->up = false;
-  FlushProgressWaiters(st);
+  FlushProgressWaitersLocked(st);
   st->has_frag = false;
   st->frag.Clear();
   etcdserverpb::WatchCreateRequest c;
@@ -255,7 +255,7 @@ void WatchRange::OnClosed(uint64_t gen, const grpc::Status& s) {
   if (main_open_ && gen == main_.gen) {
     main_open_ = false;
     main_.watch.reset();
-    FlushProgressWaiters(&main_);
+    FlushProgressWaitersLocked(&main_);
     if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
     retry_at_ = clock_->Now() + options_.retry_interval;
     BroadcastStatusLocked();
@@ -327,7 +327,7 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
                      r.compact_revision() > 0 ? kCompactedReason
                                               : r.cancel_reason());
     closed_ = true;
-    FlushProgressWaiters(&main_);
+    FlushProgressWaitersLocked(&main_);
     if (main_open_) {
       main_.watch->Close();
       main_.watch.reset();

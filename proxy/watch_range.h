@@ -133,6 +133,13 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   size_t TEST_subscribers() const;
 
  private:
+  // These name mu_ in their lock-order annotations (ABSL_ACQUIRED_BEFORE /
+  // _AFTER): WatchHub::mu_ and WatchProxy::mu_ come before it,
+  // RangeCache::mu_ after it.
+  friend class WatchHub;
+  friend class WatchProxy;
+  friend class RangeCache;
+
   enum class SubState { kPending, kWaitCatchUp, kCatchUp, kLive };
   struct Sub {
     std::shared_ptr<RangeSubscriber> s;
@@ -192,8 +199,10 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   void SetStreamUpLocked(Stream* st, bool up)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSubLocked(uint64_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs the waiters of every progress request in flight on `st`.
-  static void FlushProgressWaiters(Stream* st);
+  // Runs the waiters of every progress request in flight on `st` (one of
+  // main_ and catchup_), with the lock held as RequestProgress promises.
+  void FlushProgressWaitersLocked(Stream* st)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string key_, range_end_;
   Upstream* const upstream_;
