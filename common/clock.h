@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -70,6 +71,15 @@ class RealClock : public Clock {
 // A clock for tests: starts at the Unix epoch + 1,000,000 s and moves only by
 // Advance(). A thread waiting in AwaitWithDeadline wakes when its condition
 // holds or when an Advance() passes its deadline.
+//
+// Advance() also paces the test against the threads it drives, so fake time
+// never runs ahead of work in progress: every thread that has waited on
+// this clock is "known", and Advance() moves time only once every known
+// thread waits on the clock again (is idle), then returns once the threads
+// it woke have run and wait again. A known thread that does not come back
+// within `settle` of real time (blocked elsewhere, or exited) is forgotten
+// until it next waits. The pacing bounds how the test and the threads
+// interleave; correctness never depends on it.
 class FakeClock : public Clock {
  public:
   absl::Time Now() const override {
@@ -86,6 +96,7 @@ class FakeClock : public Clock {
       absl::MutexLock l(&reg_mu_);
       w.seq = ++registrations_;
       waiters_.push_back(&w);
+      known_.insert(w.thread);
     }
     struct Args {
       const FakeClock* clock;
@@ -112,14 +123,13 @@ class FakeClock : public Clock {
     return cond.Eval();
   }
 
-  // Moves time forward by `d` (REQUIRES: d >= 0), wakes every thread whose
-  // deadline that passes, and returns once each of them has woken and either
-  // waits on this clock again or has not come back within `settle` of real
-  // time (it may be busy, blocked elsewhere or exiting). The settle wait
-  // only paces the test against the threads it drives; correctness never
-  // depends on it.
+  // Waits until the known threads are idle, moves time forward by `d`
+  // (REQUIRES: d >= 0), wakes every thread whose deadline that passes, and
+  // returns once those have run and every known thread is idle again (each
+  // wait bounded by `settle` of real time; see above).
   void Advance(absl::Duration d,
                absl::Duration settle = absl::Milliseconds(200)) {
+    Settle({}, 0, settle);
     nanos_.fetch_add(absl::ToInt64Nanoseconds(d), std::memory_order_acq_rel);
     const absl::Time now = Now();
     std::vector<Waiter*> all;
@@ -140,31 +150,17 @@ class FakeClock : public Clock {
       w->mu->Lock();
       w->mu->Unlock();
     }
+    {
+      absl::MutexLock l(&reg_mu_);
+      for (Waiter* w : all) --w->pins;
+    }
+    Settle(due, regs_before, settle);
+  }
+
+  // How many threads wait on this clock now.
+  size_t waiters() const {
     absl::MutexLock l(&reg_mu_);
-    for (Waiter* w : all) --w->pins;
-    if (due.empty()) return;
-    // Wait until each due thread is waiting again (a registration made after
-    // this Advance began), bounded in real time.
-    struct Settle {
-      const FakeClock* clock;
-      const std::vector<std::thread::id>* due;
-      uint64_t regs_before;
-    } s{this, &due, regs_before};
-    reg_mu_.AwaitWithTimeout(
-        absl::Condition(
-            +[](Settle* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              if (s->clock->registrations_ == s->regs_before) return false;
-              for (std::thread::id t : *s->due) {
-                bool back = false;
-                for (const Waiter* w : s->clock->waiters_) {
-                  if (w->thread == t && w->seq > s->regs_before) back = true;
-                }
-                if (!back) return false;
-              }
-              return true;
-            },
-            &s),
-        settle);
+    return waiters_.size();
   }
 
   // Blocks until at least `n` threads wait on this clock, or `timeout` of
@@ -195,9 +191,54 @@ class FakeClock : public Clock {
     uint64_t seq = 0;     // registrations_ when it registered
   };
 
+  // Waits until each of `due` waits again (registered after `regs_before`)
+  // and every known thread waits; forgets the known threads that do not
+  // within `settle`.
+  void Settle(const std::vector<std::thread::id>& due, uint64_t regs_before,
+              absl::Duration settle) {
+    struct Args {
+      const FakeClock* clock;
+      const std::vector<std::thread::id>* due;
+      uint64_t regs_before;
+    } a{this, &due, regs_before};
+    absl::MutexLock l(&reg_mu_);
+    const bool idle = reg_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              const FakeClock* c = a->clock;
+              for (std::thread::id t : *a->due) {
+                if (!c->WaitingSince(t, a->regs_before)) return false;
+              }
+              for (std::thread::id t : c->known_) {
+                if (!c->WaitingSince(t, 0)) return false;
+              }
+              return true;
+            },
+            &a),
+        settle);
+    if (idle) return;
+    for (auto it = known_.begin(); it != known_.end();) {
+      if (!WaitingSince(*it, 0)) {
+        known_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Whether thread `t` waits in a registration made after `seq`.
+  bool WaitingSince(std::thread::id t, uint64_t seq) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_) {
+    for (const Waiter* w : waiters_) {
+      if (w->thread == t && w->seq > seq) return true;
+    }
+    return false;
+  }
+
   std::atomic<int64_t> nanos_{int64_t{1000000} * 1000000000};
   mutable absl::Mutex reg_mu_;
   mutable std::vector<Waiter*> waiters_ ABSL_GUARDED_BY(reg_mu_);
+  mutable std::set<std::thread::id> known_ ABSL_GUARDED_BY(reg_mu_);
   mutable uint64_t registrations_ ABSL_GUARDED_BY(reg_mu_) = 0;
 };
 

@@ -35,11 +35,13 @@ void EtcdServer::ApplyLoop() {
     std::deque<ApplyItem> items;
     {
       absl::MutexLock l(&apply_mu_);
-      apply_mu_.Await(absl::Condition(
+      // Through the clock, with no deadline: a FakeClock then knows when
+      // the apply thread is idle (see FakeClock::Advance).
+      clock_->AwaitWithDeadline(&apply_mu_, absl::Condition(
           +[](EtcdServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->apply_mu_) {
             return s->stopping_ || s->removed_ || !s->apply_queue_.empty();
           },
-          this));
+          this), absl::InfiniteFuture());
       // Left-over entries are in the durable log: a restart replays them.
       // A removed member applies nothing more.
       if (stopping_ || removed_) break;

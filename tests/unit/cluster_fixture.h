@@ -97,9 +97,14 @@ class ClusterServerTest : public ::testing::Test {
   // Opens member i's EtcdServer on the fake clock and network.
   void Start(int i) { Start(&m_[i]); }
   void Start(Member* m) {
+    const size_t waiting = clock_.waiters();
     auto s = EtcdServer::Open(m->cfg, &clock_, &net_);
     ASSERT_TRUE(s.ok()) << s.status();
     m->server = std::move(*s);
+    // Time moves on once its raft and timer threads wait on the clock, so
+    // no Advance passes them by. (Other members' threads come and go from
+    // the count, so this only paces; it asserts nothing.)
+    clock_.WaitForWaiters(waiting + 2, absl::Seconds(2));
   }
 
   // Stops member i (its transport leaves the fake network first).
