@@ -9,9 +9,12 @@
 //  * Readers (any thread): Range, ReadEvents, HashKV read the *published*
 //    state: revisions whose write batch is durable.
 //  * The writer (the apply thread only): WriteTxn applies requests, staging
-//    them in one storage::Batch; Commit() makes the batch durable (fsync) and
-//    publishes the new revision. Several entries may share one Commit (group
-//    commit); nothing is acknowledged before its Commit returns.
+//    them in one storage::Batch; Commit() writes the batch with the applied
+//    index and publishes the new revision. Several entries share one Commit
+//    (group commit). A member's Commit is not synced (sync=false): the
+//    entries are already durable on a quorum in the Raft log, and a restart
+//    replays them from the applied index; nothing is acknowledged before
+//    its Commit returns.
 //
 // Thread-safety: readers are thread-safe; the write side (Write, Compact,
 // Commit, batch) must only be used by one thread at a time (the apply

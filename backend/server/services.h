@@ -20,8 +20,10 @@ namespace synod::server {
 class KvService final : public etcdserverpb::KV::CallbackService {
  public:
   explicit KvService(EtcdServer* s) : s_(s) {}
-  // Range: linearizable and serializable reads are both served from the
-  // published state of this member (it is the only one, so it is current).
+  // Range: a serializable read is served from this member's published
+  // state at once; a linearizable one first waits for a ReadIndex
+  // (EtcdServer::LinearizableRead), so it sees every write acknowledged
+  // before it began.
   // Errors: kEmptyKey, kCompacted, kFutureRev.
   grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
                                   const etcdserverpb::RangeRequest* req,

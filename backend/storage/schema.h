@@ -9,7 +9,13 @@
 //   "r" + main + sub      -> one revision of one key (16 bytes BE, so byte
 //                            order is numeric order): a one-byte kind
 //                            (kPut or kTombstone) then a mvccpb.KeyValue
-//   "l" + id              -> synodpb.LeaseRecord (8 bytes BE id)
+//   "l" + id              -> synodpb.LeaseRecord (8 bytes BE id): granted
+//                            TTL and last checkpointed remaining TTL
+//   "m/members"           -> synodpb.MemberRecord (server/membership.h)
+//   "R/h", "R/s", "R/c"   -> Raft hard state, snapshot point, conf state
+//   "R/e" + index         -> one Raft log entry (storage/raft_log_store.h);
+//                            "R..." and "m/ids" are this member's alone and
+//                            never travel in a snapshot
 //
 // Thread-safe: pure functions.
 #ifndef SYNOD_BACKEND_STORAGE_SCHEMA_H_
