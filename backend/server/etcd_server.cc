@@ -195,7 +195,7 @@ absl::Status EtcdServer::Init() {
   st = alarms_.Load(backend_.get());
   if (!st.ok()) return st;
 
-  watchable_ = std::make_unique<mvcc::WatchableStore>(kv_.get());
+  watchable_ = std::make_unique<mvcc::WatchableStore>(kv_.get(), clock_);
   auto propose = [this](synodpb::Request req, Done done) {
     Propose(std::move(req), nullptr, std::move(done));
   };
@@ -604,6 +604,7 @@ CorruptionChecker::Deps EtcdServer::CorruptionDeps(bool before_start) {
   d.raise_corrupt = [this](uint64_t id) {
     RaiseAlarm(id, etcdserverpb::CORRUPT);
   };
+  d.clock = clock_;
   return d;
 }
 

@@ -21,7 +21,6 @@ constexpr size_t kMaxQueued = 4096;
 // Messages per RaftBatch on the wire.
 constexpr size_t kMaxBatch = 256;
 constexpr absl::Duration kRedialBackoff = absl::Milliseconds(100);
-constexpr size_t kSnapshotChunkBytes = 1 << 20;
 
 std::string DialTarget(const std::string& url) {
   std::string t = url;
