@@ -2,25 +2,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/key_range.h"
+#include "common/watch_stream.h"
 
 namespace synod::proxy {
 
 using etcdserverpb::ResponseHeader;
 using etcdserverpb::WatchRequest;
 using etcdserverpb::WatchResponse;
-
-namespace {
-constexpr char kEmptyWatcherRange[] = "mvcc: watcher range is empty";
-constexpr char kDuplicateWatchId[] =
-    "mvcc: duplicate watch ID provided on the WatchStream";
-}  // namespace
 
 class ClientWatchStream;
 
@@ -62,54 +56,17 @@ class ClientWatcher final : public RangeSubscriber {
   uint64_t handle_ = 0;
 };
 
-class ClientWatchStream final
-    : public grpc::ServerBidiReactor<WatchRequest, WatchResponse> {
+class ClientWatchStream final : public common::WatchStreamReactor {
  public:
-  explicit ClientWatchStream(WatchProxy* p) : p_(p) {
+  explicit ClientWatchStream(WatchProxy* p)
+      : common::WatchStreamReactor(Limits(p->options_)), p_(p) {
     {
       absl::MutexLock l(&handle_->mu);
       handle_->s = this;
     }
     p_->AddStream(this);
     if (p_->metrics_ != nullptr) p_->metrics_->client_watch_streams->Inc();
-    StartRead(&req_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      Shutdown();
-      return;
-    }
-    if (req_.has_create_request()) {
-      Create(req_.create_request());
-    } else if (req_.has_cancel_request()) {
-      Cancel(req_.cancel_request().watch_id());
-    } else if (req_.has_progress_request()) {
-      Progress();
-    }
-    StartRead(&req_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    queued_bytes_ -= sizes_.front();
-    sizes_.pop_front();
-    queue_.pop_front();
-    if (!ok) {
-      queue_.clear();
-      sizes_.clear();
-      queued_bytes_ = 0;
-      writing_ = false;
-      broken_ = true;
-      MaybeFinishLocked();
-      return;
-    }
-    if (!queue_.empty()) {
-      WriteFrontLocked();
-      return;
-    }
-    writing_ = false;
-    MaybeFinishLocked();
+    StartReading();
   }
 
   void OnDone() override {
@@ -161,9 +118,7 @@ class ClientWatchStream final
     last_header_ = header;
     w->progress_ = std::max(w->progress_, last);
     if (resp.events_size() == 0) return true;
-    if (!queue_.empty() && queued_bytes_ >= p_->options_.client_queue_bytes) {
-      return false;
-    }
+    if (FullLocked()) return false;
     w->sent_since_tick_ = true;
     EnqueueLocked(std::move(resp), w->fragment_);
     return true;
@@ -213,7 +168,7 @@ class ClientWatchStream final
     return it != watchers_.end() && it->second.get() == w;
   }
 
-  void Create(const etcdserverpb::WatchCreateRequest& c) {
+  void Create(const etcdserverpb::WatchCreateRequest& c) override {
     const std::string& end = c.range_end();
     int64_t id = c.watch_id();
     const char* error = nullptr;
@@ -221,12 +176,12 @@ class ClientWatchStream final
     {
       absl::MutexLock l(&mu_);
       if (!end.empty() && !common::IsOpenEnd(end) && !(c.key() < end)) {
-        error = kEmptyWatcherRange;
+        error = common::kWatcherRangeEmpty;
       } else if (id == 0) {
         while (watchers_.count(next_id_) > 0) ++next_id_;
         id = next_id_++;
       } else if (watchers_.count(id) > 0) {
-        error = kDuplicateWatchId;
+        error = common::kWatcherDuplicateId;
       }
       if (error != nullptr) {
         WatchResponse resp;
@@ -253,7 +208,7 @@ class ClientWatchStream final
     }
   }
 
-  void Cancel(int64_t id) {
+  void CancelWatch(int64_t id) override {
     std::shared_ptr<ClientWatcher> w;
     {
       absl::MutexLock l(&mu_);
@@ -277,7 +232,7 @@ class ClientWatchStream final
   // lowest progress of its watchers (so, like a member, the proxy answers
   // with a revision every watcher has been sent events up to, as fresh as
   // the members' answers).
-  void Progress() {
+  void RequestProgress() override {
     std::vector<std::shared_ptr<WatchRange>> ranges;
     {
       absl::MutexLock l(&mu_);
@@ -330,67 +285,13 @@ class ClientWatchStream final
     }
   }
 
-  void Shutdown() {
-    UnsubscribeAll();
-    absl::MutexLock l(&mu_);
-    reads_done_ = true;
-    MaybeFinishLocked();
-  }
+  void StopWatching() override { UnsubscribeAll(); }
 
-  // Splits the events of a fragment watcher over responses of at most
-  // max_response_bytes (etcd's sendFragments).
-  void EnqueueLocked(WatchResponse resp, bool fragment)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const size_t limit = p_->options_.max_response_bytes;
-    if (!fragment || resp.events_size() <= 1 || resp.ByteSizeLong() <= limit) {
-      PushLocked(std::move(resp));
-      return;
-    }
-    WatchResponse cur;
-    *cur.mutable_header() = resp.header();
-    cur.set_watch_id(resp.watch_id());
-    for (int i = 0; i < resp.events_size(); ++i) {
-      *cur.add_events() = resp.events(i);
-      if (cur.ByteSizeLong() > limit && cur.events_size() > 1) {
-        cur.mutable_events()->RemoveLast();
-        cur.set_fragment(true);
-        PushLocked(cur);
-        cur.clear_events();
-        *cur.add_events() = resp.events(i);
-      }
-    }
-    cur.set_fragment(false);
-    PushLocked(std::move(cur));
-  }
-
-  void PushLocked(WatchResponse resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (broken_ || finished_) return;
-    const size_t n = resp.ByteSizeLong();
-    queued_bytes_ += n;
-    sizes_.push_back(n);
-    queue_.push_back(std::move(resp));
-    if (!writing_) {
-      writing_ = true;
-      WriteFrontLocked();
-    }
-  }
-
-  // Writes the head of the queue. While more responses wait behind it (one
-  // event fanned out to the stream's many watchers), gRPC may hold it in
-  // its buffer (buffer hint) so that they leave in a few frames and TCP
-  // sends instead of one each; the last one queued is written without the
-  // hint and flushes them all.
-  void WriteFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    grpc::WriteOptions options;
-    if (queue_.size() > 1) options.set_buffer_hint();
-    StartWrite(&queue_.front(), options);
-  }
-
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reads_done_ && !writing_ && !finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
+  static common::WatchStreamLimits Limits(const WatchProxyOptions& o) {
+    common::WatchStreamLimits l;
+    l.fragment_bytes = o.max_response_bytes;
+    l.max_queued_bytes = o.client_queue_bytes;
+    return l;
   }
 
   // What outlives the stream: progress answers pending in ranges reach it
@@ -402,19 +303,10 @@ class ClientWatchStream final
 
   WatchProxy* const p_;
   std::shared_ptr<Handle> handle_ = std::make_shared<Handle>();
-  WatchRequest req_;
-  absl::Mutex mu_;
   std::map<int64_t, std::shared_ptr<ClientWatcher>> watchers_
       ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   ResponseHeader last_header_ ABSL_GUARDED_BY(mu_);
-  std::deque<WatchResponse> queue_ ABSL_GUARDED_BY(mu_);
-  std::deque<size_t> sizes_ ABSL_GUARDED_BY(mu_);
-  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 void ClientWatcher::OnCreated(const ResponseHeader& header) {

@@ -3,9 +3,10 @@
 // WatchRange of its range through the WatchHub, so thousands of client
 // watches on a few ranges cost a few upstream watches.
 //
-// Per client watcher: filters (NOPUT, NODELETE), prev_kv, fragment (events
-// split over responses of at most `max_response_bytes`), progress_notify
-// (every `progress_notify_interval`, to watchers that got nothing in it).
+// Per client watcher: filters (NOPUT, NODELETE), prev_kv, fragment (etcd's
+// sendFragments at the proxy's request limit, common::AppendWatchFragments),
+// progress_notify (every `progress_notify_interval`, to watchers that got
+// nothing in it).
 // Per stream: WatchProgressRequest is answered with the lowest progress of
 // its watchers (all events at or below it were sent) and makes their
 // ranges ask the member for progress. Created, canceled and compacted
@@ -13,7 +14,9 @@
 //
 // Slow clients: a stream queues at most `client_queue_bytes` of events
 // (plus small control responses); a watcher whose events do not fit is
-// canceled with kSlowWatcherReason instead of stalling its range.
+// canceled with kSlowWatcherReason instead of stalling its range. Responses
+// leave one write at a time (common::WatchStreamReactor, shared with the
+// member).
 //
 // Thread-safety: gRPC drives the service; Tick() may be called from any
 // thread. Lock order: WatchProxy::mu_ -> WatchRange::mu_ -> stream mu_.
@@ -31,8 +34,13 @@
 namespace synod::proxy {
 
 struct WatchProxyOptions {
+  // Bytes of responses a client stream may queue (> 0).
   size_t client_queue_bytes = 1 << 20;
   absl::Duration progress_notify_interval = absl::Minutes(10);
+  // Where a fragment watcher's responses are split, in bytes (> 0). etcd
+  // splits at the server's request limit (--max-request-bytes), not at a
+  // response limit: synod-proxy's main passes its own request limit,
+  // --max-send-bytes.
   size_t max_response_bytes = 1572864;
   // --namespace; null or empty for none. Outlives the service.
   const Namespace* ns = nullptr;
