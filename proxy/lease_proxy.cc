@@ -1,6 +1,5 @@
 #include "proxy/lease_proxy.h"
 
-#include <deque>
 #include <utility>
 
 #include "proxy/unary_forward.h"
@@ -83,128 +82,18 @@ void KeepAliveFolder::OnClosed(uint64_t gen) {
   for (auto& [id, lease] : leases_) lease.inflight = false;
 }
 
-namespace {
-
-// One client's LeaseKeepAlive stream. Every request read is answered, also
-// after the client half-closes: the stream ends (OK) once the client has
-// half-closed and every request read has been answered (python-etcd3's
-// lease.refresh() sends one request and half-closes; etcd's member answers
-// it, then ends the stream). A cancelled or broken stream ends without
-// waiting for answers still due.
-class ClientKeepAliveStream final
-    : public grpc::ServerBidiReactor<LeaseKeepAliveRequest,
-                                     LeaseKeepAliveResponse> {
- public:
-  // The folder's handle on the stream; detached when the stream ends.
-  class Sink final : public KeepAliveSink {
-   public:
-    explicit Sink(ClientKeepAliveStream* s) : s_(s) {}
-    void Deliver(const LeaseKeepAliveResponse& r) override {
-      absl::MutexLock l(&mu_);
-      if (s_ != nullptr) s_->Push(r);
-    }
-    void Detach() {
-      absl::MutexLock l(&mu_);
-      s_ = nullptr;
-    }
-
-   private:
-    absl::Mutex mu_;
-    ClientKeepAliveStream* s_ ABSL_GUARDED_BY(mu_);
-  };
-
-  ClientKeepAliveStream(KeepAliveFolder* folder, ProxyMetrics* metrics)
-      : folder_(folder),
-        metrics_(metrics),
-        sink_(std::make_shared<Sink>(this)) {
-    StartRead(&req_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      absl::MutexLock l(&mu_);
-      reads_done_ = true;
-      MaybeFinishLocked();
-      return;
-    }
-    if (metrics_ != nullptr) metrics_->keepalive_client->Inc();
-    {
-      // Counted before the folder may answer (on another thread).
-      absl::MutexLock l(&mu_);
-      ++unanswered_;
-    }
-    folder_->KeepAlive(req_.id(), sink_);
-    StartRead(&req_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    queue_.pop_front();
-    if (!ok) {
-      queue_.clear();
-      broken_ = true;
-    }
-    if (!queue_.empty()) {
-      StartWrite(&queue_.front());
-      return;
-    }
-    writing_ = false;
-    MaybeFinishLocked();
-  }
-
-  void OnCancel() override {
-    absl::MutexLock l(&mu_);
-    broken_ = true;
-    MaybeFinishLocked();
-  }
-
-  void OnDone() override {
-    sink_->Detach();
-    delete this;
-  }
-
-  // The folder's answer to one request of this stream.
-  void Push(const LeaseKeepAliveResponse& r) {
-    absl::MutexLock l(&mu_);
-    if (unanswered_ > 0) --unanswered_;
-    if (broken_ || finished_) {
-      MaybeFinishLocked();
-      return;
-    }
-    queue_.push_back(r);
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
-
- private:
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || !reads_done_ || writing_) return;
-    if (unanswered_ > 0 && !broken_) return;  // answers still due
-    finished_ = true;
-    Finish(grpc::Status::OK);
-  }
-
-  KeepAliveFolder* const folder_;
-  ProxyMetrics* const metrics_;
-  std::shared_ptr<Sink> sink_;
-  LeaseKeepAliveRequest req_;
-  absl::Mutex mu_;
-  std::deque<LeaseKeepAliveResponse> queue_ ABSL_GUARDED_BY(mu_);
-  // Requests read whose answer has not come back from the folder.
-  int64_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // write failed or cancelled
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-}  // namespace
-
 grpc::ServerBidiReactor<LeaseKeepAliveRequest, LeaseKeepAliveResponse>*
 LeaseProxy::LeaseKeepAlive(grpc::CallbackServerContext*) {
-  return new ClientKeepAliveStream(folder_, metrics_);
+  // Every client request goes to the folder, which answers it once the
+  // member has (see common::KeepAliveStream for the half-close rule).
+  KeepAliveFolder* folder = folder_;
+  ProxyMetrics* metrics = metrics_;
+  return new common::KeepAliveStream(
+      [folder, metrics](int64_t id,
+                        const std::shared_ptr<KeepAliveSink>& sink) {
+        if (metrics != nullptr) metrics->keepalive_client->Inc();
+        folder->KeepAlive(id, sink);
+      });
 }
 
 using etcdserverpb::Lease;

@@ -7,8 +7,9 @@
 // upstream failure the stream is reopened (on the then-current endpoint)
 // by Tick() and the requests in flight are sent again.
 //
-// LeaseProxy: LeaseKeepAlive through the folder; LeaseGrant, LeaseRevoke,
-// LeaseTimeToLive and LeaseLeases forwarded.
+// LeaseProxy: LeaseKeepAlive streams (common::KeepAliveStream: every
+// request answered, also after a half-close) renewed through the folder;
+// LeaseGrant, LeaseRevoke, LeaseTimeToLive and LeaseLeases forwarded.
 //
 // Thread-safety: safe for concurrent use; sinks are called with no lock of
 // the folder held.
@@ -21,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/keep_alive_stream.h"
 #include "proto/rpc.grpc.pb.h"
 #include "proxy/namespace.h"
 #include "proxy/proxy_metrics.h"
@@ -28,12 +30,9 @@
 
 namespace synod::proxy {
 
-// Where one client's keep-alive answers go.
-class KeepAliveSink {
- public:
-  virtual ~KeepAliveSink() = default;
-  virtual void Deliver(const etcdserverpb::LeaseKeepAliveResponse& r) = 0;
-};
+// Where one client's keep-alive answers go (a client stream's, or a
+// test's).
+using KeepAliveSink = common::KeepAliveSink;
 
 class KeepAliveFolder {
  public:

@@ -1,7 +1,8 @@
-#include <deque>
+#include <memory>
 
 #include "backend/server/services.h"
 #include "common/errors.h"
+#include "common/keep_alive_stream.h"
 
 namespace synod::server {
 
@@ -47,78 +48,6 @@ grpc::ServerUnaryReactor* LeaseService::LeaseLeases(
   return reactor;
 }
 
-namespace {
-
-// One keep-alive stream: each request renews its lease and is answered with
-// the new TTL (0 when the lease is unknown, as etcd does). One write in
-// flight; answers queue up behind it.
-class KeepAliveReactor final
-    : public grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
-                                     etcdserverpb::LeaseKeepAliveResponse> {
- public:
-  explicit KeepAliveReactor(EtcdServer* s) : s_(s) { StartRead(&req_); }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      absl::MutexLock l(&mu_);
-      reads_done_ = true;
-      MaybeFinishLocked();
-      return;
-    }
-    etcdserverpb::LeaseKeepAliveResponse resp;
-    resp.set_id(req_.id());
-    // On a follower this is a round trip to the leader (etcd forwards
-    // keep-alives to the leader too).
-    auto ttl = s_->LeaseKeepAlive(req_.id());
-    resp.set_ttl(ttl.ok() ? *ttl : 0);
-    s_->FillHeader(resp.mutable_header());
-    {
-      absl::MutexLock l(&mu_);
-      pending_.push_back(std::move(resp));
-      if (!writing_) {
-        writing_ = true;
-        StartWrite(&pending_.front());
-      }
-    }
-    StartRead(&req_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    pending_.pop_front();
-    if (!ok) {
-      pending_.clear();
-      reads_done_ = true;
-    }
-    if (!pending_.empty()) {
-      StartWrite(&pending_.front());
-      return;
-    }
-    writing_ = false;
-    MaybeFinishLocked();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reads_done_ && !writing_ && !finished_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
-  }
-
-  EtcdServer* s_;
-  etcdserverpb::LeaseKeepAliveRequest req_;
-  absl::Mutex mu_;
-  std::deque<etcdserverpb::LeaseKeepAliveResponse> pending_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-}  // namespace
-
 grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
                         etcdserverpb::LeaseKeepAliveResponse>*
 LeaseService::LeaseKeepAlive(grpc::CallbackServerContext*) {
@@ -127,7 +56,20 @@ LeaseService::LeaseKeepAlive(grpc::CallbackServerContext*) {
                               etcdserverpb::LeaseKeepAliveResponse>(
         Err(EtcdError::kNotSupportedForLearner));
   }
-  return new KeepAliveReactor(s_);
+  // Each request renews its lease and is answered with the new TTL (0 when
+  // the lease is unknown, as etcd does), before the next one is read. On a
+  // follower this is a round trip to the leader (etcd forwards keep-alives
+  // to the leader too).
+  EtcdServer* s = s_;
+  return new common::KeepAliveStream(
+      [s](int64_t id, const std::shared_ptr<common::KeepAliveSink>& sink) {
+        etcdserverpb::LeaseKeepAliveResponse resp;
+        resp.set_id(id);
+        auto ttl = s->LeaseKeepAlive(id);
+        resp.set_ttl(ttl.ok() ? *ttl : 0);
+        s->FillHeader(resp.mutable_header());
+        sink->Deliver(resp);
+      });
 }
 
 }  // namespace synod::server
