@@ -1,13 +1,15 @@
 #include "proxy/upstream.h"
 
 #include <atomic>
-#include <deque>
 #include <utility>
 
 #include <grpcpp/support/client_interceptor.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/stream_writer.h"
 
 namespace synod::proxy {
 
@@ -111,7 +113,8 @@ void Endpoints::ReportFailure(size_t index) {
 
 namespace {
 
-// One bidi stream to a member: one write in flight, reads in a loop.
+// One bidi stream to a member: one write in flight (common::WriteQueue),
+// reads in a loop.
 // Owns itself from Start() until OnDone.
 //
 // Send() starts writes from outside the reactor's reactions, so the stream
@@ -147,28 +150,16 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
   void Send(Req req) {
     absl::MutexLock l(&mu_);
     if (done_) return;
-    queue_.push_back(std::move(req));
-    if (!writing_) {
-      writing_ = true;
-      this->StartWrite(&queue_.front());
-    }
+    if (queue_.Push(std::move(req))) this->StartWrite(&queue_.front());
   }
 
   void Close() { ctx_.TryCancel(); }
 
+  // A failed write drops what is queued: the call is over, and its read
+  // side ends too.
   void OnWriteDone(bool ok) override {
     absl::MutexLock l(&mu_);
-    queue_.pop_front();
-    if (!ok) {
-      queue_.clear();
-      writing_ = false;
-      return;
-    }
-    if (queue_.empty()) {
-      writing_ = false;
-    } else {
-      this->StartWrite(&queue_.front());
-    }
+    if (queue_.Pop(ok)) this->StartWrite(&queue_.front());
   }
 
   void OnReadDone(bool ok) override {
@@ -211,8 +202,7 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
   Resp resp_;
   std::shared_ptr<GrpcStream> self_;
   absl::Mutex mu_;
-  std::deque<Req> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  common::WriteQueue<Req> queue_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -267,8 +257,7 @@ struct RangeCall {
 
   static void Run(std::shared_ptr<RangeCall> c) {
     auto a = std::make_shared<Attempt>();
-    a->ctx.set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::seconds(5));
+    a->ctx.set_deadline(common::GrpcDeadlineAfter(absl::Seconds(5)));
     a->stub = etcdserverpb::KV::NewStub(c->endpoints->Current(&a->index));
     ++c->attempts;
     a->stub->async()->Range(&a->ctx, &c->req, &a->resp,
