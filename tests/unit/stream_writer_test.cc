@@ -291,76 +291,77 @@ class ManualLeaseService final : public etcdserverpb::Lease::CallbackService {
       ABSL_GUARDED_BY(mu_);
 };
 
-void ExpectAnswers(
-    grpc::ClientReaderWriter<LeaseKeepAliveRequest, LeaseKeepAliveResponse>*
-        stream,
-    const std::vector<int64_t>& ids) {
-  for (int64_t id : ids) {
-    LeaseKeepAliveResponse r;
-    ASSERT_TRUE(stream->Read(&r)) << "no answer for lease " << id;
-    EXPECT_EQ(r.id(), id);
-    EXPECT_EQ(r.ttl(), id * 10);
+// One client keep-alive stream to a ManualLeaseService.
+class KeepAliveStreamTest : public ::testing::Test {
+ protected:
+  void Open(bool answer_at_once) {
+    service_ = std::make_unique<ManualLeaseService>(answer_at_once);
+    server_ = std::make_unique<InProcessServer>(service_.get());
+    ASSERT_TRUE(server_->ok());
+    stub_ = etcdserverpb::Lease::NewStub(server_->channel());
+    ctx_ = Context();
+    stream_ = stub_->LeaseKeepAlive(ctx_.get());
   }
-}
-
-TEST(KeepAliveStreamTest, AnswersDueAfterTheHalfCloseAreWrittenThenTheStreamEndsOk) {
-  ManualLeaseService service(/*answer_at_once=*/false);
-  InProcessServer server(&service);
-  ASSERT_TRUE(server.ok());
-  auto stub = etcdserverpb::Lease::NewStub(server.channel());
-  auto ctx = Context();
-  auto stream = stub->LeaseKeepAlive(ctx.get());
-  for (int64_t id : {1, 2, 3}) {
+  void Send(int64_t id) {
     LeaseKeepAliveRequest req;
     req.set_id(id);
-    ASSERT_TRUE(stream->Write(req));
+    ASSERT_TRUE(stream_->Write(req));
   }
-  stream->WritesDone();
-  ASSERT_TRUE(service.WaitForPending(3));
-  service.AnswerAll();
-  ExpectAnswers(stream.get(), {1, 2, 3});
-  LeaseKeepAliveResponse extra;
-  EXPECT_FALSE(stream->Read(&extra));
-  EXPECT_TRUE(stream->Finish().ok());
+  void ExpectAnswers(const std::vector<int64_t>& ids) {
+    for (int64_t id : ids) {
+      LeaseKeepAliveResponse r;
+      ASSERT_TRUE(stream_->Read(&r)) << "no answer for lease " << id;
+      EXPECT_EQ(r.id(), id);
+      EXPECT_EQ(r.ttl(), id * 10);
+    }
+  }
+  // The stream ends, with OK, after the answers read so far.
+  void ExpectEndsOk() {
+    LeaseKeepAliveResponse extra;
+    EXPECT_FALSE(stream_->Read(&extra));
+    EXPECT_TRUE(stream_->Finish().ok());
+  }
+
+  std::unique_ptr<ManualLeaseService> service_;
+  std::unique_ptr<InProcessServer> server_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> stub_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  std::unique_ptr<
+      grpc::ClientReaderWriter<LeaseKeepAliveRequest, LeaseKeepAliveResponse>>
+      stream_;
+};
+
+TEST_F(KeepAliveStreamTest, AnswersDueAfterTheHalfCloseAreWrittenThenTheStreamEndsOk) {
+  Open(/*answer_at_once=*/false);
+  for (int64_t id : {1, 2, 3}) Send(id);
+  stream_->WritesDone();
+  ASSERT_TRUE(service_->WaitForPending(3));
+  service_->AnswerAll();
+  ExpectAnswers({1, 2, 3});
+  ExpectEndsOk();
 }
 
-TEST(KeepAliveStreamTest, AnswersGivenAtOnceComeBackInOrder) {
-  ManualLeaseService service(/*answer_at_once=*/true);
-  InProcessServer server(&service);
-  ASSERT_TRUE(server.ok());
-  auto stub = etcdserverpb::Lease::NewStub(server.channel());
-  auto ctx = Context();
-  auto stream = stub->LeaseKeepAlive(ctx.get());
-  for (int64_t id = 1; id <= 50; ++id) {
-    LeaseKeepAliveRequest req;
-    req.set_id(id);
-    ASSERT_TRUE(stream->Write(req));
-  }
+TEST_F(KeepAliveStreamTest, AnswersGivenAtOnceComeBackInOrder) {
+  Open(/*answer_at_once=*/true);
   std::vector<int64_t> ids;
-  for (int64_t id = 1; id <= 50; ++id) ids.push_back(id);
-  ExpectAnswers(stream.get(), ids);
-  stream->WritesDone();
-  LeaseKeepAliveResponse extra;
-  EXPECT_FALSE(stream->Read(&extra));
-  EXPECT_TRUE(stream->Finish().ok());
+  for (int64_t id = 1; id <= 50; ++id) {
+    Send(id);
+    ids.push_back(id);
+  }
+  ExpectAnswers(ids);
+  stream_->WritesDone();
+  ExpectEndsOk();
 }
 
 // A client that cancels does not wait for answers still due; answering
 // after the stream ended is harmless.
-TEST(KeepAliveStreamTest, AnAnswerAfterTheClientCancelledIsDropped) {
-  ManualLeaseService service(/*answer_at_once=*/false);
-  InProcessServer server(&service);
-  ASSERT_TRUE(server.ok());
-  auto stub = etcdserverpb::Lease::NewStub(server.channel());
-  auto ctx = Context();
-  auto stream = stub->LeaseKeepAlive(ctx.get());
-  LeaseKeepAliveRequest req;
-  req.set_id(5);
-  ASSERT_TRUE(stream->Write(req));
-  ASSERT_TRUE(service.WaitForPending(1));
-  ctx->TryCancel();
-  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  service.AnswerAll();
+TEST_F(KeepAliveStreamTest, AnAnswerAfterTheClientCancelledIsDropped) {
+  Open(/*answer_at_once=*/false);
+  Send(5);
+  ASSERT_TRUE(service_->WaitForPending(1));
+  ctx_->TryCancel();
+  EXPECT_EQ(stream_->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  service_->AnswerAll();
 }
 
 }  // namespace
