@@ -115,20 +115,23 @@ class ServerStreamWriter : public grpc::ServerBidiReactor<Req, Resp> {
   using Prepare = std::function<std::vector<Resp>(Resp)>;
 
   void OnWriteDone(bool ok) final {
+    bool prepare = false;
     {
       absl::MutexLock l(&mu_);
       wrote_ = true;
       if (!queue_.Pop(ok)) {
         if (!ok) broken_ = true;
         MaybeFinishLocked();
-        return;
-      }
-      if (!queue_.front().prepare) {
+      } else if (!queue_.front().prepare) {
         WriteFrontLocked();
-        return;
+      } else {
+        prepare = true;
       }
     }
-    SendPreparedFront();  // a gRPC thread, no lock held
+    if (prepare) SendPreparedFront();  // a gRPC thread, no lock held
+    // OnDone cannot run before this reaction returns, so the stream is
+    // still alive here.
+    OnWritten();
   }
 
   // The call was cancelled: nothing more is written.
@@ -140,6 +143,10 @@ class ServerStreamWriter : public grpc::ServerBidiReactor<Req, Resp> {
 
  protected:
   ServerStreamWriter() = default;
+
+  // A write ended and its response left the queue. Runs on a gRPC thread
+  // with no lock held (a stream reports room to its producers here).
+  virtual void OnWritten() {}
 
   // Queues `resp` and starts writing it if the stream was idle. Dropped
   // once the stream is broken or finished (never a write after Finish).

@@ -190,6 +190,11 @@ size_t WatchableStore::UnsyncedCount() const {
   return unsynced_.size();
 }
 
+void WatchableStore::Kick() {
+  absl::MutexLock l(&mu_);
+  kicked_ = true;
+}
+
 void WatchableStore::SyncLoop() {
   while (true) {
     {
@@ -204,10 +209,15 @@ void WatchableStore::SyncLoop() {
       if (unsynced_.empty()) continue;
     }
     if (!SyncOnce()) {
-      // Nothing could move (sinks full): back off briefly.
+      // Nothing could move (sinks full): wait until a sink reports room
+      // (Kick), or retry after 10 ms.
       absl::MutexLock l(&mu_);
-      clock_->AwaitWithTimeout(&mu_, absl::Condition(&stop_),
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_ || kicked_;
+      };
+      clock_->AwaitWithTimeout(&mu_, absl::Condition(&woken),
                                absl::Milliseconds(10));
+      kicked_ = false;
     }
   }
 }

@@ -133,6 +133,11 @@ class WatchableStore {
   size_t WatcherCount() const;
   size_t UnsyncedCount() const;
 
+  // A sink that refused events (Deliver returned false) has room again:
+  // the sync thread retries its victims now rather than after its 10 ms
+  // back-off. Any thread; must not be called with a sink's lock held.
+  void Kick();
+
  private:
   struct Watcher {
     uint64_t handle;
@@ -165,6 +170,8 @@ class WatchableStore {
   int64_t notified_rev_ ABSL_GUARDED_BY(mu_);
   uint64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // A sink reported room since the sync thread last found every sink full.
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(bool)> prev_kv_hook_;  // tests only; see TEST_ above
   std::thread sync_thread_;
 };

@@ -78,7 +78,10 @@ class WatchStream final : public common::WatchStreamReactor,
                int64_t revision) override {
     absl::MutexLock l(&mu_);
     if (ClosedLocked()) return true;  // drop: the stream is going away
-    if (FullLocked()) return false;
+    if (FullLocked()) {
+      refused_ = true;  // OnWritten kicks the store once there is room
+      return false;
+    }
     auto it = watchers_.find(watch_id);
     if (it == watchers_.end()) return true;
     WatchResponse resp;
@@ -99,6 +102,20 @@ class WatchStream final : public common::WatchStreamReactor,
     const size_t bytes = SizeWithPrevKv(resp);
     EnqueueDeferredLocked(std::move(resp), bytes, it->second.fragment);
     return true;
+  }
+
+  // A write ended: once a stream that refused events has room, the store
+  // retries its watchers at once (not after its back-off).
+  void OnWritten() override {
+    bool kick = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (refused_ && !FullLocked()) {
+        refused_ = false;
+        kick = true;
+      }
+    }
+    if (kick) s_->watchable()->Kick();
   }
 
   void Compacted(int64_t watch_id, int64_t compact_revision) override {
@@ -290,6 +307,8 @@ class WatchStream final : public common::WatchStreamReactor,
   std::map<int64_t, WatcherState> watchers_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> orphan_handles_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Deliver refused events (the queue was full) since the last room report.
+  bool refused_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
