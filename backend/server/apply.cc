@@ -54,6 +54,8 @@ void EtcdServer::ApplyLoop() {
         entries.clear();
         absl::Status st = RestoreSnapshot(item.snapshot);
         if (!st.ok()) SYNOD_LOG(FATAL) << "installing snapshot failed: " << st;
+        // Reads waiting for an index the snapshot covers may go now.
+        reads_->Release(applied_index_.load());
       }
       for (raft::Entry& e : item.entries) {
         entries.push_back(std::move(e));
