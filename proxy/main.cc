@@ -151,7 +151,7 @@ int Run(int argc, char** argv) {
   wpo.client_queue_bytes = static_cast<size_t>(
       std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_client_queue_bytes)));
   wpo.progress_notify_interval = notify;
-  wpo.max_response_bytes = static_cast<size_t>(max_send);
+  wpo.fragment_bytes = static_cast<size_t>(max_send);
   WatchProxy watch_proxy(&hub, clock, wpo, &pm);
   RangeCacheOptions rco;
   rco.max_bytes = static_cast<size_t>(

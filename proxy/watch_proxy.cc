@@ -289,7 +289,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
 
   static common::WatchStreamLimits Limits(const WatchProxyOptions& o) {
     common::WatchStreamLimits l;
-    l.fragment_bytes = o.max_response_bytes;
+    l.fragment_bytes = o.fragment_bytes;
     l.max_queued_bytes = o.client_queue_bytes;
     return l;
   }

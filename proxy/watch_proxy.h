@@ -41,7 +41,7 @@ struct WatchProxyOptions {
   // splits at the server's request limit (--max-request-bytes), not at a
   // response limit: synod-proxy's main passes its own request limit,
   // --max-send-bytes.
-  size_t max_response_bytes = 1572864;
+  size_t fragment_bytes = 1572864;
   // --namespace; null or empty for none. Outlives the service.
   const Namespace* ns = nullptr;
 };
