@@ -15,6 +15,7 @@ using common::EtcdError;
 using common::Err;
 
 bool Applier::QuotaAvailable(const synodpb::Request& req) const {
+  if (d_.quota_bytes <= 0 || !WritesKeys(req)) return true;
   return d_.db_size() + static_cast<int64_t>(req.ByteSizeLong()) <=
          d_.quota_bytes;
 }
@@ -86,8 +87,7 @@ absl::Status Applier::Apply(const synodpb::Request& req,
   // etcd's quotaApplierV3: the write is applied everywhere; a member over
   // its quota answers ErrNoSpace and raises NOSPACE for itself through Raft.
   // The answer differs between members, the state does not.
-  if (st.ok() && d_.quota_bytes > 0 && WritesKeys(req) &&
-      !QuotaAvailable(req)) {
+  if (st.ok() && !QuotaAvailable(req)) {
     st = Err(EtcdError::kNoSpace);
     if (!d_.alarms->Has(etcdserverpb::NOSPACE)) {  // etcd's rule
       SYNOD_LOG(WARNING) << "database space exceeded (" << d_.db_size()

@@ -56,7 +56,9 @@ class Applier {
                      google::protobuf::Message* resp, uint64_t index,
                      bool* raise_nospace);
 
-  // Whether `req` fits under the quota with this member's current size.
+  // Whether `req` is within etcd's quota: true when there is no quota, when
+  // `req` adds no data (WritesKeys), or when it fits under the quota with
+  // this member's current size.
   bool QuotaAvailable(const synodpb::Request& req) const;
   // Whether `req` adds data (a put, a lease grant, a txn with a put): what
   // etcd's quota and NOSPACE refuse.

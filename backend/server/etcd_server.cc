@@ -418,9 +418,9 @@ void EtcdServer::ProposeWithWaiter(synodpb::Request req,
   req.set_id(id);
   req.set_proposer(member_id_);
   const absl::Time deadline = clock_->Now() + RequestTimeout();
-  Done keep = done;  // Register drops its copy when the registry is full
-  if (!waiters_.Register(id, {resp, std::move(done), deadline})) {
-    keep(Err(EtcdError::kTooManyRequests));
+  WaitRegistry::Waiter w{resp, std::move(done), deadline};
+  if (!waiters_.Register(id, std::move(w))) {
+    w.done(Err(EtcdError::kTooManyRequests));
     return;
   }
   auto dropped = [this, id](absl::Status st) { waiters_.Fail(id, st); };
@@ -528,9 +528,6 @@ void EtcdServer::RaiseAlarm(uint64_t member_id, etcdserverpb::AlarmType type,
 }
 
 bool EtcdServer::CheckQuota(const synodpb::Request& req, Done* done) {
-  if (config_.quota_backend_bytes <= 0 || !Applier::WritesKeys(req)) {
-    return true;
-  }
   if (applier_->QuotaAvailable(req)) return true;
   // As etcd: every member that refuses a write over its own quota raises
   // NOSPACE for itself (proposed once, and not at all when this member's

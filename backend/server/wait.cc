@@ -7,7 +7,7 @@
 
 namespace synod::server {
 
-bool WaitRegistry::Register(uint64_t id, Waiter w) {
+bool WaitRegistry::Register(uint64_t id, Waiter&& w) {
   absl::MutexLock l(&mu_);
   if (waiters_.size() >= max_pending_) return false;
   waiters_[id] = std::move(w);

@@ -36,9 +36,10 @@ class WaitRegistry {
   // between commit and apply).
   explicit WaitRegistry(size_t max_pending) : max_pending_(max_pending) {}
 
-  // Registers `w` under `id` (unique). False, and `w` dropped unrun, when
-  // max_pending waiters are held (the caller answers kTooManyRequests).
-  bool Register(uint64_t id, Waiter w);
+  // Registers `w` under `id` (unique), moving from it. False, with `w`
+  // left as it was, when max_pending waiters are held (the caller answers
+  // w.done with kTooManyRequests).
+  bool Register(uint64_t id, Waiter&& w);
   // Removes and returns the waiter of `id`, if it still waits.
   std::optional<Waiter> Take(uint64_t id);
   // Runs the waiter of `id`, if any, with `st`.
