@@ -15,8 +15,17 @@
 #include "absl/strings/strip.h"
 
 ABSL_FLAG(std::string, endpoints, "127.0.0.1:2379",
-          "Comma-separated gRPC endpoints (host:port or http://host:port); "
-          "connection i uses endpoint i mod n.");
+          "Comma-separated gRPC endpoints (host:port, http://host:port or "
+          "https://host:port); connection i uses endpoint i mod n. https:// "
+          "is TLS; host:port is TLS when a TLS flag is given.");
+ABSL_FLAG(std::string, cacert, "",
+          "Verify the server's certificate with this CA bundle (PEM); empty "
+          "= the system roots.");
+ABSL_FLAG(std::string, cert, "",
+          "Client certificate (PEM) to present, with --key.");
+ABSL_FLAG(std::string, key, "", "Private key (PEM) of --cert.");
+ABSL_FLAG(bool, insecure_skip_tls_verify, false,
+          "TLS without verifying the server's certificate or name.");
 ABSL_FLAG(int32_t, conns, 1, "Number of gRPC connections.");
 ABSL_FLAG(int32_t, clients, 1,
           "Number of concurrent clients (requests or streams in flight), "
@@ -62,15 +71,21 @@ namespace synod::bench {
 namespace {
 
 // Every flag synod-bench owns, in --help order. Only these are accepted.
+// clang-format off
 constexpr const char* kFlags[] = {
-    "endpoints", "conns",       "clients",  "threads",   "total",
-    "duration",  "key_size",    "val_size", "key_space", "seq_keys",
-    "rate",      "consistency", "txn_ops",  "watchers",  "watch_streams",
-    "watch_per_stream", "watch_idle", "lease_ttl", "timeout", "seed",
-    "json",      "progress"};
+    "endpoints",   "cacert",     "cert",          "key",
+    "insecure_skip_tls_verify",
+    "conns",       "clients",    "threads",       "total",
+    "duration",    "key_size",   "val_size",      "key_space",
+    "seq_keys",    "rate",       "consistency",   "txn_ops",
+    "watchers",    "watch_streams", "watch_per_stream", "watch_idle",
+    "lease_ttl",   "timeout",    "seed",          "json",
+    "progress"};
+// clang-format on
 
 bool IsBoolFlag(absl::string_view name) {
-  return name == "seq_keys" || name == "json" || name == "progress";
+  return name == "seq_keys" || name == "json" || name == "progress" ||
+         name == "insecure_skip_tls_verify";
 }
 
 bool Known(absl::string_view name) {
@@ -131,14 +146,18 @@ absl::StatusOr<Workload> ParseWorkload(absl::string_view s) {
       "lease-keepalive)"));
 }
 
-absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view s) {
-  std::vector<std::string> out;
+// Fills o->endpoints and o->endpoint_tls from --endpoints; `tls_flags`: a
+// TLS flag was given, so endpoints without a scheme use TLS (etcdctl's rule).
+absl::Status ParseEndpoints(absl::string_view s, bool tls_flags, Options* o) {
+  std::vector<std::string>& out = o->endpoints;
   for (absl::string_view e : absl::StrSplit(s, ',', absl::SkipWhitespace())) {
     e = absl::StripAsciiWhitespace(e);
-    if (absl::StartsWith(e, "https://")) {
-      return Bad("endpoints", absl::StrCat("'", e, "': TLS is not supported"));
+    bool tls = tls_flags;
+    if (absl::ConsumePrefix(&e, "https://")) {
+      tls = true;
+    } else if (absl::ConsumePrefix(&e, "http://")) {
+      tls = false;
     }
-    absl::ConsumePrefix(&e, "http://");
     absl::ConsumeSuffix(&e, "/");
     size_t colon = e.rfind(':');
     int port = 0;
@@ -150,9 +169,10 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view s) {
           absl::StrCat("'", e, "' is not host:port (e.g. 127.0.0.1:2379)"));
     }
     out.emplace_back(e);
+    o->endpoint_tls.push_back(tls);
   }
   if (out.empty()) return Bad("endpoints", "needs at least one host:port");
-  return out;
+  return absl::OkStatus();
 }
 
 // Reads the flags into Options and checks every value.
@@ -160,9 +180,21 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view s) {
 absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
   Options o;
   o.workload = workload;
-  auto eps = ParseEndpoints(absl::GetFlag(FLAGS_endpoints));
-  if (!eps.ok()) return eps.status();
-  o.endpoints = *std::move(eps);
+  o.cacert = absl::GetFlag(FLAGS_cacert);
+  o.cert = absl::GetFlag(FLAGS_cert);
+  o.key = absl::GetFlag(FLAGS_key);
+  o.insecure_skip_tls_verify = absl::GetFlag(FLAGS_insecure_skip_tls_verify);
+  if (o.cert.empty() != o.key.empty()) {
+    return o.cert.empty() ? Bad("key", "given without --cert")
+                          : Bad("cert", "given without --key");
+  }
+  const bool tls_flags =
+      !o.cacert.empty() || !o.cert.empty() || o.insecure_skip_tls_verify;
+  if (absl::Status s =
+          ParseEndpoints(absl::GetFlag(FLAGS_endpoints), tls_flags, &o);
+      !s.ok()) {
+    return s;
+  }
   o.conns = absl::GetFlag(FLAGS_conns);
   o.clients = absl::GetFlag(FLAGS_clients);
   o.threads = absl::GetFlag(FLAGS_threads);

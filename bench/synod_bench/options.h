@@ -42,8 +42,17 @@ const char* WorkloadName(Workload w);
 struct Options {
   bool help = false;  // --help was given: print Usage() and exit 0.
   Workload workload = Workload::kPut;
-  std::vector<std::string> endpoints;  // host:port, "http://" stripped.
-  int conns = 1;                       // gRPC connections (one channel each).
+  std::vector<std::string> endpoints;  // host:port, scheme stripped.
+  // endpoint_tls[i]: endpoints[i] is dialled with TLS. As etcdctl decides:
+  // https:// always; http:// never; no scheme when a TLS flag (--cacert,
+  // --cert, --key, --insecure-skip-tls-verify) is given.
+  std::vector<bool> endpoint_tls;
+  // Client TLS, etcdctl's flags. Paths are PEM files; empty = not given.
+  std::string cacert;  // Verifies the server; empty = the system roots.
+  std::string cert;    // Client certificate (with key), if the server asks.
+  std::string key;
+  bool insecure_skip_tls_verify = false;  // Do not verify the server at all.
+  int conns = 1;      // gRPC connections (one channel each).
   int clients = 1;    // Concurrent requests (or streams) in flight.
   int threads = 1;    // Completion-queue threads.
   int64_t total = 0;  // 0: bounded by duration only.
@@ -55,7 +64,7 @@ struct Options {
   int64_t rate = 0;           // Ops per second over all clients; 0 = unlimited.
   bool serializable = false;  // range --consistency=s.
   int txn_ops = 1;
-  int watchers = 100;       // In all; with --watch-per-stream, the product.
+  int watchers = 100;  // In all; with --watch-per-stream, the product.
   int watch_streams = 10;
   int watch_per_stream = 0;  // 0: --watchers spread over the streams.
   // watch, watch-latency: hold the created watchers idle this long before
@@ -70,7 +79,9 @@ struct Options {
 
 // Parses `args` (argv without the program name). Returns InvalidArgument with
 // a message such as "--conns: must be at least 1 (got 0)" on a bad value, an
-// unknown flag, a missing or unknown workload, or inconsistent options.
+// unknown flag, a missing or unknown workload, or inconsistent options
+// (--cert without --key or the reverse). TLS files are read when the tool
+// connects, not here.
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args);
 
 // The --help text: usage line, workloads, and every flag with its default.

@@ -1,5 +1,8 @@
 #include "bench/synod_bench/report.h"
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -51,13 +54,23 @@ std::string LatencyLine(absl::string_view label, const Histogram& h) {
       Ms(h.Max()));
 }
 
+// The endpoints as given: https:// before each one dialled with TLS.
+std::string Endpoints(const Options& o) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < o.endpoints.size(); ++i) {
+    const bool tls = i < o.endpoint_tls.size() && o.endpoint_tls[i];
+    out.push_back(absl::StrCat(tls ? "https://" : "", o.endpoints[i]));
+  }
+  return absl::StrJoin(out, ",");
+}
+
 }  // namespace
 
 std::string FormatText(const Result& r) {
   const Options& o = r.options;
   std::string out = absl::StrFormat(
       "workload %s  endpoints %s  conns %d  clients %d  threads %d\n",
-      WorkloadName(o.workload), absl::StrJoin(o.endpoints, ","), o.conns,
+      WorkloadName(o.workload), Endpoints(o), o.conns,
       o.clients, o.threads);
   const char* unit = IsWatchWorkload(o.workload) ? "events" : "ops";
   absl::StrAppendFormat(&out, "%d %s ok, %d errors in %.3f s: %.1f %s/s\n",
@@ -83,7 +96,7 @@ std::string FormatJson(const Result& r) {
       "\"threads\":%d,\"key_size\":%d,\"val_size\":%d,\"key_space\":%d,"
       "\"serializable\":%s,\"rate\":%d,\"ok\":%d,\"errors\":%d,"
       "\"elapsed_s\":%.6f,\"throughput\":%.2f,\"latency_ms\":%s",
-      WorkloadName(o.workload), JsonString(absl::StrJoin(o.endpoints, ",")),
+      WorkloadName(o.workload), JsonString(Endpoints(o)),
       o.conns, o.clients, o.threads, o.key_size, o.val_size, o.key_space,
       o.serializable ? "true" : "false", o.rate, r.ok, r.errors, r.elapsed_s,
       r.Throughput(), LatencyJson(r.latency));

@@ -2,12 +2,17 @@
 
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -80,6 +85,72 @@ const char* CodeName(grpc::StatusCode c) {
     default:
       return "CODE_?";
   }
+}
+
+// The whole of file `path`, for the TLS flag `flag` ("--cacert").
+// InvalidArgument when it cannot be read.
+absl::StatusOr<std::string> ReadPem(absl::string_view flag,
+                                    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read '", path, "'"));
+  }
+  if (data.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": '", path, "' is missing or empty"));
+  }
+  return data;
+}
+
+// The credentials of every TLS endpoint, from etcdctl's flags: the server
+// verified against --cacert (or the system roots) and its address, unless
+// --insecure-skip-tls-verify; --cert/--key presented when given.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentials(
+    const Options& o) {
+  std::string roots, cert, key;
+  if (!o.cacert.empty()) {
+    auto r = ReadPem("--cacert", o.cacert);
+    if (!r.ok()) return r.status();
+    roots = *std::move(r);
+  }
+  if (!o.cert.empty()) {
+    auto c = ReadPem("--cert", o.cert);
+    if (!c.ok()) return c.status();
+    auto k = ReadPem("--key", o.key);
+    if (!k.ok()) return k.status();
+    cert = *std::move(c);
+    key = *std::move(k);
+  }
+  if (!o.insecure_skip_tls_verify) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = roots;
+    ssl.pem_private_key = key;
+    ssl.pem_cert_chain = cert;
+    return grpc::SslCredentials(ssl);
+  }
+  // Only gRPC's TLS credentials can skip verification.
+  namespace gx = grpc::experimental;
+  gx::TlsChannelCredentialsOptions tls;
+  std::vector<gx::IdentityKeyCertPair> pairs;
+  if (!cert.empty()) pairs.push_back({key, cert});
+  if (!roots.empty() || !pairs.empty()) {
+    tls.set_certificate_provider(
+        std::make_shared<gx::StaticDataCertificateProvider>(roots, pairs));
+    if (!roots.empty()) tls.watch_root_certs();
+    if (!pairs.empty()) tls.watch_identity_key_cert_pairs();
+  }
+  tls.set_verify_server_certs(false);
+  tls.set_check_call_host(false);
+  tls.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  std::shared_ptr<grpc::ChannelCredentials> creds = gx::TlsCredentials(tls);
+  if (creds == nullptr) {
+    return absl::InvalidArgumentError(
+        "--insecure-skip-tls-verify: gRPC refused the TLS options");
+  }
+  return creds;
 }
 
 // Everything a completion-queue thread records. Only that thread writes it
@@ -538,18 +609,29 @@ class WatchStream {
 };
 
 absl::Status Runner::Connect() {
+  std::shared_ptr<grpc::ChannelCredentials> tls;
+  for (bool t : o_.endpoint_tls) {
+    if (!t || tls != nullptr) continue;
+    auto c = TlsCredentials(o_);
+    if (!c.ok()) return c.status();
+    tls = *std::move(c);
+  }
   for (int i = 0; i < o_.conns; ++i) {
-    const std::string& ep = o_.endpoints[i % o_.endpoints.size()];
+    const size_t e = i % o_.endpoints.size();
+    const std::string& ep = o_.endpoints[e];
     grpc::ChannelArguments args;
     // A channel of its own, on a connection of its own.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("synod_bench.conn", i);
     args.SetMaxReceiveMessageSize(-1);
-    auto ch =
-        grpc::CreateCustomChannel(ep, grpc::InsecureChannelCredentials(), args);
+    auto ch = grpc::CreateCustomChannel(
+        ep, o_.endpoint_tls[e] ? tls : grpc::InsecureChannelCredentials(),
+        args);
     if (!ch->WaitForConnected(After(absl::Seconds(5)))) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot connect to ", ep, " within 5 s"));
+      return absl::UnavailableError(absl::StrCat(
+          "cannot connect to ", o_.endpoint_tls[e] ? "https://" : "", ep,
+          " within 5 s",
+          o_.endpoint_tls[e] ? " (or the TLS handshake failed)" : ""));
     }
     kv_.push_back(KV::NewStub(ch));
     watch_.push_back(Watch::NewStub(ch));

@@ -8,6 +8,12 @@
 // start + k/rate (a grpc::Alarm holds the client until then); latency is
 // measured from the moment the request is issued to its response.
 //
+// TLS. Endpoints marked in Options::endpoint_tls are dialled with one set of
+// channel credentials built from --cacert/--cert/--key: gRPC's SSL
+// credentials (server verified against the CA and the address dialled), or,
+// with --insecure-skip-tls-verify, gRPC's TLS credentials with verification
+// off. Others are plaintext.
+//
 // Bounds. The run ends at --total ops or after --duration, whichever comes
 // first; every unary call has the --timeout deadline, and streams that make
 // no progress for --timeout are cancelled, so a stalled server cannot hang
@@ -25,9 +31,11 @@ namespace synod::bench {
 
 // `progress` (may be empty) is called about ten times a second from the
 // calling thread with the fraction done in [0, 1] and the ops completed.
-// Returns Unavailable when an endpoint is unreachable for 5 s or a setup
-// step fails (lease grant, watch creation); per-op failures are counted in
-// Result::errors instead.
+// Returns Unavailable when an endpoint is unreachable for 5 s (for a TLS
+// endpoint, a failed handshake looks the same) or a setup step fails (lease
+// grant, watch creation); InvalidArgument when a TLS file (--cacert, --cert,
+// --key) cannot be read; per-op failures are counted in Result::errors
+// instead.
 absl::StatusOr<Result> RunWorkload(
     const Options& opts,
     const std::function<void(double fraction, uint64_t done)>& progress);
