@@ -241,8 +241,35 @@ TEST_F(OptionsTest, BadEndpoints) {
   EXPECT_EQ(Error({"--endpoints=127.0.0.1:99999", "put"}),
             "--endpoints: '127.0.0.1:99999' is not host:port (e.g. "
             "127.0.0.1:2379)");
-  EXPECT_EQ(Error({"--endpoints=https://127.0.0.1:2379", "put"}),
-            "--endpoints: 'https://127.0.0.1:2379': TLS is not supported");
+  EXPECT_EQ(Error({"--cert=c.pem", "put"}), "--cert: given without --key");
+  EXPECT_EQ(Error({"--key=k.pem", "put"}), "--key: given without --cert");
+}
+
+// etcdctl's rule: https:// is TLS, http:// is not, and no scheme is TLS when
+// a TLS flag is given.
+TEST_F(OptionsTest, TlsEndpoints) {
+  auto o =
+      Parse({"--endpoints=https://127.0.0.1:1,http://127.0.0.1:2,"
+             "127.0.0.1:3",
+             "put"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->endpoints, (std::vector<std::string>{
+                              "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}));
+  EXPECT_EQ(o->endpoint_tls, (std::vector<bool>{true, false, false}));
+
+  o = Parse({"--endpoints=https://127.0.0.1:1,http://127.0.0.1:2,127.0.0.1:3",
+             "--cacert=ca.pem", "--cert", "c.pem", "--key=k.pem", "put"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->endpoint_tls, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(o->cacert, "ca.pem");
+  EXPECT_EQ(o->cert, "c.pem");
+  EXPECT_EQ(o->key, "k.pem");
+  EXPECT_FALSE(o->insecure_skip_tls_verify);
+
+  o = Parse({"--endpoints=127.0.0.1:3", "--insecure-skip-tls-verify", "put"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->endpoint_tls, (std::vector<bool>{true}));
+  EXPECT_TRUE(o->insecure_skip_tls_verify);
 }
 
 TEST(FormatKeyTest, ZeroPaddedDecimal) {
