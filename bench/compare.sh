@@ -15,7 +15,16 @@
 #   proxy      one member with a proxy in front (synod-proxy for Synod,
 #              `etcd grpc-proxy start` for etcd; same --endpoints and
 #              --listen-addr): cached serializable reads, and 10,000 watchers
-#              on one key (proxy memory per idle watcher, fan-out latency).
+#              on one key (proxy memory per idle watcher, fan-out latency);
+#   tls        client TLS: one member serving https:// with a server
+#              certificate (--cert-file, --key-file; no client certificates,
+#              peers in plaintext) and, back to back with it, the same member
+#              in plaintext, each running put and range; the order of the
+#              pair alternates between rounds. The CA and the certificate
+#              (ECDSA P-256, SAN 127.0.0.1 and localhost) are made with the
+#              openssl CLI in the temp dir; synod-bench dials with --cacert.
+#              The rest of RESULTS.md is left as it is when only this shape
+#              runs (SHAPES=tls): its section is replaced in place.
 # Each round starts fresh members of each system and runs every shape; the
 # order of the systems alternates between rounds. Every synod-bench run is
 # bounded by a count, a --duration and `timeout`, so the whole script takes
@@ -28,7 +37,8 @@
 #   ETCDCTL_BIN      etcdctl, to find the leader (default: /usr/bin/etcdctl)
 #   SYNOD_BENCH_BIN  synod-bench binary  (default: build/bench/synod-bench)
 #   ROUNDS           rounds per system   (default: 3; at least 3 for RESULTS)
-#   SHAPES           shapes to run       (default: "1 3 proxy")
+#   SHAPES           shapes to run       (default: "1 3 proxy tls")
+#   SYSTEMS          systems to run      (default: "etcd synod")
 #   RESULTS          output file         (default: bench/RESULTS.md)
 #   COMPARE_TMPDIR   parent of the temp dir (default: $TMPDIR or /tmp)
 #   SKIP_BUILD=1     do not set up or build synod and synod-bench first
@@ -44,12 +54,14 @@ PROXY_BIN=${PROXY_BIN:-$ROOT/build/proxy/synod-proxy}
 ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 BENCH_BIN=${SYNOD_BENCH_BIN:-$ROOT/build/bench/synod-bench}
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-1 3 proxy}
+SHAPES=${SHAPES:-1 3 proxy tls}
+SYSTEMS=${SYSTEMS:-etcd synod}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 
 log() { echo "compare.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 has_shape() { [[ " $SHAPES " == *" $1 "* ]]; }
+has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   # A fresh machine: the packages (etcd-server among them) and a build.
@@ -66,8 +78,12 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   fi
   ninja -C "$ROOT/build" -j"${JOBS:-$(nproc)}" "${targets[@]}" >/dev/null
 fi
-[[ -x "$SYNOD_BIN" ]] || die "no synod at $SYNOD_BIN (set SYNOD_BIN)"
-[[ -x "$ETCD_BIN" ]] || die "no etcd at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
+if has_system synod; then
+  [[ -x "$SYNOD_BIN" ]] || die "no synod at $SYNOD_BIN (set SYNOD_BIN)"
+fi
+if has_system etcd; then
+  [[ -x "$ETCD_BIN" ]] || die "no etcd at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
+fi
 [[ -x "$BENCH_BIN" ]] || die "no synod-bench at $BENCH_BIN (set SYNOD_BENCH_BIN)"
 
 # Whether synod-proxy can be measured; else why not (shown in RESULTS.md).
@@ -76,6 +92,12 @@ if ! has_shape proxy; then
   PROXY_WHY="not run (SHAPES=\"$SHAPES\")"
 elif [[ ! -x "$PROXY_BIN" ]]; then
   PROXY_WHY="no synod-proxy binary at $PROXY_BIN"
+fi
+
+# Whether Synod's client TLS can be measured; else why not (in RESULTS.md).
+TLS_WHY=""
+if has_shape tls && ! command -v openssl >/dev/null; then
+  die "the tls shape needs the openssl CLI (apt-get install openssl); or set SHAPES without tls"
 fi
 
 TMP=$(mktemp -d "${COMPARE_TMPDIR:-${TMPDIR:-/tmp}}/synod-compare.XXXXXX")
@@ -106,19 +128,59 @@ free_port() {
   die "no free port found"
 }
 
+# make_pki DIR: a throwaway CA and a server certificate it signs (ECDSA
+# P-256, SAN 127.0.0.1 and localhost, valid 2 days) as DIR/ca.pem,
+# DIR/server.pem and DIR/server-key.pem.
+make_pki() {
+  local d=$1
+  mkdir -p "$d"
+  {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -nodes -days 2 -subj "/CN=synod-bench CA" \
+      -keyout "$d/ca-key.pem" -out "$d/ca.pem"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/CN=localhost" -keyout "$d/server-key.pem" -out "$d/server.csr"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" \
+      "basicConstraints=CA:FALSE" >"$d/ext.cnf"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" \
+      -CAkey "$d/ca-key.pem" -CAcreateserial -days 2 -extfile "$d/ext.cnf" \
+      -out "$d/server.pem"
+  } >"$d/openssl.log" 2>&1 || die "openssl failed: $(tail -3 "$d/openssl.log")"
+}
+PKI=$TMP/pki
+if has_shape tls; then make_pki "$PKI"; fi
+
+# Client TLS for the members start_cluster starts (CLIENT_TLS=1: https://
+# client URLs with $PKI's server certificate) and the flags synod-bench
+# then needs (TLS_ARGS). Set and cleared by run_tls_one.
+CLIENT_TLS=0
+TLS_ARGS=()
+
+# With START_SOFT=1, a member that does not come up makes start_cluster
+# return 1 with the reason in START_FAIL instead of ending the script.
+START_SOFT=0
+START_FAIL=""
+
 # wait_ready SYSTEM EP PID LOG: until a linearizable range on EP succeeds
 # (so a leader exists), at most 20 s.
 wait_ready() {
   local system=$1 ep=$2 pid=$3 logf=$4
   for _ in $(seq 40); do
-    if "$BENCH_BIN" --endpoints="$ep" --total=1 --timeout=1s --noprogress \
-        range >/dev/null 2>&1; then
-      return
+    if "$BENCH_BIN" --endpoints="$ep" "${TLS_ARGS[@]}" --total=1 \
+        --timeout=1s --noprogress range >/dev/null 2>&1; then
+      return 0
     fi
-    kill -0 "$pid" 2>/dev/null || die "$system exited at start: $(tail -5 "$logf")"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      START_FAIL="$system exited at start: $(tail -5 "$logf")"
+      [[ $START_SOFT == 1 ]] && return 1
+      die "$START_FAIL"
+    fi
     sleep 0.5
   done
-  die "$system did not answer on $ep within 20 s: $(tail -5 "$logf")"
+  START_FAIL="$system did not answer on $ep within 20 s: $(tail -5 "$logf")"
+  [[ $START_SOFT == 1 ]] && return 1
+  die "$START_FAIL"
 }
 
 # start_cluster SYSTEM DIR N: starts a fresh N-member SYSTEM (etcd or synod)
@@ -132,6 +194,11 @@ start_cluster() {
     pports+=("$(free_port)")
     cluster+="${cluster:+,}m$i=http://127.0.0.1:${pports[$((i - 1))]}"
   done
+  local scheme=http tls=()
+  if [[ $CLIENT_TLS == 1 ]]; then
+    scheme=https
+    tls=(--cert-file "$PKI/server.pem" --key-file "$PKI/server-key.pem")
+  fi
   EPS=""
   MEMBER_PIDS=()
   for i in $(seq "$n"); do
@@ -139,7 +206,8 @@ start_cluster() {
     local m=$dir/m$i
     mkdir -p "$m"
     local args=(--name "m$i" --data-dir "$m/data"
-      --listen-client-urls "http://$c" --advertise-client-urls "http://$c"
+      --listen-client-urls "$scheme://$c" --advertise-client-urls "$scheme://$c"
+      "${tls[@]}"
       --listen-peer-urls "http://$p" --initial-advertise-peer-urls "http://$p"
       --initial-cluster "$cluster" --initial-cluster-state new
       --initial-cluster-token "$token"
@@ -157,7 +225,8 @@ start_cluster() {
   SERVER_PID=${MEMBER_PIDS[0]}
   local e j=0
   for e in ${EPS//,/ }; do
-    wait_ready "$system" "$e" "${MEMBER_PIDS[$j]}" "$dir/m$((j + 1))/server.log"
+    wait_ready "$system" "$e" "${MEMBER_PIDS[$j]}" "$dir/m$((j + 1))/server.log" ||
+      return 1
     j=$((j + 1))
   done
 }
@@ -212,13 +281,26 @@ start_proxy() {
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# field FILE PATH: a number from one of our flat JSON lines. PATH is a key
+# ("throughput") or latency_ms.KEY ("latency_ms.p50"). Empty if absent.
+field() {
+  local file=$1 path=$2 json
+  json=$(cat "$file" 2>/dev/null || true)
+  if [[ $path == latency_ms.* ]]; then
+    json=$(grep -o '"latency_ms":{[^}]*}' <<<"$json" || true)
+    path=${path#latency_ms.}
+  fi
+  grep -o "\"$path\":[0-9.eE+-]*" <<<"$json" | head -1 | cut -d: -f2 || true
+}
+
 # bench NAME SYSTEM ROUND ARGS...: one synod-bench run against $EP (unless
 # ARGS give --endpoints), JSON kept in $RAW.
 bench() {
   local name=$1 system=$2 round=$3
   shift 3
   local out=$RAW/$system.$name.$round.json
-  if ! timeout 120 "$BENCH_BIN" --endpoints="$EP" --json --noprogress "$@" \
+  if ! timeout 120 "$BENCH_BIN" --endpoints="$EP" "${TLS_ARGS[@]}" --json \
+      --noprogress "$@" \
       >"$out" 2>"$out.err"; then
     log "$system $name round $round failed: $(tail -2 "$out.err")"
     echo '{"failed":true}' >"$out"
@@ -330,6 +412,73 @@ run_proxy() {
   rm -rf "$dir"
 }
 
+# cpu_ticks PID: user + system CPU of PID so far, in clock ticks.
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# tls_bench NAME SYSTEM ROUND ARGS...: bench, plus the member's CPU per op
+# (us) in $RAW/SYSTEM.NAME_cpu.ROUND.json.
+tls_bench() {
+  local name=$1 system=$2 round=$3 before after ok
+  before=$(cpu_ticks "$SERVER_PID")
+  bench "$@"
+  after=$(cpu_ticks "$SERVER_PID")
+  ok=$(field "$RAW/$system.$name.$round.json" ok)
+  if [[ -n "$ok" && "$ok" != 0 ]]; then
+    echo "{\"cpu_us\":$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+      -v n="$ok" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')}" \
+      >"$RAW/$system.${name}_cpu.$round.json"
+  fi
+}
+
+# run_tls_one SYSTEM ROUND MODE: a fresh member, with client TLS (MODE tls)
+# or without (plain), and put and range on it; names start with t_ or tp_.
+run_tls_one() {
+  local system=$1 round=$2 mode=$3 dir=$TMP/$1.$2.$3 p=tp_
+  if [[ $mode == tls ]]; then
+    if [[ $system == synod && -n "$TLS_WHY" ]]; then return; fi
+    CLIENT_TLS=1
+    TLS_ARGS=(--cacert="$PKI/ca.pem")
+    p=t_
+  fi
+  START_SOFT=1
+  if ! start_cluster "$system" "$dir" 1; then
+    log "$system $mode round $round: $START_FAIL"
+    if [[ $system == synod && $mode == tls ]]; then
+      TLS_WHY="synod did not start with client TLS: $(tr '\n|' '  ' <<<"$START_FAIL" | cut -c1-300)"
+    fi
+  else
+    tls_bench ${p}put "$system" "$round" "${KV[@]}" --key-space=100000 \
+      --conns=10 --clients=100 --total=50000 --duration=5s put
+    bench ${p}preload "$system" "$round" "${KV[@]}" --key-space=10000 \
+      --seq-keys --conns=10 --clients=100 --total=10000 --duration=20s put
+    tls_bench ${p}range_l "$system" "$round" "${KV[@]}" --key-space=10000 \
+      --conns=10 --clients=100 --total=100000 --duration=4s range
+    tls_bench ${p}range_s "$system" "$round" "${KV[@]}" --key-space=10000 \
+      --conns=10 --clients=100 --total=100000 --duration=4s --consistency=s \
+      range
+  fi
+  START_SOFT=0
+  CLIENT_TLS=0
+  TLS_ARGS=()
+  stop_all
+  rm -rf "$dir"
+}
+
+# Client TLS against plaintext on the same system, back to back; which goes
+# first alternates between rounds.
+run_tls() {
+  local system=$1 round=$2
+  if ((round % 2)); then
+    run_tls_one "$system" "$round" tls
+    run_tls_one "$system" "$round" plain
+  else
+    run_tls_one "$system" "$round" plain
+    run_tls_one "$system" "$round" tls
+  fi
+}
+
 run_round() {
   local system=$1 round=$2
   log "round $round: $system"
@@ -337,30 +486,21 @@ run_round() {
   if has_shape 1; then run_one_member "$system" "$round"; fi
   if has_shape 3; then run_three_members "$system" "$round"; fi
   if has_shape proxy; then run_proxy "$system" "$round"; fi
+  if has_shape tls; then run_tls "$system" "$round"; fi
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
   if ((round % 2)); then order="etcd synod"; else order="synod etcd"; fi
-  for system in $order; do run_round "$system" "$round"; done
+  for system in $order; do
+    if has_system "$system"; then run_round "$system" "$round"; fi
+  done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
 
 # ---- Report -------------------------------------------------------------
-
-# field FILE PATH: a number from one of our flat JSON lines. PATH is a key
-# ("throughput") or latency_ms.KEY ("latency_ms.p50"). Empty if absent.
-field() {
-  local file=$1 path=$2 json
-  json=$(cat "$file" 2>/dev/null || true)
-  if [[ $path == latency_ms.* ]]; then
-    json=$(grep -o '"latency_ms":{[^}]*}' <<<"$json" || true)
-    path=${path#latency_ms.}
-  fi
-  grep -o "\"$path\":[0-9.eE+-]*" <<<"$json" | head -1 | cut -d: -f2 || true
-}
 
 # median SYSTEM NAME PATH [SCALE]: median over the rounds, times SCALE.
 median() {
@@ -460,14 +600,19 @@ rawrow "proxy: 10k-watcher fan-out p99 (ms)" p_watch latency_ms.p99 1
 rawrow "proxy: RSS before the watchers (MiB)" p_mem rss_before_kb 0.0009765625
 rawrow "proxy: RSS with 10k idle watchers (MiB)" p_mem rss_idle_kb 0.0009765625
 
-# Any run with errors, or that failed outright.
-ERRORS=""
-for f in "$RAW"/*.json; do
-  n=$(field "$f" errors)
-  if grep -q '"failed":true' "$f" || [[ -n "$n" && "$n" != 0 ]]; then
-    ERRORS+="- \`$(basename "$f" .json)\`: ${n:-run failed} errors $(grep -o '"error_counts":{.*}' "$f" | cut -c16- | head -c 300)"$'\n'
-  fi
-done
+# error_lines FILE...: a Markdown list item for each run with errors, or
+# that failed outright.
+error_lines() {
+  local f n
+  for f in "$@"; do
+    [[ -f "$f" ]] || continue
+    n=$(field "$f" errors)
+    if grep -q '"failed":true' "$f" || [[ -n "$n" && "$n" != 0 ]]; then
+      echo "- \`$(basename "$f" .json)\`: ${n:-run failed} errors $(grep -o '"error_counts":{.*}' "$f" | cut -c16- | head -c 300)"
+    fi
+  done
+}
+ERRORS=$(error_lines "$RAW"/*.json)
 
 # The hand-written analysis below "## What bounds us" survives a rerun.
 NOTES=""
@@ -479,6 +624,132 @@ ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | head -1 | awk '{print $3}')
 SYNOD_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 FS=$(df -T "$TMP" | awk 'NR==2 {print $2 " on " $1}')
+
+# ---- Client TLS section ---------------------------------------------------
+
+# The existing section, kept when this run did not measure TLS.
+OLD_TLS=""
+if [[ -f "$RESULTS" ]]; then
+  OLD_TLS=$(awk '/^## Client TLS/ {f = 1; print; next}
+    f && /^## / {exit} f {print}' "$RESULTS")
+fi
+
+# diff_of A B: A - B, signed, no decimals ("n/a" if either is).
+diff_of() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a == "n/a" || b == "n/a") print "n/a"; else printf "%+.0f\n", a - b }'
+}
+
+TLS_SECTION=""
+if has_shape tls; then
+  TROWS=""
+  COST=""
+  trow() {  # trow LABEL SHAPE NAME PATH
+    local ep sp rp et st rt
+    ep=$(median etcd "tp_$3" "$4")
+    sp=$(median synod "tp_$3" "$4")
+    et=$(median etcd "t_$3" "$4")
+    st=$(median synod "t_$3" "$4")
+    rp=$(ratio "$sp" "$ep")
+    rt=$(ratio "$st" "$et")
+    TROWS+="| $1 | $2 | $ep | $sp | $rp | $et | $st | $rt | $(ratio "$rt" "$rp") |"$'\n'
+    if [[ $4 == throughput ]]; then
+      COST+="| $1 | $2 | $(ratio "$et" "$ep") | $(ratio "$st" "$sp") |"$'\n'
+    else
+      COST+="| $1 | $2 | $(diff_of "$et" "$ep") | $(diff_of "$st" "$sp") |"$'\n'
+    fi
+  }
+  trow "put throughput (ops/s)" "10 × 100" put throughput
+  trow "linearizable range (ops/s)" "10 × 100" range_l throughput
+  trow "serializable range (ops/s)" "10 × 100" range_s throughput
+  trow "member CPU per put (µs)" "10 × 100" put_cpu cpu_us
+  trow "member CPU per linearizable range (µs)" "10 × 100" range_l_cpu cpu_us
+  trow "member CPU per serializable range (µs)" "10 × 100" range_s_cpu cpu_us
+
+  TRAW="| load average (1 min) as the round starts | $(all_rounds etcd load load1) | (same) | $(all_rounds synod load load1) | (same) |"$'\n'
+  trawrow() {  # trawrow LABEL NAME PATH
+    TRAW+="| $1 | $(all_rounds etcd "tp_$2" "$3") | $(all_rounds etcd "t_$2" "$3") | $(all_rounds synod "tp_$2" "$3") | $(all_rounds synod "t_$2" "$3") |"$'\n'
+  }
+  trawrow "put 10×100 (ops/s)" put throughput
+  trawrow "put 10×100 p99 (ms)" put latency_ms.p99
+  trawrow "linearizable range (ops/s)" range_l throughput
+  trawrow "serializable range (ops/s)" range_s throughput
+  trawrow "member CPU per put (µs)" put_cpu cpu_us
+  trawrow "member CPU per linearizable range (µs)" range_l_cpu cpu_us
+  trawrow "member CPU per serializable range (µs)" range_s_cpu cpu_us
+
+  TERRORS=$(error_lines "$RAW"/*.t_*.json "$RAW"/*.tp_*.json)
+
+  TLS_SECTION=$(cat <<EOF
+## Client TLS
+
+Written by \`SHAPES=tls bash bench/compare.sh\` (or a full run) on
+$(date -u '+%Y-%m-%d %H:%M UTC'): etcd $ETCD_VERSION against Synod at
+\`$SYNOD_REV\`, $ROUNDS rounds, load average $LOAD_BEFORE before and
+$LOAD_AFTER after the whole run ($(nproc) cores, shared with synod-bench and
+everything else on the machine).
+
+In each round, each system runs one fresh member with client TLS and one
+without, back to back (TLS first in odd rounds, plaintext first in even
+ones), and the same synod-bench runs against both: put, then 10,000 keys
+written, then linearizable and serializable range. With TLS the member
+serves \`https://\` client URLs with \`--cert-file\` and \`--key-file\` (a
+server certificate from a throwaway CA: ECDSA P-256, SAN 127.0.0.1 and
+localhost, made with the openssl CLI; no client certificates, peers in
+plaintext) and synod-bench dials with \`--cacert\`. Keys 8 B, values 256 B.
+Member CPU per op is the member's user + system time (/proc/PID/stat) over
+the run divided by the ops done; synod-bench's own TLS work is not in it,
+but it runs on the same two cores. Figures are medians over the rounds.
+${TLS_WHY:+
+**Synod with TLS not measured:** $TLS_WHY
+}
+| measure | shape | etcd | Synod | Synod/etcd | etcd TLS | Synod TLS | Synod/etcd TLS | TLS ratio / plaintext ratio |
+|---|---|---|---|---|---|---|---|---|
+${TROWS}
+The last column is Synod's standing with TLS relative to without: for
+throughput, 1 or more means no worse with TLS; for CPU per op, 1 or less.
+
+What TLS costs each system (throughput: TLS over plaintext; CPU: µs per op
+added by TLS):
+
+| measure | shape | etcd | Synod |
+|---|---|---|---|
+${COST}
+Every round (a round's plaintext and TLS runs are back to back):
+
+| measure | etcd plaintext | etcd TLS | Synod plaintext | Synod TLS |
+|---|---|---|---|---|
+${TRAW}
+${TERRORS:-No errors: every run completed every op.}
+
+Flags: \`synod-bench --endpoints=EP [--cacert=CA] --key-size=8 --val-size=256\`
+plus, for put, \`--conns=10 --clients=100 --key-space=100000 --total=50000
+--duration=5s put\`; for range, after \`--seq-keys --key-space=10000
+--total=10000 put\`, \`--conns=10 --clients=100 --key-space=10000
+--total=100000 --duration=4s range\` (\`--consistency=s\` for serializable).
+EOF
+)
+fi
+NEW_TLS=${TLS_SECTION:-$OLD_TLS}
+
+if ! has_shape 1 && ! has_shape 3 && ! has_shape proxy; then
+  # Only the tls shape ran: replace its section in place (before "## What
+  # bounds us", or at the end), leaving the rest of RESULTS.md as it is.
+  if [[ -f "$RESULTS" ]]; then
+    SECT=$NEW_TLS awk '
+      /^## Client TLS/ {skip = 1; next}
+      skip && /^## / {skip = 0}
+      skip {next}
+      /^## What bounds us/ && !done {print ENVIRON["SECT"]; print ""; done = 1}
+      {print}
+      END {if (!done) {print ""; print ENVIRON["SECT"]}}' "$RESULTS" >"$RESULTS.new"
+    mv "$RESULTS.new" "$RESULTS"
+  else
+    echo "$NEW_TLS" >"$RESULTS"
+  fi
+  log "wrote the Client TLS section of $RESULTS (${ELAPSED} s)"
+  exit 0
+fi
 
 {
   cat <<EOF
@@ -539,6 +810,10 @@ ${ERRORS:-None: every run completed every op without an error.}
 | proxy: fan-out, memory per idle watcher | \`--endpoints=PROXY --watch-streams=100 --watch-per-stream=100 --watch-idle=3s --conns=10 --clients=10 --rate=2 --total=6 watch\`: proxy VmRSS 1 s before the run and 1.5 s into the idle hold (after every watcher is created); (idle − before) / 10,000; latency from each put being sent to each of the 10,000 watchers receiving its event |
 
 EOF
+  if [[ -n "$NEW_TLS" ]]; then
+    echo "$NEW_TLS"
+    echo
+  fi
   if [[ -n "$NOTES" ]]; then
     echo "$NOTES"
   else
