@@ -23,6 +23,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/logging.h"
+#include "common/tls.h"
+#include "common/tls_stream.h"
 
 namespace synod::common {
 namespace {
@@ -191,7 +194,9 @@ class HttpServer::Impl {
     handlers_[std::move(path)] = std::move(handler);
   }
 
-  absl::StatusOr<int> Start(const std::string& host, int port);
+  // `tls` null serves http.
+  absl::StatusOr<int> Start(const std::string& host, int port,
+                            std::unique_ptr<TlsServerContext> tls);
   void Stop();
   int port() const { return port_.load(std::memory_order_acquire); }
 
@@ -203,19 +208,32 @@ class HttpServer::Impl {
     Impl* server = nullptr;
     uv_tcp_t tcp;
     uv_timer_t timer;
-    uv_write_t write_req;
     uv_shutdown_t shutdown_req;
     State state = State::kReading;
     int open_handles = 0;
-    std::string in;         // request bytes received so far
-    size_t line_end = 0;    // index after the request line's '\n', or 0
-    size_t scanned = 0;     // header-end search resumes here
-    int minor = 1;          // HTTP/1.<minor>
-    bool head = false;      // request method is HEAD
-    bool peer_eof = false;  // the client shut down its side
-    size_t drained = 0;     // bytes discarded after responding
-    std::string out;        // the response being written
+    int writes_pending = 0;  // WriteReqs not yet completed
+    std::string in;          // request bytes received so far
+    size_t line_end = 0;     // index after the request line's '\n', or 0
+    size_t scanned = 0;      // header-end search resumes here
+    int minor = 1;           // HTTP/1.<minor>
+    bool head = false;       // request method is HEAD
+    bool peer_eof = false;   // the client shut down its side
+    size_t drained = 0;      // bytes discarded after responding
+    // https only: the connection's TLS state (null for http), whether the
+    // client's certificate was checked after the handshake, whether the
+    // client sent anything, and its address for log lines.
+    std::unique_ptr<TlsServerStream> tls;
+    bool tls_checked = false;
+    bool received = false;
+    std::string remote;
     char read_buf[kReadChunkBytes];
+  };
+
+  // One uv_write of `data` (which it keeps alive until the write completes).
+  struct WriteReq {
+    uv_write_t req;
+    Conn* conn;
+    std::string data;
   };
 
   // libuv callbacks.
@@ -228,12 +246,26 @@ class HttpServer::Impl {
   static void OnStopAsync(uv_async_t* async);
   static void OnConnHandleClosed(uv_handle_t* handle);
 
+  // Decrypts what OnRead got and passes the plaintext on to Process().
+  void ReceiveTls(Conn* conn, size_t n);
+  // The client ended its side (EOF, or TLS close_notify).
+  void OnPeerEof(Conn* conn);
+  // Logs etcd's "rejected connection" line and closes, after sending the
+  // TLS alert or close_notify, if any.
+  void RejectTls(Conn* conn, absl::string_view error);
   // Consumes conn->in: answers once the request is complete or invalid.
   void Process(Conn* conn);
   void Dispatch(Conn* conn, const HttpRequest& req);
   void RespondError(Conn* conn, int status);
   void Respond(Conn* conn, int status, const std::string& content_type,
                const std::string& body, bool allow_header);
+  // Starts the final write (a response, or a TLS alert; may be empty): once
+  // every write has completed, LingeringClose().
+  void SendFinal(Conn* conn, std::string data);
+  // Shuts down the sending side and closes after draining the client.
+  void LingeringClose(Conn* conn);
+  // Writes `data` to the socket; several writes may be in flight.
+  void SendBytes(Conn* conn, std::string data);
   void CloseConn(Conn* conn);
 
   const HttpServerOptions options_;
@@ -254,9 +286,11 @@ class HttpServer::Impl {
   uv_tcp_t listener_;
   uv_async_t stop_async_;
   std::unordered_set<Conn*> conns_;
+  std::unique_ptr<TlsServerContext> tls_;  // null for http
 };
 
-absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host, int port) {
+absl::StatusOr<int> HttpServer::Impl::Start(
+    const std::string& host, int port, std::unique_ptr<TlsServerContext> tls) {
   absl::MutexLock lock(&lifecycle_mu_);
   if (started_) {
     return absl::FailedPreconditionError("HttpServer: already started");
@@ -311,6 +345,7 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host, int port) {
   port_.store(bound_port, std::memory_order_release);
   started_ = true;
   running_ = true;
+  tls_ = std::move(tls);
   thread_ = std::thread([this] {
     // libuv writes with writev(), so a write to a reset connection raises
     // SIGPIPE; keep it blocked (pending, harmless) on this thread only rather
@@ -364,6 +399,28 @@ void HttpServer::Impl::OnConnection(uv_stream_t* listener, int status) {
     return;
   }
   uv_tcp_nodelay(&conn->tcp, 1);
+  if (self->tls_ != nullptr) {
+    sockaddr_storage peer;
+    int len = sizeof(peer);
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (uv_tcp_getpeername(&conn->tcp, reinterpret_cast<sockaddr*>(&peer),
+                           &len) == 0) {
+      if (peer.ss_family == AF_INET6) {
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(&peer);
+        uv_ip6_name(a6, ip, sizeof(ip));
+        conn->remote = absl::StrCat("[", ip, "]:", ntohs(a6->sin6_port));
+      } else {
+        auto* a4 = reinterpret_cast<sockaddr_in*>(&peer);
+        uv_ip4_name(a4, ip, sizeof(ip));
+        conn->remote = absl::StrCat(ip, ":", ntohs(a4->sin_port));
+      }
+    }
+    conn->tls = self->tls_->NewStream();
+    if (conn->tls == nullptr) {
+      self->CloseConn(conn);
+      return;
+    }
+  }
   uv_timer_start(&conn->timer, &OnTimer, self->options_.io_timeout_ms, 0);
   if (uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &OnAlloc,
                     &OnRead) != 0) {
@@ -384,33 +441,90 @@ void HttpServer::Impl::OnRead(uv_stream_t* stream, ssize_t nread,
   if (nread == 0 || conn->state == Conn::State::kClosing) return;
   if (nread < 0) {
     if (nread != UV_EOF) {
+      if (conn->tls != nullptr && !conn->tls->handshake_done() &&
+          conn->state == Conn::State::kReading) {
+        SYNOD_LOG(WARNING) << conn->tls->RejectionLine(
+            conn->remote, absl::StrCat("read: ", uv_strerror(nread)));
+      }
       self->CloseConn(conn);
       return;
     }
-    conn->peer_eof = true;
-    switch (conn->state) {
-      case Conn::State::kReading:
-        // The client gave up mid-request (or sent nothing at all).
-        if (conn->in.empty()) {
-          self->CloseConn(conn);
-        } else {
-          self->RespondError(conn, 400);
-        }
-        break;
-      case Conn::State::kWriting:
-        break;  // OnWrite closes once the response is out.
-      default:
-        self->CloseConn(conn);
-    }
+    self->OnPeerEof(conn);
     return;
   }
+  conn->received = true;
   if (conn->state != Conn::State::kReading) {
     conn->drained += nread;
     if (conn->drained > kMaxDrainBytes) self->CloseConn(conn);
     return;
   }
+  if (conn->tls != nullptr) {
+    self->ReceiveTls(conn, nread);
+    return;
+  }
   conn->in.append(conn->read_buf, nread);
   self->Process(conn);
+}
+
+void HttpServer::Impl::OnPeerEof(Conn* conn) {
+  conn->peer_eof = true;
+  switch (conn->state) {
+    case Conn::State::kReading:
+      if (conn->tls != nullptr && !conn->tls->handshake_done()) {
+        // Go's handshake reads EOF; etcd logs it like any other failure.
+        RejectTls(conn, "EOF");
+      } else if (conn->in.empty()) {
+        // The client sent nothing at all.
+        CloseConn(conn);
+      } else {
+        // The client gave up mid-request.
+        RespondError(conn, 400);
+      }
+      break;
+    case Conn::State::kWriting:
+      break;  // OnWrite closes once the response is out.
+    default:
+      CloseConn(conn);
+  }
+}
+
+void HttpServer::Impl::ReceiveTls(Conn* conn, size_t n) {
+  TlsServerStream* tls = conn->tls.get();
+  std::string plain;
+  TlsServerStream::Progress progress =
+      tls->Receive(absl::string_view(conn->read_buf, n), &plain);
+  if (progress == TlsServerStream::Progress::kFailed) {
+    RejectTls(conn, tls->error());
+    return;
+  }
+  if (!conn->tls_checked && tls->handshake_done()) {
+    conn->tls_checked = true;
+    // etcd's listener checks CRL, allowed CN and hostname once the chain is
+    // verified (listener_tls.go), before the connection serves anything.
+    if (tls_->info().RequiresClientCert()) {
+      absl::Status st = CheckPeerCertificate(tls_->info(), tls->PeerChainPem());
+      if (!st.ok()) {
+        RejectTls(conn, st.message());
+        return;
+      }
+    }
+  }
+  SendBytes(conn, tls->TakeOutput());
+  if (conn->state == Conn::State::kClosing) return;
+  if (!plain.empty()) {
+    conn->in += plain;
+    Process(conn);
+  }
+  if (progress == TlsServerStream::Progress::kPeerClosed &&
+      conn->state != Conn::State::kClosing) {
+    OnPeerEof(conn);
+  }
+}
+
+void HttpServer::Impl::RejectTls(Conn* conn, absl::string_view error) {
+  SYNOD_LOG(WARNING) << conn->tls->RejectionLine(conn->remote, error);
+  conn->tls->Close();  // close_notify once the handshake completed
+  SendFinal(conn, conn->tls->TakeOutput());
 }
 
 void HttpServer::Impl::Process(Conn* conn) {
@@ -525,52 +639,95 @@ void HttpServer::Impl::Respond(Conn* conn, int status,
                                const std::string& body, bool allow_header) {
   // 204 and 304 carry neither body nor Content-Length (RFC 9110 §8.6).
   bool no_body = status == 204 || status == 304;
-  conn->out =
+  std::string out =
       absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nDate: ",
                    absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(),
                                     absl::UTCTimeZone()),
                    "\r\nConnection: close\r\n");
   if (!no_body) {
-    absl::StrAppend(&conn->out, "Content-Type: ", content_type,
+    absl::StrAppend(&out, "Content-Type: ", content_type,
                     "\r\nContent-Length: ", body.size(), "\r\n");
   }
-  if (allow_header) conn->out += "Allow: GET, HEAD\r\n";
-  conn->out += "\r\n";
-  if (!no_body && !conn->head) conn->out += body;
+  if (allow_header) out += "Allow: GET, HEAD\r\n";
+  out += "\r\n";
+  if (!no_body && !conn->head) out += body;
+  if (conn->tls != nullptr) {
+    // Go's http server closes a TLS connection with close_notify.
+    if (!conn->tls->Send(out)) {
+      CloseConn(conn);
+      return;
+    }
+    conn->tls->Close();
+    out = conn->tls->TakeOutput();
+  }
+  SendFinal(conn, std::move(out));
+}
 
+void HttpServer::Impl::SendFinal(Conn* conn, std::string data) {
   conn->state = Conn::State::kWriting;
   conn->in.clear();
   conn->in.shrink_to_fit();
   uv_timer_start(&conn->timer, &OnTimer, options_.io_timeout_ms, 0);
-  uv_buf_t buf = uv_buf_init(conn->out.data(), conn->out.size());
-  conn->write_req.data = conn;
-  if (uv_write(&conn->write_req, reinterpret_cast<uv_stream_t*>(&conn->tcp),
-               &buf, 1, &OnWrite) != 0) {
-    CloseConn(conn);
+  SendBytes(conn, std::move(data));
+  if (conn->state == Conn::State::kWriting && conn->writes_pending == 0) {
+    LingeringClose(conn);  // nothing (left) to write
   }
 }
 
+void HttpServer::Impl::SendBytes(Conn* conn, std::string data) {
+  if (data.empty() || conn->state == Conn::State::kClosing) return;
+  auto* w = new WriteReq{};
+  w->conn = conn;
+  w->data = std::move(data);
+  w->req.data = w;
+  uv_buf_t buf = uv_buf_init(w->data.data(), w->data.size());
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&conn->tcp), &buf, 1,
+               &OnWrite) != 0) {
+    delete w;
+    CloseConn(conn);
+    return;
+  }
+  ++conn->writes_pending;
+}
+
 void HttpServer::Impl::OnWrite(uv_write_t* req, int status) {
-  Conn* conn = static_cast<Conn*>(req->data);
+  auto* w = static_cast<WriteReq*>(req->data);
+  Conn* conn = w->conn;
+  delete w;
+  --conn->writes_pending;
   Impl* self = conn->server;
-  if (conn->state == Conn::State::kClosing) return;  // cancelled by close
-  if (status < 0 || conn->peer_eof) {
+  // A close cancels pending writes; their callbacks run before the close
+  // callback that deletes the Conn.
+  if (conn->state == Conn::State::kClosing) return;
+  if (status < 0) {
     self->CloseConn(conn);
     return;
   }
-  // Lingering close: send FIN, then read and discard whatever the client is
-  // still sending, so that closing with unread data does not reset the
-  // connection before the client has read the response.
+  // Handshake messages written while reading need nothing more; the final
+  // write's completion is the last one.
+  if (conn->state == Conn::State::kWriting && conn->writes_pending == 0) {
+    self->LingeringClose(conn);
+  }
+}
+
+void HttpServer::Impl::LingeringClose(Conn* conn) {
+  if (conn->peer_eof) {
+    CloseConn(conn);
+    return;
+  }
+  // Send FIN, then read and discard whatever the client is still sending,
+  // so that closing with unread data does not reset the connection before
+  // the client has read the response.
   conn->state = Conn::State::kDraining;
   conn->shutdown_req.data = conn;
   if (uv_shutdown(&conn->shutdown_req,
                   reinterpret_cast<uv_stream_t*>(&conn->tcp),
                   &OnShutdown) != 0) {
-    self->CloseConn(conn);
+    CloseConn(conn);
     return;
   }
   uv_timer_start(&conn->timer, &OnTimer,
-                 std::min(self->options_.io_timeout_ms, kMaxLingerMs), 0);
+                 std::min(options_.io_timeout_ms, kMaxLingerMs), 0);
 }
 
 void HttpServer::Impl::OnShutdown(uv_shutdown_t* req, int status) {
@@ -585,6 +742,11 @@ void HttpServer::Impl::OnTimer(uv_timer_t* timer) {
   Impl* self = conn->server;
   if (conn->state == Conn::State::kReading && !conn->in.empty()) {
     self->RespondError(conn, 408);
+  } else if (conn->state == Conn::State::kReading && conn->tls != nullptr &&
+             !conn->tls->handshake_done() && conn->received) {
+    // A handshake started and not finished within io_timeout_ms (etcd waits
+    // forever; Go would call this a read's "i/o timeout").
+    self->RejectTls(conn, "i/o timeout");
   } else {
     self->CloseConn(conn);
   }
@@ -613,7 +775,19 @@ void HttpServer::Handle(std::string path, HttpHandler handler) {
 }
 
 absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
-  return impl_->Start(host, port);
+  return impl_->Start(host, port, nullptr);
+}
+
+absl::StatusOr<int> HttpServer::StartTls(const std::string& host, int port,
+                                         const TlsInfo& info) {
+  absl::StatusOr<std::unique_ptr<TlsServerContext>> tls =
+      TlsServerContext::Create(info);
+  if (!tls.ok()) {
+    return absl::Status(
+        tls.status().code(),
+        absl::StrCat("HttpServer: TLS: ", tls.status().message()));
+  }
+  return impl_->Start(host, port, std::move(*tls));
 }
 
 void HttpServer::Stop() { impl_->Stop(); }

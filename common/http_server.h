@@ -16,6 +16,20 @@
 // returns an invalid status or content type. Garbage input never crashes the
 // server; the connection is answered (or closed) and the server keeps serving.
 //
+// https (StartTls): as etcd serves an https --listen-metrics-urls with the
+// client certificates. TLS 1.2 or later (OpenSSL, on the same loop; see
+// common/tls_stream.h), HTTP/1.x inside. A certificate, key or CA file
+// replaced on disk is used for the next connection without a restart. When
+// the TlsInfo RequiresClientCert(), a client must present a certificate that
+// trusted_ca_file verifies and that passes CheckPeerCertificate (CRL,
+// allowed CN / hostname). A connection that fails any of this (plaintext on
+// the TLS port, garbage, an aborted or timed-out handshake, a missing or
+// refused certificate) is closed without an HTTP response, after the TLS
+// alert if any, and logged as etcd logs it, at WARNING:
+//   rejected connection from "127.0.0.1:40112" (error "tls: first record
+//   does not look like a TLS handshake", ServerName "")
+// The handshake shares the io_timeout_ms deadline with the request.
+//
 // Ownership: the server owns its loop, thread, sockets and handler copies.
 // Thread safety: every method may be called from any thread, except that
 // Stop() and the destructor must not be called from a handler (they join the
@@ -31,6 +45,8 @@
 #include "absl/status/statusor.h"
 
 namespace synod::common {
+
+struct TlsInfo;  // common/tls.h
 
 struct HttpRequest {
   std::string method;  // "GET" or "HEAD" (handlers never see other methods)
@@ -82,6 +98,15 @@ class HttpServer {
   // already called (a server starts at most once); Internal for any other
   // libuv failure. On error nothing is left running.
   absl::StatusOr<int> Start(const std::string& host, int port);
+
+  // As Start(), but serves https with the certificates of `info` (read at
+  // once, and re-read for later connections; `info` itself is copied).
+  // info.cert_file and info.key_file must be set; trusted_ca_file is read
+  // only when info.RequiresClientCert(). Errors: as Start(), and
+  // InvalidArgument "HttpServer: TLS: <file>: <reason>" when a file cannot be
+  // read or parsed or the key does not match the certificate.
+  absl::StatusOr<int> StartTls(const std::string& host, int port,
+                               const TlsInfo& info);
 
   // Stops accepting, closes every connection (in-flight responses may be cut
   // off), and joins the server thread. Idempotent; a no-op if Start() did not

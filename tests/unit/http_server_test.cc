@@ -2,19 +2,33 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/tls.h"
+#include "common/x509_util.h"
 #include "gtest/gtest.h"
+#include "tests/support/test_certs.h"
 
 namespace synod::common {
 namespace {
@@ -219,7 +233,7 @@ TEST_F(HttpServerTest, GarbageGets400AndServerKeepsServing) {
   for (const std::string& g : garbage) {
     std::string resp = Exchange(port_, g);
     EXPECT_EQ(StatusOf(resp), 400)
-        << testing::PrintToString(g) << " -> " << resp;
+        << ::testing::PrintToString(g) << " -> " << resp;
   }
   // Incomplete requests are answered when the client half-closes.
   EXPECT_EQ(StatusOf(Exchange(port_, "garbage", /*shut_wr=*/true)), 400);
@@ -233,7 +247,7 @@ TEST_F(HttpServerTest, GarbageGets400AndServerKeepsServing) {
 
 TEST_F(HttpServerTest, RandomBytesNeverBreakTheServer) {
   const uint32_t seed = std::random_device()();
-  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   const std::string prefixes[] = {"", "GET ", "GET /hello HTTP/1.1\r\n"};
   for (int i = 0; i < 200; ++i) {
@@ -246,7 +260,7 @@ TEST_F(HttpServerTest, RandomBytesNeverBreakTheServer) {
     int status = StatusOf(resp);
     EXPECT_TRUE(status == 400 || status == 404 || status == 405 ||
                 status == 505 || status == 200)
-        << testing::PrintToString(input) << " -> " << resp;
+        << ::testing::PrintToString(input) << " -> " << resp;
   }
   ExpectServing();
 }
@@ -340,18 +354,25 @@ TEST_F(HttpServerTest, StopIsIdempotentAndFinal) {
   server_.reset();  // destructor after Stop()
 }
 
-TEST_F(HttpServerTest, StopClosesOpenConnections) {
-  int fd = Connect(port_);
+// Stops `server` while a client on `port` has sent `partial` and waits for
+// the rest of its exchange: the client sees the connection closed without a
+// response (EOF, or a reset if the server had not read the bytes yet), never
+// its receive timeout.
+void ExpectStopCloses(HttpServer* server, int port,
+                      const std::string& partial) {
+  int fd = Connect(port);
   ASSERT_GE(fd, 0);
-  SendAll(fd, "GET /hello HTTP/1.1\r\n");  // incomplete
-  server_->Stop();
-  // Closed without a response: EOF, or a reset if the server had not read
-  // the bytes yet; never the receive timeout.
+  SendAll(fd, partial);
+  server->Stop();
   char c;
   ssize_t n = recv(fd, &c, 1, 0);
   EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET))
       << n << " " << strerror(errno);
   close(fd);
+}
+
+TEST_F(HttpServerTest, StopClosesOpenConnections) {
+  ExpectStopCloses(server_.get(), port_, "GET /hello HTTP/1.1\r\n");
 }
 
 TEST(HttpServerStartTest, StartErrors) {
@@ -412,6 +433,373 @@ TEST(HttpServerOptionsTest, ConnectionsBeyondLimitAreClosed) {
   EXPECT_EQ(StatusOf(resp), 200) << resp;
   EXPECT_TRUE(eof);
   close(first);
+}
+
+// ---- https ----
+
+// What an in-process OpenSSL client saw.
+struct TlsResult {
+  bool handshake = false;  // SSL_connect succeeded
+  std::string response;    // plaintext read until the server closed
+  std::string server_cn;   // the server certificate's CN
+};
+
+// A TLS client on 127.0.0.1:`port` that verifies the server against
+// `ca_file` (and its IP SAN 127.0.0.1), presents `cert_file`/`key_file` when
+// set, sends `request` and reads until the server closes.
+TlsResult TlsExchange(
+    int port, const std::string& ca_file, const std::string& cert_file = "",
+    const std::string& key_file = "",
+    const std::string& request = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n") {
+  // OpenSSL writes to its socket with write(2): a server that already closed
+  // would raise SIGPIPE. Keep it pending on this thread instead.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+
+  TlsResult result;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  EXPECT_EQ(SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr), 1);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), "127.0.0.1");
+  if (!cert_file.empty()) {
+    EXPECT_EQ(SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()), 1);
+    EXPECT_EQ(
+        SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM),
+        1);
+  }
+  int fd = Connect(port);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  if (fd >= 0 && SSL_connect(ssl) == 1) {
+    result.handshake = true;
+    result.server_cn = SubjectCommonName(SSL_get0_peer_certificate(ssl));
+    if (SSL_write(ssl, request.data(), static_cast<int>(request.size())) > 0) {
+      char buf[16384];
+      int n;
+      while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0) {
+        result.response.append(buf, n);
+      }
+    }
+  }
+  ERR_clear_error();
+  SSL_free(ssl);
+  if (fd >= 0) close(fd);
+  SSL_CTX_free(ctx);
+  return result;
+}
+
+// The first flight of a TLS client: a ClientHello record.
+std::string ClientHello() {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  BIO* wbio = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, BIO_new(BIO_s_mem()), wbio);
+  EXPECT_NE(SSL_connect(ssl), 1);  // waits for the ServerHello
+  char* data = nullptr;
+  long n = BIO_get_mem_data(wbio, &data);
+  std::string hello(data, n);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ERR_clear_error();
+  return hello;
+}
+
+// Overwrites `to` in place with `from`'s bytes (not a rename: the server
+// must notice a changed file whose inode and size may stay the same).
+void CopyInPlace(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << data;
+  ASSERT_TRUE(out.good()) << to;
+}
+
+class HttpsServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "synod_https_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    absl::StatusOr<testing::TestPki> pki = testing::TestPki::Create(dir_);
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_.emplace(*std::move(pki));
+    server_cert_ = Issue(testing::LeafSpec::Named("server", "server-1"));
+    client_cert_ = Issue(testing::LeafSpec::Named("client", "client"));
+    info_.cert_file = server_cert_.cert_file;
+    info_.key_file = server_cert_.key_file;
+  }
+
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  testing::CertPaths Issue(const testing::LeafSpec& spec) {
+    absl::StatusOr<testing::CertPaths> paths = pki_->Issue(spec);
+    EXPECT_TRUE(paths.ok()) << paths.status();
+    return paths.ok() ? *paths : testing::CertPaths();
+  }
+
+  // Serves /metrics over https with info_.
+  void StartHttps(HttpServerOptions options = HttpServerOptions()) {
+    server_ = std::make_unique<HttpServer>(options);
+    server_->Handle("/metrics", [](const HttpRequest&) {
+      return HttpResponse{200, "text/plain; version=0.0.4", "synod_up 1\n"};
+    });
+    absl::StatusOr<int> port = server_->StartTls("127.0.0.1", 0, info_);
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = *port;
+  }
+
+  // A well-behaved client (with the client certificate) still gets
+  // /metrics.
+  void ExpectServing() {
+    TlsResult r = TlsExchange(port_, pki_->ca_file(), client_cert_.cert_file,
+                              client_cert_.key_file);
+    EXPECT_TRUE(r.handshake);
+    EXPECT_EQ(StatusOf(r.response), 200) << r.response;
+    EXPECT_EQ(BodyOf(r.response), "synod_up 1\n");
+  }
+
+  // Runs `client` and returns what the server logged meanwhile. The server
+  // logs a refusal before it closes the connection, and every client here
+  // waits for that close.
+  template <typename F>
+  std::string ServerLog(F client) {
+    ::testing::internal::CaptureStderr();
+    client();
+    return ::testing::internal::GetCapturedStderr();
+  }
+
+  std::string dir_;
+  std::optional<testing::TestPki> pki_;
+  testing::CertPaths server_cert_;
+  testing::CertPaths client_cert_;
+  TlsInfo info_;
+  std::unique_ptr<HttpServer> server_;
+  int port_ = 0;
+};
+
+TEST_F(HttpsServerTest, GetMetricsOverHttps) {
+  StartHttps();
+  TlsResult r = TlsExchange(port_, pki_->ca_file());
+  ASSERT_TRUE(r.handshake);
+  EXPECT_EQ(r.server_cn, "server-1");
+  EXPECT_EQ(StatusOf(r.response), 200) << r.response;
+  EXPECT_NE(r.response.find("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
+            std::string::npos);
+  EXPECT_EQ(BodyOf(r.response), "synod_up 1\n");
+  // HTTP errors come back inside TLS as over http.
+  r = TlsExchange(port_, pki_->ca_file(), "", "",
+                  "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(StatusOf(r.response), 404) << r.response;
+  r = TlsExchange(port_, pki_->ca_file(), "", "", "garbage\r\n\r\n");
+  EXPECT_EQ(StatusOf(r.response), 400) << r.response;
+}
+
+TEST_F(HttpsServerTest, TlsBelow12IsRefused) {
+  StartHttps();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_security_level(ctx, 0);  // let the client offer TLS 1.1
+  SSL_CTX_set_max_proto_version(ctx, TLS1_1_VERSION);
+  int fd = Connect(port_);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  std::string log = ServerLog([&] { EXPECT_NE(SSL_connect(ssl), 1); });
+  ERR_clear_error();
+  SSL_free(ssl);
+  close(fd);
+  SSL_CTX_free(ctx);
+  EXPECT_NE(log.find("rejected connection from \"127.0.0.1:"),
+            std::string::npos)
+      << log;
+  ExpectServing();
+}
+
+TEST_F(HttpsServerTest, PlaintextOnTlsPortIsRefused) {
+  StartHttps();
+  std::string resp;
+  std::string log = ServerLog([&] {
+    resp = Exchange(port_, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+  });
+  EXPECT_EQ(resp.find("HTTP/"), std::string::npos) << resp;
+  EXPECT_NE(log.find("rejected connection from \"127.0.0.1:"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("(error \"tls: first record does not look like a TLS "
+                     "handshake\", ServerName \"\")"),
+            std::string::npos)
+      << log;
+  ExpectServing();
+}
+
+TEST_F(HttpsServerTest, GarbageAndAbortedHandshakesAreClosed) {
+  StartHttps();
+  const std::string hello = ClientHello();
+  ASSERT_GT(hello.size(), 10u);
+  std::vector<std::string> inputs = {
+      hello.substr(0, hello.size() / 2),  // cut short, then EOF
+      hello,                              // then EOF instead of Finished
+      hello + std::string(64, '\x17'),    // then a bogus record
+      std::string("\x16\x03\x01\xff\xff", 5) + std::string(300, 'a'),
+      std::string("\x80\x2e\x01\x03\x01", 5),  // SSLv2 hello
+      std::string(1, '\0'),
+  };
+  const uint32_t seed = std::random_device()();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  for (int i = 0; i < 60; ++i) {
+    // Half of them pass the first record's header check.
+    std::string input = i % 2 == 0 ? std::string("\x16\x03\x01", 3) : "";
+    int len = std::uniform_int_distribution<int>(1, 600)(rng);
+    for (int j = 0; j < len; ++j) input += static_cast<char>(rng());
+    inputs.push_back(input);
+  }
+  std::string log = ServerLog([&] {
+    for (const std::string& input : inputs) {
+      std::string resp = Exchange(port_, input, /*shut_wr=*/true);
+      EXPECT_EQ(resp.find("HTTP/"), std::string::npos)
+          << ::testing::PrintToString(input);
+    }
+  });
+  EXPECT_NE(log.find("(error \"EOF\""), std::string::npos) << log;
+  EXPECT_NE(log.find("tls: unsupported SSLv2 handshake received"),
+            std::string::npos)
+      << log;
+  ExpectServing();
+}
+
+TEST_F(HttpsServerTest, StalledHandshakeTimesOutAndStopCloses) {
+  HttpServerOptions options;
+  options.io_timeout_ms = 200;
+  StartHttps(options);
+  const std::string hello = ClientHello();
+  // Half a ClientHello and then silence: closed once io_timeout_ms passes
+  // (the client's own receive timeout is 5 s).
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, hello.substr(0, hello.size() / 2));
+  bool eof = false;
+  std::string log = ServerLog([&] { ReadAll(fd, &eof); });
+  EXPECT_TRUE(eof);
+  close(fd);
+  EXPECT_NE(log.find("(error \"i/o timeout\""), std::string::npos) << log;
+  ExpectServing();
+  // Stop() with a handshake in progress.
+  ExpectStopCloses(server_.get(), port_, hello.substr(0, 20));
+}
+
+class HttpsClientCertTest : public HttpsServerTest {
+ protected:
+  void SetUp() override {
+    HttpsServerTest::SetUp();
+    info_.trusted_ca_file = pki_->ca_file();
+    info_.client_cert_auth = true;
+  }
+
+  // The client is refused: no HTTP response, and the server logs
+  // `error` for it.
+  void ExpectRefused(const testing::CertPaths& cert, const std::string& error) {
+    TlsResult r;
+    std::string log = ServerLog([&] {
+      r = TlsExchange(port_, pki_->ca_file(), cert.cert_file, cert.key_file);
+    });
+    EXPECT_EQ(r.response, "");
+    EXPECT_NE(log.find("rejected connection from \"127.0.0.1:"),
+              std::string::npos)
+        << log;
+    EXPECT_NE(log.find(absl::StrCat("(error \"", error, "\"")),
+              std::string::npos)
+        << log;
+  }
+};
+
+TEST_F(HttpsClientCertTest, ClientCertificateRequiredAndVerified) {
+  StartHttps();
+  ExpectServing();
+  ExpectRefused(testing::CertPaths(),
+                "tls: client didn't provide a certificate");
+  absl::StatusOr<testing::TestPki> other =
+      testing::TestPki::Create(dir_, "other-ca");
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<testing::CertPaths> stranger =
+      other->Issue(testing::LeafSpec::Named("stranger", "client"));
+  ASSERT_TRUE(stranger.ok()) << stranger.status();
+  ExpectRefused(*stranger,
+                "tls: failed to verify client's certificate: x509: "
+                "certificate signed by unknown authority");
+  ExpectRefused(Issue(testing::LeafSpec::Expired("old", "client")),
+                "tls: failed to verify client's certificate: x509: "
+                "certificate has expired or is not yet valid");
+  ExpectServing();
+}
+
+TEST_F(HttpsClientCertTest, CheckPeerCertificateRunsAfterHandshake) {
+  testing::CertPaths revoked =
+      Issue(testing::LeafSpec::Named("revoked", "client"));
+  absl::StatusOr<std::string> crl = pki_->WriteCrl({revoked});
+  ASSERT_TRUE(crl.ok()) << crl.status();
+  info_.crl_file = *crl;
+  info_.allowed_cn = "client";
+  StartHttps();
+  ExpectServing();
+  ExpectRefused(revoked, absl::StrCat("transport: certificate serial ",
+                                      revoked.serial_hex, " revoked"));
+  ExpectRefused(Issue(testing::LeafSpec::Named("nobody", "nobody")),
+                "client certificate authentication failed");
+  ExpectServing();
+}
+
+TEST_F(HttpsServerTest, RotatedCertificateServesNewConnections) {
+  StartHttps();
+  EXPECT_EQ(TlsExchange(port_, pki_->ca_file()).server_cn, "server-1");
+  testing::CertPaths next = Issue(testing::LeafSpec::Named("next", "server-2"));
+  // Only the certificate replaced: it does not match the key, so the
+  // server keeps the old pair (and says so once).
+  CopyInPlace(next.cert_file, info_.cert_file);
+  TlsResult r;
+  std::string log = ServerLog([&] { r = TlsExchange(port_, pki_->ca_file()); });
+  EXPECT_EQ(r.server_cn, "server-1");
+  EXPECT_EQ(StatusOf(r.response), 200);
+  EXPECT_NE(log.find("keep the certificate loaded before"), std::string::npos)
+      << log;
+  // With its key too, the next connection gets the new certificate.
+  CopyInPlace(next.key_file, info_.key_file);
+  r = TlsExchange(port_, pki_->ca_file());
+  EXPECT_EQ(r.server_cn, "server-2");
+  EXPECT_EQ(StatusOf(r.response), 200);
+  // Files replaced by rename, as most rotation tools do.
+  testing::CertPaths third =
+      Issue(testing::LeafSpec::Named("server", "server-3"));
+  ASSERT_EQ(third.cert_file, info_.cert_file);
+  EXPECT_EQ(TlsExchange(port_, pki_->ca_file()).server_cn, "server-3");
+}
+
+TEST_F(HttpsServerTest, StartTlsErrors) {
+  HttpServer server;
+  TlsInfo info = info_;
+  info.key_file = "";
+  EXPECT_EQ(server.StartTls("127.0.0.1", 0, info).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  info.key_file = dir_ + "/missing.key";
+  absl::Status st = server.StartTls("127.0.0.1", 0, info).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("missing.key"), std::string::npos) << st;
+  info.key_file = client_cert_.key_file;  // another certificate's key
+  st = server.StartTls("127.0.0.1", 0, info).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("does not match"), std::string::npos) << st;
+  info = info_;
+  info.trusted_ca_file = server_cert_.key_file;  // not a certificate
+  st = server.StartTls("127.0.0.1", 0, info).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  // Failed starts leave it startable.
+  ASSERT_TRUE(server.StartTls("127.0.0.1", 0, info_).ok());
+  EXPECT_EQ(server.StartTls("127.0.0.1", 0, info_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace
