@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/tls.h"
 #include "common/tls_internal.h"
 #include "common/x509_util.h"
@@ -179,6 +180,54 @@ bool MatchesHostname(X509* leaf, absl::string_view hostname) {
                          nullptr) == 1;
 }
 
+// ---- Chain verification in Go's words -------------------------------------
+
+struct StoreFree {
+  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
+};
+struct StoreCtxFree {
+  void operator()(X509_STORE_CTX* c) const { X509_STORE_CTX_free(c); }
+};
+// Frees the stack only: its certificates are borrowed.
+struct UntrustedFree {
+  void operator()(STACK_OF(X509) * s) const { sk_X509_free(s); }
+};
+
+// An ASN1_TIME as Go's time.RFC3339 in UTC.
+std::string Rfc3339(const ASN1_TIME* t) {
+  struct tm tm = {};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "?";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromTM(tm, absl::UTCTimeZone()),
+                          absl::UTCTimeZone());
+}
+
+// Go 1.19's x509 error text for OpenSSL's verify error `err` on `cert`.
+std::string GoVerifyError(int err, X509* cert) {
+  std::string now =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+  switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return absl::StrCat(
+          "x509: certificate has expired or is not yet valid: current time ",
+          now, " is after ", Rfc3339(X509_get0_notAfter(cert)));
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return absl::StrCat(
+          "x509: certificate has expired or is not yet valid: current time ",
+          now, " is before ", Rfc3339(X509_get0_notBefore(cert)));
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+      return "x509: certificate signed by unknown authority";
+    case X509_V_ERR_INVALID_PURPOSE:
+      return "x509: certificate specifies an incompatible key usage";
+    default:
+      return absl::StrCat("x509: ", X509_verify_cert_error_string(err));
+  }
+}
+
 absl::Status MakeDirAll(const std::string& dir) {
   for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
     std::string prefix = dir.substr(0, pos);
@@ -205,7 +254,63 @@ bool Exists(const std::string& path) {
 }  // namespace
 
 namespace tls_internal {
+
 void NoteCredentialsCreated() { credentials_created.store(true); }
+
+absl::Status VerifyChain(const std::string& ca_file,
+                         absl::string_view chain_pem, ChainOwner owner) {
+  absl::StatusOr<std::vector<X509Ptr>> chain = ParsePemCertificates(chain_pem);
+  if (!chain.ok()) return chain.status();
+  absl::StatusOr<std::string> ca_pem = ReadWholeFile(ca_file);
+  if (!ca_pem.ok()) return ca_pem.status();
+  absl::StatusOr<std::vector<X509Ptr>> cas = ParsePemCertificates(*ca_pem);
+  if (!cas.ok()) return cas.status();
+
+  std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
+  std::unique_ptr<STACK_OF(X509), UntrustedFree> untrusted(sk_X509_new_null());
+  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+  if (store == nullptr || untrusted == nullptr || ctx == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("X509 store: ", DrainOpenSslErrors()));
+  }
+  for (const X509Ptr& ca : *cas) X509_STORE_add_cert(store.get(), ca.get());
+  for (size_t i = 1; i < chain->size(); ++i) {
+    sk_X509_push(untrusted.get(), (*chain)[i].get());  // borrowed
+  }
+  X509* leaf = chain->front().get();
+  bool client = owner == ChainOwner::kClient;
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get()) != 1 ||
+      X509_STORE_CTX_set_purpose(ctx.get(), client ? X509_PURPOSE_SSL_CLIENT
+                                                   : X509_PURPOSE_SSL_SERVER) !=
+          1) {
+    return absl::InternalError(
+        absl::StrCat("X509 store: ", DrainOpenSslErrors()));
+  }
+  int ok = X509_verify_cert(ctx.get());
+  int err = X509_STORE_CTX_get_error(ctx.get());
+  X509* failed = X509_STORE_CTX_get_current_cert(ctx.get());
+  ERR_clear_error();
+  if (ok == 1) return absl::OkStatus();
+  std::string why = GoVerifyError(err, failed == nullptr ? leaf : failed);
+  return absl::PermissionDeniedError(
+      client ? absl::StrCat("tls: failed to verify client certificate: ", why)
+             : why);
+}
+
+std::string LeafFirstChain(absl::string_view leaf_pem,
+                           absl::string_view chain_pem) {
+  absl::StatusOr<std::vector<X509Ptr>> leaf = ParsePemCertificates(leaf_pem);
+  absl::StatusOr<std::vector<X509Ptr>> chain = ParsePemCertificates(chain_pem);
+  if (!leaf.ok()) return std::string(chain_pem);
+  if (!chain.ok()) return std::string(leaf_pem);
+  if (X509_cmp(leaf->front().get(), chain->front().get()) == 0) {
+    return std::string(chain_pem);
+  }
+  std::string out(leaf_pem);
+  if (!out.empty() && out.back() != '\n') out.push_back('\n');
+  return absl::StrCat(out, chain_pem);
+}
+
 }  // namespace tls_internal
 
 absl::StatusOr<std::string> OpenSslCipherList(

@@ -444,6 +444,77 @@ TEST_F(TlsX509Test, GarbagePemIsInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// ---- tls_internal: chain verification, leaf-first chains -------------------
+
+TEST_F(TlsX509Test, VerifyChainAcceptsALeafOfTheCaForBothUses) {
+  CertPaths leaf = Issue(LeafSpec::Named("leaf", "root"));
+  for (auto owner : {tls_internal::ChainOwner::kClient,
+                     tls_internal::ChainOwner::kServer}) {
+    absl::Status st = tls_internal::VerifyChain(
+        pki_->ca_file(), ReadOrDie(leaf.cert_file), owner);
+    EXPECT_TRUE(st.ok()) << st;
+  }
+}
+
+TEST_F(TlsX509Test, VerifyChainWordsAnExpiredCertificateAsGo) {
+  CertPaths expired = Issue(LeafSpec::Expired("expired", "root"));
+  absl::Status st =
+      tls_internal::VerifyChain(pki_->ca_file(), ReadOrDie(expired.cert_file),
+                                tls_internal::ChainOwner::kClient);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StartsWith(
+      st.message(),
+      "tls: failed to verify client certificate: x509: certificate has "
+      "expired or is not yet valid: current time "))
+      << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "Z is after ")) << st;
+}
+
+TEST_F(TlsX509Test, VerifyChainWordsAForeignCaAsGo) {
+  auto other = TestPki::Create(dir_, "other-ca");
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto stranger = other->Issue(LeafSpec::Named("stranger"));
+  ASSERT_TRUE(stranger.ok()) << stranger.status();
+  absl::Status st =
+      tls_internal::VerifyChain(pki_->ca_file(), ReadOrDie(stranger->cert_file),
+                                tls_internal::ChainOwner::kServer);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(st.message(), "x509: certificate signed by unknown authority");
+  // A CA is no leaf: a chain of the CA alone is no client certificate.
+  EXPECT_FALSE(tls_internal::VerifyChain(pki_->ca_file(),
+                                         ReadOrDie(pki_->ca_file()),
+                                         tls_internal::ChainOwner::kClient)
+                   .ok());
+}
+
+TEST_F(TlsX509Test, VerifyChainNeedsAParseableCaFile) {
+  CertPaths leaf = Issue(LeafSpec::Named("leaf"));
+  EXPECT_FALSE(tls_internal::VerifyChain(dir_ + "/absent.crt",
+                                         ReadOrDie(leaf.cert_file),
+                                         tls_internal::ChainOwner::kClient)
+                   .ok());
+  EXPECT_EQ(tls_internal::VerifyChain(leaf.key_file, ReadOrDie(leaf.cert_file),
+                                      tls_internal::ChainOwner::kClient)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(TlsX509Test, LeafFirstChainPutsTheLeafInFrontOnce) {
+  CertPaths leaf = Issue(LeafSpec::Named("leaf", "etcd-peer"));
+  std::string leaf_pem = ReadOrDie(leaf.cert_file);
+  std::string ca_pem = ReadOrDie(pki_->ca_file());
+  // What a listener gets from a gRPC client: the CA without the leaf.
+  std::string fixed = tls_internal::LeafFirstChain(leaf_pem, ca_pem);
+  EXPECT_EQ(fixed, leaf_pem + ca_pem);
+  TlsInfo info;
+  info.allowed_cn = "etcd-peer";
+  EXPECT_FALSE(CheckPeerCertificate(info, ca_pem).ok());
+  EXPECT_TRUE(CheckPeerCertificate(info, fixed).ok());
+  EXPECT_EQ(tls_internal::LeafFirstChain(leaf_pem, fixed), fixed);
+  EXPECT_EQ(tls_internal::LeafFirstChain(leaf_pem, ""), leaf_pem);
+  EXPECT_EQ(tls_internal::LeafFirstChain("", ca_pem), ca_pem);
+}
+
 // ---- x509_util and the test CA ---------------------------------------------
 
 TEST(SerialHexTest, PrintsBigEndianBytesAsEtcdDoes) {
