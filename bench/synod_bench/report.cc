@@ -70,15 +70,18 @@ std::string FormatText(const Result& r) {
   const Options& o = r.options;
   std::string out = absl::StrFormat(
       "workload %s  endpoints %s  conns %d  clients %d  threads %d\n",
-      WorkloadName(o.workload), Endpoints(o), o.conns,
-      o.clients, o.threads);
+      WorkloadName(o.workload), Endpoints(o), o.conns, o.clients, o.threads);
   const char* unit = IsWatchWorkload(o.workload) ? "events" : "ops";
   absl::StrAppendFormat(&out, "%d %s ok, %d errors in %.3f s: %.1f %s/s\n",
                         r.ok, unit, r.errors, r.elapsed_s, r.Throughput(),
                         unit);
-  out += LatencyLine(
-      IsWatchWorkload(o.workload) ? "event latency" : "latency",
-      r.latency);
+  out += LatencyLine(IsWatchWorkload(o.workload) ? "event latency" : "latency",
+                     r.latency);
+  if (r.ok > 0) {
+    absl::StrAppendFormat(&out, "synod-bench CPU %.3f s (%.1f us per %s)\n",
+                          r.cpu_s, r.cpu_s * 1e6 / r.ok,
+                          IsWatchWorkload(o.workload) ? "event" : "op");
+  }
   if (IsWatchWorkload(o.workload)) {
     absl::StrAppendFormat(&out, "%d puts ok; ", r.puts_ok);
     out += LatencyLine("put latency", r.put_latency);
@@ -95,11 +98,12 @@ std::string FormatJson(const Result& r) {
       "{\"workload\":\"%s\",\"endpoints\":%s,\"conns\":%d,\"clients\":%d,"
       "\"threads\":%d,\"key_size\":%d,\"val_size\":%d,\"key_space\":%d,"
       "\"serializable\":%s,\"rate\":%d,\"ok\":%d,\"errors\":%d,"
-      "\"elapsed_s\":%.6f,\"throughput\":%.2f,\"latency_ms\":%s",
-      WorkloadName(o.workload), JsonString(Endpoints(o)),
-      o.conns, o.clients, o.threads, o.key_size, o.val_size, o.key_space,
+      "\"elapsed_s\":%.6f,\"throughput\":%.2f,\"cpu_s\":%.3f,"
+      "\"latency_ms\":%s",
+      WorkloadName(o.workload), JsonString(Endpoints(o)), o.conns, o.clients,
+      o.threads, o.key_size, o.val_size, o.key_space,
       o.serializable ? "true" : "false", o.rate, r.ok, r.errors, r.elapsed_s,
-      r.Throughput(), LatencyJson(r.latency));
+      r.Throughput(), r.cpu_s, LatencyJson(r.latency));
   if (IsWatchWorkload(o.workload)) {
     absl::StrAppendFormat(&out,
                           ",\"watchers\":%d,\"watch_streams\":%d,"

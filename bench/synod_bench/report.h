@@ -15,7 +15,10 @@ namespace synod::bench {
 struct Result {
   Options options;
   double elapsed_s = 0;  // First op issued -> last op completed.
-  uint64_t ok = 0;       // Successful ops (events, for watch workloads).
+  // synod-bench's own CPU time (user + system, all threads) over elapsed_s,
+  // in seconds: the share of a machine the load generator took.
+  double cpu_s = 0;
+  uint64_t ok = 0;  // Successful ops (events, for watch workloads).
   uint64_t errors = 0;
   std::map<std::string, uint64_t> error_counts;  // "CODE: message" -> count.
   Histogram latency;  // Nanoseconds, successful ops only.
@@ -29,7 +32,7 @@ struct Result {
 std::string FormatText(const Result& r);
 // One line of JSON. Latencies are in milliseconds:
 // {"workload":"put","conns":1,...,"ok":N,"errors":N,"elapsed_s":S,
-//  "throughput":T,"latency_ms":{"min":..,"mean":..,"p50":..,"p90":..,
+//  "throughput":T,"cpu_s":C,"latency_ms":{"min":..,"mean":..,"p50":..,"p90":..,
 //  "p99":..,"p99_9":..,"max":..},"error_counts":{"CODE: msg":N}}
 std::string FormatJson(const Result& r);
 

@@ -6,6 +6,7 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -34,6 +35,14 @@ int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// User + system CPU time of this process so far, in seconds.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
 }
 
 // A steady-clock time in ns as the system_clock deadline gRPC wants.
@@ -269,6 +278,15 @@ class Runner {
   absl::Status RunWatchLatency(
       const std::function<void(double, uint64_t)>& progress);
   double Fraction() const;
+  // The measured phase begins (ends): its time and this process's CPU.
+  void MarkStart() {
+    start_ns_ = NowNs();
+    start_cpu_s_ = ProcessCpuSeconds();
+  }
+  void MarkEnd() {
+    end_ns_ = NowNs();
+    end_cpu_s_ = ProcessCpuSeconds();
+  }
 
   const Options o_;
   static constexpr size_t kPoolSize = size_t{4} << 20;
@@ -284,6 +302,8 @@ class Runner {
   int64_t start_ns_ = 0;
   int64_t deadline_ns_ = 0;  // 0: no --duration.
   int64_t end_ns_ = 0;
+  double start_cpu_s_ = 0;
+  double end_cpu_s_ = 0;
   std::atomic<int64_t> next_op_{0};
   std::atomic<uint64_t> completed_{0};
   std::atomic<uint64_t> puts_ok_{0};
@@ -714,13 +734,13 @@ absl::Status Runner::RunUnary(
         std::make_unique<UnaryClient>(this, i, kv_[c].get(), cqs_[t].get(), t));
   }
   active_ = o_.clients;
-  start_ns_ = NowNs();
+  MarkStart();
   if (o_.duration > absl::ZeroDuration()) {
     deadline_ns_ = start_ns_ + absl::ToInt64Nanoseconds(o_.duration);
   }
   for (auto& c : clients) c->Start();
   WaitFor([this] { return active_.load() == 0; }, 0, progress);
-  end_ns_ = NowNs();
+  MarkEnd();
   StopThreads();
   return absl::OkStatus();
 }
@@ -749,13 +769,13 @@ absl::Status Runner::RunKeepAlive(
         this, ids[i], lease_[c].get(), cqs_[t].get(), t));
   }
   active_ = o_.clients;
-  start_ns_ = NowNs();
+  MarkStart();
   if (o_.duration > absl::ZeroDuration()) {
     deadline_ns_ = start_ns_ + absl::ToInt64Nanoseconds(o_.duration);
   }
   for (auto& c : clients) c->Start();
   WaitFor([this] { return active_.load() == 0; }, 0, progress);
-  end_ns_ = NowNs();
+  MarkEnd();
   StopThreads();
   // Best effort: give the leases back.
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -815,7 +835,7 @@ absl::Status Runner::RunWatchLatency(
                                                       cqs_[t].get(), t));
     }
     active_ = o_.clients;
-    start_ns_ = NowNs();
+    MarkStart();
     if (o_.duration > absl::ZeroDuration()) {
       deadline_ns_ = start_ns_ + absl::ToInt64Nanoseconds(o_.duration);
     }
@@ -825,7 +845,7 @@ absl::Status Runner::RunWatchLatency(
     const uint64_t expected = puts_ok_.load() * o_.watchers;
     const int64_t grace = NowNs() + absl::ToInt64Nanoseconds(o_.timeout);
     WaitFor([&] { return events_.load() >= expected; }, grace, progress);
-    end_ns_ = NowNs();
+    MarkEnd();
     uint64_t got = events_.load();
     missing_events_ = got < expected ? expected - got : 0;
   }
@@ -859,6 +879,7 @@ absl::StatusOr<Result> Runner::Run(
   Result r;
   r.options = o_;
   r.elapsed_s = (end_ns_ - start_ns_) / 1e9;
+  r.cpu_s = end_cpu_s_ - start_cpu_s_;
   for (const ThreadStats& s : stats_) {
     r.ok += s.ok;
     r.errors += s.errors;
