@@ -26,7 +26,7 @@ EtcdStyleArgs::EtcdStyleArgs(int argc, char** argv) {
 }
 
 std::string UrlHostPort(absl::string_view url) {
-  absl::ConsumePrefix(&url, "http://");
+  if (!absl::ConsumePrefix(&url, "http://")) absl::ConsumePrefix(&url, "https://");
   absl::ConsumeSuffix(&url, "/");
   return std::string(url);
 }

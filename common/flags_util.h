@@ -63,7 +63,7 @@ inline void InitProgram(int argc, char** argv, absl::string_view usage) {
 }
 
 // "http://127.0.0.1:2379/" -> "127.0.0.1:2379": drops a leading "http://"
-// and a trailing "/" (either may be absent).
+// or "https://" and a trailing "/" (either may be absent).
 std::string UrlHostPort(absl::string_view url);
 
 // Splits "host:port" at its last ':' into *host and a decimal *port.

@@ -14,7 +14,11 @@
 // - A CRL rejects a chain any of whose serial numbers it lists. Like etcd
 //   (and unlike OpenSSL's own CRL check) its nextUpdate is not enforced.
 // - allowed CN and allowed hostname are exclusive; a mismatch is
-//   "client certificate authentication failed".
+//   "client certificate authentication failed". A listener checks them on
+//   every call (UNAUTHENTICATED with that message) rather than in the
+//   handshake, so the refused side learns why; chain and CRL are checked in
+//   the handshake. A dialer checks the server's chain and name only (etcd
+//   also applies the allowed CN to servers it dials).
 // - Auto TLS writes a self-signed certificate once to <dir>/cert.pem and
 //   <dir>/key.pem and reuses it at every later start; a dialer that uses one
 //   does not verify the other side (etcd's selfCert => InsecureSkipVerify).

@@ -208,6 +208,8 @@ void EtcdServer::MaybePublishAttributes() {
       std::vector<std::string>(me->client_urls().begin(),
                                me->client_urls().end()) == urls) {
     attributes_published_ = true;
+    SYNOD_LOG(INFO) << "published this member's name and client URLs "
+                       "(unchanged since the last start)";
     return;
   }
   if (raft_->leader() == 0) return;

@@ -26,20 +26,60 @@ absl::Status ApplyConfigFile(const std::string& path,
     return absl::InvalidArgumentError(
         absl::StrCat("config file ", path, ": not a mapping of keys to values"));
   }
+  // etcd's securityConfig sections: each key is a flag, prefixed.
+  auto transport_key = [](const std::string& section,
+                          const std::string& key) -> std::string {
+    const std::string prefix = section == "peer-transport-security" ? "peer-" : "";
+    if (key == "cert-file" || key == "key-file" || key == "client-cert-auth" ||
+        key == "trusted-ca-file" || key == "auto-tls" || key == "crl-file" ||
+        key == "allowed-cn" || key == "allowed-hostname") {
+      if (key == "crl-file") return prefix.empty() ? "client-crl-file" : "peer-crl-file";
+      if (key == "allowed-cn") return prefix.empty() ? "" : "peer-cert-allowed-cn";
+      if (key == "allowed-hostname") {
+        return prefix.empty() ? "client-cert-allowed-hostname" : "peer-cert-allowed-hostname";
+      }
+      return prefix + key;
+    }
+    return "";
+  };
+  std::vector<std::pair<std::string, YAML::Node>> entries;
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>("");
-    const YAML::Node& value = kv.second;
+    if ((key == "client-transport-security" || key == "peer-transport-security") &&
+        kv.second.IsMap()) {
+      for (const auto& inner : kv.second) {
+        const std::string k = inner.first.as<std::string>("");
+        std::string flag = transport_key(key, k);
+        entries.emplace_back(flag.empty() ? key + "." + k : flag, inner.second);
+      }
+      continue;
+    }
+    entries.emplace_back(key, kv.second);
+  }
+  for (const auto& [key, value] : entries) {
     if (value.IsNull()) continue;
     absl::CommandLineFlag* flag =
         absl::FindCommandLineFlag(absl::StrReplaceAll(key, {{"-", "_"}}));
-    if (flag == nullptr || key == "config-file" || !value.IsScalar()) {
+    // A list (etcd's cipher-suites) is the flag's comma-separated form.
+    std::string text;
+    bool usable = value.IsScalar();
+    if (value.IsScalar()) {
+      text = value.Scalar();
+    } else if (value.IsSequence()) {
+      usable = true;
+      for (const auto& item : value) {
+        if (!item.IsScalar()) usable = false;
+        if (usable) absl::StrAppend(&text, text.empty() ? "" : ",", item.Scalar());
+      }
+    }
+    if (flag == nullptr || key == "config-file" || !usable) {
       if (skipped != nullptr) skipped->push_back(key);
       continue;
     }
     std::string error;
-    if (!flag->ParseFrom(value.Scalar(), &error)) {
+    if (!flag->ParseFrom(text, &error)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "config file ", path, ": ", key, ": ", value.Scalar(), ": ", error));
+          "config file ", path, ": ", key, ": ", text, ": ", error));
     }
   }
   return absl::OkStatus();

@@ -26,6 +26,8 @@
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/tls.h"
+#include "backend/server/peer_transport.h"
 
 ABSL_FLAG(std::string, name, "default", "Human-readable name for this member.");
 ABSL_FLAG(std::string, data_dir, "", "Path to the data directory (default: ${name}.synod).");
@@ -69,6 +71,32 @@ ABSL_FLAG(bool, experimental_enable_lease_checkpoint, false,
 ABSL_FLAG(std::string, experimental_lease_checkpoint_interval, "5m",
           "Duration of time between lease checkpoints (with "
           "--experimental-enable-lease-checkpoint).");
+// TLS, with etcd 3.4's flags (etcdmain/config.go).
+ABSL_FLAG(std::string, cert_file, "", "Path to the client server TLS cert file.");
+ABSL_FLAG(std::string, key_file, "", "Path to the client server TLS key file.");
+ABSL_FLAG(bool, client_cert_auth, false, "Enable client cert authentication.");
+ABSL_FLAG(std::string, client_crl_file, "",
+          "Path to the client certificate revocation list file.");
+ABSL_FLAG(std::string, client_cert_allowed_hostname, "",
+          "Allowed TLS hostname for client cert authentication.");
+ABSL_FLAG(std::string, trusted_ca_file, "", "Path to the client server TLS trusted CA cert file.");
+ABSL_FLAG(bool, auto_tls, false, "Client TLS using generated certificates.");
+ABSL_FLAG(std::string, peer_cert_file, "", "Path to the peer server TLS cert file.");
+ABSL_FLAG(std::string, peer_key_file, "", "Path to the peer server TLS key file.");
+ABSL_FLAG(bool, peer_client_cert_auth, false, "Enable peer client cert authentication.");
+ABSL_FLAG(std::string, peer_trusted_ca_file, "", "Path to the peer server TLS trusted CA file.");
+ABSL_FLAG(std::string, peer_cert_allowed_cn, "",
+          "Allowed CN for inter peer authentication.");
+ABSL_FLAG(std::string, peer_cert_allowed_hostname, "",
+          "Allowed TLS hostname for inter peer authentication.");
+ABSL_FLAG(bool, peer_auto_tls, false,
+          "Peer TLS using self-generated certificates if --peer-key-file and "
+          "--peer-cert-file are not provided.");
+ABSL_FLAG(std::string, peer_crl_file, "",
+          "Path to the peer certificate revocation list file.");
+ABSL_FLAG(std::string, cipher_suites, "",
+          "Comma-separated list of supported TLS cipher suites between "
+          "client/server and peers (empty will be auto-populated).");
 ABSL_FLAG(std::string, restore_snapshot, "",
           "Initialise an empty --data-dir from this file (made by `etcdctl snapshot save`).");
 
@@ -84,9 +112,60 @@ std::vector<std::string> SplitUrls(const std::string& s) {
 }
 
 // "http://127.0.0.1:2379" -> "127.0.0.1:2379". Empty on an unsupported URL
-// (a member's URLs must say http://).
+// (a member's URLs must say http:// or https://).
 std::string HostPort(absl::string_view url) {
-  return absl::StartsWith(url, "http://") ? common::UrlHostPort(url) : "";
+  return absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://")
+             ? common::UrlHostPort(url)
+             : "";
+}
+
+// One side's TLS (client or peer) as etcd's embed.Config builds it: the
+// files from flags, or with auto TLS and no files a self-signed certificate
+// kept in <data-dir>/fixtures/<side> (which replaces every other setting,
+// as etcd's ClientSelfCert/PeerSelfCert do).
+absl::StatusOr<common::TlsInfo> SideTls(const std::string& side, common::TlsInfo info,
+                                        bool auto_tls, const std::vector<std::string>& urls,
+                                        const std::string& data_dir) {
+  if (auto_tls && !info.Empty()) {
+    SYNOD_LOG(WARNING) << "ignoring " << side << " auto TLS since certs given";
+    auto_tls = false;
+  }
+  if (auto_tls) {
+    std::vector<std::string> hosts;
+    for (const std::string& u : urls) {
+      std::string host;
+      int port = 0;
+      if (common::SplitHostPort(HostPort(u), &host, &port)) hosts.push_back(host);
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir + "/fixtures", ec);
+    auto self = common::SelfCert(data_dir + "/fixtures/" + side, hosts);
+    if (!self.ok()) return self.status();
+    info = *self;
+  }
+  if (!info.Empty()) {
+    if (absl::Status st = common::ValidateTlsInfo(info); !st.ok()) return st;
+    SYNOD_LOG(INFO) << "starting with " << side << " TLS: " << info.ToString();
+  }
+  return info;
+}
+
+// Credentials for one listener URL: TLS for https://, plaintext for http://
+// (etcd ignores the files on an http:// URL, with a warning).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
+    const std::string& url, const common::TlsInfo& info, const std::string& side) {
+  if (!common::IsTlsUrl(url)) {
+    if (!info.Empty()) {
+      SYNOD_LOG(WARNING) << "scheme is HTTP while key and cert files are present; "
+                            "ignoring key and cert files (" << side << " url " << url << ")";
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (info.Empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot listen on TLS for ", HostPort(url), ": KeyFile and CertFile are not presented"));
+  }
+  return common::NewServerCredentials(info, side);
 }
 
 int Run(int argc, char** argv) {
@@ -95,6 +174,7 @@ int Run(int argc, char** argv) {
       "synod: a member of a Synod cluster (etcd v3 API).\n"
       "  synod --name m1 --data-dir m1.synod "
       "--listen-client-urls http://127.0.0.1:2379");
+  common::InstallGrpcLogBridge();
   std::vector<std::string> skipped;
   if (!absl::GetFlag(FLAGS_config_file).empty()) {
     absl::Status st = ApplyConfigFile(absl::GetFlag(FLAGS_config_file), &skipped);
@@ -172,6 +252,48 @@ int Run(int argc, char** argv) {
     return 2;
   }
 
+  if (!absl::GetFlag(FLAGS_cipher_suites).empty()) {
+    auto list = common::OpenSslCipherList(
+        absl::StrSplit(absl::GetFlag(FLAGS_cipher_suites), ',', absl::SkipWhitespace()));
+    absl::Status st = list.ok() ? common::SetProcessCipherSuites(*list) : list.status();
+    if (!st.ok()) {
+      std::fprintf(stderr, "synod: --cipher-suites: %s\n", std::string(st.message()).c_str());
+      return 2;
+    }
+  }
+  common::TlsInfo client_files;
+  client_files.cert_file = absl::GetFlag(FLAGS_cert_file);
+  client_files.key_file = absl::GetFlag(FLAGS_key_file);
+  client_files.trusted_ca_file = absl::GetFlag(FLAGS_trusted_ca_file);
+  client_files.client_cert_auth = absl::GetFlag(FLAGS_client_cert_auth);
+  client_files.crl_file = absl::GetFlag(FLAGS_client_crl_file);
+  client_files.allowed_hostname = absl::GetFlag(FLAGS_client_cert_allowed_hostname);
+  auto client_tls = SideTls("client", client_files, absl::GetFlag(FLAGS_auto_tls),
+                            cfg.listen_client_urls, cfg.data_dir);
+  common::TlsInfo peer_files;
+  peer_files.cert_file = absl::GetFlag(FLAGS_peer_cert_file);
+  peer_files.key_file = absl::GetFlag(FLAGS_peer_key_file);
+  peer_files.trusted_ca_file = absl::GetFlag(FLAGS_peer_trusted_ca_file);
+  peer_files.client_cert_auth = absl::GetFlag(FLAGS_peer_client_cert_auth);
+  peer_files.crl_file = absl::GetFlag(FLAGS_peer_crl_file);
+  peer_files.allowed_cn = absl::GetFlag(FLAGS_peer_cert_allowed_cn);
+  peer_files.allowed_hostname = absl::GetFlag(FLAGS_peer_cert_allowed_hostname);
+  auto peer_tls = client_tls.ok() ? SideTls("peer", peer_files, absl::GetFlag(FLAGS_peer_auto_tls),
+                                            cfg.listen_peer_urls, cfg.data_dir)
+                                  : client_tls;
+  if (!peer_tls.ok()) {
+    std::fprintf(stderr, "synod: %s\n", std::string(peer_tls.status().message()).c_str());
+    return 2;
+  }
+  if (!peer_tls->Empty()) {
+    auto dial = common::NewChannelCredentials(*peer_tls);
+    if (!dial.ok()) {
+      std::fprintf(stderr, "synod: %s\n", std::string(dial.status().message()).c_str());
+      return 2;
+    }
+    SetPeerDialCredentials(*dial);
+  }
+
   if (!cfg.restore_snapshot.empty()) {
     if (std::filesystem::exists(cfg.data_dir + "/member")) {
       std::fprintf(stderr, "synod: --restore-snapshot needs an empty data dir; %s exists\n",
@@ -232,10 +354,15 @@ int Run(int argc, char** argv) {
   for (const std::string& u : cfg.listen_peer_urls) {
     std::string hp = HostPort(u);
     if (hp.empty()) {
-      SYNOD_LOG(ERROR) << "unsupported peer URL " << u << " (want http://host:port)";
+      SYNOD_LOG(ERROR) << "unsupported peer URL " << u << " (want http(s)://host:port)";
       return 2;
     }
-    peer_builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+    auto creds = ListenerCredentials(u, *peer_tls, "peer");
+    if (!creds.ok()) {
+      SYNOD_LOG(ERROR) << creds.status().message();
+      return 2;
+    }
+    peer_builder.AddListeningPort(hp, *creds);
   }
   peer_builder.SetMaxReceiveMessageSize(INT_MAX);
   peer_builder.SetMaxSendMessageSize(INT_MAX);
@@ -321,6 +448,9 @@ int Run(int argc, char** argv) {
     }
   }
 
+  // etcd logs these two once the member can serve; etcd's own e2e suite
+  // waits for them.
+  SYNOD_LOG(INFO) << "enabled capabilities for version " << kClusterVersion;
   KvService kv(s);
   WatchService watch(s);
   LeaseService lease(s);
@@ -335,10 +465,15 @@ int Run(int argc, char** argv) {
   for (const std::string& u : cfg.listen_client_urls) {
     std::string hp = HostPort(u);
     if (hp.empty()) {
-      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http://host:port)";
+      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http(s)://host:port)";
       return 2;
     }
-    builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+    auto creds = ListenerCredentials(u, *client_tls, "client");
+    if (!creds.ok()) {
+      SYNOD_LOG(ERROR) << creds.status().message();
+      return 2;
+    }
+    builder.AddListeningPort(hp, *creds);
   }
   // etcd allows 512 KiB of gRPC overhead over --max-request-bytes.
   builder.SetMaxReceiveMessageSize(static_cast<int>(

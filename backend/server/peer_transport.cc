@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/tls.h"
 
 namespace synod::server {
 
@@ -31,6 +32,20 @@ std::string DialTarget(const std::string& url) {
   return t;
 }
 
+absl::Mutex dial_creds_mu;
+std::shared_ptr<grpc::ChannelCredentials>& DialCredentials()
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(dial_creds_mu) {
+  static auto* creds = new std::shared_ptr<grpc::ChannelCredentials>();
+  return *creds;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> CredentialsFor(const std::string& url) {
+  if (!common::IsTlsUrl(url)) return grpc::InsecureChannelCredentials();
+  absl::MutexLock l(&dial_creds_mu);
+  if (DialCredentials() == nullptr) return grpc::SslCredentials(grpc::SslCredentialsOptions());
+  return DialCredentials();
+}
+
 std::shared_ptr<grpc::Channel> Dial(const std::string& url) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
@@ -39,11 +54,15 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& url) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(DialTarget(url),
-                                   grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(DialTarget(url), CredentialsFor(url), args);
 }
 
 }  // namespace
+
+void SetPeerDialCredentials(std::shared_ptr<grpc::ChannelCredentials> creds) {
+  absl::MutexLock l(&dial_creds_mu);
+  DialCredentials() = std::move(creds);
+}
 
 synodpb::RaftMessage EncodeRaftMessage(const raft::Message& m,
                                        uint64_t cluster_id) {
@@ -118,6 +137,9 @@ struct PeerTransport::Peer {
   std::deque<raft::Message> queue ABSL_GUARDED_BY(mu);
   bool stop ABSL_GUARDED_BY(mu) = false;
   bool snapshot_in_flight ABSL_GUARDED_BY(mu) = false;
+  // The peer refused this member's certificate on the last stream (logged
+  // once per run of refusals).
+  bool refused ABSL_GUARDED_BY(mu) = false;
   std::shared_ptr<grpc::Channel> channel ABSL_GUARDED_BY(mu);
   // Shared: a call keeps its stub alive even if AddPeer replaces it.
   std::shared_ptr<synodpb::Peer::Stub> stub ABSL_GUARDED_BY(mu);
@@ -376,6 +398,16 @@ void PeerTransport::SenderLoop(Peer* p) {
       absl::MutexLock l(&p->mu);
       p->stream_ctx = nullptr;
       if (p->stop) return;
+      // A listener refuses a certificate whose CN or hostname it does not
+      // allow call by call (common/tls.h), so the refusal arrives here;
+      // etcd's member logs the same event as the TLS alert it receives.
+      const bool refused = st.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+      if (refused && !p->refused) {
+        SYNOD_LOG(WARNING) << "peer " << absl::StrCat(absl::Hex(p->id))
+                           << " refused this member's certificate: remote error: tls: "
+                              "bad certificate (" << st.error_message() << ")";
+      }
+      p->refused = refused;
       // Messages queued while the stream was down are stale: Raft resends
       // what matters after the unreachable report.
       p->queue.clear();

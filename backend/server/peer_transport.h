@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/security/credentials.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -40,6 +42,14 @@ namespace synod::server {
 synodpb::RaftMessage EncodeRaftMessage(const raft::Message& m,
                                        uint64_t cluster_id);
 raft::Message DecodeRaftMessage(const synodpb::RaftMessage& pb);
+
+// Credentials for dialling https:// peer URLs: etcd's --peer-cert-file,
+// --peer-key-file and --peer-trusted-ca-file used as a client (from
+// common::NewChannelCredentials). Process-wide, like GrpcNetwork(); set in
+// main before the first dial, as a later call only affects later dials.
+// Without it an https:// peer is dialled with gRPC's default TLS (system
+// roots, no client certificate). http:// peers are always plaintext.
+void SetPeerDialCredentials(std::shared_ptr<grpc::ChannelCredentials> creds);
 
 class PeerTransport : public Transport {
  public:
