@@ -422,7 +422,13 @@ int Run(int argc, char** argv) {
           absl::StrCat("{\"etcdserver\":\"", kServerVersion, "\",\"etcdcluster\":\"",
                        kClusterVersion, "\"}")};
     });
-    auto st = h->Start(host, port);
+    // etcd serves an https metrics URL with the client certificates.
+    if (common::IsTlsUrl(u) && client_tls->Empty()) {
+      SYNOD_LOG(ERROR) << "cannot listen on TLS for " << HostPort(u)
+                       << ": KeyFile and CertFile are not presented";
+      return 2;
+    }
+    auto st = common::IsTlsUrl(u) ? h->StartTls(host, port, *client_tls) : h->Start(host, port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot serve metrics on " << u << ": " << st.status();
       return 1;
