@@ -36,6 +36,9 @@
 #   PROXY_BIN        synod-proxy binary  (default: build/proxy/synod-proxy)
 #   ETCDCTL_BIN      etcdctl, to find the leader (default: /usr/bin/etcdctl)
 #   SYNOD_BENCH_BIN  synod-bench binary  (default: build/bench/synod-bench)
+#   SYNOD_REV        the Synod measured, as RESULTS.md names it (default:
+#                    `git describe --always --dirty` of this tree; set it
+#                    when SYNOD_BIN was built from another checkout)
 #   ROUNDS           rounds per system   (default: 3; at least 3 for RESULTS)
 #   SHAPES           shapes to run       (default: "1 3 proxy tls")
 #   SYSTEMS          systems to run      (default: "etcd synod")
@@ -624,7 +627,7 @@ if [[ -f "$RESULTS" ]]; then
 fi
 
 ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | head -1 | awk '{print $3}')
-SYNOD_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+SYNOD_REV=${SYNOD_REV:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 FS=$(df -T "$TMP" | awk 'NR==2 {print $2 " on " $1}')
 
