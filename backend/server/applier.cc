@@ -180,6 +180,7 @@ absl::Status Applier::ApplyOp(const synodpb::Request& req,
       d_.membership->SetAttributes(
           m.id(), m.name(), {m.client_urls().begin(), m.client_urls().end()},
           d_.kv->batch());
+      if (d_.on_member_published) d_.on_member_published();
       return absl::OkStatus();
     }
     default:

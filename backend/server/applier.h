@@ -43,6 +43,9 @@ class Applier {
     LeaseLoop* leases = nullptr;
     int64_t quota_bytes = 0;  // --quota-backend-bytes; <= 0: no quota
     std::function<int64_t()> db_size;  // this member's size, bytes
+    // Called on the apply thread after a member's name and client URLs are
+    // applied (may be empty).
+    std::function<void()> on_member_published;
   };
   explicit Applier(Deps deps) : d_(std::move(deps)) {}
 

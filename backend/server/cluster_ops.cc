@@ -49,10 +49,13 @@ void EtcdServer::AddMember(
     int learners = 0;
     for (const auto& m : ms) learners += m.is_learner();
     if (learners >= kMaxLearners) return done(Err(EtcdError::kTooManyLearners));
-  } else {
-    // Adding a voter must leave a quorum of started voters.
+  } else if (config_.strict_reconfig_check) {
+    // Adding a voter must leave a quorum of started voters, except that a
+    // one-member cluster may grow to two (etcd's IsReadyToAddVotingMember:
+    // the way to restore a cluster from one member's data).
     const int voters = Voters(ms) + 1;
-    if (StartedVoters(ms) < voters / 2 + 1) {
+    const int started = StartedVoters(ms);
+    if (started < voters / 2 + 1 && !(started == 1 && voters == 2)) {
       return done(Err(EtcdError::kMemberNotEnoughStarted));
     }
   }
@@ -81,7 +84,7 @@ void EtcdServer::RemoveMember(uint64_t id, Done done) {
   auto it = std::find_if(ms.begin(), ms.end(),
                          [&](const auto& m) { return m.id() == id; });
   if (it == ms.end()) return done(Err(EtcdError::kMemberNotFound));
-  if (!it->is_learner()) {
+  if (!it->is_learner() && config_.strict_reconfig_check) {
     // Removing a voter must leave a quorum of started voters among the rest.
     const int voters = Voters(ms) - 1;
     const int started = StartedVoters(ms) - (it->name().empty() ? 0 : 1);
@@ -199,6 +202,15 @@ grpc::Status EtcdServer::LeaseTimeToLive(
   return grpc::Status::OK;
 }
 
+void EtcdServer::MaybeLogCapabilities() {
+  if (capabilities_logged_.load()) return;
+  const std::vector<synodpb::Member> ms = membership_.Members();
+  if (StartedVoters(ms) < Voters(ms)) return;
+  if (!capabilities_logged_.exchange(true)) {
+    SYNOD_LOG(INFO) << "enabled capabilities for version 3.4";
+  }
+}
+
 void EtcdServer::MaybePublishAttributes() {
   if (attributes_published_.load() || attributes_in_flight_.load()) return;
   auto me = membership_.Get(member_id_);
@@ -210,6 +222,7 @@ void EtcdServer::MaybePublishAttributes() {
     attributes_published_ = true;
     SYNOD_LOG(INFO) << "published this member's name and client URLs "
                        "(unchanged since the last start)";
+    MaybeLogCapabilities();
     return;
   }
   if (raft_->leader() == 0) return;

@@ -40,6 +40,9 @@ struct ServerConfig {
   absl::Duration election_timeout = absl::Milliseconds(1000);
   int64_t snapshot_count = 100000;
   bool pre_vote = false;
+  // --strict-reconfig-check: refuse a member add or remove that would leave
+  // fewer started voters than a quorum (etcd's default, true).
+  bool strict_reconfig_check = true;
   // Run the timer thread (lease expiry, auto-compaction, progress ticks).
   // Tests that drive the timer by hand turn it off and call
   // EtcdServer::TEST_Tick().

@@ -203,6 +203,7 @@ absl::Status EtcdServer::Init() {
                                         propose);
   alarm_raiser_ = std::make_unique<AlarmRaiser>(&alarms_, propose);
   Applier::Deps ad;
+  ad.on_member_published = [this] { MaybeLogCapabilities(); };
   ad.kv = kv_.get();
   ad.watchable = watchable_.get();
   ad.lessor = lessor_.get();

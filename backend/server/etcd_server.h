@@ -150,6 +150,11 @@ class EtcdServer {
   // Whether this member's name and client URLs are in the applied
   // membership (published through the log; etcd's ReadyNotify).
   bool attributes_published() const { return attributes_published_.load(); }
+  // Logs etcd's "enabled capabilities for version 3.4" once every voting
+  // member has published its name: etcd logs it when its cluster version is
+  // set, which needs every member's version, and etcd's e2e suite takes it
+  // as a sign that the whole cluster is up. Any thread.
+  void MaybeLogCapabilities();
   uint64_t applied_index() const { return applied_index_.load(); }
 
   // Fills cluster_id, member_id and raft_term, and the revision if it is 0.
@@ -282,6 +287,8 @@ class EtcdServer {
   std::atomic<uint64_t> next_request_id_{0};
   std::atomic<uint64_t> applied_index_{0};
   std::atomic<bool> attributes_published_{false};
+  // "enabled capabilities for version" was logged (MaybeLogCapabilities).
+  std::atomic<bool> capabilities_logged_{false};
   std::atomic<bool> is_learner_{false};
   std::atomic<bool> attributes_in_flight_{false};
 

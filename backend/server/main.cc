@@ -58,6 +58,8 @@ ABSL_FLAG(int64_t, heartbeat_interval, 100, "Time (ms) of a heartbeat interval."
 ABSL_FLAG(int64_t, election_timeout, 1000, "Time (ms) for an election to timeout.");
 ABSL_FLAG(int64_t, snapshot_count, 100000, "Committed entries between Raft snapshots.");
 ABSL_FLAG(bool, pre_vote, false, "Enable the Raft pre-vote phase.");
+ABSL_FLAG(bool, strict_reconfig_check, true,
+          "Reject reconfiguration requests that would cause quorum loss.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error, panic or fatal.");
 ABSL_FLAG(std::string, config_file, "",
           "Path to an etcd-style YAML config file; when set, it replaces the other flags.");
@@ -215,6 +217,7 @@ int Run(int argc, char** argv) {
   cfg.election_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_election_timeout));
   cfg.snapshot_count = absl::GetFlag(FLAGS_snapshot_count);
   cfg.pre_vote = absl::GetFlag(FLAGS_pre_vote);
+  cfg.strict_reconfig_check = absl::GetFlag(FLAGS_strict_reconfig_check);
   cfg.restore_snapshot = absl::GetFlag(FLAGS_restore_snapshot);
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_experimental_watch_progress_notify_interval),
                            &cfg.progress_notify_interval) ||
@@ -454,9 +457,6 @@ int Run(int argc, char** argv) {
     }
   }
 
-  // etcd logs these two once the member can serve; etcd's own e2e suite
-  // waits for them.
-  SYNOD_LOG(INFO) << "enabled capabilities for version " << kClusterVersion;
   KvService kv(s);
   WatchService watch(s);
   LeaseService lease(s);
