@@ -1,36 +1,59 @@
 // synod-proxy: a stateless gRPC proxy in front of a Synod (or etcd) cluster.
 // Flags follow `etcd grpc-proxy start` (names and defaults); dashes and
 // underscores are interchangeable.
+//
+// TLS, as etcd 3.4's grpc-proxy:
+// - Its listener serves TLS when --cert-file, --key-file or
+//   --trusted-ca-file is given (all three are etcd's TLSInfo; a CA requires
+//   client certificates signed by it), else with a self-signed certificate
+//   under <--data-dir>/fixtures/proxy when --auto-tls is given; a CRL
+//   (--client-crl-file) applies to TLS listeners only.
+// - It dials members with --cert/--key/--cacert/--insecure-skip-tls-verify
+//   by clientv3's rule (see proxy/upstream.h), and refuses a --cert whose
+//   subject has a Common Name.
+// - --metrics-addr https://... serves with the listener's certificates.
+// - --listen-cipher-suites restrict TLS 1.2; gRPC reads one cipher list
+//   per process, so they apply to the proxy's connections to members too
+//   (etcd's apply to its listener only).
+// Where synod-proxy differs: --listen-addr may also carry a scheme,
+// "http://" for a plaintext listener and "https://" for a TLS one (etcd's
+// takes host:port only); a scheme that contradicts the TLS flags is
+// refused. A bad flag or file is an error on stderr and exit code 1 (etcd's
+// log.Fatal / os.Exit(1)); 2 for the proxy's other flag errors, as before.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdio>
 #include <memory>
-#include <thread>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
-#include "absl/synchronization/mutex.h"
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/flags_util.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/tls.h"
 #include "proxy/forwarder.h"
 #include "proxy/kv_proxy.h"
 #include "proxy/lease_proxy.h"
 #include "proxy/namespace.h"
+#include "proxy/proxy_metrics.h"
 #include "proxy/range_cache.h"
 #include "proxy/register.h"
-#include "proxy/proxy_metrics.h"
+#include "proxy/upstream.h"
 #include "proxy/watch_hub.h"
 #include "proxy/watch_proxy.h"
-#include "proxy/upstream.h"
 
 ABSL_FLAG(std::string, endpoints, "127.0.0.1:2379",
           "Comma-separated etcd cluster endpoints.");
@@ -57,7 +80,38 @@ ABSL_FLAG(std::string, resolver_prefix, "",
           "proxies).");
 ABSL_FLAG(int64_t, resolver_ttl, 0,
           "TTL, in seconds, when registering proxy endpoints.");
+ABSL_FLAG(std::string, data_dir, "default.proxy",
+          "Data directory for persistent data.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error.");
+// Client TLS for connecting to members (etcd grpc-proxy's help texts).
+ABSL_FLAG(std::string, cert, "",
+          "Identify secure connections with etcd servers using this TLS "
+          "certificate file.");
+ABSL_FLAG(std::string, key, "",
+          "Identify secure connections with etcd servers using this TLS key "
+          "file.");
+ABSL_FLAG(std::string, cacert, "",
+          "Verify certificates of TLS-enabled secure etcd servers using this "
+          "CA bundle.");
+ABSL_FLAG(bool, insecure_skip_tls_verify, false,
+          "Skip authentication of etcd server TLS certificates (CAUTION: "
+          "this option should be enabled only for testing purposes).");
+// TLS for clients connecting to the proxy.
+ABSL_FLAG(std::string, cert_file, "",
+          "Identify secure connections to the proxy using this TLS "
+          "certificate file.");
+ABSL_FLAG(std::string, key_file, "",
+          "Identify secure connections to the proxy using this TLS key "
+          "file.");
+ABSL_FLAG(std::string, trusted_ca_file, "",
+          "Verify certificates of TLS-enabled secure proxy using this CA "
+          "bundle.");
+ABSL_FLAG(std::string, listen_cipher_suites, "",
+          "Comma-separated list of supported TLS cipher suites between "
+          "client/proxy (empty will be auto-populated by Go).");
+ABSL_FLAG(bool, auto_tls, false, "Proxy TLS using generated certificates.");
+ABSL_FLAG(std::string, client_crl_file, "",
+          "Proxy client certificate revocation list file.");
 // Proxy-specific flags (not in etcd grpc-proxy).
 ABSL_FLAG(int64_t, watch_window_events, 4096,
           "Recent events kept per watched range for resuming clients.");
@@ -87,6 +141,178 @@ namespace {
 
 using common::UrlHostPort;
 
+// A listen or metrics address: "[scheme://]host:port[/]".
+struct ListenUrl {
+  std::string scheme;     // "" when absent
+  std::string host_port;  // "host:port"
+};
+
+ListenUrl ParseListenUrl(absl::string_view url) {
+  ListenUrl u;
+  absl::ConsumeSuffix(&url, "/");
+  const size_t sep = url.find("://");
+  if (sep != absl::string_view::npos) {
+    u.scheme = std::string(url.substr(0, sep));
+    url.remove_prefix(sep + 3);
+  }
+  u.host_port = std::string(url);
+  return u;
+}
+
+// Prints "synod-proxy: <message>" on stderr; returns the exit code for a
+// start-up error that etcd's grpc-proxy fails with (1).
+int Fail(absl::string_view message) {
+  std::fprintf(stderr, "synod-proxy: %.*s\n", static_cast<int>(message.size()),
+               message.data());
+  return 1;
+}
+
+// The listener's TLS from the flags, as etcd's grpc-proxy builds it:
+// newTLS(--trusted-ca-file, --cert-file, --key-file) when any is given,
+// else SelfCert in <--data-dir>/fixtures/proxy for --auto-tls, else none
+// (plaintext). `listen` is the listener's "host:port".
+// Errors carry etcd's words ("cannot listen on TLS for <addr>: KeyFile and
+// CertFile are not presented", "KeyFile and CertFile must both be
+// present[...]").
+absl::StatusOr<std::optional<common::TlsInfo>> ListenerTls(
+    const std::string& listen) {
+  common::TlsInfo info;
+  info.cert_file = absl::GetFlag(FLAGS_cert_file);
+  info.key_file = absl::GetFlag(FLAGS_key_file);
+  info.trusted_ca_file = absl::GetFlag(FLAGS_trusted_ca_file);
+  const bool flags_given = !info.Empty() || !info.trusted_ca_file.empty();
+  if (!flags_given && absl::GetFlag(FLAGS_auto_tls)) {
+    absl::StatusOr<common::TlsInfo> self = common::SelfCert(
+        absl::StrCat(absl::GetFlag(FLAGS_data_dir), "/fixtures/proxy"),
+        {listen});
+    if (!self.ok()) return self.status();
+    info = *std::move(self);
+  } else if (!flags_given) {
+    if (!absl::GetFlag(FLAGS_client_crl_file).empty()) {
+      SYNOD_LOG(WARNING) << "--client-crl-file is ignored: the proxy's "
+                            "listener has no TLS";
+    }
+    return std::optional<common::TlsInfo>();
+  }
+  info.crl_file = absl::GetFlag(FLAGS_client_crl_file);
+  if (info.Empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot listen on TLS for ", listen,
+                     ": KeyFile and CertFile are not presented"));
+  }
+  if (absl::Status st = common::ValidateTlsInfo(info); !st.ok()) return st;
+  return std::optional<common::TlsInfo>(std::move(info));
+}
+
+// The proxy's two listeners as the flags configure them.
+struct Listeners {
+  std::string listen;  // the gRPC listener's "host:port"
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  std::optional<common::TlsInfo> tls;  // the gRPC listener's, if any
+  // --metrics-addr, when given.
+  std::string metrics_host;
+  int metrics_port = 0;
+  bool metrics_https = false;
+};
+
+// --listen-addr, the listener's TLS flags (--listen-cipher-suites
+// process-wide) and --metrics-addr. Call before any other credentials are
+// made. Errors are the messages to exit with.
+absl::StatusOr<Listeners> ConfigureListeners() {
+  // Cipher suites first: gRPC reads its list when the first credentials
+  // are made (these and the upstream's, which are made later).
+  std::vector<std::string> suites = absl::StrSplit(
+      absl::GetFlag(FLAGS_listen_cipher_suites), ',', absl::SkipWhitespace());
+  for (std::string& suite : suites) {
+    suite = std::string(absl::StripAsciiWhitespace(suite));
+  }
+  if (!suites.empty()) {
+    absl::StatusOr<std::string> list = common::OpenSslCipherList(suites);
+    if (!list.ok()) return list.status();
+    if (absl::Status st = common::SetProcessCipherSuites(*list); !st.ok()) {
+      return st;
+    }
+  }
+  Listeners l;
+  const std::string listen_addr = absl::GetFlag(FLAGS_listen_addr);
+  const ListenUrl listen_url = ParseListenUrl(listen_addr);
+  if (listen_url.scheme != "" && listen_url.scheme != "http" &&
+      listen_url.scheme != "https") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported --listen-addr ", listen_addr,
+                     " (want host:port, http:// or https://)"));
+  }
+  l.listen = listen_url.host_port;
+  absl::StatusOr<std::optional<common::TlsInfo>> tls = ListenerTls(l.listen);
+  if (!tls.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "failed to create TLS listener: ", tls.status().message()));
+  }
+  l.tls = *std::move(tls);
+  if (listen_url.scheme == "https" && !l.tls.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen-addr ", listen_addr,
+                     " needs TLS: --cert-file and --key-file, or --auto-tls"));
+  }
+  if (listen_url.scheme == "http" && l.tls.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen-addr ", listen_addr,
+                     " is plaintext, but TLS flags are given (use https:// or "
+                     "host:port)"));
+  }
+  l.creds = grpc::InsecureServerCredentials();
+  if (l.tls.has_value()) {
+    SYNOD_LOG(INFO) << "gRPC proxy server TLS: " << l.tls->ToString();
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> c =
+        common::NewServerCredentials(*l.tls, "proxy");
+    if (!c.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "failed to create TLS listener: ", c.status().message()));
+    }
+    l.creds = *std::move(c);
+  }
+
+  // --metrics-addr: "http://" (or no scheme) is plaintext even when the
+  // listener has TLS; "https://" serves with the listener's certificates,
+  // which it needs (etcd's transport.NewListener).
+  const std::string metrics_addr = absl::GetFlag(FLAGS_metrics_addr);
+  if (metrics_addr.empty()) return l;
+  const ListenUrl metrics_url = ParseListenUrl(metrics_addr);
+  if ((metrics_url.scheme != "" && metrics_url.scheme != "http" &&
+       metrics_url.scheme != "https") ||
+      !common::SplitHostPort(metrics_url.host_port, &l.metrics_host,
+                             &l.metrics_port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported --metrics-addr ", metrics_addr));
+  }
+  l.metrics_https = metrics_url.scheme == "https";
+  if (l.metrics_https && !l.tls.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot listen on TLS for ", metrics_url.host_port,
+                     ": KeyFile and CertFile are not presented"));
+  }
+  return l;
+}
+
+// How to dial members: the message limits (bytes) and etcd grpc-proxy's
+// client TLS flags.
+UpstreamOptions UpstreamFromFlags(int max_send_bytes, int max_recv_bytes) {
+  UpstreamOptions o;
+  o.max_send_bytes = max_send_bytes;
+  o.max_recv_bytes = max_recv_bytes;
+  o.tls.cert_file = absl::GetFlag(FLAGS_cert);
+  o.tls.key_file = absl::GetFlag(FLAGS_key);
+  o.tls.trusted_ca_file = absl::GetFlag(FLAGS_cacert);
+  o.tls.insecure_skip_verify = absl::GetFlag(FLAGS_insecure_skip_tls_verify);
+  if (o.tls.insecure_skip_verify) {
+    SYNOD_LOG(WARNING)
+        << "--insecure-skip-tls-verify was given, this grpc proxy process "
+           "skips authentication of etcd server TLS certificates. This "
+           "option should be enabled only for testing purposes.";
+  }
+  return o;
+}
+
 int Run(int argc, char** argv) {
   common::InitProgram(
       argc, argv,
@@ -97,11 +323,9 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "synod-proxy: invalid --log-level\n");
     return 2;
   }
-  std::vector<std::string> eps;
-  for (absl::string_view e : absl::StrSplit(absl::GetFlag(FLAGS_endpoints),
-                                            ',', absl::SkipWhitespace())) {
-    eps.push_back(UrlHostPort(e));
-  }
+  common::InstallGrpcLogBridge();
+  std::vector<std::string> eps = absl::StrSplit(absl::GetFlag(FLAGS_endpoints),
+                                                ',', absl::SkipWhitespace());
   if (eps.empty()) {
     std::fprintf(stderr, "synod-proxy: --endpoints is empty\n");
     return 2;
@@ -124,8 +348,21 @@ int Run(int argc, char** argv) {
   // SIGINT/SIGTERM are taken by sigwait below; block them before any thread.
   const sigset_t sigs = common::BlockStopSignals();
 
-  Endpoints endpoints(eps, static_cast<int>(std::min<int64_t>(max_send, INT_MAX)),
-                      static_cast<int>(std::min<int64_t>(max_recv, INT_MAX)));
+  absl::StatusOr<Listeners> listeners = ConfigureListeners();
+  if (!listeners.ok()) return Fail(listeners.status().message());
+  const std::string& listen = listeners->listen;
+
+  const UpstreamOptions upstream_options =
+      UpstreamFromFlags(static_cast<int>(std::min<int64_t>(max_send, INT_MAX)),
+                        static_cast<int>(std::min<int64_t>(max_recv, INT_MAX)));
+  absl::StatusOr<std::unique_ptr<Endpoints>> endpoints_or =
+      Endpoints::Create(eps, upstream_options);
+  if (!endpoints_or.ok()) return Fail(endpoints_or.status().message());
+  if (upstream_options.TlsConfigured()) {
+    SYNOD_LOG(INFO) << "gRPC proxy client TLS: "
+                    << upstream_options.tls.ToString();
+  }
+  Endpoints& endpoints = **endpoints_or;
   GrpcUpstream upstream(&endpoints);
   ForwardingService forwarder(&endpoints);
   common::MetricsRegistry& metrics = common::DefaultMetrics();
@@ -174,8 +411,7 @@ int Run(int argc, char** argv) {
   // No SO_REUSEPORT (gRPC's default): a second proxy on a taken port
   // refuses to start instead of taking half of its connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  const std::string listen = UrlHostPort(absl::GetFlag(FLAGS_listen_addr));
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  builder.AddListeningPort(listen, listeners->creds);
   // Client requests: a request over --max-send-bytes cannot go to the
   // cluster and is answered "etcdserver: request is too large" (see
   // Endpoints). Like a member, which receives --max-request-bytes plus
@@ -216,12 +452,6 @@ int Run(int argc, char** argv) {
   std::unique_ptr<common::HttpServer> http;
   const std::string metrics_addr = absl::GetFlag(FLAGS_metrics_addr);
   if (!metrics_addr.empty()) {
-    std::string host;
-    int port = 0;
-    if (!common::SplitHostPort(UrlHostPort(metrics_addr), &host, &port)) {
-      SYNOD_LOG(ERROR) << "unsupported --metrics-addr " << metrics_addr;
-      return 2;
-    }
     http = std::make_unique<common::HttpServer>();
     http->Handle("/metrics", [&metrics](const common::HttpRequest&) {
       return common::HttpResponse{200, common::kPrometheusTextContentType,
@@ -245,7 +475,11 @@ int Run(int argc, char** argv) {
                                   ok ? "{\"health\":\"true\"}"
                                      : "{\"health\":\"false\"}\n"};
     });
-    auto st = http->Start(host, port);
+    auto st =
+        listeners->metrics_https
+            ? http->StartTls(listeners->metrics_host, listeners->metrics_port,
+                             *listeners->tls)
+            : http->Start(listeners->metrics_host, listeners->metrics_port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot serve metrics on " << metrics_addr << ": "
                        << st.status();

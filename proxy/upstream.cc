@@ -1,15 +1,20 @@
 #include "proxy/upstream.h"
 
-#include <atomic>
-#include <utility>
-
 #include <grpcpp/support/client_interceptor.h>
 
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/stream_writer.h"
+#include "common/x509_util.h"
 
 namespace synod::proxy {
 
@@ -70,18 +75,82 @@ class RequestSizeInterceptorFactory final
   const size_t max_send_bytes_;
 };
 
+// The subject's Common Name of the first certificate in PEM file `path`, as
+// Go's x509 reads it; "" when it has none.
+absl::StatusOr<std::string> CertCommonName(const std::string& path) {
+  absl::StatusOr<std::string> pem = common::ReadWholeFile(path);
+  if (!pem.ok()) return pem.status();
+  absl::StatusOr<std::vector<common::X509Ptr>> certs =
+      common::ParsePemCertificates(*pem);
+  if (!certs.ok()) return certs.status();
+  return common::SubjectCommonName(certs->front().get());
+}
+
 }  // namespace
 
-Endpoints::Endpoints(std::vector<std::string> endpoints, int max_send_bytes,
-                     int max_recv_bytes)
-    : endpoints_(std::move(endpoints)) {
-  for (const std::string& e : endpoints_) {
+absl::Status ValidateUpstreamTls(const UpstreamOptions& options) {
+  const common::TlsInfo& tls = options.tls;
+  if (!options.TlsConfigured()) return absl::OkStatus();
+  // Only --insecure-skip-tls-verify: etcd's empty TLSInfo, nothing to read.
+  if (tls.Empty() && tls.trusted_ca_file.empty()) return absl::OkStatus();
+  if (absl::Status st = common::ValidateTlsInfo(tls); !st.ok()) return st;
+  if (tls.cert_file.empty()) return absl::OkStatus();
+  // etcd 3.4 (newTLS sets EmptyCN; TLSInfo.ClientConfig refuses a CN).
+  absl::StatusOr<std::string> cn = CertCommonName(tls.cert_file);
+  if (!cn.ok()) return cn.status();
+  if (!cn->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cert has non empty Common Name (", *cn, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Endpoints>> Endpoints::Create(
+    const std::vector<std::string>& endpoints, const UpstreamOptions& options) {
+  if (endpoints.empty()) {
+    return absl::InvalidArgumentError("no endpoints");
+  }
+  if (absl::Status st = ValidateUpstreamTls(options); !st.ok()) return st;
+  // One set of credentials serves every TLS member: each is verified
+  // against the host of its own target (tls.server_name is empty).
+  std::shared_ptr<grpc::ChannelCredentials> tls_creds;
+  auto tls_credentials = [&]() -> absl::Status {
+    if (tls_creds != nullptr) return absl::OkStatus();
+    // Without TLS flags an https:// member is verified against the
+    // system's roots (clientv3's credentials.Config{}).
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> c =
+        common::NewChannelCredentials(
+            options.TlsConfigured() ? options.tls : common::TlsInfo());
+    if (!c.ok()) return c.status();
+    tls_creds = *std::move(c);
+    return absl::OkStatus();
+  };
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (const std::string& e : endpoints) {
     absl::string_view hp = e;
-    absl::ConsumePrefix(&hp, "http://");
     absl::ConsumeSuffix(&hp, "/");
+    // clientv3 (processCreds): http:// is plaintext even with TLS flags,
+    // https:// is TLS even without, no scheme follows the flags.
+    bool use_tls = options.TlsConfigured();
+    if (absl::ConsumePrefix(&hp, "https://")) {
+      use_tls = true;
+    } else if (absl::ConsumePrefix(&hp, "http://")) {
+      use_tls = false;
+    } else if (absl::StrContains(hp, "://")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unsupported endpoint scheme in \"", e,
+                       "\" (want http:// or https://)"));
+    }
+    if (hp.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("empty endpoint \"", e, "\""));
+    }
+    if (use_tls) {
+      if (absl::Status st = tls_credentials(); !st.ok()) return st;
+    }
     grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(max_recv_bytes);
-    args.SetMaxSendMessageSize(max_send_bytes);
+    args.SetMaxReceiveMessageSize(options.max_recv_bytes);
+    args.SetMaxSendMessageSize(options.max_send_bytes);
     // Fail over quickly: a dead member should not hold a call for long.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
@@ -92,12 +161,19 @@ Endpoints::Endpoints(std::vector<std::string> endpoints, int max_send_bytes,
         std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
         interceptors;
     interceptors.push_back(std::make_unique<RequestSizeInterceptorFactory>(
-        static_cast<size_t>(max_send_bytes)));
-    channels_.push_back(grpc::experimental::CreateCustomChannelWithInterceptors(
-        std::string(hp), grpc::InsecureChannelCredentials(), args,
+        static_cast<size_t>(options.max_send_bytes)));
+    channels.push_back(grpc::experimental::CreateCustomChannelWithInterceptors(
+        std::string(hp),
+        use_tls ? tls_creds : grpc::InsecureChannelCredentials(), args,
         std::move(interceptors)));
   }
+  return std::unique_ptr<Endpoints>(
+      new Endpoints(endpoints, std::move(channels)));
 }
+
+Endpoints::Endpoints(std::vector<std::string> endpoints,
+                     std::vector<std::shared_ptr<grpc::Channel>> channels)
+    : endpoints_(std::move(endpoints)), channels_(std::move(channels)) {}
 
 std::shared_ptr<grpc::Channel> Endpoints::Current(size_t* index) {
   size_t i = current_.load(std::memory_order_acquire) % channels_.size();

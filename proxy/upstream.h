@@ -3,7 +3,9 @@
 // Endpoints: the member endpoints from --endpoints, one gRPC channel each,
 // and which one is current. A call that fails with UNAVAILABLE reports it
 // and the next endpoint becomes current (round robin), so later calls and
-// re-created watches go to another member.
+// re-created watches go to another member. Channels to "https://" members
+// (and, when a TLS flag is set, to members without a scheme) use TLS, as
+// etcd's clientv3 decides (see UpstreamOptions).
 //
 // Upstream: the abstract interface the watch and cache logic use to reach
 // the cluster (a watch stream per range, a quorum read for the current
@@ -16,6 +18,8 @@
 #ifndef SYNOD_PROXY_UPSTREAM_H_
 #define SYNOD_PROXY_UPSTREAM_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -23,27 +27,61 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/tls.h"
 #include "proto/rpc.grpc.pb.h"
 #include "proto/rpc.pb.h"
 
 namespace synod::proxy {
 
+// How the proxy dials its members.
+struct UpstreamOptions {
+  // The largest message sent to / accepted from a member, in bytes (> 0).
+  // A call whose request is larger than `max_send_bytes` is not sent; it
+  // fails as the member fails a request over its --max-request-bytes:
+  // INVALID_ARGUMENT "etcdserver: request is too large".
+  int max_send_bytes = 1572864;
+  int max_recv_bytes = 2147483647;
+  // etcd grpc-proxy's client TLS: --cacert (trusted_ca_file), --cert,
+  // --key and --insecure-skip-tls-verify. Its other fields stay empty;
+  // server_name must, so that each member's certificate is verified
+  // against that endpoint's host. When none of the four is set, "https://"
+  // members are verified against the system's roots.
+  common::TlsInfo tls;
+
+  // Any of the client TLS flags is set (etcd's newClientCfg makes a TLS
+  // config then, and clientv3 dials members without a scheme with it).
+  bool TlsConfigured() const {
+    return !tls.Empty() || !tls.trusted_ca_file.empty() ||
+           tls.insecure_skip_verify;
+  }
+};
+
+// Checks what etcd 3.4's grpc-proxy checks of its client TLS flags before
+// it dials (newClientCfg): cert and key both given, readable and matching,
+// the CA file readable (common::ValidateTlsInfo), and a certificate whose
+// subject has no Common Name: the proxy forwards every client's requests,
+// so a CN would make the member take them all as that one user. OK when no
+// flag is set. Errors: InvalidArgument, with etcd's words, e.g. "cert has
+// non empty Common Name (root)".
+absl::Status ValidateUpstreamTls(const UpstreamOptions& options);
+
 // The member endpoints and the current one.
 class Endpoints {
  public:
-  // `endpoints`: "host:port" or "http://host:port"; at least one.
-  // `max_send_bytes` / `max_recv_bytes`: the largest message sent to /
-  // accepted from a member, in bytes (> 0). A call whose request is larger
-  // than `max_send_bytes` is not sent; it fails as the member fails a
-  // request over its --max-request-bytes: INVALID_ARGUMENT "etcdserver:
-  // request is too large".
-  Endpoints(std::vector<std::string> endpoints, int max_send_bytes,
-            int max_recv_bytes);
+  // `endpoints`: at least one of "host:port", "http://host:port" or
+  // "https://host:port" (a trailing '/' is ignored). As etcd's clientv3
+  // dials them: "http://" in plaintext, "https://" with TLS, and without a
+  // scheme with TLS iff options.TlsConfigured(). A TLS member's certificate
+  // must name the endpoint's host (unless insecure_skip_verify).
+  // Errors: InvalidArgument for another scheme, an empty list, or what
+  // ValidateUpstreamTls rejects; what common::NewChannelCredentials returns.
+  static absl::StatusOr<std::unique_ptr<Endpoints>> Create(
+      const std::vector<std::string>& endpoints,
+      const UpstreamOptions& options);
 
   // The channel of the current endpoint and its index (for ReportFailure).
   std::shared_ptr<grpc::Channel> Current(size_t* index);
@@ -51,11 +89,15 @@ class Endpoints {
   // the current one, the next endpoint becomes current.
   void ReportFailure(size_t index);
   size_t size() const { return endpoints_.size(); }
+  // The endpoint as given to Create().
   const std::string& endpoint(size_t i) const { return endpoints_[i]; }
 
  private:
+  Endpoints(std::vector<std::string> endpoints,
+            std::vector<std::shared_ptr<grpc::Channel>> channels);
+
   const std::vector<std::string> endpoints_;
-  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  const std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::atomic<size_t> current_{0};
 };
 
