@@ -12,9 +12,11 @@
 namespace synod::testing {
 
 ProxyProcess::ProxyProcess(std::vector<std::string> endpoints,
-                           std::vector<std::string> extra_flags)
+                           std::vector<std::string> extra_flags,
+                           std::vector<std::string> ctl_flags)
     : endpoints_(std::move(endpoints)),
       extra_flags_(std::move(extra_flags)),
+      ctl_flags_(std::move(ctl_flags)),
       port_(PickFreePort()),
       metrics_port_(PickFreePort()) {}
 
@@ -28,8 +30,13 @@ std::string ProxyProcess::MetricsUrl() const {
 }
 bool ProxyProcess::Exited() const { return cmd_ != nullptr && cmd_->Exited(); }
 std::string ProxyProcess::Log() const { return cmd_ ? cmd_->Err() : ""; }
+bool ProxyProcess::WaitForLog(const std::string& needle,
+                              absl::Duration timeout) {
+  return cmd_ != nullptr &&
+         cmd_->WaitForOutput(needle, timeout, /*in_stderr=*/true);
+}
 
-::testing::AssertionResult ProxyProcess::Start() {
+::testing::AssertionResult ProxyProcess::Spawn() {
   // SYNOD_TEST_PROXY=/abs/path runs another build (e.g. a sanitizer one).
   const char* override_binary = std::getenv("SYNOD_TEST_PROXY");
   std::vector<std::string> argv = {
@@ -41,18 +48,26 @@ std::string ProxyProcess::Log() const { return cmd_ ? cmd_->Err() : ""; }
       absl::StrCat("--advertise-client-url=", Endpoint()),
       absl::StrCat("--metrics-addr=", MetricsUrl())};
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
+  command_line_ = absl::StrJoin(argv, " ");
   cmd_ = std::make_unique<BackgroundCmd>(argv);
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult ProxyProcess::Start() {
+  if (::testing::AssertionResult r = Spawn(); !r) return r;
+  std::vector<std::string> probe = ctl_flags_;
+  probe.push_back("get");
+  probe.push_back("proxy-readiness-probe");
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
     if (cmd_->Exited()) {
       return ::testing::AssertionFailure()
-             << "synod-proxy exited: " << absl::StrJoin(argv, " ") << "\n"
+             << "synod-proxy exited: " << command_line_ << "\n"
              << cmd_->Err();
     }
     if (HttpGet(MetricsUrl() + "/health", absl::Seconds(2)).status == 200 &&
-        Etcdctl(Endpoint(), {"get", "proxy-readiness-probe"}, std::nullopt,
-                absl::Seconds(3))
-                .exit_code == 0) {
+        Etcdctl(Endpoint(), probe, std::nullopt, absl::Seconds(3)).exit_code ==
+            0) {
       return ::testing::AssertionSuccess();
     }
     usleep(50 * 1000);  // polling interval, bounded by the deadline

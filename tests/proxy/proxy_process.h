@@ -17,14 +17,19 @@ namespace synod::testing {
 
 class ProxyProcess {
  public:
-  // `endpoints`: member "host:port"s; `extra_flags`: "--flag=value"s.
+  // `endpoints`: member "host:port"s (or URLs); `extra_flags`:
+  // "--flag=value"s; `ctl_flags`: what etcdctl needs to reach the proxy's
+  // listener in Start()'s probe (e.g. "--cacert=..." when it serves TLS).
   ProxyProcess(std::vector<std::string> endpoints,
-               std::vector<std::string> extra_flags = {});
+               std::vector<std::string> extra_flags = {},
+               std::vector<std::string> ctl_flags = {});
   ~ProxyProcess();
 
   // Starts synod-proxy and waits (10 s) until /health is 200 and etcdctl
-  // can read through it.
+  // (with the ctl flags) can read through it.
   ::testing::AssertionResult Start();
+  // Starts synod-proxy without waiting; fails only if it cannot be spawned.
+  ::testing::AssertionResult Spawn();
   void Stop();
 
   // True once the started process has exited (e.g. crashed).
@@ -33,10 +38,14 @@ class ProxyProcess {
   std::string Endpoint() const;  // "127.0.0.1:P"
   std::string MetricsUrl() const;  // "http://127.0.0.1:M"
   std::string Log() const;
+  // Waits until the log (stderr) contains `needle`; false on timeout or
+  // when the proxy was never spawned.
+  bool WaitForLog(const std::string& needle, absl::Duration timeout);
 
  private:
-  std::vector<std::string> endpoints_, extra_flags_;
+  std::vector<std::string> endpoints_, extra_flags_, ctl_flags_;
   int port_, metrics_port_;
+  std::string command_line_;  // of the last Spawn()
   std::unique_ptr<BackgroundCmd> cmd_;
 };
 
