@@ -15,8 +15,6 @@
 #include <openssl/x509.h>
 
 #include <atomic>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -24,41 +22,16 @@
 #include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/tls_internal.h"
+#include "common/x509_util.h"
 
 namespace synod::common {
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("open ", path, ": no such file or directory"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Deleter {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
-std::unique_ptr<BIO, BioDeleter> MemBio(const std::string& data) {
-  return std::unique_ptr<BIO, BioDeleter>(
-      BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-}
-
 // Checks that `path` holds at least one PEM certificate.
 absl::Status CheckCertFile(const std::string& path, absl::string_view flag) {
-  auto pem = ReadFile(path);
+  auto pem = ReadWholeFile(path);
   if (!pem.ok()) return pem.status();
-  auto bio = MemBio(*pem);
-  std::unique_ptr<X509, X509Deleter> x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  ERR_clear_error();
-  if (!x) {
+  if (!ParsePemCertificates(*pem).ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, " ", path, ": tls: failed to find any PEM data in certificate input"));
   }
@@ -252,18 +225,18 @@ absl::Status ValidateTlsInfo(const TlsInfo& info) {
   }
   if (!info.cert_file.empty()) {
     if (absl::Status st = CheckCertFile(info.cert_file, "cert"); !st.ok()) return st;
-    auto key_pem = ReadFile(info.key_file);
+    auto key_pem = ReadWholeFile(info.key_file);
     if (!key_pem.ok()) return key_pem.status();
-    auto cert_pem = ReadFile(info.cert_file);
+    auto cert_pem = ReadWholeFile(info.cert_file);
     if (!cert_pem.ok()) return cert_pem.status();
-    auto kb = MemBio(*key_pem);
-    std::unique_ptr<EVP_PKEY, PkeyDeleter> key(
-        PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
-    auto cb = MemBio(*cert_pem);
-    std::unique_ptr<X509, X509Deleter> cert(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
-    bool match = key && cert && X509_check_private_key(cert.get(), key.get()) == 1;
-    ERR_clear_error();
-    if (!key) {
+    auto certs = ParsePemCertificates(*cert_pem);
+    std::unique_ptr<BIO, decltype(&BIO_free)> kb(
+        BIO_new_mem_buf(key_pem->data(), static_cast<int>(key_pem->size())), &BIO_free);
+    EvpPkeyPtr key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+    const bool match = key != nullptr && certs.ok() &&
+                       X509_check_private_key(certs->front().get(), key.get()) == 1;
+    DrainOpenSslErrors();
+    if (key == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "key ", info.key_file, ": tls: failed to find any PEM data in key input"));
     }
@@ -277,8 +250,12 @@ absl::Status ValidateTlsInfo(const TlsInfo& info) {
     if (absl::Status st = CheckCertFile(info.trusted_ca_file, "trusted-ca"); !st.ok()) return st;
   }
   if (!info.crl_file.empty()) {
-    auto crl = ReadFile(info.crl_file);
+    auto crl = ReadWholeFile(info.crl_file);
     if (!crl.ok()) return crl.status();
+    if (!ParseCrl(*crl).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("crl-file ", info.crl_file,
+                                                     ": not a certificate revocation list"));
+    }
   }
   return absl::OkStatus();
 }

@@ -129,7 +129,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> NewChannelCredentials(
 // allowed CN / hostname. Shared by the gRPC verifier and the HTTP listener.
 // Errors: PermissionDenied with etcd's message: "client certificate
 // authentication failed" or "transport: certificate serial <hex> revoked";
-// InvalidArgument for unparseable PEM.
+// InvalidArgument for unparseable PEM or CRL; NotFound or Internal when the
+// CRL file cannot be read.
 absl::Status CheckPeerCertificate(const TlsInfo& info, absl::string_view chain_pem);
 
 // The common name of the verified client certificate on this call, or ""

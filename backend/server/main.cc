@@ -288,6 +288,18 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "synod: %s\n", std::string(peer_tls.status().message()).c_str());
     return 2;
   }
+  // An https:// URL without certificates is refused before anything opens.
+  for (const auto& [urls, tls] :
+       {std::pair(&cfg.listen_client_urls, &*client_tls), std::pair(&cfg.listen_peer_urls, &*peer_tls),
+        std::pair(&cfg.listen_metrics_urls, &*client_tls)}) {
+    for (const std::string& u : *urls) {
+      if (common::IsTlsUrl(u) && tls->Empty()) {
+        std::fprintf(stderr, "synod: cannot listen on TLS for %s: KeyFile and CertFile are not presented\n",
+                     HostPort(u).c_str());
+        return 2;
+      }
+    }
+  }
   if (!peer_tls->Empty()) {
     auto dial = common::NewChannelCredentials(*peer_tls);
     if (!dial.ok()) {
