@@ -234,8 +234,11 @@ class WatchStream final : public common::WatchStreamReactor,
     }
     WatchResponse resp;
     resp.set_watch_id(-1);
-    resp.mutable_header()->set_revision(rev);
+    // After FillHeader, which would take a 0 (no watcher has been given
+    // anything yet) for unset and put the store's revision there: a client
+    // (synod-proxy) would then skip events still on their way.
     s_->FillHeader(resp.mutable_header());
+    resp.mutable_header()->set_revision(rev);
     absl::MutexLock l(&mu_);
     EnqueueLocked(std::move(resp), false);
   }
@@ -258,8 +261,8 @@ class WatchStream final : public common::WatchStreamReactor,
       if (p < 0) continue;
       WatchResponse resp;
       resp.set_watch_id(id);
-      resp.mutable_header()->set_revision(p);
       s_->FillHeader(resp.mutable_header());
+      resp.mutable_header()->set_revision(p);  // even 0, as above
       absl::MutexLock l(&mu_);
       if ((watchers_.count(id) > 0)) EnqueueLocked(std::move(resp), false);
     }

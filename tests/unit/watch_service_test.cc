@@ -287,6 +287,41 @@ TEST_F(WatchServiceTest, ProgressRequestAnswersWithMinusOneAndCurrentRevision) {
   EXPECT_EQ(r.header().revision(), 2);
 }
 
+// A progress response promises every event up to its revision was sent
+// before it. A watcher from revision 1 that is still catching up has been
+// given nothing (progress 0); the answer once took that 0 for "unset" and
+// carried the store's revision, so a client skipped the events still on
+// their way (synod-proxy lost them). The check holds in every interleaving;
+// whether the watcher is still behind when the request lands varies.
+TEST_F(WatchServiceTest, ProgressRequestNeverRunsAheadOfALaggingWatcher) {
+  for (int i = 0; i < 50; ++i) Put("lag", absl::StrCat(i));  // revisions 2..51
+  for (int round = 0; round < 20; ++round) {
+    WatchRequest create;
+    create.mutable_create_request()->set_key("lag");
+    create.mutable_create_request()->set_start_revision(1);
+    create.mutable_create_request()->set_watch_id(100 + round);
+    WatchRequest progress;
+    progress.mutable_progress_request();
+    ASSERT_TRUE(stream_->Write(create));
+    ASSERT_TRUE(stream_->Write(progress));
+    int64_t delivered = 0;  // highest mod_revision received for this watcher
+    bool answered = false;
+    while (!answered || delivered < 51) {
+      WatchResponse r = Next();
+      if (r.watch_id() == -1) {
+        EXPECT_LE(r.header().revision(), delivered) << "round " << round;
+        answered = true;
+      } else if (r.watch_id() == 100 + round) {
+        for (const auto& ev : r.events()) delivered = ev.kv().mod_revision();
+      }
+    }
+    WatchRequest cancel;
+    cancel.mutable_cancel_request()->set_watch_id(100 + round);
+    ASSERT_TRUE(stream_->Write(cancel));
+    Next();  // the cancel
+  }
+}
+
 TEST_F(WatchServiceTest, FiltersDropPutsOrDeletes) {
   WatchRequest req;
   auto* c = req.mutable_create_request();
