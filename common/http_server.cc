@@ -1,8 +1,13 @@
 #include "common/http_server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <atomic>
@@ -36,6 +41,8 @@ constexpr int kMaxLingerMs = 2000;
 // the connection is closed outright.
 constexpr size_t kMaxDrainBytes = 1 << 20;
 constexpr size_t kReadChunkBytes = 4096;
+// The HTTP/2 client connection preface (RFC 9113 §3.4).
+constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const char* ReasonPhrase(int status) {
   switch (status) {
@@ -199,6 +206,7 @@ class HttpServer::Impl {
                             std::unique_ptr<TlsServerContext> tls);
   void Stop();
   int port() const { return port_.load(std::memory_order_acquire); }
+  const HttpServerOptions& options() const { return options_; }
 
  private:
   // One client connection. Lives from accept until both handles are closed;
@@ -226,6 +234,11 @@ class HttpServer::Impl {
     bool tls_checked = false;
     bool received = false;
     std::string remote;
+    // HTTP/2 hand-off only: a dup of the socket, polled (not read) until
+    // its first bytes say HTTP/2 or not; -1 once handed off or closed.
+    uv_poll_t poll;
+    bool poll_open = false;
+    int peek_fd = -1;
     char read_buf[kReadChunkBytes];
   };
 
@@ -245,6 +258,14 @@ class HttpServer::Impl {
   static void OnTimer(uv_timer_t* timer);
   static void OnStopAsync(uv_async_t* async);
   static void OnConnHandleClosed(uv_handle_t* handle);
+  static void OnPeekable(uv_poll_t* poll, int status, int events);
+
+  // HTTP/2 hand-off: polls a dup of the socket until MSG_PEEK shows whether
+  // it starts with the HTTP/2 preface, then EndPeek()s.
+  void StartPeek(Conn* conn);
+  // Stops peeking; hands the socket to options_.http2_handoff, or starts
+  // reading it as HTTP/1.x.
+  void EndPeek(Conn* conn, bool http2);
 
   // Decrypts what OnRead got and passes the plaintext on to Process().
   void ReceiveTls(Conn* conn, size_t n);
@@ -422,10 +443,93 @@ void HttpServer::Impl::OnConnection(uv_stream_t* listener, int status) {
     }
   }
   uv_timer_start(&conn->timer, &OnTimer, self->options_.io_timeout_ms, 0);
+  if (self->options_.http2_handoff && self->tls_ == nullptr) {
+    self->StartPeek(conn);
+    return;
+  }
   if (uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &OnAlloc,
                     &OnRead) != 0) {
     self->CloseConn(conn);
   }
+}
+
+void HttpServer::Impl::StartPeek(Conn* conn) {
+  // The peek is polled on a dup, never on the tcp handle's own fd: libuv's
+  // epoll set must never hold the socket a hand-off gives away (a stale
+  // registration would keep reporting it), and the tcp handle has not
+  // started reading, so its fd was never registered.
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&conn->tcp), &fd) != 0 ||
+      (conn->peek_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+    CloseConn(conn);
+    return;
+  }
+  if (uv_poll_init_socket(&loop_, &conn->poll, conn->peek_fd) != 0) {
+    close(conn->peek_fd);
+    conn->peek_fd = -1;
+    CloseConn(conn);
+    return;
+  }
+  conn->poll.data = conn;
+  conn->poll_open = true;
+  ++conn->open_handles;
+  if (uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, &OnPeekable) !=
+      0) {
+    CloseConn(conn);
+  }
+}
+
+void HttpServer::Impl::OnPeekable(uv_poll_t* poll, int status, int events) {
+  Conn* conn = static_cast<Conn*>(poll->data);
+  Impl* self = conn->server;
+  if (conn->state == Conn::State::kClosing) return;
+  if (status < 0) {
+    self->CloseConn(conn);
+    return;
+  }
+  char buf[kHttp2Preface.size()];
+  ssize_t n = recv(conn->peek_fd, buf, sizeof(buf), MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return;
+  }
+  if (n <= 0) {  // an error, or EOF before any byte
+    self->CloseConn(conn);
+    return;
+  }
+  absl::string_view got(buf, static_cast<size_t>(n));
+  const bool prefix = absl::StartsWith(kHttp2Preface, got);
+  if (prefix && got.size() < kHttp2Preface.size() &&
+      (events & UV_DISCONNECT) == 0) {
+    // Wait for more without spinning: epoll reports the socket readable
+    // again only once another byte (or EOF) is there.
+    int lowat = static_cast<int>(got.size()) + 1;
+    if (setsockopt(conn->peek_fd, SOL_SOCKET, SO_RCVLOWAT, &lowat,
+                   sizeof(lowat)) != 0) {
+      self->CloseConn(conn);
+    }
+    return;
+  }
+  self->EndPeek(conn, prefix && got.size() == kHttp2Preface.size());
+}
+
+void HttpServer::Impl::EndPeek(Conn* conn, bool http2) {
+  int one = 1;
+  setsockopt(conn->peek_fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+  // Closing the poll handle takes the dup out of libuv's epoll set at once;
+  // its close callback closes the dup unless it was handed off.
+  conn->poll_open = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&conn->poll), &OnConnHandleClosed);
+  if (!http2) {
+    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &OnAlloc,
+                      &OnRead) != 0) {
+      CloseConn(conn);
+    }
+    return;
+  }
+  const int fd = conn->peek_fd;
+  conn->peek_fd = -1;
+  CloseConn(conn);  // closes the tcp handle's own fd; the dup keeps the socket
+  options_.http2_handoff(fd);
 }
 
 void HttpServer::Impl::OnAlloc(uv_handle_t* handle, size_t /*suggested*/,
@@ -758,10 +862,19 @@ void HttpServer::Impl::CloseConn(Conn* conn) {
   conns_.erase(conn);
   uv_close(reinterpret_cast<uv_handle_t*>(&conn->tcp), &OnConnHandleClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&conn->timer), &OnConnHandleClosed);
+  if (conn->poll_open) {
+    conn->poll_open = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&conn->poll), &OnConnHandleClosed);
+  }
 }
 
 void HttpServer::Impl::OnConnHandleClosed(uv_handle_t* handle) {
   Conn* conn = static_cast<Conn*>(handle->data);
+  if (handle == reinterpret_cast<uv_handle_t*>(&conn->poll) &&
+      conn->peek_fd >= 0) {
+    close(conn->peek_fd);  // not handed off
+    conn->peek_fd = -1;
+  }
   if (--conn->open_handles == 0) delete conn;
 }
 
@@ -780,6 +893,10 @@ absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
 
 absl::StatusOr<int> HttpServer::StartTls(const std::string& host, int port,
                                          const TlsInfo& info) {
+  if (impl_->options().http2_handoff) {
+    return absl::FailedPreconditionError(
+        "HttpServer: TLS: the HTTP/2 hand-off is for plaintext only");
+  }
   absl::StatusOr<std::unique_ptr<TlsServerContext>> tls =
       TlsServerContext::Create(info);
   if (!tls.ok()) {

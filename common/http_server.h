@@ -30,6 +30,17 @@
 //   does not look like a TLS handshake", ServerName "")
 // The handshake shares the io_timeout_ms deadline with the request.
 //
+// HTTP/2 hand-off (HttpServerOptions::http2_handoff; http only): as etcd's
+// cmux serves gRPC and HTTP/1 on one plaintext client port. Each accepted
+// connection is peeked (MSG_PEEK, nothing consumed) before it is served:
+// one whose first bytes are the HTTP/2 client preface ("PRI * HTTP/2.0
+// \r\n\r\nSM\r\n\r\n", 24 bytes) is handed, with every byte still unread,
+// to http2_handoff (for grpc::AddInsecureChannelFromFd); any other is served
+// as HTTP/1.x above. Fewer bytes that are a prefix of the preface wait for
+// more; a connection that does not decide within io_timeout_ms, or that
+// closes first, is closed silently. A partial preface followed by the
+// client's EOF is served as HTTP/1.x (and gets 400).
+//
 // Ownership: the server owns its loop, thread, sockets and handler copies.
 // Thread safety: every method may be called from any thread, except that
 // Stop() and the destructor must not be called from a handler (they join the
@@ -73,7 +84,15 @@ struct HttpServerOptions {
   // drained for at most this long (bounded by 2000 ms) before closing.
   int io_timeout_ms = 10000;
   // Connections beyond this many open ones are accepted and closed at once.
+  // Connections handed off to http2_handoff no longer count.
   int max_connections = 256;
+  // When set, Start() serves HTTP/1.x and HTTP/2 on one port (see the
+  // HTTP/2 hand-off above): a connection that starts with the HTTP/2
+  // preface is passed to this function, on the server thread, as a
+  // connected, non-blocking TCP socket whose ownership it takes (it must
+  // close it or pass it on, e.g. to grpc::AddInsecureChannelFromFd). Keep
+  // it quick; it runs like a handler. StartTls() refuses it.
+  std::function<void(int fd)> http2_handoff;
 };
 
 class HttpServer {
@@ -104,7 +123,9 @@ class HttpServer {
   // info.cert_file and info.key_file must be set; trusted_ca_file is read
   // only when info.RequiresClientCert(). Errors: as Start(), and
   // InvalidArgument "HttpServer: TLS: <file>: <reason>" when a file cannot be
-  // read or parsed or the key does not match the certificate.
+  // read or parsed or the key does not match the certificate;
+  // FailedPrecondition when options.http2_handoff is set (HTTP/2 over TLS
+  // belongs to gRPC's own TLS listener).
   absl::StatusOr<int> StartTls(const std::string& host, int port,
                                const TlsInfo& info);
 

@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -24,10 +26,15 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/tls.h"
 #include "common/x509_util.h"
 #include "gtest/gtest.h"
+#include "proto/rpc.grpc.pb.h"
 #include "tests/support/test_certs.h"
 
 namespace synod::common {
@@ -433,6 +440,215 @@ TEST(HttpServerOptionsTest, ConnectionsBeyondLimitAreClosed) {
   EXPECT_EQ(StatusOf(resp), 200) << resp;
   EXPECT_TRUE(eof);
   close(first);
+}
+
+// ---- HTTP/2 hand-off (HTTP/1.x and gRPC on one port) ----
+
+constexpr char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// An http2_handoff that keeps the sockets it is given, for the test to
+// read.
+class HandedFds {
+ public:
+  ~HandedFds() {
+    absl::MutexLock l(&mu_);
+    for (int fd : fds_) close(fd);
+  }
+  std::function<void(int)> Handoff() {
+    return [this](int fd) {
+      absl::MutexLock l(&mu_);
+      fds_.push_back(fd);
+    };
+  }
+  // The next handed-off socket, or -1 after 5 s.
+  int Next() {
+    absl::MutexLock l(&mu_);
+    auto has = [this] { return !fds_.empty(); };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&has), absl::Seconds(5))) {
+      return -1;
+    }
+    int fd = fds_.front();
+    fds_.pop_front();
+    return fd;
+  }
+  size_t count() {
+    absl::MutexLock l(&mu_);
+    return fds_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::deque<int> fds_ ABSL_GUARDED_BY(mu_);
+};
+
+// Reads `n` bytes from the non-blocking `fd` (5 s at most).
+std::string ReadExactly(int fd, size_t n) {
+  std::string out;
+  char buf[256];
+  while (out.size() < n) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 5000) <= 0) break;
+    ssize_t got = recv(fd, buf, std::min(sizeof(buf), n - out.size()), 0);
+    if (got <= 0) break;
+    out.append(buf, got);
+  }
+  return out;
+}
+
+class HttpMuxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HttpServerOptions options;
+    options.io_timeout_ms = 300;
+    options.http2_handoff = handed_.Handoff();
+    server_ = std::make_unique<HttpServer>(options);
+    server_->Handle("/hello", [](const HttpRequest&) {
+      return HttpResponse{200, "text/plain; charset=utf-8", "hello\n"};
+    });
+    absl::StatusOr<int> port = server_->Start("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = *port;
+  }
+
+  HandedFds handed_;  // outlives server_: its hand-off may still run
+  std::unique_ptr<HttpServer> server_;
+  int port_ = 0;
+};
+
+TEST_F(HttpMuxTest, PrefaceIsHandedOffUnread) {
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, std::string(kPreface) + "frames");
+  int handed = handed_.Next();
+  ASSERT_GE(handed, 0);
+  // Nothing was consumed: the new owner reads the preface itself.
+  EXPECT_EQ(ReadExactly(handed, 30), std::string(kPreface) + "frames");
+  // And its replies reach the client.
+  SendAll(handed, "settings");
+  char buf[8];
+  EXPECT_EQ(recv(fd, buf, sizeof(buf), MSG_WAITALL), 8);
+  EXPECT_EQ(std::string(buf, 8), "settings");
+  close(handed);
+  close(fd);
+}
+
+TEST_F(HttpMuxTest, PrefaceInPiecesWaitsForTheRest) {
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  const std::string preface(kPreface);
+  for (size_t i = 0; i < preface.size(); i += 5) {
+    SendAll(fd, preface.substr(i, 5));
+  }
+  int handed = handed_.Next();
+  ASSERT_GE(handed, 0);
+  EXPECT_EQ(ReadExactly(handed, preface.size()), preface);
+  close(handed);
+  close(fd);
+}
+
+TEST_F(HttpMuxTest, Http1IsServedOnTheSamePort) {
+  std::string resp =
+      Exchange(port_, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(StatusOf(resp), 200) << resp;
+  EXPECT_EQ(BodyOf(resp), "hello\n");
+  // Starts like the preface ('P'), then is not it.
+  EXPECT_EQ(StatusOf(Exchange(port_, "PUT /hello HTTP/1.0\r\n\r\n")), 405);
+  EXPECT_EQ(StatusOf(Exchange(port_, "garbage\r\n\r\n")), 400);
+  EXPECT_EQ(handed_.count(), 0u);
+}
+
+TEST_F(HttpMuxTest, PartialPrefaceThenEofIsServedAsHttp1) {
+  EXPECT_EQ(StatusOf(Exchange(port_, "PRI * HTTP/2", /*shut_wr=*/true)), 400);
+  EXPECT_EQ(handed_.count(), 0u);
+}
+
+TEST_F(HttpMuxTest, SilentOrStalledConnectionsAreClosedAfterIoTimeout) {
+  // Nothing at all, then a stalled partial preface: both closed silently.
+  EXPECT_EQ(Exchange(port_, ""), "");
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "PRI * HTTP/2.0\r\n");
+  char buf[16];
+  // Closed with its bytes unread, so the kernel resets rather than ends it.
+  ssize_t n = recv(fd, buf, sizeof(buf), 0);
+  EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << errno;
+  close(fd);
+  EXPECT_EQ(handed_.count(), 0u);
+  // The server still serves.
+  EXPECT_EQ(StatusOf(Exchange(port_, "GET /hello HTTP/1.0\r\n\r\n")), 200);
+}
+
+TEST_F(HttpMuxTest, StartTlsRefusesTheHandoff) {
+  HttpServerOptions options;
+  options.http2_handoff = [](int fd) { close(fd); };
+  HttpServer server(options);
+  TlsInfo info;
+  info.cert_file = "/nonexistent.crt";
+  info.key_file = "/nonexistent.key";
+  EXPECT_EQ(server.StartTls("127.0.0.1", 0, info).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// A KV service whose Range answers with revision 42.
+class FakeKv final : public etcdserverpb::KV::CallbackService {
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx,
+                                  const etcdserverpb::RangeRequest* req,
+                                  etcdserverpb::RangeResponse* resp) override {
+    resp->mutable_header()->set_revision(42);
+    resp->set_count(static_cast<int64_t>(req->key().size()));
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+};
+
+// gRPC and HTTP/1.x clients on one port, as etcd's client URL serves them:
+// a real gRPC server that listens on no port of its own gets the HTTP/2
+// connections from the HttpServer.
+TEST(HttpMuxGrpcTest, GrpcAndHttpShareOnePort) {
+  FakeKv kv;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&kv);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  ASSERT_NE(grpc_server, nullptr);
+  HttpServerOptions options;
+  grpc::Server* raw = grpc_server.get();
+  options.http2_handoff = [raw](int fd) {
+    grpc::AddInsecureChannelFromFd(raw, fd);
+  };
+  HttpServer http(options);
+  http.Handle("/health", [](const HttpRequest&) {
+    return HttpResponse{200, "application/json", "{\"health\":\"true\"}"};
+  });
+  absl::StatusOr<int> port = http.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+
+  for (int round = 0; round < 3; ++round) {
+    // A new channel each round: a new connection through the hand-off.
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", *port),
+                                       grpc::InsecureChannelCredentials());
+    auto stub = etcdserverpb::KV::NewStub(channel);
+    for (int i = 0; i < 3; ++i) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+      etcdserverpb::RangeRequest req;
+      req.set_key("abc");
+      etcdserverpb::RangeResponse resp;
+      grpc::Status st = stub->Range(&ctx, req, &resp);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      EXPECT_EQ(resp.header().revision(), 42);
+      EXPECT_EQ(resp.count(), 3);
+    }
+    std::string resp =
+        Exchange(*port, "GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_EQ(StatusOf(resp), 200) << resp;
+    EXPECT_EQ(BodyOf(resp), "{\"health\":\"true\"}");
+  }
+  // Hand-offs stop with the HttpServer, then gRPC closes what it was given.
+  http.Stop();
+  grpc_server->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(1));
 }
 
 // ---- https ----
