@@ -10,6 +10,7 @@ PACKAGES=(
   libabsl-dev libuv1-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-client etcd-server curl
+  golang-go golang-etcd-server-dev
 )
 
 missing=()
