@@ -115,16 +115,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A TCP port on 127.0.0.1 that nothing listens on, and not already handed out.
+# free_port: sets PORT to a TCP port on 127.0.0.1 that nothing listens on and
+# that was not handed out before, below the kernel's ephemeral range (so no
+# outgoing connection can hold it as its source port when a member binds it).
 USED_PORTS=" "
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+((EPHEMERAL_LOW > 12000)) || EPHEMERAL_LOW=32768
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
     [[ "$USED_PORTS" == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       USED_PORTS+="$p "
-      echo "$p"
+      PORT=$p
       return
     fi
   done
@@ -193,8 +197,10 @@ start_cluster() {
   local system=$1 dir=$2 n=$3 i cluster="" token="bench-$RANDOM"
   local cports=() pports=()
   for i in $(seq "$n"); do
-    cports+=("$(free_port)")
-    pports+=("$(free_port)")
+    free_port
+    cports+=("$PORT")
+    free_port
+    pports+=("$PORT")
     cluster+="${cluster:+,}m$i=http://127.0.0.1:${pports[$((i - 1))]}"
   done
   local scheme=http tls=()
@@ -255,7 +261,8 @@ stop_all() {
 # Returns 1 (with the reason in PROXY_FAIL) if it does not come up.
 start_proxy() {
   local system=$1 dir=$2 port
-  port=$(free_port)
+  free_port
+  port=$PORT
   PEP=127.0.0.1:$port
   mkdir -p "$dir"
   if [[ $system == etcd ]]; then
@@ -438,10 +445,15 @@ tls_bench() {
   fi
 }
 
+# Member starts of the tls shape that failed, as Markdown list items.
+TLS_FAILS=""
+
 # run_tls_one SYSTEM ROUND MODE: a fresh member, with client TLS (MODE tls)
 # or without (plain), and put and range on it; names start with t_ or tp_.
+# A member that does not come up is tried once more on new ports, unless it
+# refused a flag (a Synod without TLS: then no later round tries it).
 run_tls_one() {
-  local system=$1 round=$2 mode=$3 dir=$TMP/$1.$2.$3 p=tp_
+  local system=$1 round=$2 mode=$3 dir=$TMP/$1.$2.$3 p=tp_ try started=0
   if [[ $mode == tls ]]; then
     if [[ $system == synod && -n "$TLS_WHY" ]]; then return; fi
     CLIENT_TLS=1
@@ -449,12 +461,22 @@ run_tls_one() {
     p=t_
   fi
   START_SOFT=1
-  if ! start_cluster "$system" "$dir" 1; then
-    log "$system $mode round $round: $START_FAIL"
-    if [[ $system == synod && $mode == tls ]]; then
-      TLS_WHY="synod did not start with client TLS: $(tr '\n|' '  ' <<<"$START_FAIL" | cut -c1-300)"
+  for try in 1 2; do
+    if start_cluster "$system" "$dir/try$try" 1; then
+      started=1
+      break
     fi
-  else
+    log "$system $mode round $round, try $try: $START_FAIL"
+    TLS_FAILS+="- $system, $mode, round $round, try $try: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-400)"$'\n'
+    stop_all
+    if [[ $START_FAIL == *"nknown command line flag"* ]]; then
+      if [[ $system == synod && $mode == tls ]]; then
+        TLS_WHY="synod does not take the TLS flags: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-300)"
+      fi
+      break
+    fi
+  done
+  if ((started)); then
     tls_bench ${p}put "$system" "$round" "${KV[@]}" --key-space=100000 \
       --conns=10 --clients=100 --total=50000 --duration=5s put
     bench ${p}preload "$system" "$round" "${KV[@]}" --key-space=10000 \
@@ -626,7 +648,7 @@ if [[ -f "$RESULTS" ]]; then
   NOTES=$(sed -n '/^## What bounds us/,$p' "$RESULTS")
 fi
 
-ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | head -1 | awk '{print $3}')
+ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | awk 'NR == 1 {print $3}' || true)
 SYNOD_REV=${SYNOD_REV:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 FS=$(df -T "$TMP" | awk 'NR==2 {print $2 " on " $1}')
@@ -736,6 +758,10 @@ Every round (a round's plaintext and TLS runs are back to back):
 |---|---|---|---|---|
 ${TRAW}
 ${TERRORS:-No errors: every run completed every op.}
+${TLS_FAILS:+
+Member starts that failed (each was tried once more on new ports):
+
+$TLS_FAILS}
 
 Flags: \`synod-bench --endpoints=EP [--cacert=CA] --key-size=8 --val-size=256\`
 plus, for put, \`--conns=10 --clients=100 --key-space=100000 --total=50000
