@@ -714,6 +714,7 @@ if has_shape tls; then
 
   TERRORS=$(error_lines "$RAW"/*.t_*.json "$RAW"/*.tp_*.json)
 
+  TLS_FAILS=${TLS_FAILS%$'\n'}
   TLS_SECTION=$(cat <<EOF
 ## Client TLS
 
@@ -757,11 +758,11 @@ Every round (a round's plaintext and TLS runs are back to back):
 | measure | etcd plaintext | etcd TLS | Synod plaintext | Synod TLS |
 |---|---|---|---|---|
 ${TRAW}
-${TERRORS:-No errors: every run completed every op.}
-${TLS_FAILS:+
+${TERRORS:-No errors: every run completed every op.}${TLS_FAILS:+
+
 Member starts that failed (each was tried once more on new ports):
 
-$TLS_FAILS}
+${TLS_FAILS}}
 
 Flags: \`synod-bench --endpoints=EP [--cacert=CA] --key-size=8 --val-size=256\`
 plus, for put, \`--conns=10 --clients=100 --key-space=100000 --total=50000
