@@ -87,25 +87,6 @@ const char* GoAlertText(int alert) {
 }
 
 // Go's x509 words for a failed chain verification.
-std::string GoVerifyText(long result) {
-  switch (result) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      return "x509: certificate has expired or is not yet valid";
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-      return "x509: certificate signed by unknown authority";
-    case X509_V_ERR_INVALID_PURPOSE:
-      return "x509: certificate specifies an incompatible key usage";
-    default:
-      return absl::StrCat("x509: ", X509_verify_cert_error_string(result));
-  }
-}
-
 // Go's %q, enough for log text: quotes, backslashes and control bytes
 // escaped.
 std::string GoQuote(absl::string_view s) {
@@ -333,7 +314,7 @@ void TlsServerStream::Fail(unsigned long err) {
       error_ = "tls: client didn't provide a certificate";
     } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
       error_ = absl::StrCat("tls: failed to verify client's certificate: ",
-                            GoVerifyText(SSL_get_verify_result(ssl_)));
+                            GoVerifyError(SSL_get_verify_result(ssl_), SSL_get0_peer_certificate(ssl_)));
     } else if (reason == SSL_R_NO_SHARED_CIPHER) {
       error_ = "tls: no cipher suite supported by both client and server";
     } else if (reason == SSL_R_UNSUPPORTED_PROTOCOL) {

@@ -193,40 +193,6 @@ struct UntrustedFree {
   void operator()(STACK_OF(X509) * s) const { sk_X509_free(s); }
 };
 
-// An ASN1_TIME as Go's time.RFC3339 in UTC.
-std::string Rfc3339(const ASN1_TIME* t) {
-  struct tm tm = {};
-  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "?";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromTM(tm, absl::UTCTimeZone()),
-                          absl::UTCTimeZone());
-}
-
-// Go 1.19's x509 error text for OpenSSL's verify error `err` on `cert`.
-std::string GoVerifyError(int err, X509* cert) {
-  std::string now =
-      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
-  switch (err) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-      return absl::StrCat(
-          "x509: certificate has expired or is not yet valid: current time ",
-          now, " is after ", Rfc3339(X509_get0_notAfter(cert)));
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      return absl::StrCat(
-          "x509: certificate has expired or is not yet valid: current time ",
-          now, " is before ", Rfc3339(X509_get0_notBefore(cert)));
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-      return "x509: certificate signed by unknown authority";
-    case X509_V_ERR_INVALID_PURPOSE:
-      return "x509: certificate specifies an incompatible key usage";
-    default:
-      return absl::StrCat("x509: ", X509_verify_cert_error_string(err));
-  }
-}
 
 absl::Status MakeDirAll(const std::string& dir) {
   for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {

@@ -105,6 +105,13 @@ absl::Status WriteFileAtomically(const std::string& path,
 // The whole contents of `path`. Errors: NotFound or Internal naming the path.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 
+// Go 1.19's x509 error text for OpenSSL's verify error `err` (an
+// X509_V_ERR_* code) on `cert` (may be null: an expired certificate's
+// text then leaves out the times), e.g. "x509: certificate signed by unknown
+// authority", "x509: certificate has expired or is not yet valid: current
+// time <RFC 3339> is after <RFC 3339>".
+std::string GoVerifyError(long err, X509* cert);
+
 }  // namespace synod::common
 
 #endif  // SYNOD_COMMON_X509_UTIL_H_
