@@ -11,6 +11,7 @@
 #include "common/etcd_range.h"
 #include "common/key_range.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 
 namespace synod::mvcc {
 
@@ -35,6 +36,38 @@ bool ParseRecord(absl::string_view record, bool* tombstone,
 }
 
 namespace {
+
+// etcd's mvcc counters (mvcc/metrics.go, counted as its metricsTxnWrite
+// does): every Put applied, and every delete operation (a DeleteRange
+// however many keys it removes, even none; each key a lease revoke
+// deletes), on every member. etcd 3.4 exposes each twice: etcd_mvcc_<name>
+// and etcd_debugging_mvcc_<name>.
+class MvccCounter {
+ public:
+  MvccCounter(const std::string& name, const std::string& help)
+      : etcd_(common::DefaultMetrics().GetCounter("etcd_mvcc_" + name, help)),
+        debugging_(common::DefaultMetrics().GetCounter(
+            "etcd_debugging_mvcc_" + name, help)) {}
+  void Inc() {
+    etcd_->Inc();
+    debugging_->Inc();
+  }
+
+ private:
+  common::Counter* const etcd_;
+  common::Counter* const debugging_;
+};
+
+void CountPut() {
+  static MvccCounter c("put_total", "Total number of puts seen by this member.");
+  c.Inc();
+}
+
+void CountDelete() {
+  static MvccCounter c("delete_total",
+                       "Total number of deletes seen by this member.");
+  c.Inc();
+}
 
 std::string RevKey(const Revision& r) {
   return storage::RevisionKey(r.main, r.sub);
@@ -492,6 +525,7 @@ bool KvStore::WriteTxn::TombstoneInternal(const std::string& key) {
 }
 
 bool KvStore::WriteTxn::DeleteKey(const std::string& key) {
+  CountDelete();
   return TombstoneInternal(key);
 }
 
@@ -520,6 +554,7 @@ absl::Status KvStore::WriteTxn::Put(const etcdserverpb::PutRequest& r,
   }
   const int64_t lease = r.ignore_lease() ? existing->lease : r.lease();
   PutInternal(r.key(), r.ignore_value() ? prev->value() : r.value(), lease);
+  CountPut();
   if (r.prev_kv() && prev) *resp->mutable_prev_kv() = std::move(*prev);
   resp->mutable_header()->set_revision(rev_);
   return absl::OkStatus();
@@ -528,6 +563,7 @@ absl::Status KvStore::WriteTxn::Put(const etcdserverpb::PutRequest& r,
 absl::Status KvStore::WriteTxn::DeleteRange(
     const etcdserverpb::DeleteRangeRequest& r,
     etcdserverpb::DeleteRangeResponse* resp) {
+  CountDelete();
   std::vector<Match> matches;
   int64_t count = 0;
   {

@@ -75,8 +75,9 @@
 
 namespace synod::server {
 
-// The version Status and /version report: the etcd API level we serve.
-inline constexpr char kServerVersion[] = "3.4.0";
+// The versions Status and /version report: the etcd release we mirror
+// (Debian's etcd 3.4.23), and the cluster API level.
+inline constexpr char kServerVersion[] = "3.4.23";
 inline constexpr char kClusterVersion[] = "3.4.0";
 
 class EtcdServer {

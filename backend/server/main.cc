@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
@@ -23,6 +24,7 @@
 #include "backend/server/snapshot.h"
 #include "common/clock.h"
 #include "common/flags_util.h"
+#include "common/grpc_metrics.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -168,6 +170,34 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
         "cannot listen on TLS for ", HostPort(url), ": KeyFile and CertFile are not presented"));
   }
   return common::NewServerCredentials(info, side);
+}
+
+// "3.4.0" -> "3.4", as etcd's version.Cluster labels its cluster version.
+std::string MajorMinor(absl::string_view version) {
+  std::vector<absl::string_view> parts = absl::StrSplit(version, '.');
+  return parts.size() <= 2 ? std::string(version)
+                           : absl::StrCat(parts[0], ".", parts[1]);
+}
+
+// The HTTP endpoints etcd serves on both its metrics and its client URLs.
+void HandleEtcdHttp(common::HttpServer* h, EtcdServer* s) {
+  h->Handle("/metrics", [](const common::HttpRequest&) {
+    return common::HttpResponse{200, common::kPrometheusTextContentType,
+                                common::DefaultMetrics().RenderText()};
+  });
+  h->Handle("/health", [s](const common::HttpRequest&) {
+    bool ok = s->Alarms().empty();
+    return common::HttpResponse{ok ? 200 : 503, "application/json",
+                                // etcd: http.Error adds the newline.
+                                ok ? "{\"health\":\"true\"}"
+                                   : "{\"health\":\"false\"}\n"};
+  });
+  h->Handle("/version", [](const common::HttpRequest&) {
+    return common::HttpResponse{
+        200, "application/json",
+        absl::StrCat("{\"etcdserver\":\"", kServerVersion, "\",\"etcdcluster\":\"",
+                     kClusterVersion, "\"}")};
+  });
 }
 
 int Run(int argc, char** argv) {
@@ -396,8 +426,16 @@ int Run(int argc, char** argv) {
                            [s] { return s->leader() == s->member_id() ? 1.0 : 0.0; });
   metrics.AddGaugeCallback("etcd_mvcc_db_total_size_in_bytes", "Backend size in bytes.",
                            [s] { return static_cast<double>(s->DbSizeBytes()); });
-  metrics.AddGaugeCallback("etcd_debugging_mvcc_keys_total", "Keys in the index.",
-                           [s] { return static_cast<double>(s->kv()->KeyCount()); });
+  // etcd's keysGauge counts live keys (a delete takes one off). Counted
+  // at each scrape: O(keys) under the index's read lock.
+  metrics.AddGaugeCallback("etcd_debugging_mvcc_keys_total", "Total number of keys.", [s] {
+    etcdserverpb::RangeRequest all;
+    all.set_key(std::string(1, '\0'));
+    all.set_range_end(std::string(1, '\0'));
+    all.set_count_only(true);
+    etcdserverpb::RangeResponse resp;
+    return s->kv()->Range(all, &resp).ok() ? static_cast<double>(resp.count()) : 0.0;
+  });
   metrics.AddGaugeCallback("etcd_debugging_mvcc_watcher_total", "Watchers.",
                            [s] { return static_cast<double>(s->watchable()->WatcherCount()); });
   metrics.AddGaugeCallback("etcd_debugging_mvcc_slow_watcher_total", "Unsynced watchers.",
@@ -410,6 +448,12 @@ int Run(int argc, char** argv) {
                            [s] { return static_cast<double>(s->kv()->AppliedIndex()); });
   metrics.AddGaugeCallback("etcd_debugging_lease_total", "Leases.",
                            [s] { return static_cast<double>(s->lessor()->Count()); });
+  metrics
+      .GetGauge("etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current "
+                "version.",
+                {{"server_version", kServerVersion}})
+      ->Set(1);
 
   std::vector<std::unique_ptr<common::HttpServer>> http;
   for (const std::string& u : cfg.listen_metrics_urls) {
@@ -420,23 +464,7 @@ int Run(int argc, char** argv) {
       return 2;
     }
     auto h = std::make_unique<common::HttpServer>();
-    h->Handle("/metrics", [&metrics](const common::HttpRequest&) {
-      return common::HttpResponse{200, common::kPrometheusTextContentType,
-                                  metrics.RenderText()};
-    });
-    h->Handle("/health", [s](const common::HttpRequest&) {
-      bool ok = s->Alarms().empty();
-      return common::HttpResponse{ok ? 200 : 503, "application/json",
-                                  // etcd: http.Error adds the newline.
-                                  ok ? "{\"health\":\"true\"}"
-                                     : "{\"health\":\"false\"}\n"};
-    });
-    h->Handle("/version", [](const common::HttpRequest&) {
-      return common::HttpResponse{
-          200, "application/json",
-          absl::StrCat("{\"etcdserver\":\"", kServerVersion, "\",\"etcdcluster\":\"",
-                       kClusterVersion, "\"}")};
-    });
+    HandleEtcdHttp(h.get(), s);
     // etcd serves an https metrics URL with the client certificates.
     if (common::IsTlsUrl(u) && client_tls->Empty()) {
       SYNOD_LOG(ERROR) << "cannot listen on TLS for " << HostPort(u)
@@ -469,6 +497,15 @@ int Run(int argc, char** argv) {
     }
   }
 
+  // etcd sets its cluster version gauge once the cluster version is
+  // decided, which needs this member published.
+  metrics
+      .GetGauge("etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current "
+                "cluster version",
+                {{"cluster_version", MajorMinor(kClusterVersion)}})
+      ->Set(1);
+
   KvService kv(s);
   WatchService watch(s);
   LeaseService lease(s);
@@ -480,6 +517,11 @@ int Run(int argc, char** argv) {
   // same port would start and take half the connections; etcd (and we)
   // refuse to start instead: "address already in use".
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // gRPC listens on https:// client URLs itself (TLS is its own there); an
+  // http:// one is accepted by an HttpServer that hands gRPC's connections
+  // over and serves /metrics, /health and /version on the rest, as etcd's
+  // cmux does. (etcd also serves HTTP/1 on a TLS client port; we do not.)
+  std::vector<std::string> plain_client_urls;
   for (const std::string& u : cfg.listen_client_urls) {
     std::string hp = HostPort(u);
     if (hp.empty()) {
@@ -491,8 +533,16 @@ int Run(int argc, char** argv) {
       SYNOD_LOG(ERROR) << creds.status().message();
       return 2;
     }
-    builder.AddListeningPort(hp, *creds);
+    if (common::IsTlsUrl(u)) {
+      builder.AddListeningPort(hp, *creds);
+    } else {
+      plain_client_urls.push_back(u);
+    }
   }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(common::NewGrpcServerMetricsFactory(&metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // etcd allows 512 KiB of gRPC overhead over --max-request-bytes.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(cfg.max_request_bytes + (512 << 10), INT_MAX)));
@@ -509,6 +559,28 @@ int Run(int argc, char** argv) {
     SYNOD_LOG(ERROR) << "cannot listen on " << absl::GetFlag(FLAGS_listen_client_urls);
     return 1;
   }
+  // Declared after grpc_server, so destroyed (and their hand-offs stopped)
+  // before it on every return.
+  std::vector<std::unique_ptr<common::HttpServer>> client_http;
+  for (const std::string& u : plain_client_urls) {
+    std::string host;
+    int port = 0;
+    common::SplitHostPort(HostPort(u), &host, &port);
+    common::HttpServerOptions options;
+    // Counts only connections still being peeked or served as HTTP/1;
+    // gRPC's leave the count once handed over.
+    options.max_connections = 4096;
+    grpc::Server* g = grpc_server.get();
+    options.http2_handoff = [g](int fd) { grpc::AddInsecureChannelFromFd(g, fd); };
+    auto h = std::make_unique<common::HttpServer>(options);
+    HandleEtcdHttp(h.get(), s);
+    auto st = h->Start(host, port);
+    if (!st.ok()) {
+      SYNOD_LOG(ERROR) << "cannot listen on " << u << ": " << st.status().message();
+      return 1;
+    }
+    client_http.push_back(std::move(h));
+  }
 
   SYNOD_LOG(INFO) << "serving client requests on "
                   << absl::GetFlag(FLAGS_listen_client_urls)
@@ -522,6 +594,7 @@ int Run(int argc, char** argv) {
     SYNOD_LOG(INFO) << stop->reason << ", shutting down";
   }
   for (auto& h : http) h->Stop();
+  for (auto& h : client_http) h->Stop();
   grpc_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(2)));
   peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
   s->Stop();
