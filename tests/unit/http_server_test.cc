@@ -463,8 +463,8 @@ class HandedFds {
   // The next handed-off socket, or -1 after 5 s.
   int Next() {
     absl::MutexLock l(&mu_);
-    auto has = [this] { return !fds_.empty(); };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&has), absl::Seconds(5))) {
+    if (!mu_.AwaitWithTimeout(absl::Condition(this, &HandedFds::HasFdLocked),
+                              absl::Seconds(5))) {
       return -1;
     }
     int fd = fds_.front();
@@ -477,6 +477,8 @@ class HandedFds {
   }
 
  private:
+  bool HasFdLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !fds_.empty(); }
+
   absl::Mutex mu_;
   std::deque<int> fds_ ABSL_GUARDED_BY(mu_);
 };
