@@ -1,6 +1,8 @@
 // synod: one member of a Synod cluster. Flags follow etcd's names
 // (`synod --help` lists them); dashes and underscores are interchangeable.
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <climits>
 #include <cstdio>
@@ -177,6 +179,38 @@ std::string MajorMinor(absl::string_view version) {
   std::vector<absl::string_view> parts = absl::StrSplit(version, '.');
   return parts.size() <= 2 ? std::string(version)
                            : absl::StrCat(parts[0], ".", parts[1]);
+}
+
+// `host` as HttpServer binds it: an IP literal (or "" or "localhost") as
+// is, a name resolved to its first address, IPv4 first, as Go's
+// net.Listen does. A name that does not resolve is returned unchanged (and
+// HttpServer refuses it).
+std::string ListenHost(const std::string& host) {
+  if (host.empty() || host == "localhost" || host.front() == '[') return host;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0) {  // a literal
+    freeaddrinfo(res);
+    return host;
+  }
+  std::string out = host;
+  for (int family : {AF_INET, AF_INET6}) {
+    hints = addrinfo{};
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) continue;
+    char ip[NI_MAXHOST];
+    bool ok = getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof(ip), nullptr, 0,
+                          NI_NUMERICHOST) == 0;
+    freeaddrinfo(res);
+    if (ok) {
+      out = ip;
+      break;
+    }
+  }
+  return out;
 }
 
 // The HTTP endpoints etcd serves on both its metrics and its client URLs.
@@ -471,7 +505,8 @@ int Run(int argc, char** argv) {
                        << ": KeyFile and CertFile are not presented";
       return 2;
     }
-    auto st = common::IsTlsUrl(u) ? h->StartTls(host, port, *client_tls) : h->Start(host, port);
+    auto st = common::IsTlsUrl(u) ? h->StartTls(ListenHost(host), port, *client_tls)
+                                  : h->Start(ListenHost(host), port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot serve metrics on " << u << ": " << st.status();
       return 1;
@@ -574,7 +609,7 @@ int Run(int argc, char** argv) {
     options.http2_handoff = [g](int fd) { grpc::AddInsecureChannelFromFd(g, fd); };
     auto h = std::make_unique<common::HttpServer>(options);
     HandleEtcdHttp(h.get(), s);
-    auto st = h->Start(host, port);
+    auto st = h->Start(ListenHost(host), port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot listen on " << u << ": " << st.status().message();
       return 1;
