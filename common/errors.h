@@ -51,6 +51,20 @@ enum class EtcdError {
   kTimeoutDueToLeaderFail,  // Unavailable "etcdserver: request timed out, possibly due to previous leader failure"
   kUnhealthy,           // Unavailable "etcdserver: unhealthy cluster"
   kNotSupportedForLearner,  // Unavailable "etcdserver: rpc not supported for learner"
+  kRootUserNotExist,    // FailedPrecondition "etcdserver: root user does not exist"
+  kRootRoleNotExist,    // FailedPrecondition "etcdserver: root user does not have root role"
+  kUserAlreadyExist,    // FailedPrecondition "etcdserver: user name already exists"
+  kUserEmpty,           // InvalidArgument "etcdserver: user name is empty"
+  kUserNotFound,        // FailedPrecondition "etcdserver: user name not found"
+  kRoleAlreadyExist,    // FailedPrecondition "etcdserver: role name already exists"
+  kRoleNotFound,        // FailedPrecondition "etcdserver: role name not found"
+  kRoleEmpty,           // InvalidArgument "etcdserver: role name is empty"
+  kAuthFailed,          // InvalidArgument "etcdserver: authentication failed, invalid user ID or password"
+  kPermissionDenied,    // PermissionDenied "etcdserver: permission denied"
+  kRoleNotGranted,      // FailedPrecondition "etcdserver: role is not granted to the user"
+  kPermissionNotGranted,  // FailedPrecondition "etcdserver: permission is not granted to the role"
+  kInvalidAuthToken,    // Unauthenticated "etcdserver: invalid auth token"
+  kAuthOldRevision,     // InvalidArgument "etcdserver: revision of auth store is old"
 };
 
 // Returns the status for `e`: etcd's code and exact message.

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libleveldb-dev libsnappy-dev zlib1g-dev libssl-dev
-  libabsl-dev libuv1-dev libyaml-cpp-dev
+  libabsl-dev libuv1-dev libyaml-cpp-dev libcrypt-dev libjwt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-client etcd-server curl
   golang-go golang-etcd-server-dev

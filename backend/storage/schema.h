@@ -12,6 +12,10 @@
 //   "l" + id              -> synodpb.LeaseRecord (8 bytes BE id): granted
 //                            TTL and last checkpointed remaining TTL
 //   "m/members"           -> synodpb.MemberRecord (server/membership.h)
+//   "a/enabled"           -> "1" or "0" (auth/auth_store.h)
+//   "a/revision"          -> auth revision (8 bytes big-endian)
+//   "a/u/" + name         -> authpb.User (password: the bcrypt hash)
+//   "a/r/" + name         -> authpb.Role
 //   "R/h", "R/s", "R/c"   -> Raft hard state, snapshot point, conf state
 //   "R/e" + index         -> one Raft log entry (storage/raft_log_store.h);
 //                            "R..." and "m/ids" are this member's alone and
@@ -36,6 +40,10 @@ inline constexpr char kMetaAlarms[] = "m/alarms";
 inline constexpr char kMetaIds[] = "m/ids";
 inline constexpr char kRevPrefix = 'r';
 inline constexpr char kLeasePrefix = 'l';
+inline constexpr char kAuthEnabled[] = "a/enabled";
+inline constexpr char kAuthRevision[] = "a/revision";
+inline constexpr char kAuthUserPrefix[] = "a/u/";
+inline constexpr char kAuthRolePrefix[] = "a/r/";
 
 // Kind byte at the head of a revision value. Do not change these values.
 enum RevisionKind : char { kPut = 'p', kTombstone = 't' };
