@@ -103,6 +103,21 @@ bool IsErr(const absl::Status& s, EtcdError e) {
   return s.code() == r.code && s.message() == r.message;
 }
 
+const char* GrpcCodeName(absl::StatusCode code) {
+  static constexpr const char* kNames[] = {
+      "OK",           "Canceled",          "Unknown",
+      "InvalidArgument", "DeadlineExceeded", "NotFound",
+      "AlreadyExists", "PermissionDenied", "ResourceExhausted",
+      "FailedPrecondition", "Aborted",     "OutOfRange",
+      "Unimplemented", "Internal",         "Unavailable",
+      "DataLoss",     "Unauthenticated"};
+  const int i = static_cast<int>(code);
+  if (i < 0 || i >= static_cast<int>(sizeof(kNames) / sizeof(kNames[0]))) {
+    return "Unknown";
+  }
+  return kNames[i];
+}
+
 grpc::Status ToGrpcStatus(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),

@@ -73,6 +73,11 @@ absl::Status Err(EtcdError e);
 // True when `s` is exactly the etcd error `e` (same code and message).
 bool IsErr(const absl::Status& s, EtcdError e);
 
+// The name Go's grpc-go gives `code` ("PermissionDenied", "Unauthenticated",
+// ...): etcd puts it in texts such as a watch's cancel_reason, "rpc error:
+// code = PermissionDenied desc = etcdserver: permission denied".
+const char* GrpcCodeName(absl::StatusCode code);
+
 // Converts an internal status to the gRPC status sent on the wire. The codes
 // share numbering, so this keeps code and message as they are.
 grpc::Status ToGrpcStatus(const absl::Status& s);

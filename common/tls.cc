@@ -323,7 +323,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> NewChannelCredentials(
   return creds;
 }
 
-std::string PeerCommonName(const grpc::ServerContext& context) {
+std::string PeerCommonName(const grpc::ServerContextBase& context) {
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth == nullptr) return "";
   std::vector<grpc::string_ref> cn = auth->FindPropertyValues("x509_common_name");

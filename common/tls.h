@@ -136,7 +136,7 @@ absl::Status CheckPeerCertificate(const TlsInfo& info, absl::string_view chain_p
 // The common name of the verified client certificate on this call, or ""
 // when the connection is plaintext or carries no certificate. With
 // --client-cert-auth, etcd uses it as the user name (auth issue).
-std::string PeerCommonName(const grpc::ServerContext& context);
+std::string PeerCommonName(const grpc::ServerContextBase& context);
 
 // True when `url` starts with "https://" or "unixs://".
 bool IsTlsUrl(absl::string_view url);

@@ -72,6 +72,8 @@ class AuthStore {
   static absl::StatusOr<std::unique_ptr<AuthStore>> Open(
       storage::Backend* backend, const Options& options);
 
+  ~AuthStore();  // defined in auth_store.cc, where State is complete
+
   // Re-reads everything from the backend (after a snapshot was installed).
   absl::Status Reload();
 

@@ -1,14 +1,25 @@
 // Applier: etcd's applier chain for one committed request, in etcd's order
-// (applierV3Capped/Corrupt -> applierV3backend -> quotaApplierV3):
+// (applierV3Capped/Corrupt -> authApplierV3 -> applierV3backend ->
+// quotaApplierV3):
 //  1. capped: while CORRUPT is raised no KV or lease write applies; while
 //     NOSPACE is raised nothing that adds data applies;
-//  2. backend: the op on MVCC, lease, alarm and membership state, staged in
-//     the store's batch (the apply thread commits the batch);
-//  3. quota: a write that leaves this member over --quota-backend-bytes is
+//  2. auth: a request proposed for a client (it carries a RequestHeader) is
+//     checked against the proposer's user and auth revision, as etcd's
+//     authApplierV3: admin ops need role root; Put needs WRITE on the key
+//     (and READ with prev_kv, WRITE on the keys of its lease); DeleteRange
+//     WRITE (and READ with prev_kv); Txn READ on every compare and each op's
+//     own right, nested txns included (etcd 3.4 skips those); LeaseRevoke
+//     WRITE on every attached key; UserGet needs root or the user itself,
+//     RoleGet root or the role held. Internal proposals (no header: lease
+//     expiry, auto-compaction, alarms, lock and election steps whose caller
+//     was checked by its service) pass;
+//  3. backend: the op on MVCC, lease, alarm, membership and auth state,
+//     staged in the store's batch (the apply thread commits the batch);
+//  4. quota: a write that leaves this member over --quota-backend-bytes is
 //     applied, answered kNoSpace, and (once) asks for NOSPACE to be raised.
-// Stages 1 and 2 decide from replicated state only, so every member reaches
-// the same state; stage 3 shapes only this member's answer and alarm
-// proposal. Auth will be a stage before the backend.
+// Stages 1 to 3 decide from replicated state only, so every member reaches
+// the same state; stage 4 shapes only this member's answer and alarm
+// proposal.
 //
 // Ownership: borrows every store in Deps; they must outlive it.
 // Thread-compatible: the apply thread alone calls Apply.
@@ -19,6 +30,7 @@
 #include <functional>
 
 #include "absl/status/status.h"
+#include "backend/auth/auth_store.h"
 #include "backend/lease/lessor.h"
 #include "backend/mvcc/kv_store.h"
 #include "backend/mvcc/watchable_store.h"
@@ -41,6 +53,7 @@ class Applier {
     AlarmStore* alarms = nullptr;
     Membership* membership = nullptr;
     LeaseLoop* leases = nullptr;
+    auth::AuthStore* auth = nullptr;
     int64_t quota_bytes = 0;  // --quota-backend-bytes; <= 0: no quota
     std::function<int64_t()> db_size;  // this member's size, bytes
     // Called on the apply thread after a member's name and client URLs are
@@ -69,6 +82,12 @@ class Applier {
 
  private:
   absl::Status CheckAlarms(const synodpb::Request& req) const;
+  absl::Status CheckAuth(const synodpb::Request& req) const;
+  absl::Status CheckTxnAuth(const auth::AuthInfo& ai,
+                            const etcdserverpb::TxnRequest& t) const;
+  absl::Status CheckLeasePuts(const auth::AuthInfo& ai, int64_t lease) const;
+  absl::Status ApplyAuthOp(const synodpb::Request& req,
+                           google::protobuf::Message* resp, uint64_t index);
   absl::Status ApplyOp(const synodpb::Request& req,
                        google::protobuf::Message* resp, uint64_t index);
   absl::Status ApplyLeaseRevoke(int64_t id);

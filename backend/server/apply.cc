@@ -74,6 +74,7 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
   std::vector<Done> conf_dones;
   uint64_t last = applied_index_.load();
   const uint64_t first_applied = last;
+  const uint64_t auth_revision = auth_->Revision();
   size_t applied = 0;
   bool removed_self = false;
   for (raft::Entry& e : entries) {
@@ -131,6 +132,9 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
     db_size_ = backend_->DiskSizeBytes();
   }
   if (!events.empty()) watchable_->Notify(events, kv_->Rev());
+  // Watchers whose permission was revoked are canceled before the change
+  // is acknowledged.
+  if (auth_->Revision() != auth_revision) NotifyAuthListeners();
   for (auto& [done, result] : completions) done(result);
   for (auto& done : conf_dones) done(absl::OkStatus());
   reads_->Release(last);  // linearizable reads whose ReadIndex is applied
@@ -296,6 +300,10 @@ absl::Status EtcdServer::RestoreSnapshot(const raft::Snapshot& snap) {
   if (!st.ok()) return st;
   st = alarms_.Load(backend_.get());
   if (!st.ok()) return st;
+  const uint64_t auth_revision = auth_->Revision();
+  st = auth_->Reload();
+  if (!st.ok()) return st;
+  if (auth_->Revision() != auth_revision) NotifyAuthListeners();
   for (const synodpb::Member& m : membership_.Members()) {
     if (m.id() != member_id_) {
       transport_->AddPeer(m.id(), {m.peer_urls().begin(), m.peer_urls().end()});

@@ -35,6 +35,9 @@ grpc::ServerUnaryReactor* ClusterService::MemberList(
 grpc::ServerUnaryReactor* ClusterService::MemberAdd(
     grpc::CallbackServerContext* ctx, const etcdserverpb::MemberAddRequest* req,
     etcdserverpb::MemberAddResponse* resp) {
+  // Membership changes are admin calls (role root while auth is on).
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (req->peerurls().empty()) {
     FinishWith(reactor, absl::InvalidArgumentError(
@@ -62,6 +65,9 @@ grpc::ServerUnaryReactor* ClusterService::MemberRemove(
     grpc::CallbackServerContext* ctx,
     const etcdserverpb::MemberRemoveRequest* req,
     etcdserverpb::MemberRemoveResponse* resp) {
+  // Membership changes are admin calls (role root while auth is on).
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   EtcdServer* s = s_;
   s_->RemoveMember(req->id(), [s, reactor, resp](absl::Status st) {
@@ -78,6 +84,9 @@ grpc::ServerUnaryReactor* ClusterService::MemberUpdate(
     grpc::CallbackServerContext* ctx,
     const etcdserverpb::MemberUpdateRequest* req,
     etcdserverpb::MemberUpdateResponse* resp) {
+  // Membership changes are admin calls (role root while auth is on).
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   EtcdServer* s = s_;
   s_->UpdateMember(req->id(), {req->peerurls().begin(), req->peerurls().end()},
@@ -95,6 +104,9 @@ grpc::ServerUnaryReactor* ClusterService::MemberPromote(
     grpc::CallbackServerContext* ctx,
     const etcdserverpb::MemberPromoteRequest* req,
     etcdserverpb::MemberPromoteResponse* resp) {
+  // Membership changes are admin calls (role root while auth is on).
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   EtcdServer* s = s_;
   s_->PromoteMember(req->id(), [s, reactor, resp](absl::Status st) {

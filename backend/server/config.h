@@ -64,6 +64,16 @@ struct ServerConfig {
   // --experimental-lease-checkpoint-interval (etcd 3.5's flag; 3.4 fixes it
   // at 5 minutes).
   absl::Duration lease_checkpoint_interval = absl::Minutes(5);
+  // --auth-token: "simple" or "jwt,pub-key=PATH,priv-key=PATH,
+  // sign-method=RS256,ttl=5m" (backend/auth/token.h).
+  std::string auth_token = "simple";
+  // --auth-token-ttl: how long a simple token lives after its last use.
+  absl::Duration auth_token_ttl = absl::Seconds(300);
+  // --bcrypt-cost: cost of the password hashes, 4..31.
+  int bcrypt_cost = 10;
+  // --client-cert-auth: with no token, a verified client certificate's CN
+  // is the caller's user name (etcd's AuthInfoFromTLS).
+  bool client_cert_auth = false;
   // Called once, from the apply thread, when this member has applied its
   // own removal from the cluster (etcd stops such a member). It must not
   // block on the server: synod's main starts its shutdown from it. Empty:

@@ -195,6 +195,17 @@ absl::Status EtcdServer::Init() {
   st = alarms_.Load(backend_.get());
   if (!st.ok()) return st;
 
+  auto tokens = auth::NewTokenProvider(config_.auth_token,
+                                       config_.auth_token_ttl, clock_);
+  if (!tokens.ok()) return tokens.status();
+  tokens_ = std::move(*tokens);
+  auth::AuthStore::Options ao;
+  ao.bcrypt_cost = config_.bcrypt_cost;
+  ao.tokens = tokens_.get();
+  auto as = auth::AuthStore::Open(backend_.get(), ao);
+  if (!as.ok()) return as.status();
+  auth_ = std::move(*as);
+
   watchable_ = std::make_unique<mvcc::WatchableStore>(kv_.get(), clock_);
   auto propose = [this](synodpb::Request req, Done done) {
     Propose(std::move(req), nullptr, std::move(done));
@@ -210,6 +221,7 @@ absl::Status EtcdServer::Init() {
   ad.alarms = &alarms_;
   ad.membership = &membership_;
   ad.leases = leases_.get();
+  ad.auth = auth_.get();
   ad.quota_bytes = config_.quota_backend_bytes;
   ad.db_size = [this] { return db_size_.load(); };
   applier_ = std::make_unique<Applier>(std::move(ad));
@@ -504,6 +516,23 @@ void EtcdServer::OnConfChanged(const raft::ConfChange& cc,
       if (cc.node_id != member_id_) transport_->RemovePeer(cc.node_id);
       break;
   }
+}
+
+uint64_t EtcdServer::AddAuthListener(std::function<void()> on_change) {
+  absl::MutexLock l(&auth_listeners_mu_);
+  const uint64_t id = next_auth_listener_++;
+  auth_listeners_[id] = std::move(on_change);
+  return id;
+}
+
+void EtcdServer::RemoveAuthListener(uint64_t id) {
+  absl::MutexLock l(&auth_listeners_mu_);
+  auth_listeners_.erase(id);
+}
+
+void EtcdServer::NotifyAuthListeners() {
+  absl::MutexLock l(&auth_listeners_mu_);
+  for (auto& [id, fn] : auth_listeners_) fn();
 }
 
 void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* h) const {

@@ -28,7 +28,9 @@
 //
 // Thread-safe: every public method may be called from any thread.
 // Lock order: apply_mu_ and tickers_mu_ are taken alone; tickers_mu_ is held
-// while progress ticks run (-> WatchableStore::mu_ -> sink locks). The
+// while progress ticks run (-> WatchableStore::mu_ -> sink locks), and
+// auth_listeners_mu_ while auth listeners run (-> sink locks, and
+// WatchableStore::mu_ when they cancel). The
 // parts' own mutexes (WaitRegistry, ReadGate, LeaseLoop, AlarmRaiser,
 // snap_mu_, KvStore, Lessor) are leaves.
 #ifndef SYNOD_BACKEND_SERVER_ETCD_SERVER_H_
@@ -51,6 +53,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "backend/auth/auth_store.h"
+#include "backend/auth/token.h"
 #include "backend/lease/lessor.h"
 #include "backend/mvcc/kv_store.h"
 #include "backend/mvcc/watchable_store.h"
@@ -210,6 +214,19 @@ class EtcdServer {
   // config.run_timer_thread = false.
   void TEST_Tick() { TimerTick(); }
 
+  // Registers a callback run on the apply thread after an applied batch
+  // changed the auth state (its revision moved): the watch service then
+  // cancels watchers whose permission was revoked. Returns an id for
+  // removal; once RemoveAuthListener returns, the callback is not running
+  // and never runs again. Callbacks must not block.
+  uint64_t AddAuthListener(std::function<void()> on_change);
+  void RemoveAuthListener(uint64_t id);
+
+  // A simple token's random part, picked before proposing Authenticate
+  // ("" with JWT tokens).
+  std::string NewTokenPrefix() { return tokens_->NewTokenPrefix(); }
+  // Users, roles, permissions and tokens (backend/auth/auth_store.h).
+  auth::AuthStore* auth_store() { return auth_.get(); }
   mvcc::KvStore* kv() { return kv_.get(); }
   mvcc::WatchableStore* watchable() { return watchable_.get(); }
   lease::Lessor* lessor() { return lessor_.get(); }
@@ -271,6 +288,8 @@ class EtcdServer {
   std::unique_ptr<storage::RaftLogStore> raft_log_;
   std::unique_ptr<mvcc::KvStore> kv_;
   std::unique_ptr<lease::Lessor> lessor_;
+  std::unique_ptr<auth::TokenProvider> tokens_;
+  std::unique_ptr<auth::AuthStore> auth_;
   std::unique_ptr<mvcc::WatchableStore> watchable_;
   Membership membership_;
   AlarmStore alarms_;
@@ -305,6 +324,14 @@ class EtcdServer {
   absl::flat_hash_map<uint64_t, std::function<void()>> tickers_
       ABSL_GUARDED_BY(tickers_mu_);
   uint64_t next_ticker_ ABSL_GUARDED_BY(tickers_mu_) = 1;
+
+  // Auth listeners; held while they run, so removal waits for a running
+  // one.
+  absl::Mutex auth_listeners_mu_;
+  absl::flat_hash_map<uint64_t, std::function<void()>> auth_listeners_
+      ABSL_GUARDED_BY(auth_listeners_mu_);
+  uint64_t next_auth_listener_ ABSL_GUARDED_BY(auth_listeners_mu_) = 1;
+  void NotifyAuthListeners();
 
   // Install snapshot: state received for the MsgSnap at this index.
   absl::Mutex snap_mu_;

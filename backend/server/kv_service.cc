@@ -127,8 +127,18 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
     return reactor;
   }
   EtcdServer* s = s_;
-  auto serve = [s, req, resp, reactor](absl::Status st) {
+  // etcd's doSerialize: the caller's READ permission on the range, checked
+  // once the read may go, and the auth state unchanged while reading.
+  auto serve = [s, ctx, req, resp, reactor](absl::Status st) {
+    auth::AuthInfo info;
+    if (st.ok()) {
+      st = CheckCaller(s, *ctx, [s, req](const auth::AuthInfo& ai) {
+        return s->auth_store()->IsRangePermitted(ai, req->key(),
+                                                 req->range_end());
+      }, &info);
+    }
     if (st.ok()) st = s->kv()->Range(*req, resp);
+    if (st.ok()) st = ReadStillPermitted(s, info);
     if (st.ok()) s->FillHeader(resp->mutable_header());
     FinishWith(reactor, st);
   };

@@ -34,7 +34,24 @@ grpc::ServerUnaryReactor* LeaseService::LeaseTimeToLive(
     etcdserverpb::LeaseTimeToLiveResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   // Only the leader tracks remaining TTLs: a follower asks it.
-  reactor->Finish(s_->LeaseTimeToLive(*req, resp));
+  grpc::Status st = s_->LeaseTimeToLive(*req, resp);
+  if (st.ok() && req->keys() && s_->auth_store()->IsAuthEnabled()) {
+    // The attached keys are shown only to a caller who may read each one
+    // (etcd 3.4 shows them to anyone).
+    auth::AuthStore* as = s_->auth_store();
+    absl::Status a = CheckCaller(s_, *ctx, [as, resp](const auth::AuthInfo& ai) {
+      for (const std::string& k : resp->keys()) {
+        absl::Status st = as->IsRangePermitted(ai, k, "");
+        if (!st.ok()) return st;
+      }
+      return absl::OkStatus();
+    });
+    if (!a.ok()) {
+      resp->Clear();
+      st = common::ToGrpcStatus(a);
+    }
+  }
+  reactor->Finish(st);
   return reactor;
 }
 

@@ -506,13 +506,44 @@ class ObserveCall final : public grpc::ServerWriteReactor<v3electionpb::LeaderRe
   absl::Status end_;
 };
 
+// A lock or election named `name` works on the keys under name + "/"; etcd
+// runs its steps with the caller's credentials, key by key. Synod checks the
+// caller once, on the whole prefix, before the first step (READ, and WRITE
+// when `write`), then runs the steps as internal proposals. Errors:
+// kInvalidAuthToken, kUserEmpty, kAuthOldRevision, kPermissionDenied.
+absl::Status CheckPrefix(EtcdServer* s, const grpc::ServerContextBase& ctx,
+                         const std::string& name, bool write) {
+  if (!s->auth_store()->IsAuthEnabled()) return absl::OkStatus();
+  const std::string prefix = name + "/";
+  const std::string end = common::PrefixEnd(prefix);
+  return CheckCaller(s, ctx, [&](const auth::AuthInfo& ai) {
+    absl::Status st = s->auth_store()->IsRangePermitted(ai, prefix, end);
+    if (st.ok() && write) {
+      st = s->auth_store()->IsDeleteRangePermitted(ai, prefix, end);
+    }
+    return st;
+  });
+}
+
+// Proposes a client's step (stamped with the caller, so the applier checks
+// it); an auth error finishes at once.
+void ProposeAsCaller(EtcdServer* s, const grpc::ServerContextBase& ctx,
+                     synodpb::Request r, google::protobuf::Message* resp,
+                     EtcdServer::Done done) {
+  absl::Status st = StampCaller(s, ctx, &r);
+  if (!st.ok()) return done(st);
+  s->Propose(std::move(r), resp, std::move(done));
+}
+
 class LockService final : public v3lockpb::Lock::CallbackService {
  public:
   explicit LockService(EtcdServer* s) : s_(s) {}
 
-  grpc::ServerUnaryReactor* Lock(grpc::CallbackServerContext*,
+  grpc::ServerUnaryReactor* Lock(grpc::CallbackServerContext* ctx,
                                  const v3lockpb::LockRequest* req,
                                  v3lockpb::LockResponse* resp) override {
+    absl::Status st = CheckPrefix(s_, *ctx, req->name(), /*write=*/true);
+    if (!st.ok()) return FinishNow(ctx, st);
     return new LockCall(s_, &worker_, req, resp);
   }
 
@@ -524,7 +555,8 @@ class LockService final : public v3lockpb::Lock::CallbackService {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     auto* del = new etcdserverpb::DeleteRangeResponse();
     EtcdServer* s = s_;
-    s_->Propose(std::move(r), del, [s, del, resp, reactor](absl::Status st) {
+    ProposeAsCaller(s_, *ctx, std::move(r), del,
+                    [s, del, resp, reactor](absl::Status st) {
       *resp->mutable_header() = del->header();
       s->FillHeader(resp->mutable_header());
       delete del;
@@ -542,9 +574,11 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
  public:
   explicit ElectionService(EtcdServer* s) : s_(s) {}
 
-  grpc::ServerUnaryReactor* Campaign(grpc::CallbackServerContext*,
+  grpc::ServerUnaryReactor* Campaign(grpc::CallbackServerContext* ctx,
                                      const v3electionpb::CampaignRequest* req,
                                      v3electionpb::CampaignResponse* resp) override {
+    absl::Status st = CheckPrefix(s_, *ctx, req->name(), /*write=*/true);
+    if (!st.ok()) return FinishNow(ctx, st);
     return new CampaignCall(s_, &worker_, req, resp);
   }
 
@@ -557,7 +591,8 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
     synodpb::Request r;
     *r.mutable_txn() = ProclaimTxn(req->leader().key(), req->leader().rev(), req->value());
     EtcdServer* s = s_;
-    s_->Propose(std::move(r), txn.get(), [s, txn, resp, reactor](absl::Status st) {
+    ProposeAsCaller(s_, *ctx, std::move(r), txn.get(),
+                    [s, txn, resp, reactor](absl::Status st) {
       if (st.ok() && !txn->succeeded()) st = absl::UnknownError(kNotLeader);
       if (st.ok()) {
         *resp->mutable_header() = txn->header();
@@ -571,6 +606,8 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
   grpc::ServerUnaryReactor* Leader(grpc::CallbackServerContext* ctx,
                                    const v3electionpb::LeaderRequest* req,
                                    v3electionpb::LeaderResponse* resp) override {
+    absl::Status st = CheckPrefix(s_, *ctx, req->name(), /*write=*/false);
+    if (!st.ok()) return FinishNow(ctx, st);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     auto r = FirstCreated(s_, req->name() + "/");
     if (!r.ok()) {
@@ -596,7 +633,8 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
     synodpb::Request r;
     *r.mutable_txn() = std::move(t);
     EtcdServer* s = s_;
-    s_->Propose(std::move(r), txn.get(), [s, txn, resp, reactor](absl::Status st) {
+    ProposeAsCaller(s_, *ctx, std::move(r), txn.get(),
+                    [s, txn, resp, reactor](absl::Status st) {
       if (st.ok()) {
         *resp->mutable_header() = txn->header();
         s->FillHeader(resp->mutable_header());
@@ -607,7 +645,12 @@ class ElectionService final : public v3electionpb::Election::CallbackService {
   }
 
   grpc::ServerWriteReactor<v3electionpb::LeaderResponse>* Observe(
-      grpc::CallbackServerContext*, const v3electionpb::LeaderRequest* req) override {
+      grpc::CallbackServerContext* ctx,
+      const v3electionpb::LeaderRequest* req) override {
+    absl::Status st = CheckPrefix(s_, *ctx, req->name(), /*write=*/false);
+    if (!st.ok()) {
+      return new RejectedWriteStream<v3electionpb::LeaderResponse>(st);
+    }
     return new ObserveCall(s_, &worker_, req->name());
   }
 

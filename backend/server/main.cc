@@ -77,6 +77,16 @@ ABSL_FLAG(bool, experimental_enable_lease_checkpoint, false,
 ABSL_FLAG(std::string, experimental_lease_checkpoint_interval, "5m",
           "Duration of time between lease checkpoints (with "
           "--experimental-enable-lease-checkpoint).");
+// Auth, with etcd 3.4's flags.
+ABSL_FLAG(std::string, auth_token, "simple",
+          "Specify auth token specific options: 'simple' or "
+          "'jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m'.");
+ABSL_FLAG(int64_t, auth_token_ttl, 300,
+          "The lifetime in seconds of the auth token (simple tokens).");
+ABSL_FLAG(int64_t, bcrypt_cost, 10,
+          "Specify bcrypt algorithm cost factor for auth password hashing "
+          "(4..31).");
+
 // TLS, with etcd 3.4's flags (etcdmain/config.go).
 ABSL_FLAG(std::string, cert_file, "", "Path to the client server TLS cert file.");
 ABSL_FLAG(std::string, key_file, "", "Path to the client server TLS key file.");
@@ -283,6 +293,20 @@ int Run(int argc, char** argv) {
   cfg.pre_vote = absl::GetFlag(FLAGS_pre_vote);
   cfg.strict_reconfig_check = absl::GetFlag(FLAGS_strict_reconfig_check);
   cfg.restore_snapshot = absl::GetFlag(FLAGS_restore_snapshot);
+  cfg.auth_token = absl::GetFlag(FLAGS_auth_token);
+  cfg.auth_token_ttl = absl::Seconds(absl::GetFlag(FLAGS_auth_token_ttl));
+  cfg.bcrypt_cost = static_cast<int>(absl::GetFlag(FLAGS_bcrypt_cost));
+  cfg.client_cert_auth = absl::GetFlag(FLAGS_client_cert_auth);
+  if (absl::GetFlag(FLAGS_auth_token_ttl) <= 0) {
+    std::fprintf(stderr, "synod: invalid --auth-token-ttl %lld (must be > 0)\n",
+                 static_cast<long long>(absl::GetFlag(FLAGS_auth_token_ttl)));
+    return 2;
+  }
+  if (cfg.bcrypt_cost < 4 || cfg.bcrypt_cost > 31) {
+    std::fprintf(stderr, "synod: invalid --bcrypt-cost %d (must be 4..31)\n",
+                 cfg.bcrypt_cost);
+    return 2;
+  }
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_experimental_watch_progress_notify_interval),
                            &cfg.progress_notify_interval) ||
       cfg.progress_notify_interval <= absl::ZeroDuration()) {
@@ -460,6 +484,10 @@ int Run(int argc, char** argv) {
                            [s] { return s->leader() == s->member_id() ? 1.0 : 0.0; });
   metrics.AddGaugeCallback("etcd_mvcc_db_total_size_in_bytes", "Backend size in bytes.",
                            [s] { return static_cast<double>(s->DbSizeBytes()); });
+  metrics.AddGaugeCallback("etcd_debugging_auth_revision",
+                           "The current revision of auth store.", [s] {
+    return static_cast<double>(s->auth_store()->Revision());
+  });
   // etcd's keysGauge counts live keys (a delete takes one off). Counted
   // at each scrape: O(keys) under the index's read lock.
   metrics.AddGaugeCallback("etcd_debugging_mvcc_keys_total", "Total number of keys.", [s] {

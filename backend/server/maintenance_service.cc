@@ -60,6 +60,13 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(
                                   etcdserverpb::AlarmType_Name(a.alarm()), " "));
   }
   s_->FillHeader(resp->mutable_header());
+  // Synod's own metadata (etcd clients ignore it): synod-proxy polls Status
+  // to learn when the auth state changed, so it can drop its permission
+  // decisions and re-check its watchers.
+  ctx->AddInitialMetadata("synod-auth-enabled",
+                          s_->auth_store()->IsAuthEnabled() ? "true" : "false");
+  ctx->AddInitialMetadata("synod-auth-revision",
+                          absl::StrCat(s_->auth_store()->Revision()));
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -67,6 +74,8 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(
 grpc::ServerUnaryReactor* MaintenanceService::Defragment(
     grpc::CallbackServerContext* ctx, const etcdserverpb::DefragmentRequest*,
     etcdserverpb::DefragmentResponse* resp) {
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   s_->backend()->CompactAll();
   s_->FillHeader(resp->mutable_header());
@@ -77,6 +86,8 @@ grpc::ServerUnaryReactor* MaintenanceService::Defragment(
 grpc::ServerUnaryReactor* MaintenanceService::Hash(
     grpc::CallbackServerContext* ctx, const etcdserverpb::HashRequest*,
     etcdserverpb::HashResponse* resp) {
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto h = s_->kv()->HashKV(0);
   if (h.ok()) {
@@ -90,6 +101,8 @@ grpc::ServerUnaryReactor* MaintenanceService::Hash(
 grpc::ServerUnaryReactor* MaintenanceService::HashKV(
     grpc::CallbackServerContext* ctx, const etcdserverpb::HashKVRequest* req,
     etcdserverpb::HashKVResponse* resp) {
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto h = s_->LocalHashKV(req->revision());
   if (h.ok()) *resp = *std::move(h);
@@ -139,37 +152,26 @@ class SnapshotReactor final
 }  // namespace
 
 grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>*
-MaintenanceService::Snapshot(grpc::CallbackServerContext*,
+MaintenanceService::Snapshot(grpc::CallbackServerContext* ctx,
                              const etcdserverpb::SnapshotRequest*) {
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) {
+    return new RejectedWriteStream<etcdserverpb::SnapshotResponse>(admin);
+  }
   return new SnapshotReactor(s_);
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::MoveLeader(
     grpc::CallbackServerContext* ctx, const etcdserverpb::MoveLeaderRequest* req,
     etcdserverpb::MoveLeaderResponse* resp) {
+  absl::Status admin = CheckAdmin(s_, *ctx);
+  if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   EtcdServer* s = s_;
   s_->MoveLeader(req->targetid(), [s, reactor, resp](absl::Status st) {
     if (st.ok()) s->FillHeader(resp->mutable_header());
     FinishWith(reactor, st);
   });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AuthService::Authenticate(
-    grpc::CallbackServerContext* ctx, const etcdserverpb::AuthenticateRequest*,
-    etcdserverpb::AuthenticateResponse*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  FinishWith(reactor, Err(EtcdError::kAuthNotEnabled));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AuthService::AuthDisable(
-    grpc::CallbackServerContext* ctx, const etcdserverpb::AuthDisableRequest*,
-    etcdserverpb::AuthDisableResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  s_->FillHeader(resp->mutable_header());
-  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

@@ -150,23 +150,121 @@ class ClusterService final : public etcdserverpb::Cluster::CallbackService {
   EtcdServer* s_;
 };
 
-// Auth is not enabled in Synod yet: Authenticate and AuthDisable answer as
-// etcd does with auth disabled.
+// etcd 3.4's Auth service (backend/auth/auth_store.h holds the state and
+// rules). Every call goes through the log, reads included, as etcd's
+// (v3_server.go): changes need role root (while auth is on); UserGet is
+// also open to the user itself, RoleGet to a holder of the role.
+// Authenticate first waits for a ReadIndex, checks the password on this
+// member (bcrypt, on the gRPC thread), then proposes the token, and retries
+// once more if the auth revision moved meanwhile (etcd's loop). UserAdd and
+// ChangePassword hash the password here, so the log never holds it.
+// Errors: the auth rows of common/errors.h (kAuthNotEnabled, kAuthFailed,
+// kUserEmpty, kUserAlreadyExist, kUserNotFound, kRoleEmpty,
+// kRoleAlreadyExist, kRoleNotFound, kRoleNotGranted,
+// kPermissionNotGranted, kRootUserNotExist, kRootRoleNotExist,
+// kInvalidAuthMgmt, kPermissionDenied, kInvalidAuthToken), kTimeout,
+// kNotSupportedForLearner.
 class AuthService final : public etcdserverpb::Auth::CallbackService {
  public:
   explicit AuthService(EtcdServer* s) : s_(s) {}
-  grpc::ServerUnaryReactor* Authenticate(
+  grpc::ServerUnaryReactor* AuthEnable(
       grpc::CallbackServerContext* ctx,
-      const etcdserverpb::AuthenticateRequest* req,
-      etcdserverpb::AuthenticateResponse* resp) override;
+      const etcdserverpb::AuthEnableRequest* req,
+      etcdserverpb::AuthEnableResponse* resp) override;
   grpc::ServerUnaryReactor* AuthDisable(
       grpc::CallbackServerContext* ctx,
       const etcdserverpb::AuthDisableRequest* req,
       etcdserverpb::AuthDisableResponse* resp) override;
+  grpc::ServerUnaryReactor* Authenticate(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthenticateRequest* req,
+      etcdserverpb::AuthenticateResponse* resp) override;
+  grpc::ServerUnaryReactor* UserAdd(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserAddRequest* req,
+      etcdserverpb::AuthUserAddResponse* resp) override;
+  grpc::ServerUnaryReactor* UserGet(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserGetRequest* req,
+      etcdserverpb::AuthUserGetResponse* resp) override;
+  grpc::ServerUnaryReactor* UserList(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserListRequest* req,
+      etcdserverpb::AuthUserListResponse* resp) override;
+  grpc::ServerUnaryReactor* UserDelete(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserDeleteRequest* req,
+      etcdserverpb::AuthUserDeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* UserChangePassword(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserChangePasswordRequest* req,
+      etcdserverpb::AuthUserChangePasswordResponse* resp) override;
+  grpc::ServerUnaryReactor* UserGrantRole(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserGrantRoleRequest* req,
+      etcdserverpb::AuthUserGrantRoleResponse* resp) override;
+  grpc::ServerUnaryReactor* UserRevokeRole(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthUserRevokeRoleRequest* req,
+      etcdserverpb::AuthUserRevokeRoleResponse* resp) override;
+  grpc::ServerUnaryReactor* RoleAdd(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthRoleAddRequest* req,
+      etcdserverpb::AuthRoleAddResponse* resp) override;
+  grpc::ServerUnaryReactor* RoleGet(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthRoleGetRequest* req,
+      etcdserverpb::AuthRoleGetResponse* resp) override;
+  grpc::ServerUnaryReactor* RoleList(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthRoleListRequest* req,
+      etcdserverpb::AuthRoleListResponse* resp) override;
+  grpc::ServerUnaryReactor* RoleDelete(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthRoleDeleteRequest* req,
+      etcdserverpb::AuthRoleDeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* RoleGrantPermission(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthRoleGrantPermissionRequest* req,
+      etcdserverpb::AuthRoleGrantPermissionResponse* resp) override;
+  grpc::ServerUnaryReactor* RoleRevokePermission(
+      grpc::CallbackServerContext* ctx,
+      const etcdserverpb::AuthRoleRevokePermissionRequest* req,
+      etcdserverpb::AuthRoleRevokePermissionResponse* resp) override;
 
  private:
   EtcdServer* s_;
 };
+
+// The caller of a call on `ctx` (etcd's AuthInfoFromCtx): the user of the
+// token in metadata "token" (or "authorization", etcd's gateway key); else,
+// under --client-cert-auth, the verified client certificate's CN at the
+// current auth revision; else no one (an empty AuthInfo, revision 0).
+// Errors: kInvalidAuthToken for a token the member does not know (expired,
+// from before a restart, or after auth was disabled).
+absl::StatusOr<auth::AuthInfo> CallerAuthInfo(EtcdServer* s,
+                                              const grpc::ServerContextBase& ctx);
+
+// Stamps `req` with the caller's user and auth revision, so the applier's
+// auth stage checks it (every client request carries a header, even an
+// anonymous one). Errors: as CallerAuthInfo.
+absl::Status StampCaller(EtcdServer* s, const grpc::ServerContextBase& ctx,
+                         synodpb::Request* req);
+
+// etcd's doSerialize check for a read served from local state: `check`
+// with the caller's AuthInfo (the store's Is*Permitted). Errors: those of
+// CallerAuthInfo and `check`. After reading, ReadStillPermitted tells
+// whether the auth state moved meanwhile (then kAuthOldRevision, as etcd).
+absl::Status CheckCaller(
+    EtcdServer* s, const grpc::ServerContextBase& ctx,
+    const std::function<absl::Status(const auth::AuthInfo&)>& check,
+    auth::AuthInfo* info_out = nullptr);
+absl::Status ReadStillPermitted(EtcdServer* s, const auth::AuthInfo& info);
+
+// Admin calls outside the log (Defragment, Snapshot, Hash, HashKV,
+// MoveLeader, member changes): role root while auth is on. Errors:
+// kInvalidAuthToken, kUserEmpty, kUserNotFound, kPermissionDenied.
+absl::Status CheckAdmin(EtcdServer* s, const grpc::ServerContextBase& ctx);
 
 // Finishes `reactor` with `st`, converted to etcd's gRPC status.
 void FinishWith(grpc::ServerUnaryReactor* reactor, const absl::Status& st);
@@ -176,14 +274,25 @@ void FinishWith(grpc::ServerUnaryReactor* reactor, const absl::Status& st);
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx,
                                     const absl::Status& st);
 
-// Proposes `req` and finishes the unary call when it is applied, filling
-// resp's header. `resp` is the gRPC-owned response.
 // A stream that ends at once with `st` (a learner refuses stream RPCs, as
 // etcd's interceptor does).
 template <typename Req, typename Resp>
 class RejectedStream final : public grpc::ServerBidiReactor<Req, Resp> {
  public:
   explicit RejectedStream(const absl::Status& st) {
+    this->Finish(common::ToGrpcStatus(st));
+  }
+  void OnDone() override { delete this; }
+};
+
+// Proposes `req`, stamped with the caller (StampCaller), and finishes the
+// unary call when it is applied, filling resp's header. `resp` is the
+// gRPC-owned response.
+// A server stream that ends at once with `st` (an admin check failed).
+template <typename Resp>
+class RejectedWriteStream final : public grpc::ServerWriteReactor<Resp> {
+ public:
+  explicit RejectedWriteStream(const absl::Status& st) {
     this->Finish(common::ToGrpcStatus(st));
   }
   void OnDone() override { delete this; }
@@ -196,6 +305,11 @@ grpc::ServerUnaryReactor* ProposeAndFinish(EtcdServer* s,
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (s->is_learner()) {
     FinishWith(reactor, common::Err(common::EtcdError::kNotSupportedForLearner));
+    return reactor;
+  }
+  absl::Status st = StampCaller(s, *ctx, &req);
+  if (!st.ok()) {
+    FinishWith(reactor, st);
     return reactor;
   }
   s->Propose(std::move(req), resp, [s, reactor, resp](absl::Status st) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "backend/storage/schema.h"
 
@@ -101,13 +102,16 @@ absl::Status SnapshotWriter::Next(std::string* chunk, bool* last) {
 namespace {
 
 // What a restored member keeps of the snapshot: the keyspace (every revision,
-// the compacted revision) and the leases. It drops the old member's identity,
+// the compacted revision), the leases, and the auth state (users, roles,
+// enabled flag and auth revision, as etcd's restore keeps its auth bucket).
+// It drops the old member's identity,
 // its cluster's membership, its Raft log and applied index, and its alarms,
 // so that it starts a new cluster from its own flags, as `etcdctl snapshot
 // restore` does (etcd rewrites the membership and resets the Raft log).
 bool KeepOnRestore(absl::string_view key) {
   if (key.empty()) return false;
   if (key[0] == storage::kRevPrefix || key[0] == storage::kLeasePrefix) return true;
+  if (absl::StartsWith(key, "a/")) return true;  // schema.h's kAuth* keys
   return key == storage::kMetaFormat || key == storage::kMetaCompactRev;
 }
 

@@ -47,7 +47,8 @@ class SnapshotWriter {
 };
 
 // Loads snapshot file `path` into `backend` (which should be empty) and
-// syncs. Only the keyspace (all revisions, the compacted revision) and the
+// syncs. Only the keyspace (all revisions, the compacted revision), the auth
+// state and the
 // leases are kept: the member then bootstraps a new cluster from its own
 // --initial-cluster flags, as after `etcdctl snapshot restore`, so every
 // member of the new cluster can be restored from the same file. Errors: DataLoss "snapshot file ... is corrupt" on a bad magic,

@@ -24,7 +24,9 @@
 #include <vector>
 
 #include "backend/server/services.h"
+#include "absl/strings/str_cat.h"
 #include "common/errors.h"
+#include "common/logging.h"
 #include "common/key_range.h"
 #include "common/watch_stream.h"
 
@@ -59,14 +61,16 @@ size_t SizeWithPrevKv(const WatchResponse& resp) {
 class WatchStream final : public common::WatchStreamReactor,
                           public mvcc::WatchSink {
  public:
-  explicit WatchStream(EtcdServer* s)
-      : common::WatchStreamReactor(Limits(s->config())), s_(s) {
+  WatchStream(EtcdServer* s, const grpc::CallbackServerContext* ctx)
+      : common::WatchStreamReactor(Limits(s->config())), s_(s), ctx_(ctx) {
     ticker_ = s_->AddProgressTicker([this] { ProgressTick(); });
+    auth_listener_ = s_->AddAuthListener([this] { RecheckPermissions(); });
     StartReading();
   }
 
   // ---- gRPC side ----
   void OnDone() override {
+    s_->RemoveAuthListener(auth_listener_);
     s_->RemoveProgressTicker(ticker_);
     CancelAll();
     delete this;
@@ -136,6 +140,7 @@ class WatchStream final : public common::WatchStreamReactor,
  private:
   struct WatcherState {
     uint64_t handle = 0;
+    std::string key, range_end;  // for re-checks after an auth change
     bool prev_kv = false;
     bool progress_notify = false;
     bool fragment = false;
@@ -155,8 +160,22 @@ class WatchStream final : public common::WatchStreamReactor,
         !(c.key() < range_end)) {
       error = common::kWatcherRangeEmpty;
     }
+    // etcd's isWatchPermitted: READ on the range, with the stream's
+    // credentials; refused as a created and canceled response.
+    auth::AuthInfo info;
+    std::string denied;
+    if (error == nullptr) {
+      absl::Status st = CheckCaller(s_, *ctx_, [&](const auth::AuthInfo& ai) {
+        return s_->auth_store()->IsRangePermitted(ai, c.key(), range_end);
+      }, &info);
+      if (!st.ok()) {
+        denied = CancelReason(st);
+        error = denied.c_str();
+      }
+    }
     {
       absl::MutexLock l(&mu_);
+      if (error == nullptr) user_ = info.username;
       if (error == nullptr) {
         if (id == 0) {
           // etcd: 0 asks for an id; automatic ids count up from 0.
@@ -174,6 +193,8 @@ class WatchStream final : public common::WatchStreamReactor,
         return;
       }
       WatcherState& w = watchers_[id];
+      w.key = c.key();
+      w.range_end = range_end;
       w.prev_kv = c.prev_kv();
       w.progress_notify = c.progress_notify();
       w.fragment = c.fragment();
@@ -216,6 +237,47 @@ class WatchStream final : public common::WatchStreamReactor,
     s_->FillHeader(resp.mutable_header());
     absl::MutexLock l(&mu_);
     EnqueueLocked(std::move(resp), false);
+  }
+
+  // etcd's cancel reason for an auth error: the gRPC error's text.
+  static std::string CancelReason(const absl::Status& st) {
+    return absl::StrCat("rpc error: code = ",
+                        common::GrpcCodeName(st.code()), " desc = ",
+                        st.message());
+  }
+
+  // After an applied auth change (apply thread): cancels every watcher
+  // whose range the stream's user may no longer read, with etcd's
+  // permission denied reason. etcd 3.4 keeps sending their events.
+  void RecheckPermissions() {
+    auth::AuthStore* as = s_->auth_store();
+    std::vector<std::pair<int64_t, uint64_t>> revoked;
+    {
+      absl::MutexLock l(&mu_);
+      const auth::AuthInfo info{user_, as->Revision()};
+      for (auto it = watchers_.begin(); it != watchers_.end();) {
+        absl::Status st =
+            as->IsRangePermitted(info, it->second.key, it->second.range_end);
+        if (st.ok()) {
+          ++it;
+          continue;
+        }
+        revoked.emplace_back(it->first, it->second.handle);
+        WatchResponse resp;
+        resp.set_watch_id(it->first);
+        resp.set_canceled(true);
+        resp.set_cancel_reason(
+            CancelReason(common::Err(common::EtcdError::kPermissionDenied)));
+        s_->FillHeader(resp.mutable_header());
+        EnqueueLocked(std::move(resp), false);
+        it = watchers_.erase(it);
+      }
+    }
+    for (const auto& [id, handle] : revoked) {
+      SYNOD_LOG(INFO) << "canceled watch " << id << " of user \"" << user_
+                      << "\": permission revoked";
+      if (handle != 0) s_->watchable()->Cancel(handle);
+    }
   }
 
   // WatchProgressRequest: a response with watch_id -1 whose revision every
@@ -306,7 +368,11 @@ class WatchStream final : public common::WatchStreamReactor,
   void StopWatching() override { CancelAll(); }
 
   EtcdServer* s_;
+  const grpc::CallbackServerContext* const ctx_;  // outlives the reactor
   uint64_t ticker_ = 0;
+  uint64_t auth_listener_ = 0;
+  // The user of the stream's credentials (its last permitted create).
+  std::string user_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, WatcherState> watchers_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> orphan_handles_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -317,12 +383,12 @@ class WatchStream final : public common::WatchStreamReactor,
 }  // namespace
 
 grpc::ServerBidiReactor<WatchRequest, WatchResponse>* WatchService::Watch(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* ctx) {
   if (s_->is_learner()) {
     return new RejectedStream<WatchRequest, WatchResponse>(
         common::Err(common::EtcdError::kNotSupportedForLearner));
   }
-  return new WatchStream(s_);
+  return new WatchStream(s_, ctx);
 }
 
 }  // namespace synod::server
