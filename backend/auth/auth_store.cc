@@ -52,8 +52,16 @@ std::string RoleKey(absl::string_view name) {
 }
 
 bool HoldsRole(const authpb::User& u, absl::string_view role) {
-  return std::find(u.roles().begin(), u.roles().end(), role) !=
-         u.roles().end();
+  return std::find(u.roles().begin(), u.roles().end(), role) != u.roles().end();
+}
+
+// Removes `role` from `u`'s roles; false when `u` did not hold it.
+bool RemoveRole(authpb::User* u, absl::string_view role) {
+  auto* roles = u->mutable_roles();
+  auto end = std::remove(roles->begin(), roles->end(), role);
+  if (end == roles->end()) return false;
+  roles->erase(end, roles->end());
+  return true;
 }
 
 bool NoPassword(const authpb::User& u) {
@@ -236,19 +244,21 @@ absl::StatusOr<std::unique_ptr<AuthStore>> AuthStore::Open(
   if (options.bcrypt_cost < kMinBcryptCost ||
       options.bcrypt_cost > kMaxBcryptCost) {
     return absl::InvalidArgumentError(
-        absl::StrCat("auth: bcrypt cost ", options.bcrypt_cost,
-                     " is outside ", kMinBcryptCost, "..", kMaxBcryptCost));
+        absl::StrCat("auth: bcrypt cost ", options.bcrypt_cost, " is outside ",
+                     kMinBcryptCost, "..", kMaxBcryptCost));
   }
   if (options.tokens == nullptr) {
     return absl::InvalidArgumentError("auth: no token provider");
   }
   std::unique_ptr<AuthStore> store(new AuthStore());
-  store->state_ = std::make_unique<State>(backend, options.tokens,
-                                          options.bcrypt_cost);
+  store->state_ =
+      std::make_unique<State>(backend, options.tokens, options.bcrypt_cost);
   absl::Status s = store->Reload();
   if (!s.ok()) return s;
   return store;
 }
+
+AuthStore::~AuthStore() = default;
 
 absl::Status AuthStore::Reload() {
   State& st = *state_;
@@ -263,7 +273,8 @@ absl::Status AuthStore::Reload() {
     // Tokens of users that are gone or have a new password are forgotten.
     for (const auto& [name, u] : st.data.users) {
       auto now = loaded->users.find(name);
-      if (now == loaded->users.end() || now->second.password() != u.password()) {
+      if (now == loaded->users.end() ||
+          now->second.password() != u.password()) {
         changed_users.push_back(name);
       }
     }
@@ -492,10 +503,8 @@ absl::Status AuthStore::ApplyUserRevokeRole(absl::string_view name,
   }
   const authpb::User* old = st.FindUser(name);
   if (old == nullptr) return Err(EtcdError::kUserNotFound);
-  if (!HoldsRole(*old, role)) return Err(EtcdError::kRoleNotGranted);
   authpb::User u = *old;
-  auto* roles = u.mutable_roles();
-  roles->erase(std::remove(roles->begin(), roles->end(), role), roles->end());
+  if (!RemoveRole(&u, role)) return Err(EtcdError::kRoleNotGranted);
   st.PutUser(std::move(u), b);
   st.RebuildPerms(*st.FindUser(name));
   st.BumpRevision(b);
@@ -529,12 +538,11 @@ absl::Status AuthStore::ApplyRoleDelete(absl::string_view name,
   // Revoke it from every user that holds it.
   std::vector<authpb::User> updated;
   for (const auto& [user_name, u] : st.data.users) {
-    if (HoldsRole(u, name)) updated.push_back(u);
+    if (!HoldsRole(u, name)) continue;
+    updated.push_back(u);
+    RemoveRole(&updated.back(), name);
   }
   for (authpb::User& u : updated) {
-    auto* roles = u.mutable_roles();
-    roles->erase(std::remove(roles->begin(), roles->end(), name),
-                 roles->end());
     std::string user_name = u.name();
     st.PutUser(std::move(u), b);
     st.RebuildPerms(*st.FindUser(user_name));
@@ -543,9 +551,9 @@ absl::Status AuthStore::ApplyRoleDelete(absl::string_view name,
   return absl::OkStatus();
 }
 
-absl::Status AuthStore::ApplyRoleGrantPermission(
-    absl::string_view role, const authpb::Permission& perm,
-    storage::Batch* b) {
+absl::Status AuthStore::ApplyRoleGrantPermission(absl::string_view role,
+                                                 const authpb::Permission& perm,
+                                                 storage::Batch* b) {
   State& st = *state_;
   absl::MutexLock l(&st.mu);
   const authpb::Role* old = st.FindRole(role);
@@ -564,10 +572,9 @@ absl::Status AuthStore::ApplyRoleGrantPermission(
     added->set_key(perm.key());
     added->set_range_end(perm.range_end());
     added->set_permtype(perm.permtype());
-    std::stable_sort(kps->begin(), kps->end(),
-                     [](const auto& x, const auto& y) {
-                       return x.key() < y.key();
-                     });
+    std::stable_sort(
+        kps->begin(), kps->end(),
+        [](const auto& x, const auto& y) { return x.key() < y.key(); });
   }
   st.PutRole(std::move(r), b);
   st.RebuildPermsOfRoleHolders(role);
