@@ -10,8 +10,11 @@ using etcdserverpb::KV;
 
 namespace {
 
-bool HasToken(const grpc::CallbackServerContext* ctx) {
-  return ctx->client_metadata().count("token") > 0;
+// The client's credential: its "token" metadata, "" when it sent none.
+std::string TokenOf(const grpc::CallbackServerContext* ctx) {
+  auto it = ctx->client_metadata().find("token");
+  if (it == ctx->client_metadata().end()) return "";
+  return std::string(it->second.data(), it->second.size());
 }
 
 // The request as sent upstream: `req` itself, or a namespaced copy owned
@@ -33,20 +36,11 @@ grpc::ServerUnaryReactor* KvProxy::Range(grpc::CallbackServerContext* ctx,
   std::shared_ptr<etcdserverpb::RangeRequest> copy;
   const etcdserverpb::RangeRequest* up = Namespaced(ns_, req, &copy);
   const Namespace* ns = ns_;
-  if (HasToken(ctx)) {
-    return ForwardUnary<KV>(
-        endpoints_, ctx, up, resp, /*idempotent=*/true,
-        [](KV::Stub* s, grpc::ClientContext* c,
-           const etcdserverpb::RangeRequest* q, etcdserverpb::RangeResponse* r,
-           std::function<void(grpc::Status)> cb) {
-          s->async()->Range(c, q, r, std::move(cb));
-        },
-        [ns, copy](etcdserverpb::RangeResponse* r) { ns->Response(r); });
-  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  cache_->Range(*up, /*may_cache=*/true,
-                [reactor, resp, ns](const grpc::Status& s,
-                                    const etcdserverpb::RangeResponse& r) {
+  // `copy` (the namespaced request) lives until the cache has answered.
+  cache_->Range(*up, TokenOf(ctx),
+                [reactor, resp, ns, copy](const grpc::Status& s,
+                                          const etcdserverpb::RangeResponse& r) {
                   if (s.ok()) {
                     *resp = r;
                     ns->Response(resp);

@@ -3,8 +3,7 @@
 // DeleteRange, Txn and Compact are forwarded to the current member, and
 // the revision of each successful write is noted in the cache so that
 // serializable reads through this proxy see the proxy's own writes.
-// Requests carrying an auth token are always forwarded as they are (the
-// cache does not check permissions). With --namespace, keys are rewritten
+// Writes carry the client's metadata (its token) and deadline. With --namespace, keys are rewritten
 // on the way up and back (Namespace).
 // Thread-safety: driven by gRPC; the cache and endpoints are thread-safe.
 #ifndef SYNOD_PROXY_KV_PROXY_H_

@@ -15,6 +15,22 @@
 // - --listen-cipher-suites restrict TLS 1.2; gRPC reads one cipher list
 //   per process, so they apply to the proxy's connections to members too
 //   (etcd's apply to its listener only).
+// Auth (etcd's users, roles and permissions; synod-proxy's own flags):
+// - Clients' tokens (gRPC metadata "token") are forwarded on every call the
+//   proxy forwards, and every read served from the shared cache and every
+//   client watcher attached to a shared upstream watch is first checked
+//   against the caller's permission for its exact range (PermissionCache).
+// - The proxy's own identity: --user ("name" with --password, or
+//   "name:password", as etcdctl's) for the shared upstream watches, the
+//   cache's loads, the lease keep-alive stream and its Status polls. That
+//   user needs READ on every range clients read or watch through the proxy
+//   (e.g. a role granted READ on key "\0" with range end "\0", i.e.
+//   `etcdctl role grant-permission proxy read --from-key ''`, or root).
+//   Without --user, with auth on, shared watches are refused (clients'
+//   watchers are canceled with the member's reason) and reads are forwarded.
+// - A revoked permission takes effect at the proxy within
+//   --auth-poll-interval plus the member's apply lag and a probe round trip
+//   (1 s with the defaults); see proxy/auth_monitor.h.
 // Where synod-proxy differs: --listen-addr may also carry a scheme,
 // "http://" for a plaintext listener and "https://" for a TLS one (etcd's
 // takes host:port only); a scheme that contradicts the TLS flags is
@@ -44,10 +60,14 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/tls.h"
+#include "common/errors.h"
+#include "proxy/auth_monitor.h"
 #include "proxy/forwarder.h"
 #include "proxy/kv_proxy.h"
 #include "proxy/lease_proxy.h"
 #include "proxy/namespace.h"
+#include "proxy/permission_cache.h"
+#include "proxy/proxy_identity.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/range_cache.h"
 #include "proxy/register.h"
@@ -112,6 +132,25 @@ ABSL_FLAG(std::string, listen_cipher_suites, "",
 ABSL_FLAG(bool, auto_tls, false, "Proxy TLS using generated certificates.");
 ABSL_FLAG(std::string, client_crl_file, "",
           "Proxy client certificate revocation list file.");
+// Auth (not in etcd 3.4's grpc-proxy).
+ABSL_FLAG(std::string, user, "",
+          "The proxy's own user for the shared watches, the cache and its "
+          "status polls: username[:password], as etcdctl's --user. It needs "
+          "READ on every range clients read or watch through the proxy (a "
+          "role with READ on key \"\\0\" to range end \"\\0\", or root). "
+          "Clients' own tokens are forwarded and checked either way.");
+ABSL_FLAG(std::string, password, "",
+          "Password of --user (then --user is the whole user name).");
+ABSL_FLAG(std::string, auth_poll_interval, "500ms",
+          "How often the proxy asks a member for the cluster's auth state "
+          "(Maintenance.Status); a revoked permission takes effect at the "
+          "proxy within this plus the member's apply lag and one round "
+          "trip.");
+ABSL_FLAG(std::string, auth_decision_max_age, "30s",
+          "The longest a client's permission decision is reused while the "
+          "auth state is unchanged (so an expired token is noticed). Against "
+          "members that do not tell their auth state (etcd), decisions live "
+          "1s and watchers are re-checked every second.");
 // Proxy-specific flags (not in etcd grpc-proxy).
 ABSL_FLAG(int64_t, watch_window_events, 4096,
           "Recent events kept per watched range for resuming clients.");
@@ -363,11 +402,48 @@ int Run(int argc, char** argv) {
                     << upstream_options.tls.ToString();
   }
   Endpoints& endpoints = **endpoints_or;
-  GrpcUpstream upstream(&endpoints);
+  common::Clock* clock = common::RealClock::Get();
+
+  // The proxy's own identity.
+  std::string user, password;
+  if (absl::Status st = ParseUserFlags(absl::GetFlag(FLAGS_user),
+                                       absl::GetFlag(FLAGS_password), &user,
+                                       &password);
+      !st.ok()) {
+    return Fail(st.message());
+  }
+  PermissionCacheOptions pco;
+  AuthMonitorOptions amo;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_auth_poll_interval),
+                           &amo.poll_interval) ||
+      amo.poll_interval <= absl::ZeroDuration() ||
+      !absl::ParseDuration(absl::GetFlag(FLAGS_auth_decision_max_age),
+                           &pco.max_age) ||
+      pco.max_age <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "synod-proxy: invalid auth duration flag\n");
+    return 2;
+  }
+  ProxyIdentity identity(user, password, GrpcAuthenticator(&endpoints), clock);
+  if (identity.configured()) {
+    // The first token, before serving; a cluster without auth (or not
+    // reachable yet) is fine: the proxy authenticates when a member asks.
+    absl::Mutex mu;
+    bool done = false, ok = false;
+    identity.Start([&](bool got) {
+      absl::MutexLock l(&mu);
+      ok = got;
+      done = true;
+    });
+    absl::MutexLock l(&mu);
+    mu.Await(absl::Condition(&done));
+    if (ok) {
+      SYNOD_LOG(INFO) << "synod-proxy's upstream user: " << user;
+    }
+  }
+  GrpcUpstream upstream(&endpoints, &identity);
   ForwardingService forwarder(&endpoints);
   common::MetricsRegistry& metrics = common::DefaultMetrics();
   ProxyMetrics pm(&metrics);
-  common::Clock* clock = common::RealClock::Get();
   absl::Duration linger, notify;
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_watch_idle_linger), &linger) ||
       !absl::ParseDuration(absl::GetFlag(FLAGS_watch_progress_notify_interval),
@@ -389,7 +465,10 @@ int Run(int argc, char** argv) {
       std::max<int64_t>(1, absl::GetFlag(FLAGS_watch_client_queue_bytes)));
   wpo.progress_notify_interval = notify;
   wpo.fragment_bytes = static_cast<size_t>(max_send);
-  WatchProxy watch_proxy(&hub, clock, wpo, &pm);
+  PermissionCache perms(&upstream, clock, pco);
+  WatchProxy watch_proxy(&hub, &perms, clock, wpo, &pm);
+  AuthMonitor auth_monitor(&upstream, &perms, clock, amo,
+                           [&watch_proxy] { watch_proxy.Recheck(); });
   RangeCacheOptions rco;
   rco.max_bytes = static_cast<size_t>(
       std::max<int64_t>(0, absl::GetFlag(FLAGS_cache_max_bytes)));
@@ -402,7 +481,7 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "synod-proxy: invalid cache duration flag\n");
     return 2;
   }
-  RangeCache cache(&hub, &upstream, clock, rco, &pm);
+  RangeCache cache(&hub, &upstream, &perms, clock, rco, &pm);
   KvProxy kv_proxy(&endpoints, &cache, &ns);
   KeepAliveFolder folder(&upstream, &pm);
   LeaseProxy lease_proxy(&endpoints, &folder, &ns, &pm);
@@ -457,14 +536,16 @@ int Run(int argc, char** argv) {
       return common::HttpResponse{200, common::kPrometheusTextContentType,
                                   metrics.RenderText()};
     });
-    // Healthy when a quorum read through the proxy succeeds within 1 s
-    // (etcd's grpc-proxy checks the cluster the same way).
+    // Healthy when a quorum read through the proxy succeeds within 1 s, or
+    // is refused permission (etcd's grpc-proxy checks the cluster the same
+    // way, and takes permission denied as healthy too).
     http->Handle("/health", [&upstream, clock](const common::HttpRequest&) {
       absl::Mutex mu;
       bool done = false, ok = false;
       upstream.CurrentRevision("health", [&](absl::StatusOr<int64_t> r) {
         absl::MutexLock l(&mu);
-        ok = r.ok();
+        ok = r.ok() || common::IsErr(r.status(),
+                                     common::EtcdError::kPermissionDenied);
         done = true;
       });
       absl::MutexLock l(&mu);
@@ -487,8 +568,9 @@ int Run(int argc, char** argv) {
     }
   }
 
-  // Timer work: reconnects, catch-up and freshness progress, progress
-  // notifications, idle ranges.
+  // Timer work: the auth state poll, re-authentication backoff, reconnects,
+  // catch-up and freshness progress, progress notifications and permission
+  // re-checks, idle ranges.
   absl::Mutex stop_mu;
   bool stopping = false;
   std::thread ticker([&] {
@@ -500,6 +582,8 @@ int Run(int argc, char** argv) {
           return;
         }
       }
+      identity.Tick();
+      auth_monitor.Tick();
       hub.Tick();
       watch_proxy.Tick();
       cache.Tick();

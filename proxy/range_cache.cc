@@ -4,6 +4,7 @@
 
 #include "common/etcd_range.h"
 #include "common/key_range.h"
+#include "common/logging.h"
 
 namespace synod::proxy {
 
@@ -122,10 +123,12 @@ class RangeCache::Entry final : public RangeSubscriber {
   std::vector<Waiter> waiters;
 };
 
-RangeCache::RangeCache(WatchHub* hub, Upstream* upstream, common::Clock* clock,
+RangeCache::RangeCache(WatchHub* hub, Upstream* upstream,
+                       PermissionCache* perms, common::Clock* clock,
                        RangeCacheOptions options, ProxyMetrics* metrics)
     : hub_(hub),
       upstream_(upstream),
+      perms_(perms),
       clock_(clock),
       options_(options),
       metrics_(metrics) {}
@@ -144,35 +147,47 @@ void RangeCache::Run(std::vector<Completion>* cs) {
   cs->clear();
 }
 
-void RangeCache::Forward(const RangeRequest& req, Done done) {
+void RangeCache::Forward(const RangeRequest& req, const std::string& token,
+                         Done done) {
   if (metrics_ != nullptr) metrics_->cache_misses->Inc();
-  upstream_->Range(req, std::move(done));
+  upstream_->Range(req, CallAs::Client(token), std::move(done));
 }
 
-void RangeCache::Range(const RangeRequest& req, bool may_cache, Done done) {
+void RangeCache::Range(const RangeRequest& req, const std::string& token,
+                       Done done) {
   DropUnsubscribes();
-  if (!may_cache || req.revision() != 0 || req.key().empty()) {
-    Forward(req, std::move(done));
+  if (req.revision() != 0 || req.key().empty()) {
+    Forward(req, token, std::move(done));
     return;
   }
+  if (!req.serializable()) {
+    RangePermitted(req, token, std::move(done));
+    return;
+  }
+  perms_->Check(token, req.key(), req.range_end(),
+                [this, req, token, done](const grpc::Status& s, uint64_t) {
+                  if (s.ok()) {
+                    RangePermitted(req, token, done);
+                  } else if (PermissionCache::IsDecision(s)) {
+                    done(s, RangeResponse());  // refused, as the member does
+                  } else {
+                    Forward(req, token, done);  // the member will answer
+                  }
+                });
+}
+
+void RangeCache::RangePermitted(const RangeRequest& req,
+                                const std::string& token, Done done) {
   const Key k(req.key(), req.range_end());
   std::vector<Completion> out;
-  std::shared_ptr<Entry> load;
-  bool served = false, linearizable = false;
+  bool served = false, linearizable = false, load = false;
   {
     absl::MutexLock l(&mu_);
     auto it = entries_.find(k);
     if (it == entries_.end()) {
-      if (too_big_.count(k) == 0) {
-        load = std::make_shared<Entry>(this, k);
-        entries_.emplace(k, load);
-        lru_.push_front(load.get());
-        load->lru = lru_.begin();
-        if (metrics_ != nullptr) {
-          metrics_->cache_entries->Set(static_cast<double>(entries_.size()));
-        }
-        EvictLocked(&out);
-      }
+      // A serializable caller was just found permitted; a linearizable
+      // one is, once its forwarded read succeeds.
+      load = req.serializable();
     } else {
       Entry* e = it->second.get();
       lru_.splice(lru_.begin(), lru_, e->lru);
@@ -188,14 +203,57 @@ void RangeCache::Range(const RangeRequest& req, bool may_cache, Done done) {
   }
   Run(&out);
   if (served) return;
-  if (load != nullptr) StartLoad(load);
+  if (load) MaybeLoad(k);
   if (linearizable) {
-    QuorumRead([this, req, done](absl::StatusOr<int64_t> rev) {
-      OnQuorum(req, done, std::move(rev));
-    });
+    QuorumRead(QuorumKey(token, req.key(), req.range_end()),
+               [this, req, token, done](const grpc::Status& s, int64_t rev) {
+                 if (s.ok()) {
+                   OnQuorum(req, token, done, rev);
+                 } else if (PermissionCache::IsDecision(s)) {
+                   done(s, RangeResponse());
+                 } else {
+                   Forward(req, token, done);
+                 }
+               });
     return;
   }
-  Forward(req, std::move(done));
+  if (req.serializable()) {
+    Forward(req, token, std::move(done));
+    return;
+  }
+  Forward(req, token,
+          [this, k, done](const grpc::Status& s, const RangeResponse& r) {
+            if (s.ok()) MaybeLoad(k);
+            done(s, r);
+          });
+}
+
+void RangeCache::MaybeLoad(const Key& k) {
+  std::vector<Completion> out;
+  std::shared_ptr<Entry> load;
+  const uint64_t epoch = perms_->epoch();
+  {
+    absl::MutexLock l(&mu_);
+    auto refused = refused_.find(k);
+    if (refused != refused_.end() && refused->second != epoch) {
+      refused_.erase(refused);
+      refused = refused_.end();
+    }
+    if (entries_.count(k) > 0 || too_big_.count(k) > 0 ||
+        refused != refused_.end()) {
+      return;
+    }
+    load = std::make_shared<Entry>(this, k);
+    entries_.emplace(k, load);
+    lru_.push_front(load.get());
+    load->lru = lru_.begin();
+    if (metrics_ != nullptr) {
+      metrics_->cache_entries->Set(static_cast<double>(entries_.size()));
+    }
+    EvictLocked(&out);
+  }
+  Run(&out);
+  StartLoad(load);
 }
 
 void RangeCache::NoteWriteRevision(int64_t revision) {
@@ -213,7 +271,8 @@ void RangeCache::Tick() {
       auto& ws = e->waiters;
       for (auto it = ws.begin(); it != ws.end();) {
         if (it->deadline <= now) {
-          out.push_back([this, w = std::move(*it)] { Forward(w.req, w.done); });
+          out.push_back(
+              [this, w = std::move(*it)] { Forward(w.req, w.token, w.done); });
           it = ws.erase(it);
         } else {
           ++it;
@@ -237,8 +296,10 @@ void RangeCache::StartLoad(std::shared_ptr<Entry> e) {
   RangeRequest full;
   full.set_key(e->key_.first);
   full.set_range_end(e->key_.second);
-  upstream_->Range(full, [this, e](const grpc::Status& s,
-                                   const RangeResponse& resp) {
+  const uint64_t epoch = perms_->epoch();
+  upstream_->Range(full, CallAs::Proxy(), [this, e, epoch](
+                                              const grpc::Status& s,
+                                              const RangeResponse& resp) {
     std::vector<Completion> out;
     {
       absl::MutexLock l(&mu_);
@@ -249,6 +310,16 @@ void RangeCache::StartLoad(std::shared_ptr<Entry> e) {
         if (s.ok()) {
           if (too_big_.size() >= kMaxTooBig) too_big_.clear();
           too_big_.insert(e->key_);
+        } else if (PermissionCache::IsDecision(s) || NeedsReauth(s)) {
+          // The proxy's own user may not read it (or has no token yet):
+          // reads of it are forwarded until the auth state moves.
+          if (refused_.size() >= kMaxTooBig) refused_.clear();
+          refused_[e->key_] = epoch;
+          SYNOD_LOG(WARNING)
+              << "synod-proxy's user cannot read the range it caches ["
+              << e->key_.first << ", " << e->key_.second
+              << "): " << s.error_message()
+              << " (grant it READ on every range clients read)";
         }
         RemoveLocked(e.get(), &out);
       } else {
@@ -275,12 +346,8 @@ void RangeCache::StartLoad(std::shared_ptr<Entry> e) {
   });
 }
 
-void RangeCache::OnQuorum(const RangeRequest& req, Done done,
-                          absl::StatusOr<int64_t> rev) {
-  if (!rev.ok()) {
-    Forward(req, std::move(done));
-    return;
-  }
+void RangeCache::OnQuorum(const RangeRequest& req, const std::string& token,
+                          Done done, int64_t rev) {
   std::vector<Completion> out;
   std::shared_ptr<WatchRange> ask;
   bool forward = false;
@@ -289,16 +356,16 @@ void RangeCache::OnQuorum(const RangeRequest& req, Done done,
     auto it = entries_.find(Key(req.key(), req.range_end()));
     if (it == entries_.end() || !it->second->loaded) {
       forward = true;
-    } else if (LinearizableReadyLocked(it->second.get(), *rev)) {
+    } else if (LinearizableReadyLocked(it->second.get(), rev)) {
       ServeLocked(it->second.get(), req, &out, done);
     } else {
-      it->second->waiters.push_back(
-          Waiter{*rev, req, done, clock_->Now() + options_.linearizable_wait});
+      it->second->waiters.push_back(Waiter{
+          rev, req, token, done, clock_->Now() + options_.linearizable_wait});
       ask = it->second->range;
     }
   }
   Run(&out);
-  if (forward) Forward(req, std::move(done));
+  if (forward) Forward(req, token, std::move(done));
   // The watch has not shown revision `rev` yet: ask the member how far the
   // stream is (its answer arrives after every event before it).
   if (ask != nullptr) ask->RequestProgress();
@@ -354,7 +421,8 @@ void RangeCache::RemoveLocked(Entry* e, std::vector<Completion>* out) {
   if (e->range != nullptr) unsubs_.emplace_back(e->range, e->handle);
   e->range = nullptr;
   for (Waiter& w : e->waiters) {
-    out->push_back([this, w = std::move(w)] { Forward(w.req, w.done); });
+    out->push_back(
+        [this, w = std::move(w)] { Forward(w.req, w.token, w.done); });
   }
   e->waiters.clear();
   // The entry may be in use by the caller: free it after the lock.
@@ -389,38 +457,47 @@ void RangeCache::DropUnsubscribes() {
   for (auto& [range, handle] : drop) range->Unsubscribe(handle);
 }
 
-void RangeCache::QuorumRead(
-    std::function<void(absl::StatusOr<int64_t>)> done) {
+void RangeCache::QuorumRead(const QuorumKey& k, QuorumDone done) {
   bool start = false;
   {
     absl::MutexLock l(&qmu_);
-    quorum_next_.push_back(std::move(done));
-    if (!quorum_inflight_) {
-      quorum_inflight_ = true;
+    QuorumBatch& b = quorum_[k];
+    b.next.push_back(std::move(done));
+    if (!b.inflight) {
+      b.inflight = true;
       start = true;
     }
   }
-  if (start) StartQuorum();
+  if (start) StartQuorum(k);
 }
 
-// Reads that arrive while a quorum read is in flight wait for the next one:
-// its revision is then at least the cluster's revision when they arrived.
-void RangeCache::StartQuorum() {
-  std::vector<std::function<void(absl::StatusOr<int64_t>)>> batch;
+// Reads that arrive while a quorum read of their (token, range) is in
+// flight wait for the next one: its revision is then at least the
+// cluster's revision when they arrived. The quorum read is the caller's
+// permission probe, linearizable: its answer is kept as a decision.
+void RangeCache::StartQuorum(const QuorumKey& k) {
+  std::vector<QuorumDone> batch;
   {
     absl::MutexLock l(&qmu_);
-    batch.swap(quorum_next_);
+    batch.swap(quorum_[k].next);
   }
-  upstream_->CurrentRevision(
-      "synod-proxy-revision", [this, batch](absl::StatusOr<int64_t> rev) {
-        for (const auto& cb : batch) cb(rev);
+  const auto& [token, key, range_end] = k;
+  const uint64_t epoch = perms_->epoch();
+  upstream_->Range(
+      PermissionCache::Probe(key, range_end, /*serializable=*/false),
+      CallAs::Client(token),
+      [this, k, batch, epoch](const grpc::Status& s, const RangeResponse& r) {
+        const auto& [token, key, range_end] = k;
+        perms_->Record(token, key, range_end, s, epoch);
+        for (const auto& cb : batch) cb(s, r.header().revision());
         bool again;
         {
           absl::MutexLock l(&qmu_);
-          again = !quorum_next_.empty();
-          if (!again) quorum_inflight_ = false;
+          auto it = quorum_.find(k);
+          again = !it->second.next.empty();
+          if (!again) quorum_.erase(it);
         }
-        if (again) StartQuorum();
+        if (again) StartQuorum(k);
       });
 }
 

@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/errors.h"
 #include "common/stream_writer.h"
 #include "common/x509_util.h"
 
@@ -315,55 +317,141 @@ class GrpcKeepAliveHandle final : public UpstreamKeepAlive {
   std::shared_ptr<KeepAliveStream> s_;
 };
 
-// One Range call, retried on the next endpoint while UNAVAILABLE (at most
-// once per endpoint). Each attempt has its own context.
-struct RangeCall {
+// One unary call, retried on the next endpoint while UNAVAILABLE (at most
+// once per endpoint), 5 s per attempt, carrying `token` (when not empty) in
+// the metadata key "token". `done` also sees the attempt's context (for the
+// server's initial metadata).
+template <typename Service, typename Req, typename Resp>
+struct UnaryCall {
+  using Start = std::function<void(typename Service::Stub*,
+                                   grpc::ClientContext*, const Req*, Resp*,
+                                   std::function<void(grpc::Status)>)>;
+  using Done = std::function<void(const grpc::Status&, const Resp&,
+                                  const grpc::ClientContext&)>;
   Endpoints* endpoints;
-  etcdserverpb::RangeRequest req;
-  std::function<void(const grpc::Status&, const etcdserverpb::RangeResponse&)>
-      done;
+  Req req;
+  std::string token;
+  Start start;
+  Done done;
   size_t attempts = 0;
 
   struct Attempt {
     size_t index = 0;
     grpc::ClientContext ctx;
-    std::unique_ptr<etcdserverpb::KV::Stub> stub;
-    etcdserverpb::RangeResponse resp;
+    std::unique_ptr<typename Service::Stub> stub;
+    Resp resp;
   };
 
-  static void Run(std::shared_ptr<RangeCall> c) {
+  static void Run(std::shared_ptr<UnaryCall> c) {
     auto a = std::make_shared<Attempt>();
     a->ctx.set_deadline(common::GrpcDeadlineAfter(absl::Seconds(5)));
-    a->stub = etcdserverpb::KV::NewStub(c->endpoints->Current(&a->index));
+    if (!c->token.empty()) a->ctx.AddMetadata("token", c->token);
+    a->stub = Service::NewStub(c->endpoints->Current(&a->index));
     ++c->attempts;
-    a->stub->async()->Range(&a->ctx, &c->req, &a->resp,
-                            [c, a](grpc::Status s) {
-                              if (s.error_code() ==
-                                  grpc::StatusCode::UNAVAILABLE) {
-                                c->endpoints->ReportFailure(a->index);
-                                if (c->attempts < c->endpoints->size()) {
-                                  Run(c);
-                                  return;
-                                }
-                              }
-                              c->done(s, a->resp);
-                            });
+    c->start(a->stub.get(), &a->ctx, &c->req, &a->resp,
+             [c, a](grpc::Status s) {
+               if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+                 c->endpoints->ReportFailure(a->index);
+                 if (c->attempts < c->endpoints->size()) {
+                   Run(c);
+                   return;
+                 }
+               }
+               c->done(s, a->resp, a->ctx);
+             });
   }
 };
+
+template <typename Service, typename Req, typename Resp>
+void StartUnary(Endpoints* endpoints, const Req& req, std::string token,
+                typename UnaryCall<Service, Req, Resp>::Start start,
+                typename UnaryCall<Service, Req, Resp>::Done done) {
+  auto c = std::make_shared<UnaryCall<Service, Req, Resp>>();
+  c->endpoints = endpoints;
+  c->req = req;
+  c->token = std::move(token);
+  c->start = std::move(start);
+  c->done = std::move(done);
+  UnaryCall<Service, Req, Resp>::Run(std::move(c));
+}
+
+void RangeWithToken(Endpoints* endpoints, const etcdserverpb::RangeRequest& req,
+                    std::string token, Upstream::RangeDone done) {
+  StartUnary<etcdserverpb::KV, etcdserverpb::RangeRequest,
+             etcdserverpb::RangeResponse>(
+      endpoints, req, std::move(token),
+      [](etcdserverpb::KV::Stub* stub, grpc::ClientContext* ctx,
+         const etcdserverpb::RangeRequest* q, etcdserverpb::RangeResponse* r,
+         std::function<void(grpc::Status)> cb) {
+        stub->async()->Range(ctx, q, r, std::move(cb));
+      },
+      [done = std::move(done)](const grpc::Status& s,
+                               const etcdserverpb::RangeResponse& r,
+                               const grpc::ClientContext&) { done(s, r); });
+}
+
+// The proxy identity's token when it has one.
+void AddToken(grpc::ClientContext* ctx, const std::string& token) {
+  if (!token.empty()) ctx->AddMetadata("token", token);
+}
 
 }  // namespace
 
 std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
     const etcdserverpb::WatchCreateRequest& create,
     UpstreamWatchCallbacks callbacks) {
-  auto s = std::make_shared<WatchStream>(endpoints_,
-                                         std::move(callbacks.on_response),
-                                         std::move(callbacks.on_closed));
+  // The proxy's token, and what happens when the member refuses it: a
+  // create canceled for a token reason (etcd 3.4's isWatchPermitted) or a
+  // stream failing with one makes the identity refresh; the refused create
+  // is not passed on but ends the stream, so that the range re-creates it
+  // (with the new token) instead of canceling its subscribers. "permission
+  // denied" is passed on as it is.
+  struct Reauth {
+    absl::Mutex mu;
+    std::weak_ptr<WatchStream> stream ABSL_GUARDED_BY(mu);
+    bool swallowed = false;  // on the stream's reaction thread only
+  };
+  auto reauth = std::make_shared<Reauth>();
+  ProxyIdentity* identity = identity_;
+  const std::string token = ProxyToken();
+  auto on_response = [reauth, identity, token,
+                      cb = std::move(callbacks.on_response)](
+                         const WatchResponse& r) {
+    if (reauth->swallowed) return;
+    if (identity != nullptr && identity->configured() && r.canceled() &&
+        r.created() && ReasonNeedsReauth(r.cancel_reason())) {
+      reauth->swallowed = true;
+      identity->Refresh(token, [](bool) {});
+      std::shared_ptr<WatchStream> s;
+      {
+        absl::MutexLock l(&reauth->mu);
+        s = reauth->stream.lock();
+      }
+      if (s != nullptr) s->Close();
+      return;
+    }
+    cb(r);
+  };
+  auto on_closed = [identity, token, cb = std::move(callbacks.on_closed)](
+                       const grpc::Status& st) {
+    if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
+      identity->Refresh(token, [](bool) {});
+    }
+    cb(st);
+  };
+  auto s = std::make_shared<WatchStream>(endpoints_, std::move(on_response),
+                                         std::move(on_closed));
+  {
+    absl::MutexLock l(&reauth->mu);
+    reauth->stream = s;
+  }
   WatchRequest first;
   *first.mutable_create_request() = create;
   s->Start(
-      [](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx,
-         grpc::ClientBidiReactor<WatchRequest, WatchResponse>* r) {
+      [token](const std::shared_ptr<grpc::Channel>& ch,
+              grpc::ClientContext* ctx,
+              grpc::ClientBidiReactor<WatchRequest, WatchResponse>* r) {
+        AddToken(ctx, token);
         std::shared_ptr<etcdserverpb::Watch::Stub> stub =
             etcdserverpb::Watch::NewStub(ch);
         stub->async()->Watch(ctx, r);
@@ -375,13 +463,24 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
 
 std::shared_ptr<UpstreamKeepAlive> GrpcUpstream::KeepAlive(
     UpstreamKeepAliveCallbacks callbacks) {
-  auto s = std::make_shared<KeepAliveStream>(endpoints_,
-                                             std::move(callbacks.on_response),
-                                             std::move(callbacks.on_closed));
+  ProxyIdentity* identity = identity_;
+  const std::string token = ProxyToken();
+  auto on_closed = [identity, token, cb = std::move(callbacks.on_closed)](
+                       const grpc::Status& st) {
+    if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
+      identity->Refresh(token, [](bool) {});
+    }
+    cb(st);
+  };
+  auto s = std::make_shared<KeepAliveStream>(
+      endpoints_, std::move(callbacks.on_response), std::move(on_closed));
   s->Start(
-      [](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx,
-         grpc::ClientBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
-                                 etcdserverpb::LeaseKeepAliveResponse>* r) {
+      [token](const std::shared_ptr<grpc::Channel>& ch,
+              grpc::ClientContext* ctx,
+              grpc::ClientBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                                      etcdserverpb::LeaseKeepAliveResponse>*
+                  r) {
+        AddToken(ctx, token);
         std::shared_ptr<etcdserverpb::Lease::Stub> stub =
             etcdserverpb::Lease::NewStub(ch);
         stub->async()->LeaseKeepAlive(ctx, r);
@@ -398,26 +497,127 @@ void GrpcUpstream::CurrentRevision(
   req.set_key(key.empty() ? std::string(1, '\0') : key);
   req.set_count_only(true);
   req.set_limit(1);
-  Range(req, [done = std::move(done)](const grpc::Status& s,
-                                      const etcdserverpb::RangeResponse& r) {
-    if (!s.ok()) {
-      done(absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        s.error_message()));
-      return;
-    }
-    done(r.header().revision());
-  });
+  Range(req, CallAs::Proxy(),
+        [done = std::move(done)](const grpc::Status& s,
+                                 const etcdserverpb::RangeResponse& r) {
+          if (!s.ok()) {
+            done(absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                              s.error_message()));
+            return;
+          }
+          done(r.header().revision());
+        });
 }
 
-void GrpcUpstream::Range(
-    const etcdserverpb::RangeRequest& req,
-    std::function<void(const grpc::Status&, const etcdserverpb::RangeResponse&)>
-        done) {
-  auto c = std::make_shared<RangeCall>();
-  c->endpoints = endpoints_;
-  c->req = req;
-  c->done = std::move(done);
-  RangeCall::Run(std::move(c));
+std::string GrpcUpstream::ProxyToken() const {
+  return identity_ != nullptr ? identity_->Token() : "";
+}
+
+void GrpcUpstream::Range(const etcdserverpb::RangeRequest& req,
+                         const CallAs& as, RangeDone done) {
+  if (as.client) {
+    RangeWithToken(endpoints_, req, as.token, std::move(done));
+    return;
+  }
+  // As the proxy: once more with a new token when the member refuses it.
+  auto resp = std::make_shared<etcdserverpb::RangeResponse>();
+  Endpoints* endpoints = endpoints_;
+  RunWithReauth(
+      identity_,
+      [endpoints, req, resp](const std::string& token,
+                             std::function<void(const grpc::Status&)> cb) {
+        RangeWithToken(endpoints, req, token,
+                       [resp, cb](const grpc::Status& s,
+                                  const etcdserverpb::RangeResponse& r) {
+                         *resp = r;
+                         cb(s);
+                       });
+      },
+      [resp, done = std::move(done)](const grpc::Status& s) {
+        done(s, *resp);
+      });
+}
+
+UpstreamAuthState AuthStateFromMetadata(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& md) {
+  UpstreamAuthState st;
+  auto enabled = md.find("synod-auth-enabled");
+  auto revision = md.find("synod-auth-revision");
+  if (enabled == md.end() || revision == md.end()) return st;
+  const absl::string_view e(enabled->second.data(), enabled->second.size());
+  const absl::string_view r(revision->second.data(), revision->second.size());
+  uint64_t rev = 0;
+  if ((e != "true" && e != "false") || !absl::SimpleAtoi(r, &rev)) return st;
+  st.known = true;
+  st.enabled = e == "true";
+  st.revision = rev;
+  return st;
+}
+
+void GrpcUpstream::AuthStatus(
+    std::function<void(absl::StatusOr<UpstreamAuthState>)> done) {
+  auto state = std::make_shared<UpstreamAuthState>();
+  Endpoints* endpoints = endpoints_;
+  RunWithReauth(
+      identity_,
+      [endpoints, state](const std::string& token,
+                         std::function<void(const grpc::Status&)> cb) {
+        StartUnary<etcdserverpb::Maintenance, etcdserverpb::StatusRequest,
+                   etcdserverpb::StatusResponse>(
+            endpoints, etcdserverpb::StatusRequest(), token,
+            [](etcdserverpb::Maintenance::Stub* stub, grpc::ClientContext* ctx,
+               const etcdserverpb::StatusRequest* q,
+               etcdserverpb::StatusResponse* r,
+               std::function<void(grpc::Status)> f) {
+              stub->async()->Status(ctx, q, r, std::move(f));
+            },
+            [state, cb](const grpc::Status& s,
+                        const etcdserverpb::StatusResponse&,
+                        const grpc::ClientContext& ctx) {
+              if (s.ok()) {
+                *state = AuthStateFromMetadata(ctx.GetServerInitialMetadata());
+                if (!state->known) {
+                  *state =
+                      AuthStateFromMetadata(ctx.GetServerTrailingMetadata());
+                }
+              }
+              cb(s);
+            });
+      },
+      [state, done = std::move(done)](const grpc::Status& s) {
+        if (!s.ok()) {
+          done(common::FromGrpcStatus(s));
+          return;
+        }
+        done(*state);
+      });
+}
+
+ProxyIdentity::Authenticator GrpcAuthenticator(Endpoints* endpoints) {
+  return [endpoints](const std::string& user, const std::string& password,
+                     std::function<void(absl::StatusOr<std::string>)> done) {
+    etcdserverpb::AuthenticateRequest req;
+    req.set_name(user);
+    req.set_password(password);
+    StartUnary<etcdserverpb::Auth, etcdserverpb::AuthenticateRequest,
+               etcdserverpb::AuthenticateResponse>(
+        endpoints, req, "",
+        [](etcdserverpb::Auth::Stub* stub, grpc::ClientContext* ctx,
+           const etcdserverpb::AuthenticateRequest* q,
+           etcdserverpb::AuthenticateResponse* r,
+           std::function<void(grpc::Status)> f) {
+          stub->async()->Authenticate(ctx, q, r, std::move(f));
+        },
+        [done = std::move(done)](const grpc::Status& s,
+                                 const etcdserverpb::AuthenticateResponse& r,
+                                 const grpc::ClientContext&) {
+          if (!s.ok()) {
+            done(common::FromGrpcStatus(s));
+            return;
+          }
+          done(r.token());
+        });
+  };
 }
 
 }  // namespace synod::proxy

@@ -7,10 +7,16 @@
 // (and, when a TLS flag is set, to members without a scheme) use TLS, as
 // etcd's clientv3 decides (see UpstreamOptions).
 //
-// Upstream: the abstract interface the watch and cache logic use to reach
-// the cluster (a watch stream per range, a quorum read for the current
-// revision). GrpcUpstream implements it over Endpoints; unit tests use a
-// fake.
+// Upstream: the abstract interface the watch, cache and auth logic use to
+// reach the cluster (a watch stream per range, ranges, the cluster's auth
+// state). GrpcUpstream implements it over Endpoints; unit tests use a fake.
+//
+// Credentials: watches, the keep-alive stream, CurrentRevision and
+// AuthStatus go as the proxy's own identity (ProxyIdentity: its token, and
+// one re-authentication and retry when the member says the token is no
+// good). Range says whose credentials it carries (CallAs): the proxy's, or
+// a client's token as the client sent it (never re-authenticated: the
+// client's own library does that on the member's answer).
 //
 // Thread-safety: Endpoints and GrpcUpstream are safe for concurrent use.
 // Callbacks run on gRPC threads, never while a lock of the caller is held
@@ -23,6 +29,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +41,7 @@
 #include "common/tls.h"
 #include "proto/rpc.grpc.pb.h"
 #include "proto/rpc.pb.h"
+#include "proxy/proxy_identity.h"
 
 namespace synod::proxy {
 
@@ -101,6 +109,42 @@ class Endpoints {
   std::atomic<size_t> current_{0};
 };
 
+// Whose credentials an upstream call carries.
+struct CallAs {
+  // False: the proxy's own identity. True: `token`, a client's "token"
+  // metadata ("" = the client sent none), sent as it is.
+  bool client = false;
+  std::string token;
+
+  static CallAs Proxy() { return CallAs(); }
+  static CallAs Client(std::string token) {
+    CallAs a;
+    a.client = true;
+    a.token = std::move(token);
+    return a;
+  }
+};
+
+// The cluster's auth state, as a synod member tells it in the initial
+// metadata of Maintenance.Status: "synod-auth-enabled" ("true"/"false") and
+// "synod-auth-revision" (decimal). Auth changes go through Raft, so every
+// member tells the same state once it has applied them.
+struct UpstreamAuthState {
+  // The member sent both keys. False for a member that does not (etcd).
+  bool known = false;
+  bool enabled = false;
+  uint64_t revision = 0;
+  bool operator==(const UpstreamAuthState& o) const {
+    return known == o.known && enabled == o.enabled && revision == o.revision;
+  }
+  bool operator!=(const UpstreamAuthState& o) const { return !(*this == o); }
+};
+
+// Reads UpstreamAuthState from a Status response's metadata; known is false
+// when a key is missing or malformed.
+UpstreamAuthState AuthStateFromMetadata(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& md);
+
 // Callbacks of one upstream watch stream. Both run on gRPC threads, one at a
 // time and in stream order.
 struct UpstreamWatchCallbacks {
@@ -138,30 +182,36 @@ class UpstreamKeepAlive {
 
 class Upstream {
  public:
+  using RangeDone = std::function<void(const grpc::Status&,
+                                       const etcdserverpb::RangeResponse&)>;
   virtual ~Upstream() = default;
-  // Opens a stream with one watcher created by `create`.
+  // Opens a stream with one watcher created by `create`, as the proxy.
   virtual std::shared_ptr<UpstreamWatch> Watch(
       const etcdserverpb::WatchCreateRequest& create,
       UpstreamWatchCallbacks callbacks) = 0;
-  // Opens a LeaseKeepAlive stream.
+  // Opens a LeaseKeepAlive stream, as the proxy.
   virtual std::shared_ptr<UpstreamKeepAlive> KeepAlive(
       UpstreamKeepAliveCallbacks callbacks) = 0;
-  // A linearizable (quorum) read; `done` gets the cluster's current
-  // revision or the error.
+  // A linearizable (quorum) read as the proxy; `done` gets the cluster's
+  // current revision or the error.
   virtual void CurrentRevision(
       const std::string& key,
       std::function<void(absl::StatusOr<int64_t>)> done) = 0;
-  // A full Range, forwarded as is (with failover on UNAVAILABLE).
-  virtual void Range(
-      const etcdserverpb::RangeRequest& req,
-      std::function<void(const grpc::Status&,
-                         const etcdserverpb::RangeResponse&)> done) = 0;
+  // A Range as `as`, forwarded as is (with failover on UNAVAILABLE).
+  virtual void Range(const etcdserverpb::RangeRequest& req, const CallAs& as,
+                     RangeDone done) = 0;
+  // Maintenance.Status as the proxy: the cluster's auth state, or the error.
+  virtual void AuthStatus(
+      std::function<void(absl::StatusOr<UpstreamAuthState>)> done) = 0;
 };
 
 // Upstream over real members.
 class GrpcUpstream final : public Upstream {
  public:
-  explicit GrpcUpstream(Endpoints* endpoints) : endpoints_(endpoints) {}
+  // `endpoints` and `identity` (null: no identity, no token) outlive it.
+  explicit GrpcUpstream(Endpoints* endpoints,
+                        ProxyIdentity* identity = nullptr)
+      : endpoints_(endpoints), identity_(identity) {}
   std::shared_ptr<UpstreamWatch> Watch(
       const etcdserverpb::WatchCreateRequest& create,
       UpstreamWatchCallbacks callbacks) override;
@@ -170,14 +220,20 @@ class GrpcUpstream final : public Upstream {
   void CurrentRevision(
       const std::string& key,
       std::function<void(absl::StatusOr<int64_t>)> done) override;
-  void Range(const etcdserverpb::RangeRequest& req,
-             std::function<void(const grpc::Status&,
-                                const etcdserverpb::RangeResponse&)> done)
-      override;
+  void Range(const etcdserverpb::RangeRequest& req, const CallAs& as,
+             RangeDone done) override;
+  void AuthStatus(
+      std::function<void(absl::StatusOr<UpstreamAuthState>)> done) override;
 
  private:
-  Endpoints* endpoints_;
+  std::string ProxyToken() const;
+  Endpoints* const endpoints_;
+  ProxyIdentity* const identity_;
 };
+
+// Auth.Authenticate on the current member (failing over on UNAVAILABLE,
+// 5 s per attempt), for ProxyIdentity.
+ProxyIdentity::Authenticator GrpcAuthenticator(Endpoints* endpoints);
 
 }  // namespace synod::proxy
 

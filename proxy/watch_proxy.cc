@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/errors.h"
 #include "common/key_range.h"
 #include "common/watch_stream.h"
 
@@ -48,7 +51,12 @@ class ClientWatcher final : public RangeSubscriber {
   const int64_t start_;
   const bool prev_kv_, progress_notify_, fragment_;
   bool no_put_ = false, no_delete_ = false;
+  // The upstream (namespaced) range, for permission checks.
+  std::string key_, up_end_;
   // Guarded by the stream's mu_.
+  uint64_t epoch_ = 0;        // of the permission decision it was let in by
+  bool rechecking_ = false;   // a re-check is in flight
+  bool attached_ = false;     // subscribed to its range
   bool created_ = false;
   bool sent_since_tick_ = false;
   int64_t progress_ = 0;
@@ -58,8 +66,10 @@ class ClientWatcher final : public RangeSubscriber {
 
 class ClientWatchStream final : public common::WatchStreamReactor {
  public:
-  explicit ClientWatchStream(WatchProxy* p)
-      : common::WatchStreamReactor(Limits(p->options_)), p_(p) {
+  ClientWatchStream(WatchProxy* p, std::string token)
+      : common::WatchStreamReactor(Limits(p->options_)),
+        p_(p),
+        token_(std::move(token)) {
     {
       absl::MutexLock l(&handle_->mu);
       handle_->s = this;
@@ -77,7 +87,43 @@ class ClientWatchStream final : public common::WatchStreamReactor {
     UnsubscribeAll();
     p_->RemoveStream(this);
     if (p_->metrics_ != nullptr) p_->metrics_->client_watch_streams->Dec();
-    delete this;
+    bool del;
+    {
+      absl::MutexLock l(&mu_);
+      done_ = true;
+      del = pending_ == 0;
+    }
+    // Else the last permission check in flight deletes it.
+    if (del) delete this;
+  }
+
+  // The auth state moved (or checks failed before): re-checks, one probe
+  // per range, every watcher whose decision is older than `epoch`, and
+  // cancels those now refused as the member does. Called with the
+  // service's mu_ held (which keeps the stream alive); a watcher whose
+  // re-check is in flight is skipped (its answer marks another re-check
+  // if it cannot decide).
+  void Recheck(uint64_t epoch) {
+    std::map<std::pair<std::string, std::string>,
+             std::vector<std::shared_ptr<ClientWatcher>>>
+        groups;
+    {
+      absl::MutexLock l(&mu_);
+      if (stopped_) return;
+      for (auto& [id, w] : watchers_) {
+        if (w->epoch_ >= epoch || w->rechecking_ || !w->attached_) continue;
+        w->rechecking_ = true;
+        groups[{w->key_, w->up_end_}].push_back(w);
+      }
+      pending_ += groups.size();
+    }
+    for (auto& [range, ws] : groups) {
+      p_->perms_->Check(
+          token_, range.first, range.second,
+          [this, ws = std::move(ws)](const grpc::Status& s, uint64_t e) {
+            Rechecked(ws, s, e);
+          });
+    }
   }
 
   // ---- called by watchers (with their range's lock held) ----
@@ -168,13 +214,110 @@ class ClientWatchStream final : public common::WatchStreamReactor {
     return it != watchers_.end() && it->second.get() == w;
   }
 
+  // Creates and cancels are queued and handled in stream order: a create
+  // waits for the caller's permission decision (PermissionCache), and what
+  // follows it waits too, so responses keep the order of the requests.
+  struct Op {
+    bool cancel = false;
+    etcdserverpb::WatchCreateRequest create;
+    int64_t id = 0;
+  };
+
   void Create(const etcdserverpb::WatchCreateRequest& c) override {
+    Op op;
+    op.create = c;
+    Enqueue(std::move(op));
+  }
+
+  void CancelWatch(int64_t id) override {
+    Op op;
+    op.cancel = true;
+    op.id = id;
+    Enqueue(std::move(op));
+  }
+
+  void Enqueue(Op op) {
+    {
+      absl::MutexLock l(&mu_);
+      ops_.push_back(std::move(op));
+      if (running_) return;
+      running_ = true;
+    }
+    RunOps();
+  }
+
+  // Handles queued ops until the queue is empty or a create waits for its
+  // permission check (whose callback resumes here).
+  void RunOps() {
+    for (;;) {
+      Op op;
+      {
+        absl::MutexLock l(&mu_);
+        if (ops_.empty() || stopped_) {
+          running_ = false;
+          return;
+        }
+        op = std::move(ops_.front());
+        ops_.pop_front();
+      }
+      if (op.cancel) {
+        DoCancel(op.id);
+        continue;
+      }
+      // etcd checks the watch's permission first (isWatchPermitted).
+      std::string key = op.create.key(), up_end = op.create.range_end();
+      if (p_->options_.ns != nullptr) p_->options_.ns->Interval(&key, &up_end);
+      auto sync = std::make_shared<int>(0);  // 0 checking, 1 done, 2 async
+      {
+        absl::MutexLock l(&mu_);
+        ++pending_;
+      }
+      p_->perms_->Check(
+          token_, key, up_end,
+          [this, sync, c = std::move(op.create), key, up_end](
+              const grpc::Status& s, uint64_t epoch) {
+            bool resume;
+            {
+              absl::MutexLock l(&mu_);
+              resume = *sync == 2;
+              *sync = 1;
+            }
+            Checked(c, key, up_end, s, epoch);
+            if (resume) RunOps();
+            ReleasePending();
+          });
+      absl::MutexLock l(&mu_);
+      if (*sync == 0) {
+        *sync = 2;  // the callback resumes the queue
+        return;
+      }
+    }
+  }
+
+  // A create's permission decision is in: refused as the member refuses
+  // it, or the watcher is made and subscribed.
+  void Checked(const etcdserverpb::WatchCreateRequest& c,
+               const std::string& key, const std::string& up_end,
+               const grpc::Status& s, uint64_t epoch) {
+    if (!s.ok()) {
+      absl::MutexLock l(&mu_);
+      if (stopped_) return;
+      WatchResponse resp;
+      resp.set_watch_id(-1);
+      resp.set_created(true);
+      resp.set_canceled(true);
+      resp.set_cancel_reason(CreateRefusedReason(s));
+      *resp.mutable_header() = last_header_;
+      PushLocked(std::move(resp));
+      return;
+    }
     const std::string& end = c.range_end();
     int64_t id = c.watch_id();
     const char* error = nullptr;
     std::shared_ptr<ClientWatcher> w;
     {
       absl::MutexLock l(&mu_);
+      if (stopped_) return;
       if (!end.empty() && !common::IsOpenEnd(end) && !(c.key() < end)) {
         error = common::kWatcherRangeEmpty;
       } else if (id == 0) {
@@ -194,21 +337,95 @@ class ClientWatchStream final : public common::WatchStreamReactor {
         return;
       }
       w = std::make_shared<ClientWatcher>(this, id, c);
+      w->key_ = key;
+      w->up_end_ = up_end;
+      w->epoch_ = epoch;
       watchers_[id] = w;
       if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Inc();
     }
-    std::string key = c.key(), up_end = end;
-    if (p_->options_.ns != nullptr) p_->options_.ns->Interval(&key, &up_end);
     auto [range, handle] =
         p_->hub_->Subscribe(key, up_end, w, c.start_revision(), false);
-    absl::MutexLock l(&mu_);
-    if (ActiveLocked(w.get())) {
-      w->range_ = range;
-      w->handle_ = handle;
+    bool attached = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (ActiveLocked(w.get())) {
+        w->range_ = range;
+        w->handle_ = handle;
+        w->attached_ = true;
+        attached = true;
+      }
     }
+    // Decided before the auth state last moved: the next Tick re-checks.
+    if (attached && epoch != p_->perms_->epoch()) p_->MarkRecheck();
   }
 
-  void CancelWatch(int64_t id) override {
+  // etcd's cancel_reason for a refused create (isWatchPermitted): the
+  // token errors as they are, anything else as permission denied.
+  static std::string CreateRefusedReason(const grpc::Status& s) {
+    const absl::Status st = common::FromGrpcStatus(s);
+    if (common::IsErr(st, common::EtcdError::kInvalidAuthToken) ||
+        common::IsErr(st, common::EtcdError::kAuthOldRevision) ||
+        common::IsErr(st, common::EtcdError::kUserEmpty)) {
+      return CancelReason(st);
+    }
+    return CancelReason(common::Err(common::EtcdError::kPermissionDenied));
+  }
+
+  // etcd's cancel reason for an auth error: the gRPC error's text, "rpc
+  // error: code = PermissionDenied desc = etcdserver: permission denied".
+  static std::string CancelReason(const absl::Status& st) {
+    return absl::StrCat("rpc error: code = ", common::GrpcCodeName(st.code()),
+                        " desc = ", st.message());
+  }
+
+  // A re-check's decision for watchers `ws` (one range): those refused are
+  // canceled, as the member cancels a watch whose permission was revoked.
+  void Rechecked(const std::vector<std::shared_ptr<ClientWatcher>>& ws,
+                 const grpc::Status& s, uint64_t epoch) {
+    const bool refused = !s.ok() && PermissionCache::IsDecision(s);
+    std::vector<std::shared_ptr<ClientWatcher>> cancel;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& w : ws) {
+        w->rechecking_ = false;
+        if (!ActiveLocked(w.get())) continue;
+        if (s.ok()) {
+          w->epoch_ = std::max(w->epoch_, epoch);
+        } else if (refused) {
+          watchers_.erase(w->id_);
+          if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Dec();
+          cancel.push_back(w);
+          WatchResponse resp;
+          resp.set_watch_id(w->id_);
+          resp.set_canceled(true);
+          resp.set_cancel_reason(CancelReason(common::FromGrpcStatus(s)));
+          *resp.mutable_header() = last_header_;
+          PushLocked(std::move(resp));
+        }
+      }
+    }
+    for (const auto& w : cancel) {
+      if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
+    }
+    // Undecided (e.g. the member was unreachable): try again next Tick.
+    if (!s.ok() && !refused) p_->MarkRecheck();
+    if (!s.ok() && refused && epoch != p_->perms_->epoch()) p_->MarkRecheck();
+    ReleasePending();
+  }
+
+  // One permission check of this stream is over; deletes the stream if it
+  // was the last thing keeping it after OnDone.
+  void ReleasePending() {
+    bool del;
+    {
+      absl::MutexLock l(&mu_);
+      --pending_;
+      del = done_ && pending_ == 0;
+    }
+    if (del) delete this;
+  }
+
+  void DoCancel(int64_t id) {
     std::shared_ptr<ClientWatcher> w;
     {
       absl::MutexLock l(&mu_);
@@ -285,7 +502,14 @@ class ClientWatchStream final : public common::WatchStreamReactor {
     }
   }
 
-  void StopWatching() override { UnsubscribeAll(); }
+  void StopWatching() override {
+    {
+      absl::MutexLock l(&mu_);
+      stopped_ = true;
+      ops_.clear();
+    }
+    UnsubscribeAll();
+  }
 
   static common::WatchStreamLimits Limits(const WatchProxyOptions& o) {
     common::WatchStreamLimits l;
@@ -302,7 +526,13 @@ class ClientWatchStream final : public common::WatchStreamReactor {
   };
 
   WatchProxy* const p_;
+  const std::string token_;  // the client's "token" metadata, "" if none
   std::shared_ptr<Handle> handle_ = std::make_shared<Handle>();
+  std::deque<Op> ops_ ABSL_GUARDED_BY(mu_);
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // RunOps is at work
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // StopWatching ran
+  bool done_ ABSL_GUARDED_BY(mu_) = false;     // OnDone ran
+  size_t pending_ ABSL_GUARDED_BY(mu_) = 0;    // permission checks in flight
   std::map<int64_t, std::shared_ptr<ClientWatcher>> watchers_
       ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -325,16 +555,35 @@ void ClientWatcher::OnCanceled(int64_t compact_revision,
   stream_->WatcherCanceled(this, compact_revision, reason, header);
 }
 
-WatchProxy::WatchProxy(WatchHub* hub, common::Clock* clock,
-                       WatchProxyOptions options, ProxyMetrics* metrics)
-    : hub_(hub), clock_(clock), options_(options), metrics_(metrics) {
+WatchProxy::WatchProxy(WatchHub* hub, PermissionCache* perms,
+                       common::Clock* clock, WatchProxyOptions options,
+                       ProxyMetrics* metrics)
+    : hub_(hub),
+      perms_(perms),
+      clock_(clock),
+      options_(options),
+      metrics_(metrics) {
   last_notify_ = clock_->Now();
 }
 
 grpc::ServerBidiReactor<WatchRequest, WatchResponse>* WatchProxy::Watch(
-    grpc::CallbackServerContext*) {
-  return new ClientWatchStream(this);
+    grpc::CallbackServerContext* ctx) {
+  std::string token;
+  auto it = ctx->client_metadata().find("token");
+  if (it != ctx->client_metadata().end()) {
+    token.assign(it->second.data(), it->second.size());
+  }
+  return new ClientWatchStream(this, std::move(token));
 }
+
+void WatchProxy::Recheck() {
+  absl::MutexLock l(&mu_);
+  recheck_.store(false);
+  checked_epoch_ = perms_->epoch();
+  for (ClientWatchStream* s : streams_) s->Recheck(checked_epoch_);
+}
+
+void WatchProxy::MarkRecheck() { recheck_.store(true); }
 
 void WatchProxy::AddStream(ClientWatchStream* s) {
   absl::MutexLock l(&mu_);
@@ -347,6 +596,12 @@ void WatchProxy::RemoveStream(ClientWatchStream* s) {
 }
 
 void WatchProxy::Tick() {
+  bool recheck;
+  {
+    absl::MutexLock l(&mu_);
+    recheck = recheck_.load() || checked_epoch_ != perms_->epoch();
+  }
+  if (recheck) Recheck();
   absl::MutexLock l(&mu_);
   const absl::Time now = clock_->Now();
   if (now - last_notify_ < options_.progress_notify_interval) return;

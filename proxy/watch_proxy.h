@@ -3,6 +3,19 @@
 // WatchRange of its range through the WatchHub, so thousands of client
 // watches on a few ranges cost a few upstream watches.
 //
+// Permissions: the upstream watches are shared across users and made as the
+// proxy, so each client watcher is let in only by the caller's permission
+// for its exact range (PermissionCache, the client's "token" metadata): a
+// create refused by the member's decision is answered as the member
+// answers it (created and canceled, watch_id -1, cancel_reason "rpc error:
+// code = PermissionDenied desc = etcdserver: permission denied", or the
+// token error). Creates and cancels of a stream are handled in order, each
+// create after its decision. Whenever the permission epoch moves (the
+// cluster's auth state changed, see AuthMonitor) every client watcher is
+// re-checked, one probe per (token, range), and those refused are canceled
+// with that reason, as a synod member cancels a direct watch whose
+// permission was revoked.
+//
 // Per client watcher: filters (NOPUT, NODELETE), prev_kv, fragment (etcd's
 // sendFragments at the proxy's request limit, common::AppendWatchFragments),
 // progress_notify (every `progress_notify_interval`, to watchers that got
@@ -23,12 +36,14 @@
 #ifndef SYNOD_PROXY_WATCH_PROXY_H_
 #define SYNOD_PROXY_WATCH_PROXY_H_
 
+#include <atomic>
 #include <set>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/rpc.grpc.pb.h"
 #include "proxy/namespace.h"
+#include "proxy/permission_cache.h"
 #include "proxy/watch_hub.h"
 
 namespace synod::proxy {
@@ -50,16 +65,24 @@ class ClientWatchStream;
 
 class WatchProxy final : public etcdserverpb::Watch::CallbackService {
  public:
-  // `hub`, `clock` and `metrics` (may be null) outlive the service.
-  WatchProxy(WatchHub* hub, common::Clock* clock, WatchProxyOptions options,
-             ProxyMetrics* metrics);
+  // `hub`, `perms`, `clock` and `metrics` (may be null) outlive the
+  // service.
+  WatchProxy(WatchHub* hub, PermissionCache* perms, common::Clock* clock,
+             WatchProxyOptions options, ProxyMetrics* metrics);
 
   grpc::ServerBidiReactor<etcdserverpb::WatchRequest,
                           etcdserverpb::WatchResponse>*
   Watch(grpc::CallbackServerContext* ctx) override;
 
-  // Periodic progress notifications of client watchers.
+  // Periodic progress notifications of client watchers, and the re-check
+  // of watchers when the permission epoch moved (or a re-check could not
+  // decide).
   void Tick();
+  // Re-checks now every client watcher decided before the current epoch
+  // (AuthMonitor's on_change).
+  void Recheck();
+  // Asks the next Tick for a re-check.
+  void MarkRecheck();
 
   // Used by streams.
   void AddStream(ClientWatchStream* s);
@@ -68,12 +91,16 @@ class WatchProxy final : public etcdserverpb::Watch::CallbackService {
  private:
   friend class ClientWatchStream;
   WatchHub* const hub_;
+  PermissionCache* const perms_;
   common::Clock* const clock_;
   const WatchProxyOptions options_;
   ProxyMetrics* const metrics_;
   absl::Mutex mu_;
   std::set<ClientWatchStream*> streams_ ABSL_GUARDED_BY(mu_);
   absl::Time last_notify_ ABSL_GUARDED_BY(mu_);
+  // Set from permission callbacks, which may run under mu_ (Recheck).
+  std::atomic<bool> recheck_{false};
+  uint64_t checked_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace synod::proxy

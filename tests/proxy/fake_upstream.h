@@ -1,7 +1,8 @@
 // A fake Upstream for proxy unit tests: records every watch stream opened
 // and lets the test play the member (created, events, progress, cancel,
-// failure) synchronously on the test thread. Quorum reads and ranges wait
-// in queues until the test answers them.
+// failure) synchronously on the test thread. Quorum reads, ranges (with
+// whose credentials they were made) and auth status polls wait in queues
+// until the test answers them.
 // Thread-safety: single-threaded (the test thread).
 #ifndef SYNOD_TESTS_PROXY_FAKE_UPSTREAM_H_
 #define SYNOD_TESTS_PROXY_FAKE_UPSTREAM_H_
@@ -143,11 +144,13 @@ class FakeUpstream final : public Upstream {
       std::function<void(absl::StatusOr<int64_t>)> done) override {
     quorum_reads.push_back(std::move(done));
   }
-  void Range(const etcdserverpb::RangeRequest& req,
-             std::function<void(const grpc::Status&,
-                                const etcdserverpb::RangeResponse&)>
-                 done) override {
-    ranges.emplace_back(req, std::move(done));
+  void Range(const etcdserverpb::RangeRequest& req, const CallAs& as,
+             RangeDone done) override {
+    ranges.push_back(RangeCall{req, as, std::move(done)});
+  }
+  void AuthStatus(
+      std::function<void(absl::StatusOr<UpstreamAuthState>)> done) override {
+    statuses.push_back(std::move(done));
   }
 
   // Watch streams neither closed by the proxy nor failed.
@@ -161,10 +164,13 @@ class FakeUpstream final : public Upstream {
   std::vector<std::shared_ptr<FakeWatch>> watches;
   std::vector<std::shared_ptr<FakeKeepAlive>> keepalives;
   std::deque<std::function<void(absl::StatusOr<int64_t>)>> quorum_reads;
-  std::deque<std::pair<etcdserverpb::RangeRequest,
-                       std::function<void(const grpc::Status&,
-                                          const etcdserverpb::RangeResponse&)>>>
-      ranges;
+  struct RangeCall {
+    etcdserverpb::RangeRequest req;
+    CallAs as;
+    RangeDone done;
+  };
+  std::deque<RangeCall> ranges;
+  std::deque<std::function<void(absl::StatusOr<UpstreamAuthState>)>> statuses;
 };
 
 }  // namespace synod::proxy::testing

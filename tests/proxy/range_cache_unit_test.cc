@@ -49,15 +49,22 @@ struct Result {
 class RangeCacheTest : public ::testing::Test {
  protected:
   RangeCacheTest()
-      : hub_(&up_, &clock_, WatchRangeOptions(), absl::Seconds(30), nullptr) {
+      : hub_(&up_, &clock_, WatchRangeOptions(), absl::Seconds(30), nullptr),
+        perms_(&up_, &clock_, PermissionCacheOptions()) {
     opts_.serializable_bound = absl::Seconds(1);
     opts_.linearizable_wait = absl::Milliseconds(500);
-    cache_ = std::make_unique<RangeCache>(&hub_, &up_, &clock_, opts_, nullptr);
+    // Auth is off: anonymous reads need no permission probe (the
+    // permission tests are in permission_cache_unit_test.cc).
+    UpstreamAuthState off;
+    off.known = true;
+    perms_.SetAuthState(off);
+    cache_ = std::make_unique<RangeCache>(&hub_, &up_, &perms_, &clock_, opts_,
+                                          nullptr);
   }
 
   std::shared_ptr<Result> Read(RangeRequest req) {
     auto r = std::make_shared<Result>();
-    cache_->Range(req, true, [r](const grpc::Status& s, const RangeResponse& p) {
+    cache_->Range(req, "", [r](const grpc::Status& s, const RangeResponse& p) {
       r->done = true;
       r->status = s;
       r->resp = p;
@@ -67,7 +74,7 @@ class RangeCacheTest : public ::testing::Test {
   // Answers the oldest pending upstream Range with `kvs` at `rev`.
   void AnswerRange(std::vector<mvccpb::KeyValue> kvs, int64_t rev) {
     ASSERT_FALSE(up_.ranges.empty());
-    auto [req, done] = std::move(up_.ranges.front());
+    auto done = std::move(up_.ranges.front().done);
     up_.ranges.pop_front();
     RangeResponse resp;
     *resp.mutable_header() = testing::Header(rev);
@@ -75,14 +82,17 @@ class RangeCacheTest : public ::testing::Test {
     resp.set_count(resp.kvs_size());
     done(grpc::Status::OK, resp);
   }
-  // First read of range [a, b): forwarded, and the range gets loaded at
-  // revision 10 with a=1, and its watch created and fresh. Returns the watch.
+  // First read of range [a, b): forwarded, and once it succeeded the range
+  // gets loaded at revision 10 with a=1, and its watch created and fresh.
+  // Returns the watch.
   FakeWatch* Warm() {
     auto r = Read(Req());
-    EXPECT_EQ(up_.ranges.size(), 2u);  // the load and the forwarded read
-    AnswerRange({Kv("a", "1", 10)}, 10);  // the load
-    AnswerRange({Kv("a", "1", 10)}, 10);  // the forwarded read
+    EXPECT_EQ(up_.ranges.size(), 1u);  // the forwarded read
+    AnswerRange({Kv("a", "1", 10)}, 10);
     EXPECT_TRUE(r->done);
+    EXPECT_EQ(up_.ranges.size(), 1u);  // the load, as the proxy
+    EXPECT_FALSE(up_.ranges.front().as.client);
+    AnswerRange({Kv("a", "1", 10)}, 10);
     EXPECT_EQ(up_.watches.size(), 1u);
     FakeWatch* w = up_.Last();
     EXPECT_EQ(w->create.start_revision(), 11);
@@ -90,18 +100,28 @@ class RangeCacheTest : public ::testing::Test {
     w->Progress(10);
     return w;
   }
-  // Resolves pending quorum reads with `rev`.
+  // Resolves pending quorum reads (linearizable count-only probes made
+  // with the caller's token) with `rev`.
   void AnswerQuorum(int64_t rev) {
-    while (!up_.quorum_reads.empty()) {
-      auto d = std::move(up_.quorum_reads.front());
-      up_.quorum_reads.pop_front();
-      d(rev);
+    while (!up_.ranges.empty()) {
+      ASSERT_TRUE(IsQuorum(up_.ranges.front()));
+      AnswerRange({}, rev);
     }
+  }
+  static bool IsQuorum(const FakeUpstream::RangeCall& c) {
+    return c.as.client && c.req.count_only() && c.req.limit() == 1 &&
+           !c.req.serializable();
+  }
+  size_t Quorums() const {
+    size_t n = 0;
+    for (const auto& c : up_.ranges) n += IsQuorum(c) ? 1 : 0;
+    return n;
   }
 
   FakeUpstream up_;
   common::FakeClock clock_;
   WatchHub hub_;
+  PermissionCache perms_;
   RangeCacheOptions opts_;
   std::unique_ptr<RangeCache> cache_;
 };
@@ -170,7 +190,7 @@ TEST_F(RangeCacheTest, LinearizableReadWaitsUntilTheWatchReachesTheQuorumRevisio
   const int before = w->progress_requests;
   auto r = Read(Req());
   EXPECT_FALSE(r->done);
-  ASSERT_EQ(up_.quorum_reads.size(), 1u);
+  ASSERT_EQ(Quorums(), 1u);
   // A write made directly on a member: the cluster is at 11, the watch has
   // not shown it yet.
   AnswerQuorum(11);
@@ -214,14 +234,12 @@ TEST_F(RangeCacheTest, ConcurrentLinearizableReadsShareQuorumReads) {
   auto r1 = Read(Req());
   auto r2 = Read(Req());  // arrives while r1's quorum read is in flight
   auto r3 = Read(Req());
-  ASSERT_EQ(up_.quorum_reads.size(), 1u);
-  auto first = std::move(up_.quorum_reads.front());
-  up_.quorum_reads.pop_front();
-  first(30);
+  ASSERT_EQ(Quorums(), 1u);
+  AnswerRange({}, 30);
   EXPECT_TRUE(r1->done);
   EXPECT_FALSE(r2->done);
   // r2 and r3 share the next one.
-  ASSERT_EQ(up_.quorum_reads.size(), 1u);
+  ASSERT_EQ(Quorums(), 1u);
   AnswerQuorum(30);
   EXPECT_TRUE(r2->done);
   EXPECT_TRUE(r3->done);
@@ -238,7 +256,8 @@ TEST_F(RangeCacheTest, PastRevisionReadsAreForwarded) {
 
 TEST_F(RangeCacheTest, LruEvictsByBytesAndDropsTheWatch) {
   opts_.max_bytes = 1000;
-  cache_ = std::make_unique<RangeCache>(&hub_, &up_, &clock_, opts_, nullptr);
+  cache_ = std::make_unique<RangeCache>(&hub_, &up_, &perms_, &clock_, opts_,
+                                        nullptr);
   Warm();
   EXPECT_EQ(cache_->TEST_ranges(), 1u);
   // Two more ranges whose data push the total over the bound (each is
@@ -248,8 +267,8 @@ TEST_F(RangeCacheTest, LruEvictsByBytesAndDropsTheWatch) {
     other.set_key(k);
     other.set_range_end(std::string(1, k[0] + 1));
     auto r = Read(other);
-    AnswerRange({Kv(k, std::string(420, 'v'), 10)}, 10);
-    AnswerRange({}, 10);
+    AnswerRange({}, 10);  // the forwarded read
+    AnswerRange({Kv(k, std::string(420, 'v'), 10)}, 10);  // the load
   }
   EXPECT_EQ(cache_->TEST_ranges(), 2u);  // range a..b was evicted
   cache_->Tick();                          // drops its subscription
