@@ -42,13 +42,18 @@ SERVER=${E2E_ETCD:-$BUILD_DIR/backend/synod}
 ln -sf "$SERVER" "$E2E_DIR/bin/etcd"
 ln -sf "$(command -v etcdctl)" "$E2E_DIR/bin/etcdctl"
 
-# The suite reads its certificates relative to tests/e2e and writes data
-# dirs under TMPDIR; run it from a scratch dir.
+# The suite reads its certificates from -cert-dir, its JWT keys as
+# ../../integration/fixtures/... (relative to tests/e2e), and writes data
+# dirs under TMPDIR; run it from a scratch tests/e2e whose ../../integration
+# is Debian's.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/tests/e2e"
+ln -s "$ETCD_SRC/integration" "$work/integration"
+
 echo "e2e: $(basename "$(readlink -f "$SERVER")") against -test.run '$REGEX'"
 set +e
-(cd "$work" && TMPDIR=$work timeout --signal=INT "$E2E_TIMEOUT" "$E2E_DIR/e2e.test" \
+(cd "$work/tests/e2e" && TMPDIR=$work timeout --signal=INT "$E2E_TIMEOUT" "$E2E_DIR/e2e.test" \
    -test.run "$REGEX" -test.v -test.timeout "$E2E_TIMEOUT" \
    -bin-dir "$E2E_DIR/bin" -cert-dir "$ETCD_SRC/integration/fixtures") >"$E2E_DIR/last.log" 2>&1
 rc=$?
