@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.h"
 #include "gtest/gtest.h"
 #include "tests/proxy/fake_upstream.h"
 
@@ -62,9 +63,9 @@ class RangeCacheTest : public ::testing::Test {
                                           nullptr);
   }
 
-  std::shared_ptr<Result> Read(RangeRequest req) {
+  std::shared_ptr<Result> Read(RangeRequest req, const std::string& token = "") {
     auto r = std::make_shared<Result>();
-    cache_->Range(req, "", [r](const grpc::Status& s, const RangeResponse& p) {
+    cache_->Range(req, token, [r](const grpc::Status& s, const RangeResponse& p) {
       r->done = true;
       r->status = s;
       r->resp = p;
@@ -278,6 +279,157 @@ TEST_F(RangeCacheTest, LruEvictsByBytesAndDropsTheWatch) {
   clock_.Advance(absl::Seconds(31));
   hub_.Tick();
   EXPECT_TRUE(up_.watches[0]->closed);  // ...then closes
+}
+
+// ---- permissions: one cache for every user, nothing served across ----
+
+class RangeCacheAuthTest : public RangeCacheTest {
+ protected:
+  RangeCacheAuthTest() {
+    UpstreamAuthState on;
+    on.known = true;
+    on.enabled = true;
+    on.revision = 5;
+    perms_.SetAuthState(on);
+  }
+  // Answers the oldest upstream call, which must be a permission probe (or
+  // quorum read) made with `token`, with `s`.
+  void AnswerProbe(const std::string& token, const grpc::Status& s,
+                   int64_t rev = 10) {
+    ASSERT_FALSE(up_.ranges.empty());
+    const auto& c = up_.ranges.front();
+    ASSERT_TRUE(c.as.client);
+    ASSERT_EQ(c.as.token, token);
+    ASSERT_TRUE(c.req.count_only());
+    if (s.ok()) {
+      AnswerRange({}, rev);
+    } else {
+      auto done = std::move(up_.ranges.front().done);
+      up_.ranges.pop_front();
+      done(s, RangeResponse());
+    }
+  }
+  // alice reads [a, b) serializably: permitted, forwarded and loaded.
+  FakeWatch* WarmAsAlice() {
+    auto r = Read(Req(true), "alice");
+    AnswerProbe("alice", grpc::Status::OK);
+    EXPECT_EQ(up_.ranges.size(), 2u);  // the load (as the proxy), the read
+    EXPECT_FALSE(up_.ranges[0].as.client);
+    EXPECT_EQ(up_.ranges[1].as.token, "alice");
+    AnswerRange({Kv("a", "secret", 10)}, 10);
+    AnswerRange({Kv("a", "secret", 10)}, 10);
+    EXPECT_TRUE(r->done);
+    FakeWatch* w = up_.Last();
+    w->Created(10);
+    w->Progress(10);
+    auto hit = Read(Req(true), "alice");
+    EXPECT_TRUE(hit->done);  // from the cache
+    EXPECT_TRUE(up_.ranges.empty());
+    return w;
+  }
+  static grpc::Status Denied() {
+    return common::ToGrpcStatus(
+        common::Err(common::EtcdError::kPermissionDenied));
+  }
+};
+
+TEST_F(RangeCacheAuthTest, NobodyIsServedAnotherUsersCachedRange) {
+  WarmAsAlice();
+  for (const std::string& who : {std::string("bob"), std::string("")}) {
+    auto s = Read(Req(true), who);
+    EXPECT_FALSE(s->done);  // not from the cache: probed first
+    AnswerProbe(who, Denied());
+    ASSERT_TRUE(s->done);
+    EXPECT_EQ(s->status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(s->status.error_message(), "etcdserver: permission denied");
+    EXPECT_EQ(s->resp.kvs_size(), 0);
+    auto l = Read(Req(), who);  // linearizable: its quorum read is the probe
+    EXPECT_FALSE(l->done);
+    AnswerProbe(who, Denied());
+    ASSERT_TRUE(l->done);
+    EXPECT_EQ(l->status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(l->resp.kvs_size(), 0);
+  }
+  // The refusals are kept: no further probe, still nothing.
+  auto again = Read(Req(true), "bob");
+  ASSERT_TRUE(again->done);
+  EXPECT_FALSE(again->status.ok());
+  EXPECT_TRUE(up_.ranges.empty());
+  // alice still reads from the cache, both ways.
+  auto a = Read(Req(true), "alice");
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(a->resp.kvs(0).value(), "secret");
+  auto al = Read(Req(), "alice");
+  AnswerProbe("alice", grpc::Status::OK, 10);
+  ASSERT_TRUE(al->done);
+  EXPECT_EQ(al->resp.kvs(0).value(), "secret");
+  EXPECT_TRUE(up_.ranges.empty());
+}
+
+TEST_F(RangeCacheAuthTest, ARefusedFirstReaderLoadsNothing) {
+  auto b = Read(Req(true), "bob");
+  AnswerProbe("bob", Denied());
+  ASSERT_TRUE(b->done);
+  EXPECT_FALSE(b->status.ok());
+  auto bl = Read(Req(), "bob");
+  ASSERT_EQ(up_.ranges.size(), 1u);  // forwarded with bob's token
+  EXPECT_EQ(up_.ranges.front().as.token, "bob");
+  auto done = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  done(Denied(), RangeResponse());
+  EXPECT_FALSE(bl->status.ok());
+  EXPECT_TRUE(up_.ranges.empty());  // no load for a refused reader
+  EXPECT_EQ(cache_->TEST_ranges(), 0u);
+  WarmAsAlice();
+}
+
+TEST_F(RangeCacheAuthTest, AnAuthChangeChecksEveryReaderAgain) {
+  WarmAsAlice();
+  UpstreamAuthState revoked;
+  revoked.known = true;
+  revoked.enabled = true;
+  revoked.revision = 6;  // alice's role was revoked
+  perms_.SetAuthState(revoked);
+  auto r = Read(Req(true), "alice");
+  EXPECT_FALSE(r->done);
+  AnswerProbe("alice", Denied());
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(r->status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(r->resp.kvs_size(), 0);
+}
+
+TEST_F(RangeCacheAuthTest, ConcurrentLinearizableReadsShareQuorumReadsPerToken) {
+  FakeWatch* w = WarmAsAlice();
+  w->Progress(30);
+  auto a1 = Read(Req(), "alice");
+  auto b1 = Read(Req(), "bob");
+  auto a2 = Read(Req(), "alice");
+  ASSERT_EQ(up_.ranges.size(), 2u);  // one per token
+  EXPECT_EQ(up_.ranges[0].as.token, "alice");
+  EXPECT_EQ(up_.ranges[1].as.token, "bob");
+  AnswerProbe("alice", grpc::Status::OK, 30);
+  AnswerProbe("bob", Denied());
+  EXPECT_TRUE(a1->done && b1->done);
+  EXPECT_TRUE(a1->status.ok());
+  EXPECT_FALSE(b1->status.ok());
+  ASSERT_EQ(up_.ranges.size(), 1u);  // a2's, started after it arrived
+  AnswerProbe("alice", grpc::Status::OK, 30);
+  EXPECT_TRUE(a2->done && a2->status.ok());
+}
+
+TEST_F(RangeCacheAuthTest, ARangeTheProxyMayNotLoadIsForwarded) {
+  auto r = Read(Req(true), "alice");
+  AnswerProbe("alice", grpc::Status::OK);
+  ASSERT_EQ(up_.ranges.size(), 2u);
+  auto load = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  load(Denied(), RangeResponse());  // the proxy's own user lacks READ
+  AnswerRange({Kv("a", "1", 10)}, 10);
+  EXPECT_TRUE(r->done);
+  EXPECT_EQ(cache_->TEST_ranges(), 0u);
+  auto r2 = Read(Req(true), "alice");
+  ASSERT_EQ(up_.ranges.size(), 1u);  // forwarded, no second load
+  EXPECT_TRUE(up_.ranges.front().as.client);
 }
 
 TEST(ComputeRangeTest, FollowsEtcdRangeSemantics) {
