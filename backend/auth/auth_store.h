@@ -6,7 +6,7 @@
 // committed entry is applied: every *Apply* method below runs on the apply
 // thread, stages its writes in the caller's storage::Batch (committed with
 // the applied index, so a crash replays it), updates memory, and bumps the
-// auth revision by one. Reads (the Is*Permitted checks, tokens) run on any
+// auth revision by one (except AuthEnable, which etcd 3.4 does not count). Reads (the Is*Permitted checks, tokens) run on any
 // thread. Because the state lives under its own keys in LevelDB, it travels
 // in snapshots; Reload() rebuilds memory after one is installed.
 //
@@ -172,7 +172,8 @@ class AuthStore {
   // Roles of `name`, as stored (sorted). Errors: kUserNotFound.
   absl::StatusOr<std::vector<std::string>> UserGet(absl::string_view name) const;
   std::vector<std::string> UserList() const;  // sorted
-  // Permissions of `role` in the order granted. Errors: kRoleNotFound.
+  // Permissions of `role`, sorted by key as etcd stores them. Errors:
+  // kRoleNotFound.
   absl::StatusOr<std::vector<authpb::Permission>> RoleGet(
       absl::string_view role) const;
   std::vector<std::string> RoleList() const;  // sorted

@@ -12,8 +12,9 @@
 //    with the public key alone (pub-key may be a PEM public key or a PEM
 //    certificate, as etcd's jwt-go accepts both). Without priv-key the
 //    member verifies but cannot sign (Authenticate fails). sign-method:
-//    RS256/384/512, PS256/384/512, ES256/384/512 (etcd 3.4's set). ttl is a
-//    Go duration, default 5m.
+//    RS256/384/512, PS256/384/512, ES256/384/512, and HS256/384/512 with
+//    priv-key as the shared secret (etcd 3.4's set). ttl is a Go duration,
+//    default 5m.
 //
 // Ownership: a TokenProvider owns its keys and its token table.
 // Thread-safe: every method may be called from any thread.

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "backend/server/services.h"
 #include "common/errors.h"
 #include "common/logging.h"
@@ -38,8 +39,18 @@ absl::StatusOr<auth::AuthInfo> CallerAuthInfo(EtcdServer* s,
   const grpc::string_ref* token = FindMetadata(ctx, "token");
   if (token == nullptr) token = FindMetadata(ctx, "authorization");
   if (token != nullptr) {
-    return s->auth_store()->AuthInfoFromToken(
-        absl::string_view(token->data(), token->size()));
+    const absl::string_view t(token->data(), token->size());
+    // A simple token names the index of its Authenticate entry: a member
+    // that has not applied it yet waits for it (etcd's isValidSimpleToken),
+    // so a client may authenticate on one member and call another at once.
+    const size_t dot = t.rfind('.');
+    uint64_t index = 0;
+    if (dot != absl::string_view::npos && dot + 1 < t.size() &&
+        t.find('.') == dot && absl::SimpleAtoi(t.substr(dot + 1), &index) &&
+        index > s->applied_index()) {
+      s->AwaitApplied(index, absl::Seconds(5));
+    }
+    return s->auth_store()->AuthInfoFromToken(t);
   }
   if (s->config().client_cert_auth) {
     std::string cn = common::PeerCommonName(ctx);

@@ -518,6 +518,21 @@ void EtcdServer::OnConfChanged(const raft::ConfChange& cc,
   }
 }
 
+bool EtcdServer::AwaitApplied(uint64_t index, absl::Duration timeout) {
+  if (applied_index_.load() >= index) return true;
+  struct Waiter {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  };
+  auto w = std::make_shared<Waiter>();
+  reads_->WaitApplied(index, [w](absl::Status) {
+    absl::MutexLock l(&w->mu);
+    w->done = true;
+  });
+  absl::MutexLock l(&w->mu);
+  return clock_->AwaitWithTimeout(&w->mu, absl::Condition(&w->done), timeout);
+}
+
 uint64_t EtcdServer::AddAuthListener(std::function<void()> on_change) {
   absl::MutexLock l(&auth_listeners_mu_);
   const uint64_t id = next_auth_listener_++;

@@ -222,6 +222,10 @@ class EtcdServer {
   uint64_t AddAuthListener(std::function<void()> on_change);
   void RemoveAuthListener(uint64_t id);
 
+  // Waits until this member has applied log index `index`, at most
+  // `timeout`; true when it has (etcd waits so before looking up a simple
+  // token issued at that index on another member). Blocks the caller.
+  bool AwaitApplied(uint64_t index, absl::Duration timeout);
   // A simple token's random part, picked before proposing Authenticate
   // ("" with JWT tokens).
   std::string NewTokenPrefix() { return tokens_->NewTokenPrefix(); }
