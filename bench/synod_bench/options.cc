@@ -26,6 +26,12 @@ ABSL_FLAG(std::string, cert, "",
 ABSL_FLAG(std::string, key, "", "Private key (PEM) of --cert.");
 ABSL_FLAG(bool, insecure_skip_tls_verify, false,
           "TLS without verifying the server's certificate or name.");
+ABSL_FLAG(std::string, user, "",
+          "Authenticate as this user: name:password, or name with "
+          "--password (etcdctl's flags); the token goes in every call's "
+          "\"token\" metadata. Empty = anonymous.");
+ABSL_FLAG(std::string, password, "",
+          "The --user's password; then --user is the whole user name.");
 ABSL_FLAG(int32_t, conns, 1, "Number of gRPC connections.");
 ABSL_FLAG(int32_t, clients, 1,
           "Number of concurrent clients (requests or streams in flight), "
@@ -74,7 +80,7 @@ namespace {
 // clang-format off
 constexpr const char* kFlags[] = {
     "endpoints",   "cacert",     "cert",          "key",
-    "insecure_skip_tls_verify",
+    "insecure_skip_tls_verify", "user", "password",
     "conns",       "clients",    "threads",       "total",
     "duration",    "key_size",   "val_size",      "key_space",
     "seq_keys",    "rate",       "consistency",   "txn_ops",
@@ -187,6 +193,26 @@ absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
   if (o.cert.empty() != o.key.empty()) {
     return o.cert.empty() ? Bad("key", "given without --cert")
                           : Bad("cert", "given without --key");
+  }
+  // etcdctl's rule: with --password, --user is the name as given; without,
+  // it is split at the first ':'.
+  o.user = absl::GetFlag(FLAGS_user);
+  o.password = absl::GetFlag(FLAGS_password);
+  if (!o.password.empty()) {
+    if (o.user.empty()) return Bad("password", "given without --user");
+  } else if (!o.user.empty()) {
+    std::vector<std::string> parts =
+        absl::StrSplit(o.user, absl::MaxSplits(':', 1));
+    if (parts.size() < 2) {
+      return Bad("user", absl::StrCat("no password for '", o.user,
+                                      "' (--user=name:password or "
+                                      "--password)"));
+    }
+    o.user = parts[0];
+    o.password = parts[1];
+  }
+  if (absl::GetFlag(FLAGS_user).size() > 0 && o.user.empty()) {
+    return Bad("user", "empty user name");
   }
   const bool tls_flags =
       !o.cacert.empty() || !o.cert.empty() || o.insecure_skip_tls_verify;

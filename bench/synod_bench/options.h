@@ -52,6 +52,11 @@ struct Options {
   std::string cert;    // Client certificate (with key), if the server asks.
   std::string key;
   bool insecure_skip_tls_verify = false;  // Do not verify the server at all.
+  // Auth, etcdctl's flags: --user=name[:password] and --password. With a
+  // user, the tool Authenticates once before the run and sends the token in
+  // every call's "token" metadata, as clientv3 does. Empty user: anonymous.
+  std::string user;
+  std::string password;
   int conns = 1;      // gRPC connections (one channel each).
   int clients = 1;    // Concurrent requests (or streams) in flight.
   int threads = 1;    // Completion-queue threads.
@@ -80,7 +85,8 @@ struct Options {
 // Parses `args` (argv without the program name). Returns InvalidArgument with
 // a message such as "--conns: must be at least 1 (got 0)" on a bad value, an
 // unknown flag, a missing or unknown workload, or inconsistent options
-// (--cert without --key or the reverse). TLS files are read when the tool
+// (--cert without --key or the reverse; --password without --user, or a
+// --user without a password). TLS files are read when the tool
 // connects, not here.
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args);
 

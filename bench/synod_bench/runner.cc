@@ -249,6 +249,11 @@ class Runner {
     if (setup_error_.empty()) setup_error_ = what;
   }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  // Adds the auth token (if any) to a call's metadata; before the call
+  // starts. token_ is set in Connect(), before any client runs.
+  void Authorize(grpc::ClientContext* ctx) const {
+    if (!token_.empty()) ctx->AddMetadata("token", token_);
+  }
   void RegisterStream(grpc::ClientContext* ctx) {
     std::lock_guard<std::mutex> l(mu_);
     stream_ctxs_.push_back(ctx);
@@ -270,6 +275,7 @@ class Runner {
     for (grpc::ClientContext* c : stream_ctxs_) c->TryCancel();
   }
   absl::Status Connect();
+  absl::Status Authenticate();
   void StartThreads();
   void StopThreads();
   absl::Status RunUnary(const std::function<void(double, uint64_t)>& progress);
@@ -295,6 +301,7 @@ class Runner {
   std::vector<std::unique_ptr<KV::Stub>> kv_;
   std::vector<std::unique_ptr<Watch::Stub>> watch_;
   std::vector<std::unique_ptr<Lease::Stub>> lease_;
+  std::string token_;  // From Authenticate(); empty: anonymous.
   std::vector<std::unique_ptr<grpc::CompletionQueue>> cqs_;
   std::vector<std::thread> threads_;
   std::vector<ThreadStats> stats_;
@@ -380,6 +387,7 @@ class UnaryClient {
   void Issue() {
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(After(o_.timeout));
+    r_->Authorize(ctx_.get());
     status_ = grpc::Status();
     t0_ = NowNs();
     switch (o_.workload) {
@@ -472,6 +480,7 @@ class KeepAliveClient {
         finish_tag_([this](bool) { OnFinish(); }) {}
 
   void Start() {
+    r_->Authorize(&ctx_);
     r_->RegisterStream(&ctx_);
     stream_ = lease_->PrepareAsyncLeaseKeepAlive(&ctx_, cq_);
     stream_->StartCall(&start_tag_);
@@ -565,6 +574,7 @@ class WatchStream {
         finish_tag_([this](bool) { OnFinish(); }) {}
 
   void Start() {
+    r_->Authorize(&ctx_);
     r_->RegisterStream(&ctx_);
     stream_ = watch_->PrepareAsyncWatch(&ctx_, cq_);
     stream_->StartCall(&start_tag_);
@@ -658,6 +668,25 @@ absl::Status Runner::Connect() {
     lease_.push_back(Lease::NewStub(ch));
     channels_.push_back(std::move(ch));
   }
+  return Authenticate();
+}
+
+absl::Status Runner::Authenticate() {
+  if (o_.user.empty()) return absl::OkStatus();
+  auto auth = etcdserverpb::Auth::NewStub(channels_[0]);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(After(o_.timeout));
+  etcdserverpb::AuthenticateRequest req;
+  req.set_name(o_.user);
+  req.set_password(o_.password);
+  etcdserverpb::AuthenticateResponse resp;
+  grpc::Status s = auth->Authenticate(&ctx, req, &resp);
+  if (!s.ok()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("authenticate as '", o_.user,
+                     "': ", CodeName(s.error_code()), ": ", s.error_message()));
+  }
+  token_ = resp.token();
   return absl::OkStatus();
 }
 
@@ -751,6 +780,7 @@ absl::Status Runner::RunKeepAlive(
   for (int i = 0; i < o_.clients; ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(After(o_.timeout));
+    Authorize(&ctx);
     etcdserverpb::LeaseGrantRequest req;
     req.set_ttl(o_.lease_ttl);
     etcdserverpb::LeaseGrantResponse resp;
@@ -781,6 +811,7 @@ absl::Status Runner::RunKeepAlive(
   for (size_t i = 0; i < ids.size(); ++i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(After(absl::Seconds(2)));
+    Authorize(&ctx);
     etcdserverpb::LeaseRevokeRequest req;
     req.set_id(ids[i]);
     etcdserverpb::LeaseRevokeResponse resp;

@@ -14,6 +14,12 @@
 // with --insecure-skip-tls-verify, gRPC's TLS credentials with verification
 // off. Others are plaintext.
 //
+// Auth. With Options::user, the tool Authenticates once (over the first
+// connection) before the run and adds the token to every call's metadata
+// under "token", as clientv3 does; simple tokens and JWTs alike are opaque
+// here. A run longer than the member's token TTL would see its calls fail
+// with "etcdserver: invalid auth token" (counted as errors, not renewed).
+//
 // Bounds. The run ends at --total ops or after --duration, whichever comes
 // first; every unary call has the --timeout deadline, and streams that make
 // no progress for --timeout are cancelled, so a stalled server cannot hang
@@ -34,8 +40,10 @@ namespace synod::bench {
 // Returns Unavailable when an endpoint is unreachable for 5 s (for a TLS
 // endpoint, a failed handshake looks the same) or a setup step fails (lease
 // grant, watch creation); InvalidArgument when a TLS file (--cacert, --cert,
-// --key) cannot be read; per-op failures are counted in Result::errors
-// instead.
+// --key) cannot be read; Unauthenticated when Authenticate fails (its
+// message carries the member's, e.g. "etcdserver: authentication failed,
+// invalid user ID or password"); per-op failures are counted in
+// Result::errors instead.
 absl::StatusOr<Result> RunWorkload(
     const Options& opts,
     const std::function<void(double fraction, uint64_t done)>& progress);
