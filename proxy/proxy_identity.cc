@@ -121,6 +121,11 @@ void ProxyIdentity::Tick() {
   for (auto& f : out) f();
 }
 
+bool ProxyIdentity::MayAuthenticate() const {
+  absl::MutexLock l(&mu_);
+  return configured() && !refused_;
+}
+
 int ProxyIdentity::TEST_authentications() const {
   absl::MutexLock l(&mu_);
   return authentications_;
@@ -153,6 +158,8 @@ void ProxyIdentity::OnAuthenticated(absl::StatusOr<std::string> token) {
     absl::MutexLock l(&mu_);
     authenticating_ = false;
     if (ok) token_ = *token;
+    refused_ = !token.ok() &&
+               common::IsErr(token.status(), EtcdError::kAuthFailed);
     waiters.swap(waiters_);
   }
   if (ok) {
@@ -178,6 +185,8 @@ void RunWithReauth(
       done(s);
       return;
     }
+    SYNOD_LOG(INFO) << "the member refused synod-proxy's token: "
+                    << s.error_message();
     identity->Refresh(token, [identity, call, done, s](bool fresh) {
       if (!fresh) {
         done(s);

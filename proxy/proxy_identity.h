@@ -98,6 +98,11 @@ class ProxyIdentity {
   // (shared, backed-off) Authenticate.
   void Refresh(const std::string& used, std::function<void(bool)> done);
 
+  // False once the member refused the user's name or password
+  // ("authentication failed, invalid user ID or password") on the last
+  // Authenticate: a new attempt would not give a token either.
+  bool MayAuthenticate() const;
+
   // Starts a refresh whose backoff has passed. Call periodically.
   void Tick();
 
@@ -121,6 +126,7 @@ class ProxyIdentity {
   absl::Time last_auth_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
   int authentications_ ABSL_GUARDED_BY(mu_) = 0;
+  bool refused_ ABSL_GUARDED_BY(mu_) = false;  // wrong name or password
   std::vector<std::function<void(bool)>> waiters_ ABSL_GUARDED_BY(mu_);
 };
 

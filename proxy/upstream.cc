@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/errors.h"
+#include "common/logging.h"
 #include "common/stream_writer.h"
 #include "common/x509_util.h"
 
@@ -401,11 +402,14 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
     const etcdserverpb::WatchCreateRequest& create,
     UpstreamWatchCallbacks callbacks) {
   // The proxy's token, and what happens when the member refuses it: a
-  // create canceled for a token reason (etcd 3.4's isWatchPermitted) or a
-  // stream failing with one makes the identity refresh; the refused create
-  // is not passed on but ends the stream, so that the range re-creates it
-  // (with the new token) instead of canceling its subscribers. "permission
-  // denied" is passed on as it is.
+  // watch canceled for a token reason (etcd 3.4's isWatchPermitted), or
+  // for any reason while the proxy had no token yet (auth was enabled after
+  // it started; a synod member then cancels its watches as permission
+  // denied) unless its password was refused, or a stream failing with a token error, makes the identity
+  // refresh; such a cancel is not passed on but ends the stream, so that
+  // the range re-creates it (with the new token, from where it was) instead
+  // of canceling its subscribers. "permission denied" to a token is passed
+  // on as it is.
   struct Reauth {
     absl::Mutex mu;
     std::weak_ptr<WatchStream> stream ABSL_GUARDED_BY(mu);
@@ -419,8 +423,12 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
                          const WatchResponse& r) {
     if (reauth->swallowed) return;
     if (identity != nullptr && identity->configured() && r.canceled() &&
-        r.created() && ReasonNeedsReauth(r.cancel_reason())) {
+        r.compact_revision() == 0 &&
+        (ReasonNeedsReauth(r.cancel_reason()) ||
+         (token.empty() && identity->MayAuthenticate()))) {
       reauth->swallowed = true;
+      SYNOD_LOG(INFO) << "the member refused synod-proxy's watch: "
+                      << r.cancel_reason();
       identity->Refresh(token, [](bool) {});
       std::shared_ptr<WatchStream> s;
       {
@@ -435,6 +443,8 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
   auto on_closed = [identity, token, cb = std::move(callbacks.on_closed)](
                        const grpc::Status& st) {
     if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
+      SYNOD_LOG(INFO) << "the member ended synod-proxy's watch: "
+                      << st.error_message();
       identity->Refresh(token, [](bool) {});
     }
     cb(st);
@@ -468,6 +478,8 @@ std::shared_ptr<UpstreamKeepAlive> GrpcUpstream::KeepAlive(
   auto on_closed = [identity, token, cb = std::move(callbacks.on_closed)](
                        const grpc::Status& st) {
     if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
+      SYNOD_LOG(INFO) << "the member ended synod-proxy's keep-alives: "
+                      << st.error_message();
       identity->Refresh(token, [](bool) {});
     }
     cb(st);

@@ -378,6 +378,18 @@ class ClientWatchStream final : public common::WatchStreamReactor {
                         " desc = ", st.message());
   }
 
+  // The cancel_reason of a watcher found refused by a re-check: permission
+  // denied, as a synod member cancels a watch whose permission was revoked
+  // (also when auth was enabled under an anonymous watch), or the token
+  // error when the client's token is no longer valid.
+  static std::string RevokedReason(const grpc::Status& s) {
+    const absl::Status st = common::FromGrpcStatus(s);
+    if (common::IsErr(st, common::EtcdError::kInvalidAuthToken)) {
+      return CancelReason(st);
+    }
+    return CancelReason(common::Err(common::EtcdError::kPermissionDenied));
+  }
+
   // A re-check's decision for watchers `ws` (one range): those refused are
   // canceled, as the member cancels a watch whose permission was revoked.
   void Rechecked(const std::vector<std::shared_ptr<ClientWatcher>>& ws,
@@ -398,7 +410,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
           WatchResponse resp;
           resp.set_watch_id(w->id_);
           resp.set_canceled(true);
-          resp.set_cancel_reason(CancelReason(common::FromGrpcStatus(s)));
+          resp.set_cancel_reason(RevokedReason(s));
           *resp.mutable_header() = last_header_;
           PushLocked(std::move(resp));
         }

@@ -95,6 +95,7 @@ struct FakeCall {
 
 TEST_F(ProxyIdentityTest, StartAuthenticatesOnce) {
   bool got = false;
+  EXPECT_TRUE(id_.MayAuthenticate());
   id_.Start([&](bool ok) { got = ok; });
   ASSERT_EQ(auths_.size(), 1u);
   Authenticated(std::string("t1"));
@@ -205,6 +206,7 @@ TEST_F(ProxyIdentityTest, AFailedAuthenticateEndsTheRetry) {
   Authenticated(absl::InvalidArgumentError(
       "etcdserver: authentication failed, invalid user ID or password"));
   EXPECT_EQ(id_.Token(), "");
+  EXPECT_FALSE(id_.MayAuthenticate());  // a wrong password stays wrong
   clock_.Advance(absl::Seconds(60));
   auto call = std::make_shared<FakeCall>();
   call->answers = {Grpc(EtcdError::kUserEmpty)};

@@ -34,8 +34,12 @@ class WatchClient final
     : public grpc::ClientBidiReactor<etcdserverpb::WatchRequest,
                                      etcdserverpb::WatchResponse> {
  public:
-  explicit WatchClient(std::shared_ptr<grpc::Channel> channel)
+  // `token`: sent in the metadata key "token" (an auth token), if not
+  // empty.
+  explicit WatchClient(std::shared_ptr<grpc::Channel> channel,
+                       const std::string& token = "")
       : stub_(etcdserverpb::Watch::NewStub(channel)) {
+    if (!token.empty()) ctx_.AddMetadata("token", token);
     stub_->async()->Watch(&ctx_, this);
     StartRead(&resp_);
     StartCall();
