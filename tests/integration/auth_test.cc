@@ -247,6 +247,28 @@ grpc::Status RangeWithToken(const std::string& endpoint,
   return stub->Range(&ctx, req, &resp);
 }
 
+// Polls a Range of `key` with `token` (`idle` after the previous try, the
+// first included) until the member refuses the token as etcd does: code
+// Unauthenticated, "etcdserver: invalid auth token". Bounded at 20 s.
+::testing::AssertionResult WaitTokenRefused(const std::string& endpoint,
+                                            const std::string& token,
+                                            const std::string& key,
+                                            absl::Duration idle) {
+  return Eventually(
+      [&]() -> ::testing::AssertionResult {
+        absl::SleepFor(idle);  // the token's idle time is what is tested
+        grpc::Status s = RangeWithToken(endpoint, token, key);
+        if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
+            s.error_message() == "etcdserver: invalid auth token") {
+          return ::testing::AssertionSuccess();
+        }
+        return ::testing::AssertionFailure()
+               << "token still answered with " << s.error_code() << " \""
+               << s.error_message() << "\"";
+      },
+      absl::Seconds(20));
+}
+
 // One watch on one gRPC stream with a token. Every Read is bounded by the
 // stream's deadline, so a server that never answers fails the test instead
 // of hanging it.
@@ -763,20 +785,9 @@ TEST_F(AuthTokenTtlTest, SimpleTokenExpiresAfterItsTtl) {
   EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(denied.error_message(), "etcdserver: permission denied");
   // The TTL counts from the last use: leave the token idle past it (the
-  // idle time is what is tested), then try it.
-  grpc::Status last;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        absl::SleepFor(absl::Milliseconds(2500));
-        last = RangeWithToken(server_->Endpoint(), *token, "k");
-        if (last.error_message() == "etcdserver: invalid auth token") {
-          return ::testing::AssertionSuccess();
-        }
-        return ::testing::AssertionFailure()
-               << "still " << last.error_code() << " " << last.error_message();
-      },
-      absl::Seconds(20)));
-  EXPECT_EQ(last.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // idle time is what is tested) before each try.
+  EXPECT_TRUE(WaitTokenRefused(server_->Endpoint(), *token, "k",
+                               absl::Milliseconds(2500)));
   // etcdctl authenticates anew and carries on.
   EXPECT_TRUE(Alice().Ok({"get", "k"}, ""));
 }
@@ -878,18 +889,8 @@ TEST_P(AuthJwtTest, PutGetRoundTripWithUsersAndTokenExpiry) {
   if (absl::Now() - issued < absl::Milliseconds(900)) {
     EXPECT_TRUE(first.ok()) << first.error_message();
   }
-  grpc::Status last;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        last = RangeWithToken(server_->Endpoint(), *token, "p/a");
-        if (last.error_message() == "etcdserver: invalid auth token") {
-          return ::testing::AssertionSuccess();
-        }
-        return ::testing::AssertionFailure()
-               << "still " << last.error_code() << " " << last.error_message();
-      },
-      absl::Seconds(20)));
-  EXPECT_EQ(last.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(WaitTokenRefused(server_->Endpoint(), *token, "p/a",
+                               absl::ZeroDuration()));
   EXPECT_TRUE(alice.Ok({"get", "p/a"}, "p/a\nby-alice\n"));
 }
 
