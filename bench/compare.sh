@@ -25,6 +25,14 @@
 #              openssl CLI in the temp dir; synod-bench dials with --cacert.
 #              The rest of RESULTS.md is left as it is when only this shape
 #              runs (SHAPES=tls): its section is replaced in place.
+#   auth       auth on: one member with auth enabled (root, and a user
+#              "bench" whose role has READWRITE on [0, :), the range of
+#              every decimal key synod-bench writes; simple tokens, bcrypt
+#              cost 10, both systems' defaults) and, back to back with it,
+#              the same member without auth, each running put and range as
+#              in the tls shape; synod-bench authenticates once with --user
+#              and sends the token with every call. Like tls, SHAPES=auth
+#              (or SHAPES="tls auth") replaces only its own section.
 # Each round starts fresh members of each system and runs every shape; the
 # order of the systems alternates between rounds. Every synod-bench run is
 # bounded by a count, a --duration and `timeout`, so the whole script takes
@@ -40,7 +48,7 @@
 #                    `git describe --always --dirty` of this tree; set it
 #                    when SYNOD_BIN was built from another checkout)
 #   ROUNDS           rounds per system   (default: 3; at least 3 for RESULTS)
-#   SHAPES           shapes to run       (default: "1 3 proxy tls")
+#   SHAPES           shapes to run       (default: "1 3 proxy tls auth")
 #   SYSTEMS          systems to run      (default: "etcd synod")
 #   RESULTS          output file         (default: bench/RESULTS.md)
 #   COMPARE_TMPDIR   parent of the temp dir (default: $TMPDIR or /tmp)
@@ -57,7 +65,7 @@ PROXY_BIN=${PROXY_BIN:-$ROOT/build/proxy/synod-proxy}
 ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 BENCH_BIN=${SYNOD_BENCH_BIN:-$ROOT/build/bench/synod-bench}
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-1 3 proxy tls}
+SHAPES=${SHAPES:-1 3 proxy tls auth}
 SYSTEMS=${SYSTEMS:-etcd synod}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 
@@ -163,6 +171,9 @@ if has_shape tls; then make_pki "$PKI"; fi
 # then needs (TLS_ARGS). Set and cleared by run_tls_one.
 CLIENT_TLS=0
 TLS_ARGS=()
+# synod-bench's --user for a member with auth on. Set and cleared by
+# run_auth_one.
+AUTH_ARGS=()
 
 # With START_SOFT=1, a member that does not come up makes start_cluster
 # return 1 with the reason in START_FAIL instead of ending the script.
@@ -309,7 +320,8 @@ bench() {
   local name=$1 system=$2 round=$3
   shift 3
   local out=$RAW/$system.$name.$round.json
-  if ! timeout 120 "$BENCH_BIN" --endpoints="$EP" "${TLS_ARGS[@]}" --json \
+  if ! timeout 120 "$BENCH_BIN" --endpoints="$EP" "${TLS_ARGS[@]}" \
+      "${AUTH_ARGS[@]}" --json \
       --noprogress "$@" \
       >"$out" 2>"$out.err"; then
     log "$system $name round $round failed: $(tail -2 "$out.err")"
@@ -427,10 +439,10 @@ cpu_ticks() {
   awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# tls_bench NAME SYSTEM ROUND ARGS...: bench, plus CPU per op (us) in
+# cpu_bench NAME SYSTEM ROUND ARGS...: bench, plus CPU per op (us) in
 # $RAW/SYSTEM.NAME_cpu.ROUND.json: the member's ("cpu_us") and synod-bench's
 # own ("bench_us").
-tls_bench() {
+cpu_bench() {
   local name=$1 system=$2 round=$3 before after ok json
   before=$(cpu_ticks "$SERVER_PID")
   bench "$@"
@@ -445,66 +457,124 @@ tls_bench() {
   fi
 }
 
-# Member starts of the tls shape that failed, as Markdown list items.
+# Member starts of the tls and auth shapes that failed, as Markdown list
+# items.
 TLS_FAILS=""
+AUTH_FAILS=""
+
+# start_one_soft SYSTEM DIR LABEL FAILS: start_cluster SYSTEM DIR/tryN 1,
+# tried once more on new ports if the member does not come up, unless it
+# refused a flag. Each failure is logged and added to the list named FAILS.
+# Returns 1 when the member did not come up (the reason in START_FAIL).
+start_one_soft() {
+  local system=$1 dir=$2 label=$3 try
+  local -n fails=$4
+  START_SOFT=1
+  for try in 1 2; do
+    if start_cluster "$system" "$dir/try$try" 1; then
+      START_SOFT=0
+      return 0
+    fi
+    log "$label, try $try: $START_FAIL"
+    fails+="- $label, try $try: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-400)"$'\n'
+    stop_all
+    [[ $START_FAIL == *"nknown command line flag"* ]] && break
+  done
+  START_SOFT=0
+  return 1
+}
+
+# pair_runs P SYSTEM ROUND: the runs of the tls and auth shapes on the member
+# just started, named P<run>: put, then 10,000 keys written, then
+# linearizable and serializable range, each with CPU per op.
+pair_runs() {
+  local p=$1 system=$2 round=$3
+  cpu_bench ${p}put "$system" "$round" "${KV[@]}" --key-space=100000 \
+    --conns=10 --clients=100 --total=50000 --duration=5s put
+  bench ${p}preload "$system" "$round" "${KV[@]}" --key-space=10000 \
+    --seq-keys --conns=10 --clients=100 --total=10000 --duration=20s put
+  cpu_bench ${p}range_l "$system" "$round" "${KV[@]}" --key-space=10000 \
+    --conns=10 --clients=100 --total=100000 --duration=4s range
+  cpu_bench ${p}range_s "$system" "$round" "${KV[@]}" --key-space=10000 \
+    --conns=10 --clients=100 --total=100000 --duration=4s --consistency=s \
+    range
+}
+
+# run_pair FN SYSTEM ROUND ON OFF: FN SYSTEM ROUND ON and FN SYSTEM ROUND OFF
+# back to back, ON first in odd rounds.
+run_pair() {
+  local fn=$1 system=$2 round=$3 on=$4 off=$5
+  if ((round % 2)); then
+    "$fn" "$system" "$round" "$on"
+    "$fn" "$system" "$round" "$off"
+  else
+    "$fn" "$system" "$round" "$off"
+    "$fn" "$system" "$round" "$on"
+  fi
+}
 
 # run_tls_one SYSTEM ROUND MODE: a fresh member, with client TLS (MODE tls)
-# or without (plain), and put and range on it; names start with t_ or tp_.
-# A member that does not come up is tried once more on new ports, unless it
-# refused a flag (a Synod without TLS: then no later round tries it).
+# or without (plain), and pair_runs on it; names start with t_ or tp_.
+# A Synod that refuses the TLS flags is not tried in later rounds.
 run_tls_one() {
-  local system=$1 round=$2 mode=$3 dir=$TMP/$1.$2.$3 p=tp_ try started=0
+  local system=$1 round=$2 mode=$3 dir=$TMP/$1.$2.$3 p=tp_
   if [[ $mode == tls ]]; then
     if [[ $system == synod && -n "$TLS_WHY" ]]; then return; fi
     CLIENT_TLS=1
     TLS_ARGS=(--cacert="$PKI/ca.pem")
     p=t_
   fi
-  START_SOFT=1
-  for try in 1 2; do
-    if start_cluster "$system" "$dir/try$try" 1; then
-      started=1
-      break
-    fi
-    log "$system $mode round $round, try $try: $START_FAIL"
-    TLS_FAILS+="- $system, $mode, round $round, try $try: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-400)"$'\n'
-    stop_all
-    if [[ $START_FAIL == *"nknown command line flag"* ]]; then
-      if [[ $system == synod && $mode == tls ]]; then
-        TLS_WHY="synod does not take the TLS flags: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-300)"
-      fi
-      break
-    fi
-  done
-  if ((started)); then
-    tls_bench ${p}put "$system" "$round" "${KV[@]}" --key-space=100000 \
-      --conns=10 --clients=100 --total=50000 --duration=5s put
-    bench ${p}preload "$system" "$round" "${KV[@]}" --key-space=10000 \
-      --seq-keys --conns=10 --clients=100 --total=10000 --duration=20s put
-    tls_bench ${p}range_l "$system" "$round" "${KV[@]}" --key-space=10000 \
-      --conns=10 --clients=100 --total=100000 --duration=4s range
-    tls_bench ${p}range_s "$system" "$round" "${KV[@]}" --key-space=10000 \
-      --conns=10 --clients=100 --total=100000 --duration=4s --consistency=s \
-      range
+  if start_one_soft "$system" "$dir" "$system, $mode, round $round" TLS_FAILS; then
+    pair_runs $p "$system" "$round"
+  elif [[ $system == synod && $mode == tls &&
+          $START_FAIL == *"nknown command line flag"* ]]; then
+    TLS_WHY="synod does not take the TLS flags: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-300)"
   fi
-  START_SOFT=0
   CLIENT_TLS=0
   TLS_ARGS=()
   stop_all
   rm -rf "$dir"
 }
 
-# Client TLS against plaintext on the same system, back to back; which goes
-# first alternates between rounds.
-run_tls() {
-  local system=$1 round=$2
-  if ((round % 2)); then
-    run_tls_one "$system" "$round" tls
-    run_tls_one "$system" "$round" plain
-  else
-    run_tls_one "$system" "$round" plain
-    run_tls_one "$system" "$round" tls
+# enable_auth EP: through etcdctl on EP, the root user and role, user
+# "bench" (password "bench") with role "bench" granted READWRITE on [0, :),
+# and auth enabled. Returns 1 with etcdctl's words in START_FAIL on a
+# failure.
+enable_auth() {
+  local ep=$1 out step
+  local steps=("user add root:root" "role add root" "user grant-role root root"
+    "user add bench:bench" "role add bench"
+    "role grant-permission bench readwrite 0 :" "user grant-role bench bench"
+    "auth enable")
+  for step in "${steps[@]}"; do
+    # shellcheck disable=SC2086  # each step is words for etcdctl
+    if ! out=$(ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints="$ep" \
+        --command-timeout=5s $step 2>&1); then
+      START_FAIL="etcdctl $step: $(tail -1 <<<"$out")"
+      return 1
+    fi
+  done
+}
+
+# run_auth_one SYSTEM ROUND MODE: a fresh member, with auth on (MODE auth)
+# or off (plain), and pair_runs on it as user bench; names start with a_
+# or ap_.
+run_auth_one() {
+  local system=$1 round=$2 mode=$3 dir=$TMP/$1.$2.auth-$3
+  if start_one_soft "$system" "$dir" "$system, $mode, round $round" AUTH_FAILS; then
+    if [[ $mode == plain ]]; then
+      pair_runs ap_ "$system" "$round"
+    elif enable_auth "$EP"; then
+      AUTH_ARGS=(--user=bench:bench)
+      pair_runs a_ "$system" "$round"
+    else
+      log "$system auth round $round: $START_FAIL"
+      AUTH_FAILS+="- $system, auth on, round $round: $(tr '\n|`' '   ' <<<"$START_FAIL" | cut -c1-400)"$'\n'
+    fi
   fi
+  AUTH_ARGS=()
+  stop_all
+  rm -rf "$dir"
 }
 
 run_round() {
@@ -514,7 +584,8 @@ run_round() {
   if has_shape 1; then run_one_member "$system" "$round"; fi
   if has_shape 3; then run_three_members "$system" "$round"; fi
   if has_shape proxy; then run_proxy "$system" "$round"; fi
-  if has_shape tls; then run_tls "$system" "$round"; fi
+  if has_shape tls; then run_pair run_tls_one "$system" "$round" tls plain; fi
+  if has_shape auth; then run_pair run_auth_one "$system" "$round" auth plain; fi
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -653,14 +724,15 @@ SYNOD_REV=${SYNOD_REV:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null ||
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 FS=$(df -T "$TMP" | awk 'NR==2 {print $2 " on " $1}')
 
-# ---- Client TLS section ---------------------------------------------------
+# ---- Paired sections: Client TLS, Auth -------------------------------------
 
-# The existing section, kept when this run did not measure TLS.
-OLD_TLS=""
-if [[ -f "$RESULTS" ]]; then
-  OLD_TLS=$(awk '/^## Client TLS/ {f = 1; print; next}
-    f && /^## / {exit} f {print}' "$RESULTS")
-fi
+# old_section TITLE: the "## TITLE" section of RESULTS.md, kept when this run
+# did not measure it.
+old_section() {
+  [[ -f "$RESULTS" ]] || return 0
+  TITLE="## $1" awk 'index($0, ENVIRON["TITLE"]) == 1 {f = 1; print; next}
+    f && /^## / {exit} f {print}' "$RESULTS"
+}
 
 # diff_of A B: A - B, signed, no decimals ("n/a" if either is).
 diff_of() {
@@ -668,61 +740,96 @@ diff_of() {
     if (a == "n/a" || b == "n/a") print "n/a"; else printf "%+.0f\n", a - b }'
 }
 
-TLS_SECTION=""
-if has_shape tls; then
-  TROWS=""
-  COST=""
-  trow() {  # trow LABEL SHAPE NAME PATH
+# pair_tables OFF ON: the tables of a paired section from the runs named
+# OFF<run> (feature off) and ON<run> (on): PROWS (medians and ratios),
+# PCOST (what the feature costs each system), PRAW (every round) and
+# PERRORS (runs with errors).
+pair_tables() {
+  local off=$1 on=$2
+  PROWS=""
+  PCOST=""
+  pair_row() {  # pair_row LABEL SHAPE NAME PATH
     local ep sp rp et st rt
-    ep=$(median etcd "tp_$3" "$4")
-    sp=$(median synod "tp_$3" "$4")
-    et=$(median etcd "t_$3" "$4")
-    st=$(median synod "t_$3" "$4")
+    ep=$(median etcd "$off$3" "$4")
+    sp=$(median synod "$off$3" "$4")
+    et=$(median etcd "$on$3" "$4")
+    st=$(median synod "$on$3" "$4")
     rp=$(ratio "$sp" "$ep")
     rt=$(ratio "$st" "$et")
-    TROWS+="| $1 | $2 | $ep | $sp | $rp | $et | $st | $rt | $(ratio "$rt" "$rp") |"$'\n'
+    PROWS+="| $1 | $2 | $ep | $sp | $rp | $et | $st | $rt | $(ratio "$rt" "$rp") |"$'\n'
     if [[ $4 == throughput ]]; then
-      COST+="| $1 | $2 | $(ratio "$et" "$ep") | $(ratio "$st" "$sp") |"$'\n'
+      PCOST+="| $1 | $2 | $(ratio "$et" "$ep") | $(ratio "$st" "$sp") |"$'\n'
     else
-      COST+="| $1 | $2 | $(diff_of "$et" "$ep") | $(diff_of "$st" "$sp") |"$'\n'
+      PCOST+="| $1 | $2 | $(diff_of "$et" "$ep") | $(diff_of "$st" "$sp") |"$'\n'
     fi
   }
-  trow "put throughput (ops/s)" "10 × 100" put throughput
-  trow "linearizable range (ops/s)" "10 × 100" range_l throughput
-  trow "serializable range (ops/s)" "10 × 100" range_s throughput
-  trow "member CPU per put (µs)" "10 × 100" put_cpu cpu_us
-  trow "member CPU per linearizable range (µs)" "10 × 100" range_l_cpu cpu_us
-  trow "member CPU per serializable range (µs)" "10 × 100" range_s_cpu cpu_us
-  trow "synod-bench CPU per put (µs)" "10 × 100" put_cpu bench_us
-  trow "synod-bench CPU per linearizable range (µs)" "10 × 100" range_l_cpu bench_us
-  trow "synod-bench CPU per serializable range (µs)" "10 × 100" range_s_cpu bench_us
+  pair_row "put throughput (ops/s)" "10 × 100" put throughput
+  pair_row "linearizable range (ops/s)" "10 × 100" range_l throughput
+  pair_row "serializable range (ops/s)" "10 × 100" range_s throughput
+  pair_row "member CPU per put (µs)" "10 × 100" put_cpu cpu_us
+  pair_row "member CPU per linearizable range (µs)" "10 × 100" range_l_cpu cpu_us
+  pair_row "member CPU per serializable range (µs)" "10 × 100" range_s_cpu cpu_us
+  pair_row "synod-bench CPU per put (µs)" "10 × 100" put_cpu bench_us
+  pair_row "synod-bench CPU per linearizable range (µs)" "10 × 100" range_l_cpu bench_us
+  pair_row "synod-bench CPU per serializable range (µs)" "10 × 100" range_s_cpu bench_us
 
-  TRAW="| load average (1 min) as the round starts | $(all_rounds etcd load load1) | (same) | $(all_rounds synod load load1) | (same) |"$'\n'
-  trawrow() {  # trawrow LABEL NAME PATH
-    TRAW+="| $1 | $(all_rounds etcd "tp_$2" "$3") | $(all_rounds etcd "t_$2" "$3") | $(all_rounds synod "tp_$2" "$3") | $(all_rounds synod "t_$2" "$3") |"$'\n'
+  PRAW="| load average (1 min) as the round starts | $(all_rounds etcd load load1) | (same) | $(all_rounds synod load load1) | (same) |"$'\n'
+  pair_rawrow() {  # pair_rawrow LABEL NAME PATH
+    PRAW+="| $1 | $(all_rounds etcd "$off$2" "$3") | $(all_rounds etcd "$on$2" "$3") | $(all_rounds synod "$off$2" "$3") | $(all_rounds synod "$on$2" "$3") |"$'\n'
   }
-  trawrow "put 10×100 (ops/s)" put throughput
-  trawrow "put 10×100 p99 (ms)" put latency_ms.p99
-  trawrow "linearizable range (ops/s)" range_l throughput
-  trawrow "serializable range (ops/s)" range_s throughput
-  trawrow "member CPU per put (µs)" put_cpu cpu_us
-  trawrow "member CPU per linearizable range (µs)" range_l_cpu cpu_us
-  trawrow "member CPU per serializable range (µs)" range_s_cpu cpu_us
-  trawrow "synod-bench CPU per put (µs)" put_cpu bench_us
-  trawrow "synod-bench CPU per linearizable range (µs)" range_l_cpu bench_us
-  trawrow "synod-bench CPU per serializable range (µs)" range_s_cpu bench_us
+  pair_rawrow "put 10×100 (ops/s)" put throughput
+  pair_rawrow "put 10×100 p99 (ms)" put latency_ms.p99
+  pair_rawrow "linearizable range (ops/s)" range_l throughput
+  pair_rawrow "serializable range (ops/s)" range_s throughput
+  pair_rawrow "member CPU per put (µs)" put_cpu cpu_us
+  pair_rawrow "member CPU per linearizable range (µs)" range_l_cpu cpu_us
+  pair_rawrow "member CPU per serializable range (µs)" range_s_cpu cpu_us
+  pair_rawrow "synod-bench CPU per put (µs)" put_cpu bench_us
+  pair_rawrow "synod-bench CPU per linearizable range (µs)" range_l_cpu bench_us
+  pair_rawrow "synod-bench CPU per serializable range (µs)" range_s_cpu bench_us
 
-  TERRORS=$(error_lines "$RAW"/*.t_*.json "$RAW"/*.tp_*.json)
+  PERRORS=$(error_lines "$RAW"/*."$on"*.json "$RAW"/*."$off"*.json)
+}
 
-  TLS_FAILS=${TLS_FAILS%$'\n'}
-  TLS_SECTION=$(cat <<EOF
-## Client TLS
-
-Written by \`SHAPES=tls bash bench/compare.sh\` (or a full run) on
+# written_by SHAPE: the paragraph each paired section opens with.
+written_by() {
+  cat <<EOF
+Written by \`SHAPES=$1 bash bench/compare.sh\` (or a full run) on
 $(date -u '+%Y-%m-%d %H:%M UTC'): etcd $ETCD_VERSION against Synod at
 \`$SYNOD_REV\`, $ROUNDS rounds, load average $LOAD_BEFORE before and
 $LOAD_AFTER after the whole run ($(nproc) cores, shared with synod-bench and
 everything else on the machine).
+EOF
+}
+
+# What member and synod-bench CPU per op mean, in both paired sections.
+CPU_NOTE="Member CPU per op is the member's user + system time (/proc/PID/stat) over
+the run divided by the ops done; synod-bench's CPU per op is its own
+(getrusage) over the same run: both run on the same cores, so what the
+client spends is taken from the member. Figures are medians over the
+rounds."
+
+# pair_flags FLAG: the flags of the runs of a paired section, FLAG the one
+# the feature adds.
+pair_flags() {
+  cat <<EOF
+Flags: \`synod-bench --endpoints=EP $1 --key-size=8 --val-size=256\`
+plus, for put, \`--conns=10 --clients=100 --key-space=100000 --total=50000
+--duration=5s put\`; for range, after \`--seq-keys --key-space=10000
+--total=10000 put\`, \`--conns=10 --clients=100 --key-space=10000
+--total=100000 --duration=4s range\` (\`--consistency=s\` for serializable).
+EOF
+}
+
+OLD_TLS=$(old_section "Client TLS")
+TLS_SECTION=""
+if has_shape tls; then
+  pair_tables tp_ t_
+  TLS_FAILS=${TLS_FAILS%$'\n'}
+  TLS_SECTION=$(cat <<EOF
+## Client TLS
+
+$(written_by tls)
 
 In each round, each system runs one fresh member with client TLS and one
 without, back to back (TLS first in odd rounds, plaintext first in even
@@ -732,17 +839,13 @@ serves \`https://\` client URLs with \`--cert-file\` and \`--key-file\` (a
 server certificate from a throwaway CA: ECDSA P-256, SAN 127.0.0.1 and
 localhost, made with the openssl CLI; no client certificates, peers in
 plaintext) and synod-bench dials with \`--cacert\`. Keys 8 B, values 256 B.
-Member CPU per op is the member's user + system time (/proc/PID/stat) over
-the run divided by the ops done; synod-bench's CPU per op is its own
-(getrusage) over the same run: both run on the same cores, so what the
-client spends on TLS is taken from the member. Figures are medians over
-the rounds.
+$CPU_NOTE
 ${TLS_WHY:+
 **Synod with TLS not measured:** $TLS_WHY
 }
 | measure | shape | etcd | Synod | Synod/etcd | etcd TLS | Synod TLS | Synod/etcd TLS | TLS ratio / plaintext ratio |
 |---|---|---|---|---|---|---|---|---|
-${TROWS}
+${PROWS}
 The last column is Synod's standing with TLS relative to without: for
 throughput, 1 or more means no worse with TLS; for the member's CPU per op,
 1 or less.
@@ -752,44 +855,105 @@ added by TLS):
 
 | measure | shape | etcd | Synod |
 |---|---|---|---|
-${COST}
+${PCOST}
 Every round (a round's plaintext and TLS runs are back to back):
 
 | measure | etcd plaintext | etcd TLS | Synod plaintext | Synod TLS |
 |---|---|---|---|---|
-${TRAW}
-${TERRORS:-No errors: every run completed every op.}${TLS_FAILS:+
+${PRAW}
+${PERRORS:-No errors: every run completed every op.}${TLS_FAILS:+
 
 Member starts that failed (each was tried once more on new ports):
 
 ${TLS_FAILS}}
 
-Flags: \`synod-bench --endpoints=EP [--cacert=CA] --key-size=8 --val-size=256\`
-plus, for put, \`--conns=10 --clients=100 --key-space=100000 --total=50000
---duration=5s put\`; for range, after \`--seq-keys --key-space=10000
---total=10000 put\`, \`--conns=10 --clients=100 --key-space=10000
---total=100000 --duration=4s range\` (\`--consistency=s\` for serializable).
+$(pair_flags "[--cacert=CA]")
 EOF
 )
 fi
 NEW_TLS=${TLS_SECTION:-$OLD_TLS}
 
-if ! has_shape 1 && ! has_shape 3 && ! has_shape proxy; then
-  # Only the tls shape ran: replace its section in place (before "## What
-  # bounds us", or at the end), leaving the rest of RESULTS.md as it is.
-  if [[ -f "$RESULTS" ]]; then
-    SECT=$NEW_TLS awk '
-      /^## Client TLS/ {skip = 1; next}
-      skip && /^## / {skip = 0}
-      skip {next}
-      /^## What bounds us/ && !done {print ENVIRON["SECT"]; print ""; done = 1}
-      {print}
-      END {if (!done) {print ""; print ENVIRON["SECT"]}}' "$RESULTS" >"$RESULTS.new"
-    mv "$RESULTS.new" "$RESULTS"
-  else
-    echo "$NEW_TLS" >"$RESULTS"
+OLD_AUTH=$(old_section "Auth")
+AUTH_SECTION=""
+if has_shape auth; then
+  pair_tables ap_ a_
+  AUTH_FAILS=${AUTH_FAILS%$'\n'}
+  AUTH_SECTION=$(cat <<EOF
+## Auth
+
+$(written_by auth)
+
+In each round, each system runs one fresh member with auth on and one with
+auth off, back to back (auth first in odd rounds, off first in even ones),
+and the same synod-bench runs against both: put, then 10,000 keys written,
+then linearizable and serializable range. With auth on, etcdctl first adds
+the root user and role and a user \`bench\` whose role \`bench\` is granted
+READWRITE on \`[0, :)\` (every decimal key synod-bench writes), then runs
+\`auth enable\`; both members keep their defaults: simple tokens (TTL
+300 s) and bcrypt cost 10. synod-bench authenticates once
+(\`--user=bench:bench\`) and sends the token with every call, as clientv3
+does, so each op pays the member's token lookup and permission check, not
+bcrypt. Plaintext client URLs; keys 8 B, values 256 B.
+$CPU_NOTE
+
+| measure | shape | etcd | Synod | Synod/etcd | etcd auth | Synod auth | Synod/etcd auth | auth ratio / no-auth ratio |
+|---|---|---|---|---|---|---|---|---|
+${PROWS}
+The last column is Synod's standing with auth on relative to off: for
+throughput, 1 or more means no worse with auth; for the member's CPU per
+op, 1 or less.
+
+What auth costs each system (throughput: auth over no auth; CPU: µs per op
+added by auth):
+
+| measure | shape | etcd | Synod |
+|---|---|---|---|
+${PCOST}
+Every round (a round's runs with auth off and on are back to back):
+
+| measure | etcd, auth off | etcd, auth on | Synod, auth off | Synod, auth on |
+|---|---|---|---|---|
+${PRAW}
+${PERRORS:-No errors: every run completed every op.}${AUTH_FAILS:+
+
+Member starts or auth set-ups that failed (a start was tried once more on
+new ports):
+
+${AUTH_FAILS}}
+
+$(pair_flags "[--user=bench:bench]")
+EOF
+)
+fi
+NEW_AUTH=${AUTH_SECTION:-$OLD_AUTH}
+
+# replace_section TITLE TEXT: the "## TITLE" section of RESULTS.md replaced
+# by TEXT where it stands (or, when it has none, TEXT added before "## What
+# bounds us", or at the end), the rest left as it is.
+replace_section() {
+  if [[ ! -f "$RESULTS" ]]; then
+    echo "$2" >"$RESULTS"
+    return
   fi
-  log "wrote the Client TLS section of $RESULTS (${ELAPSED} s)"
+  TITLE="## $1" SECT=$2 awk '
+    index($0, ENVIRON["TITLE"]) == 1 {
+      skip = 1
+      if (!done) {print ENVIRON["SECT"]; print ""; done = 1}
+      next
+    }
+    skip && /^## / {skip = 0}
+    skip {next}
+    /^## What bounds us/ && !done {print ENVIRON["SECT"]; print ""; done = 1}
+    {print}
+    END {if (!done) {print ""; print ENVIRON["SECT"]}}' "$RESULTS" >"$RESULTS.new"
+  mv "$RESULTS.new" "$RESULTS"
+}
+
+if ! has_shape 1 && ! has_shape 3 && ! has_shape proxy; then
+  # Only paired shapes ran: replace their sections in place.
+  if has_shape tls; then replace_section "Client TLS" "$NEW_TLS"; fi
+  if has_shape auth; then replace_section "Auth" "$NEW_AUTH"; fi
+  log "wrote the $SHAPES section(s) of $RESULTS (${ELAPSED} s)"
   exit 0
 fi
 
@@ -854,6 +1018,10 @@ ${ERRORS:-None: every run completed every op without an error.}
 EOF
   if [[ -n "$NEW_TLS" ]]; then
     echo "$NEW_TLS"
+    echo
+  fi
+  if [[ -n "$NEW_AUTH" ]]; then
+    echo "$NEW_AUTH"
     echo
   fi
   if [[ -n "$NOTES" ]]; then
