@@ -209,6 +209,79 @@ class ClusterSnapshotTest : public ClusterServerTest {
   int64_t SnapshotCount() const override { return 20; }
 };
 
+// Auth state is replicated state: users, roles, permissions and the
+// enabled flag reach a follower that missed them through the snapshot, and
+// its checks then decide as the leader's do.
+TEST_F(ClusterSnapshotTest, AuthStateTravelsInTheSnapshot) {
+  const int lead = WaitLeader();
+  ASSERT_GE(lead, 0);
+  const int f = (lead + 1) % kMembers;
+  ASSERT_TRUE(Put(lead, "k", "v").ok());
+  ASSERT_TRUE(PollUntil([&] { return AppliedEverywhere("k", "v"); }));
+  const uint64_t f_applied = S(f)->applied_index();
+  Kill(f);
+
+  auto run = [&](synodpb::Request req) {
+    etcdserverpb::AuthUserAddResponse resp;  // every auth answer is a header
+    return Run(lead, std::move(req), &resp);
+  };
+  synodpb::Request r;
+  r.mutable_user_add()->set_name("root");
+  r.mutable_user_add()->set_hashed_password(
+      *S(lead)->auth_store()->HashPassword("rootpw"));
+  ASSERT_TRUE(run(r).ok());
+  r.Clear();
+  r.mutable_user_grant_role()->set_user("root");
+  r.mutable_user_grant_role()->set_role("root");
+  ASSERT_TRUE(run(r).ok());
+  r.Clear();
+  r.mutable_role_add()->set_name("svc");
+  ASSERT_TRUE(run(r).ok());
+  r.Clear();
+  r.mutable_role_grant_permission()->set_name("svc");
+  r.mutable_role_grant_permission()->mutable_perm()->set_permtype(
+      authpb::Permission::READ);
+  r.mutable_role_grant_permission()->mutable_perm()->set_key("/svc/");
+  r.mutable_role_grant_permission()->mutable_perm()->set_range_end("/svc0");
+  ASSERT_TRUE(run(r).ok());
+  r.Clear();
+  r.mutable_user_add()->set_name("u");
+  r.mutable_user_add()->set_no_password(true);
+  ASSERT_TRUE(run(r).ok());
+  r.Clear();
+  r.mutable_user_grant_role()->set_user("u");
+  r.mutable_user_grant_role()->set_role("svc");
+  ASSERT_TRUE(run(r).ok());
+  r.Clear();
+  r.mutable_auth_enable();
+  ASSERT_TRUE(run(r).ok());
+  for (int k = 0; k < 60; ++k) {  // past --snapshot-count: the log compacts
+    ASSERT_TRUE(Put(lead, absl::StrCat("key", k), "v").ok());
+  }
+  auto needed = S(lead)->backend()->Get(storage::RaftEntryKey(f_applied + 1));
+  ASSERT_TRUE(needed.ok());
+  ASSERT_FALSE(needed->has_value()) << "the log was not compacted";
+
+  Start(f);
+  auth::AuthStore* want = S(lead)->auth_store();
+  ASSERT_TRUE(PollUntil([&] {
+    return S(f)->auth_store()->IsAuthEnabled() &&
+           S(f)->auth_store()->Revision() == want->Revision();
+  })) << "the follower never got the auth state";
+  auth::AuthStore* got = S(f)->auth_store();
+  EXPECT_EQ(got->UserList(), want->UserList());
+  EXPECT_EQ(got->RoleList(), want->RoleList());
+  auto perms = got->RoleGet("svc");
+  ASSERT_TRUE(perms.ok());
+  ASSERT_EQ(perms->size(), 1u);
+  EXPECT_EQ((*perms)[0].key(), "/svc/");
+  const auth::AuthInfo u{"u", got->Revision()};
+  EXPECT_TRUE(got->IsRangePermitted(u, "/svc/a", "").ok());
+  EXPECT_FALSE(got->IsPutPermitted(u, "/svc/a").ok());
+  EXPECT_FALSE(got->IsRangePermitted(u, "/other", "").ok());
+  EXPECT_TRUE(got->CheckPassword("root", "rootpw").ok());
+}
+
 TEST_F(ClusterSnapshotTest, RestartedFollowerCatchesUpBySnapshot) {
   const int lead = WaitLeader();
   ASSERT_GE(lead, 0);
