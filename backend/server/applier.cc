@@ -67,26 +67,22 @@ absl::Status Applier::CheckAlarms(const synodpb::Request& req) const {
 
 namespace {
 
-// etcd's needAdminPermission: the auth changes and the user and role
-// lists.
+// The auth ops: fields 20..35 of Request's oneof (internal.proto).
+bool IsAuthOp(const synodpb::Request& req) {
+  return req.op_case() >= synodpb::Request::kAuthEnable &&
+         req.op_case() <= synodpb::Request::kRoleList;
+}
+
+// etcd's needAdminPermission: every auth op but Authenticate and the reads
+// of one user or role (which have rules of their own).
 bool NeedsAdmin(const synodpb::Request& req) {
   switch (req.op_case()) {
-    case synodpb::Request::kAuthEnable:
-    case synodpb::Request::kAuthDisable:
-    case synodpb::Request::kUserAdd:
-    case synodpb::Request::kUserDelete:
-    case synodpb::Request::kUserChangePassword:
-    case synodpb::Request::kUserGrantRole:
-    case synodpb::Request::kUserRevokeRole:
-    case synodpb::Request::kRoleAdd:
-    case synodpb::Request::kRoleDelete:
-    case synodpb::Request::kRoleGrantPermission:
-    case synodpb::Request::kRoleRevokePermission:
-    case synodpb::Request::kUserList:
-    case synodpb::Request::kRoleList:
-      return true;
-    default:
+    case synodpb::Request::kAuthenticate:
+    case synodpb::Request::kUserGet:
+    case synodpb::Request::kRoleGet:
       return false;
+    default:
+      return IsAuthOp(req);
   }
 }
 
@@ -404,24 +400,8 @@ absl::Status Applier::ApplyOp(const synodpb::Request& req,
       if (d_.on_member_published) d_.on_member_published();
       return absl::OkStatus();
     }
-    case synodpb::Request::kAuthEnable:
-    case synodpb::Request::kAuthDisable:
-    case synodpb::Request::kAuthenticate:
-    case synodpb::Request::kUserAdd:
-    case synodpb::Request::kUserDelete:
-    case synodpb::Request::kUserChangePassword:
-    case synodpb::Request::kUserGrantRole:
-    case synodpb::Request::kUserRevokeRole:
-    case synodpb::Request::kRoleAdd:
-    case synodpb::Request::kRoleDelete:
-    case synodpb::Request::kRoleGrantPermission:
-    case synodpb::Request::kRoleRevokePermission:
-    case synodpb::Request::kUserGet:
-    case synodpb::Request::kUserList:
-    case synodpb::Request::kRoleGet:
-    case synodpb::Request::kRoleList:
-      return ApplyAuthOp(req, resp, index);
     default:
+      if (IsAuthOp(req)) return ApplyAuthOp(req, resp, index);
       return absl::InvalidArgumentError("empty request");
   }
 }
