@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/x509_util.h"
@@ -634,6 +635,57 @@ TEST_F(AuthTest, LiveWatchIsCanceledWhenItsPermissionIsRevoked) {
             "rpc error: code = PermissionDenied desc = etcdserver: "
             "permission denied");
   EXPECT_EQ(cancel->events_size(), 0) << cancel->DebugString();
+}
+
+// The lease's id from `etcdctl lease grant`'s "lease <hex> granted with
+// TTL(<n>s)"; "" when the line is not that.
+std::string LeaseId(const CmdResult& r) {
+  std::vector<std::string> words = absl::StrSplit(r.out, ' ');
+  if (r.exit_code != 0 || words.size() < 3 || words[0] != "lease") return "";
+  return words[1];
+}
+
+TEST_F(AuthTest, LeaseRevokeLocksAndElectionsAreChecked) {
+  SetUpUsers();
+  Grant({"readwrite", "--prefix", "p/"});
+  Client alice = Alice();
+  Client root = Root();
+
+  // Revoking a lease deletes its keys: it needs write on every one of them.
+  const std::string mixed = LeaseId(root.Run({"lease", "grant", "100"}));
+  ASSERT_FALSE(mixed.empty());
+  ASSERT_TRUE(root.Ok({"put", "p/a", "1", "--lease=" + mixed}, "OK\n"));
+  ASSERT_TRUE(root.Ok({"put", "secret", "1", "--lease=" + mixed}, "OK\n"));
+  EXPECT_TRUE(alice.Fails({"lease", "revoke", mixed},
+                          "Error: failed to revoke lease (etcdserver: "
+                          "permission denied)"));
+  EXPECT_TRUE(root.Ok({"get", "secret"}, "secret\n1\n"));
+  const std::string own = LeaseId(alice.Run({"lease", "grant", "100"}));
+  ASSERT_FALSE(own.empty());
+  ASSERT_TRUE(alice.Ok({"put", "p/b", "1", "--lease=" + own}, "OK\n"));
+  EXPECT_TRUE(
+      alice.Ok({"lease", "revoke", own}, "lease " + own + " revoked\n"));
+  EXPECT_TRUE(root.Ok({"get", "p/b"}, ""));
+  EXPECT_TRUE(
+      root.Ok({"lease", "revoke", mixed}, "lease " + mixed + " revoked\n"));
+
+  // A lock or a campaign writes a key under its name.
+  EXPECT_TRUE(alice.Denied({"lock", "mylock"}));
+  EXPECT_TRUE(alice.Ok({"lock", "p/lock", "echo", "held"}, "held\n"));
+  EXPECT_TRUE(alice.Denied({"elect", "myelect", "v"}));
+  std::unique_ptr<BackgroundCmd> campaign = BackgroundCmd::Etcdctl(
+      server_->Endpoint(),
+      {"--user=" + std::string(kAlice), "elect", "p/el", "v"});
+  EXPECT_TRUE(campaign->WaitForOutput("p/el/", absl::Seconds(10)))
+      << campaign->Out() << campaign->Err();
+  EXPECT_TRUE(Eventually([&] {
+    CmdResult r = root.Run({"get", "--prefix", "p/el/", "--print-value-only"});
+    if (r.exit_code == 0 && r.out == "v\n") {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << Describe({"get p/el/"}, r);
+  }));
+  campaign->Terminate();
 }
 
 TEST_F(AuthTest, RootCannotBeRemovedWhileAuthIsEnabled) {
