@@ -1,10 +1,11 @@
 // KvProxy: the proxy's KV service. Range goes through the RangeCache
-// (served from it when the revision checks allow, else forwarded); Put,
-// DeleteRange, Txn and Compact are forwarded to the current member, and
-// the revision of each successful write is noted in the cache so that
-// serializable reads through this proxy see the proxy's own writes.
-// Writes carry the client's metadata (its token) and deadline. With --namespace, keys are rewritten
-// on the way up and back (Namespace).
+// (served from it when the caller's permission for the range and the
+// revision checks allow, else forwarded with the caller's token); Put,
+// DeleteRange, Txn and Compact are forwarded to the current member with
+// the client's metadata (its token) and deadline, and the revision of each
+// successful write is noted in the cache so that serializable reads
+// through this proxy see the proxy's own writes. With --namespace, keys
+// are rewritten on the way up and back (Namespace).
 // Thread-safety: driven by gRPC; the cache and endpoints are thread-safe.
 #ifndef SYNOD_PROXY_KV_PROXY_H_
 #define SYNOD_PROXY_KV_PROXY_H_

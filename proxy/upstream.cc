@@ -396,6 +396,23 @@ void AddToken(grpc::ClientContext* ctx, const std::string& token) {
   if (!token.empty()) ctx->AddMetadata("token", token);
 }
 
+// Wraps the on_closed of one of the proxy's own streams (`what`), opened
+// with `token`: ended by a token error, it makes the identity refresh (the
+// stream's owner re-opens it later, with the new token).
+std::function<void(const grpc::Status&)> RefreshOnTokenError(
+    ProxyIdentity* identity, std::string token, const char* what,
+    std::function<void(const grpc::Status&)> cb) {
+  return [identity, token = std::move(token), what,
+          cb = std::move(cb)](const grpc::Status& st) {
+    if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
+      SYNOD_LOG(INFO) << "the member ended synod-proxy's " << what << ": "
+                      << st.error_message();
+      identity->Refresh(token, [](bool) {});
+    }
+    cb(st);
+  };
+}
+
 }  // namespace
 
 std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
@@ -440,17 +457,10 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
     }
     cb(r);
   };
-  auto on_closed = [identity, token, cb = std::move(callbacks.on_closed)](
-                       const grpc::Status& st) {
-    if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
-      SYNOD_LOG(INFO) << "the member ended synod-proxy's watch: "
-                      << st.error_message();
-      identity->Refresh(token, [](bool) {});
-    }
-    cb(st);
-  };
-  auto s = std::make_shared<WatchStream>(endpoints_, std::move(on_response),
-                                         std::move(on_closed));
+  auto s = std::make_shared<WatchStream>(
+      endpoints_, std::move(on_response),
+      RefreshOnTokenError(identity, token, "watch",
+                          std::move(callbacks.on_closed)));
   {
     absl::MutexLock l(&reauth->mu);
     reauth->stream = s;
@@ -473,19 +483,11 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
 
 std::shared_ptr<UpstreamKeepAlive> GrpcUpstream::KeepAlive(
     UpstreamKeepAliveCallbacks callbacks) {
-  ProxyIdentity* identity = identity_;
   const std::string token = ProxyToken();
-  auto on_closed = [identity, token, cb = std::move(callbacks.on_closed)](
-                       const grpc::Status& st) {
-    if (identity != nullptr && identity->configured() && NeedsReauth(st)) {
-      SYNOD_LOG(INFO) << "the member ended synod-proxy's keep-alives: "
-                      << st.error_message();
-      identity->Refresh(token, [](bool) {});
-    }
-    cb(st);
-  };
   auto s = std::make_shared<KeepAliveStream>(
-      endpoints_, std::move(callbacks.on_response), std::move(on_closed));
+      endpoints_, std::move(callbacks.on_response),
+      RefreshOnTokenError(identity_, token, "keep-alives",
+                          std::move(callbacks.on_closed)));
   s->Start(
       [token](const std::shared_ptr<grpc::Channel>& ch,
               grpc::ClientContext* ctx,
