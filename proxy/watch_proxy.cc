@@ -360,10 +360,13 @@ class ClientWatchStream final : public common::WatchStreamReactor {
   }
 
   // etcd's cancel_reason for a refused create (isWatchPermitted): the
-  // token errors as they are, anything else as permission denied.
+  // token errors as they are, other refusals as permission denied. A check
+  // the member could not answer (unavailable...) refuses the create too,
+  // with that error's text: nothing is let in undecided.
   static std::string CreateRefusedReason(const grpc::Status& s) {
     const absl::Status st = common::FromGrpcStatus(s);
-    if (common::IsErr(st, common::EtcdError::kInvalidAuthToken) ||
+    if (!PermissionCache::IsDecision(s) ||
+        common::IsErr(st, common::EtcdError::kInvalidAuthToken) ||
         common::IsErr(st, common::EtcdError::kAuthOldRevision) ||
         common::IsErr(st, common::EtcdError::kUserEmpty)) {
       return CancelReason(st);
@@ -420,8 +423,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
       if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
     }
     // Undecided (e.g. the member was unreachable): try again next Tick.
-    if (!s.ok() && !refused) p_->MarkRecheck();
-    if (!s.ok() && refused && epoch != p_->perms_->epoch()) p_->MarkRecheck();
+    if (!s.ok() && !refused) p_->MarkRecheck(/*undecided=*/true);
     ReleasePending();
   }
 
@@ -591,11 +593,15 @@ grpc::ServerBidiReactor<WatchRequest, WatchResponse>* WatchProxy::Watch(
 void WatchProxy::Recheck() {
   absl::MutexLock l(&mu_);
   recheck_.store(false);
+  retry_undecided_.store(false);
+  last_recheck_ = clock_->Now();
   checked_epoch_ = perms_->epoch();
   for (ClientWatchStream* s : streams_) s->Recheck(checked_epoch_);
 }
 
-void WatchProxy::MarkRecheck() { recheck_.store(true); }
+void WatchProxy::MarkRecheck(bool undecided) {
+  (undecided ? retry_undecided_ : recheck_).store(true);
+}
 
 void WatchProxy::AddStream(ClientWatchStream* s) {
   absl::MutexLock l(&mu_);
@@ -611,7 +617,9 @@ void WatchProxy::Tick() {
   bool recheck;
   {
     absl::MutexLock l(&mu_);
-    recheck = recheck_.load() || checked_epoch_ != perms_->epoch();
+    recheck = recheck_.load() || checked_epoch_ != perms_->epoch() ||
+              (retry_undecided_.load() &&
+               clock_->Now() - last_recheck_ >= kUndecidedRetry);
   }
   if (recheck) Recheck();
   absl::MutexLock l(&mu_);

@@ -81,8 +81,10 @@ class WatchProxy final : public etcdserverpb::Watch::CallbackService {
   // Re-checks now every client watcher decided before the current epoch
   // (AuthMonitor's on_change).
   void Recheck();
-  // Asks the next Tick for a re-check.
-  void MarkRecheck();
+  // Asks the next Tick for a re-check; `undecided` (a re-check the member
+  // could not answer): not sooner than kUndecidedRetry after the last.
+  void MarkRecheck(bool undecided = false);
+  static constexpr absl::Duration kUndecidedRetry = absl::Milliseconds(500);
 
   // Used by streams.
   void AddStream(ClientWatchStream* s);
@@ -100,6 +102,8 @@ class WatchProxy final : public etcdserverpb::Watch::CallbackService {
   absl::Time last_notify_ ABSL_GUARDED_BY(mu_);
   // Set from permission callbacks, which may run under mu_ (Recheck).
   std::atomic<bool> recheck_{false};
+  std::atomic<bool> retry_undecided_{false};
+  absl::Time last_recheck_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t checked_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -222,6 +222,17 @@ TEST_F(WatchProxyAuthTest, CreatesAreAnsweredInOrderEachAfterItsDecision) {
   EXPECT_EQ(up_.LastWatch()->create.key(), "c");
 }
 
+TEST_F(WatchProxyAuthTest, AnUndecidedCreateIsRefusedWithTheError) {
+  WatchClient* alice = Client("alice");
+  alice->Watch(1, "a", "b", 0);
+  ASSERT_TRUE(up_.Answer(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone")));
+  ASSERT_TRUE(WaitFor([&] { return alice->Log(-1).canceled; },
+                      absl::Seconds(10)));
+  EXPECT_EQ(alice->Log(-1).cancel_reason,
+            "rpc error: code = Unavailable desc = gone");
+  EXPECT_EQ(up_.Watches(), 0u);
+}
+
 // The revocation re-check: the auth state moves (AuthMonitor), every
 // watcher is probed again, one probe per (token, range), and the refused
 // ones are canceled with the member's reason while the others go on.
@@ -264,7 +275,7 @@ TEST_F(WatchProxyAuthTest, AnAuthChangeCancelsTheWatchersNowRefused) {
 }
 
 // A re-check the member cannot answer (unavailable) keeps the watcher and
-// is tried again by the next Tick.
+// is tried again by a Tick, not sooner than 500 ms later.
 TEST_F(WatchProxyAuthTest, AnUndecidedRecheckIsRetried) {
   WatchClient* alice = Client("alice");
   alice->Watch(1, "a", "b", 0);
@@ -277,6 +288,9 @@ TEST_F(WatchProxyAuthTest, AnUndecidedRecheckIsRetried) {
   proxy_.Tick();  // notices the new epoch
   ASSERT_TRUE(up_.Answer(grpc::Status(grpc::StatusCode::UNAVAILABLE, "x")));
   EXPECT_FALSE(alice->Log(1).canceled);
+  proxy_.Tick();
+  EXPECT_EQ(up_.Probes(), 0u);
+  clock_.Advance(WatchProxy::kUndecidedRetry);
   proxy_.Tick();
   ASSERT_TRUE(up_.Answer(Denied()));
   ASSERT_TRUE(WaitFor([&] { return alice->Log(1).canceled; },
