@@ -24,8 +24,8 @@
 //   "name:password", as etcdctl's) for the shared upstream watches, the
 //   cache's loads, the lease keep-alive stream and its Status polls. That
 //   user needs READ on every range clients read or watch through the proxy
-//   (e.g. a role granted READ on key "\0" with range end "\0", i.e.
-//   `etcdctl role grant-permission proxy read --from-key ''`, or root).
+//   (e.g. a role granted READ from key "" on, i.e.
+//   `etcdctl role grant-permission proxy read '' --from-key`, or root).
 //   Without --user, with auth on, shared watches are refused (clients'
 //   watchers are canceled with the member's reason) and reads are forwarded.
 // - A revoked permission takes effect at the proxy within
@@ -136,8 +136,9 @@ ABSL_FLAG(std::string, client_crl_file, "",
 ABSL_FLAG(std::string, user, "",
           "The proxy's own user for the shared watches, the cache and its "
           "status polls: username[:password], as etcdctl's --user. It needs "
-          "READ on every range clients read or watch through the proxy (a "
-          "role with READ on key \"\\0\" to range end \"\\0\", or root). "
+          "READ on every range clients read or watch through the proxy (e.g. "
+          "`etcdctl role grant-permission <role> read '' --from-key`, or "
+          "root). "
           "Clients' own tokens are forwarded and checked either way.");
 ABSL_FLAG(std::string, password, "",
           "Password of --user (then --user is the whole user name).");
