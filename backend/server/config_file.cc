@@ -5,10 +5,42 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 
 namespace synod::server {
+namespace {
+
+// etcd's embed.Config keys of Go type time.Duration: in etcd's YAML (turned
+// into JSON) they are integers of nanoseconds.
+constexpr absl::string_view kGoDurationKeys[] = {
+    "backend-batch-interval",
+    "grpc-keepalive-min-time",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
+    "experimental-corrupt-check-time",
+    "experimental-watch-progress-notify-interval",
+    "experimental-warning-apply-duration",
+    "experimental-lease-checkpoint-interval",
+};
+
+// A bare integer for one of kGoDurationKeys is nanoseconds, as etcd reads
+// it; Synod's flags want a unit. Other values are kept ("5s" works too).
+std::string FlagText(absl::string_view key, std::string text) {
+  absl::string_view number = text;
+  absl::ConsumePrefix(&number, "-");
+  bool digits = !number.empty();
+  for (char c : number) digits = digits && absl::ascii_isdigit(static_cast<unsigned char>(c));
+  if (!digits || number == "0") return text;
+  for (absl::string_view k : kGoDurationKeys) {
+    if (k == key) return text + "ns";
+  }
+  return text;
+}
+
+}  // namespace
 
 absl::Status ApplyConfigFile(const std::string& path,
                              std::vector<std::string>* skipped) {
@@ -77,6 +109,7 @@ absl::Status ApplyConfigFile(const std::string& path,
       continue;
     }
     std::string error;
+    text = FlagText(key, std::move(text));
     if (!flag->ParseFrom(text, &error)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config file ", path, ": ", key, ": ", text, ": ", error));

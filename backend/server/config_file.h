@@ -4,7 +4,10 @@
 //
 // As in etcd, a config file replaces the command line: each key that names a
 // Synod flag sets that flag. Keys Synod does not have (etcd's TLS sections,
-// v2 options, ...) are reported and skipped; null values are skipped.
+// v2 options, ...) are reported and skipped; null values are skipped. Keys
+// etcd reads as Go durations (grpc-keepalive-*, experimental-*-time and
+// -interval, backend-batch-interval, ...) take etcd's integer nanoseconds as
+// well as "5s"; a list is the flag's comma-separated value.
 // Thread-safety: call once from main before reading flags.
 #ifndef SYNOD_BACKEND_SERVER_CONFIG_FILE_H_
 #define SYNOD_BACKEND_SERVER_CONFIG_FILE_H_

@@ -6,6 +6,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -16,11 +17,13 @@
 #include <grpcpp/server_posix.h>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "backend/server/config_file.h"
+#include "backend/server/etcd_flags.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
@@ -245,26 +248,68 @@ void HandleEtcdHttp(common::HttpServer* h, EtcdServer* s) {
 }
 
 int Run(int argc, char** argv) {
-  common::InitProgram(
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] {
+    return absl::StrCat("synod (etcd API) Version: ", kServerVersion, "\n");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
+  const std::vector<std::string> command_line_flags = common::InitProgram(
       argc, argv,
       "synod: a member of a Synod cluster (etcd v3 API).\n"
       "  synod --name m1 --data-dir m1.synod "
-      "--listen-client-urls http://127.0.0.1:2379");
+      "--listen-client-urls http://127.0.0.1:2379\n"
+      "Every flag can also come from its ETCD_* environment variable "
+      "(--listen-client-urls: ETCD_LISTEN_CLIENT_URLS), as with etcd.");
   common::InstallGrpcLogBridge();
-  std::vector<std::string> skipped;
-  if (!absl::GetFlag(FLAGS_config_file).empty()) {
-    absl::Status st = ApplyConfigFile(absl::GetFlag(FLAGS_config_file), &skipped);
+  // As etcd: a config file (--config-file or ETCD_CONFIG_FILE) replaces the
+  // environment; without one, ETCD_* variables set the flags the command
+  // line does not give.
+  std::vector<std::string> skipped, env_used, env_unrecognized;
+  std::string config_file = absl::GetFlag(FLAGS_config_file);
+  if (config_file.empty()) {
+    const char* from_env = std::getenv("ETCD_CONFIG_FILE");
+    if (from_env != nullptr) config_file = from_env;
+  }
+  if (!config_file.empty()) {
+    absl::Status st = ApplyConfigFile(config_file, &skipped);
+    if (!st.ok()) {
+      std::fprintf(stderr, "synod: %s\n", std::string(st.message()).c_str());
+      return 2;
+    }
+  } else {
+    absl::Status st =
+        common::SetFlagsFromEnv("ETCD", command_line_flags, &env_used, &env_unrecognized);
     if (!st.ok()) {
       std::fprintf(stderr, "synod: %s\n", std::string(st.message()).c_str());
       return 2;
     }
   }
 
-  if (!common::SetLogLevel(absl::GetFlag(FLAGS_log_level))) {
+  auto process_flags = ReadEtcdProcessFlags(absl::GetFlag(FLAGS_log_level));
+  if (!process_flags.ok()) {
+    std::fprintf(stderr, "synod: %s\n", std::string(process_flags.status().message()).c_str());
+    return 2;
+  }
+  if (!common::SetLogLevel(process_flags->log_level)) {
     std::fprintf(stderr, "synod: invalid --log-level %s\n",
                  absl::GetFlag(FLAGS_log_level).c_str());
     return 2;
   }
+  if (absl::Status st = RedirectLog(*process_flags); !st.ok()) {
+    std::fprintf(stderr, "synod: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  if (!config_file.empty()) {
+    SYNOD_LOG(INFO) << "loaded server configuration from " << config_file
+                    << "; other command line flags and environment variables are ignored";
+  }
+  for (const std::string& e : env_used) {
+    SYNOD_LOG(INFO) << "recognized and used environment variable " << e;
+  }
+  for (const std::string& e : env_unrecognized) {
+    SYNOD_LOG(WARNING) << "unrecognized environment variable " << e;
+  }
+  for (const std::string& w : process_flags->warnings) SYNOD_LOG(WARNING) << w;
   for (const std::string& k : skipped) {
     SYNOD_LOG(WARNING) << "config file: key '" << k << "' is not supported; skipped";
   }
@@ -610,6 +655,11 @@ int Run(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(cfg.max_request_bytes + (512 << 10), INT_MAX)));
   builder.SetMaxSendMessageSize(INT_MAX);
+  // --max-concurrent-streams and --grpc-keepalive-*; the fd hand-offs below
+  // get the server's channel arguments too.
+  for (const auto& [name, value] : process_flags->client_grpc_args) {
+    builder.AddChannelArgument(name, value);
+  }
   builder.RegisterService(&kv);
   builder.RegisterService(&watch);
   builder.RegisterService(&lease);
