@@ -384,10 +384,22 @@ class ClientWatchStream final : public common::WatchStreamReactor {
   // The cancel_reason of a watcher found refused by a re-check: permission
   // denied, as a synod member cancels a watch whose permission was revoked
   // (also when auth was enabled under an anonymous watch), or the token
-  // error when the client's token is no longer valid.
+  // error when the client's token can no longer be checked: invalid, or
+  // older than the auth change (a JWT token carries its auth revision, so
+  // after any change the member answers "revision of auth store is old"
+  // until the client logs in again; the proxy cannot tell what that token
+  // may read now, so the watcher goes, and the client re-authenticates and
+  // watches again).
+  static bool RecheckRefuses(const grpc::Status& s) {
+    return !s.ok() &&
+           (PermissionCache::IsDecision(s) ||
+            common::IsErr(common::FromGrpcStatus(s),
+                          common::EtcdError::kAuthOldRevision));
+  }
   static std::string RevokedReason(const grpc::Status& s) {
     const absl::Status st = common::FromGrpcStatus(s);
-    if (common::IsErr(st, common::EtcdError::kInvalidAuthToken)) {
+    if (common::IsErr(st, common::EtcdError::kInvalidAuthToken) ||
+        common::IsErr(st, common::EtcdError::kAuthOldRevision)) {
       return CancelReason(st);
     }
     return CancelReason(common::Err(common::EtcdError::kPermissionDenied));
@@ -397,7 +409,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
   // canceled, as the member cancels a watch whose permission was revoked.
   void Rechecked(const std::vector<std::shared_ptr<ClientWatcher>>& ws,
                  const grpc::Status& s, uint64_t epoch) {
-    const bool refused = !s.ok() && PermissionCache::IsDecision(s);
+    const bool refused = RecheckRefuses(s);
     std::vector<std::shared_ptr<ClientWatcher>> cancel;
     {
       absl::MutexLock l(&mu_);

@@ -365,6 +365,9 @@ TEST_F(ProxyAuthItTest, RevokingARoleStopsReadsAndWatchesWithinTheBound) {
   WatchClient* w = NewWatch(alice_, "/a/r/");
   ASSERT_TRUE(Answered(w));
   ASSERT_FALSE(w->Log(1).canceled);
+  WatchClient* bw = NewWatch(bob_, "/b/r/");
+  ASSERT_TRUE(Answered(bw));
+  ASSERT_FALSE(bw->Log(1).canceled);
 
   CmdResult r = Etcdctl(member_->Endpoint(),
                         {kRoot, "user", "revoke-role", "alice", "ra"});
@@ -406,9 +409,12 @@ TEST_F(ProxyAuthItTest, RevokingARoleStopsReadsAndWatchesWithinTheBound) {
     // The bound came from the auth revision in Status, not the fallback.
     EXPECT_TRUE(absl::StrContains(proxy_->Log(), "cluster auth enabled"));
   }
-  // bob is untouched.
+  // bob is untouched: his watch goes on, his reads too.
   ASSERT_NO_FATAL_FAILURE(RootPut("/b/r/k", "b"));
   ASSERT_NO_FATAL_FAILURE(CheckRead(bob_, "/b/r/k", false, true, "b"));
+  ASSERT_TRUE(WaitFor([&] { return bw->EventCount(1) >= 1; },
+                      absl::Seconds(10)));
+  EXPECT_FALSE(bw->Log(1).canceled) << bw->Log(1).cancel_reason;
 }
 
 // After a member restart every simple token is gone: the proxy

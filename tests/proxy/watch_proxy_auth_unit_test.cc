@@ -274,6 +274,27 @@ TEST_F(WatchProxyAuthTest, AnAuthChangeCancelsTheWatchersNowRefused) {
   EXPECT_EQ(up_.Probes(), 0u);
 }
 
+// A JWT token predating the auth change cannot be checked any more
+// ("revision of auth store is old"): its watchers go, with that reason.
+TEST_F(WatchProxyAuthTest, ARecheckOfAnOldTokenCancelsItsWatchers) {
+  WatchClient* alice = Client("jwt-alice");
+  alice->Watch(1, "a", "b", 0);
+  ASSERT_TRUE(up_.Answer(grpc::Status::OK));
+  ASSERT_TRUE(WaitFor([&] { return up_.Watches() == 1; }, absl::Seconds(10)));
+  up_.LastWatch()->Created(10);
+  ASSERT_TRUE(WaitFor([&] { return alice->Log(1).created; },
+                      absl::Seconds(10)));
+  perms_.SetAuthState(AuthOn(2));
+  proxy_.Recheck();
+  ASSERT_TRUE(up_.Answer(common::ToGrpcStatus(
+      common::Err(common::EtcdError::kAuthOldRevision))));
+  ASSERT_TRUE(WaitFor([&] { return alice->Log(1).canceled; },
+                      absl::Seconds(10)));
+  EXPECT_EQ(alice->Log(1).cancel_reason,
+            "rpc error: code = InvalidArgument desc = etcdserver: revision of "
+            "auth store is old");
+}
+
 // A re-check the member cannot answer (unavailable) keeps the watcher and
 // is tried again by a Tick, not sooner than 500 ms later.
 TEST_F(WatchProxyAuthTest, AnUndecidedRecheckIsRetried) {
