@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <http_parser.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <deque>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -24,6 +26,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -41,11 +45,18 @@ constexpr int kMaxLingerMs = 2000;
 // the connection is closed outright.
 constexpr size_t kMaxDrainBytes = 1 << 20;
 constexpr size_t kReadChunkBytes = 4096;
+// A streamed answer with more than this queued for a client is cut off.
+constexpr size_t kMaxQueuedStreamBytes = 16 << 20;
+// Request bytes kept to tell a method the parser does not know (501) from
+// garbage (400).
+constexpr size_t kStartBytes = 64;
 // The HTTP/2 client connection preface (RFC 9113 §3.4).
 constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const char* ReasonPhrase(int status) {
   switch (status) {
+    case 100:
+      return "Continue";
     case 200:
       return "OK";
     case 201:
@@ -72,6 +83,12 @@ const char* ReasonPhrase(int status) {
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Payload Too Large";
     case 429:
       return "Too Many Requests";
     case 431:
@@ -82,6 +99,8 @@ const char* ReasonPhrase(int status) {
       return "Not Implemented";
     case 503:
       return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
     case 505:
       return "HTTP Version Not Supported";
     default:
@@ -99,78 +118,10 @@ bool IsToken(absl::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar);
 }
 
-// Parses "METHOD SP target SP HTTP/x.y". Returns 0 and fills `req` and
-// `minor` on success, else the status to answer with (400 or 505).
-int ParseRequestLine(absl::string_view line, HttpRequest* req, int* minor) {
-  size_t sp1 = line.find(' ');
-  if (sp1 == absl::string_view::npos) return 400;
-  size_t sp2 = line.find(' ', sp1 + 1);
-  if (sp2 == absl::string_view::npos) return 400;
-  absl::string_view method = line.substr(0, sp1);
-  absl::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  absl::string_view version = line.substr(sp2 + 1);
-  if (!IsToken(method) || target.empty()) return 400;
-  for (char c : target) {
-    if (c <= 0x20 || c >= 0x7f) return 400;  // CTL, space, non-ASCII
-  }
-  if (version.size() != 8 || !absl::StartsWith(version, "HTTP/") ||
-      !absl::ascii_isdigit(version[5]) || version[6] != '.' ||
-      !absl::ascii_isdigit(version[7])) {
-    return 400;
-  }
-  if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) {
-    return 505;
-  }
-  *minor = version[7] - '0';
-
-  // Absolute form (RFC 9112 §3.2.2): keep only the path and query.
-  for (absl::string_view scheme : {"http://", "https://"}) {
-    if (absl::StartsWithIgnoreCase(target, scheme)) {
-      absl::string_view rest = target.substr(scheme.size());
-      size_t start = rest.find_first_of("/?");
-      std::string origin = start == absl::string_view::npos
-                               ? "/"
-                               : std::string(rest.substr(start));
-      if (origin[0] == '?') origin.insert(0, "/");
-      req->method = std::string(method);
-      size_t q = origin.find('?');
-      req->path = origin.substr(0, q);
-      req->query = q == std::string::npos ? "" : origin.substr(q + 1);
-      return 0;
-    }
-  }
-  if (target[0] != '/') return 400;
-  size_t q = target.find('?');
-  req->method = std::string(method);
-  req->path = std::string(target.substr(0, q));
-  req->query =
-      q == absl::string_view::npos ? "" : std::string(target.substr(q + 1));
-  return 0;
-}
-
-// Checks the header lines (between the request line and the empty line).
-// Returns 0 if they are well formed, else 400.
-int CheckHeaders(absl::string_view block, int minor) {
-  int hosts = 0;
-  while (!block.empty()) {
-    size_t nl = block.find('\n');
-    absl::string_view line = block.substr(0, nl);
-    block = nl == absl::string_view::npos ? "" : block.substr(nl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    size_t colon = line.find(':');
-    // Also rejects obsolete line folding: a line starting with SP or HTAB.
-    if (colon == absl::string_view::npos || !IsToken(line.substr(0, colon))) {
-      return 400;
-    }
-    for (char c : line.substr(colon + 1)) {
-      unsigned char u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && u != '\t') || u == 0x7f) return 400;
-    }
-    if (absl::EqualsIgnoreCase(line.substr(0, colon), "host")) ++hosts;
-  }
-  // RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host.
-  if (hosts > 1 || (minor == 1 && hosts == 0)) return 400;
-  return 0;
+bool IsBadContentType(absl::string_view type) {
+  return std::any_of(type.begin(), type.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
 }
 
 absl::Status UvError(int rc, const std::string& what) {
@@ -192,13 +143,81 @@ absl::Status UvError(int rc, const std::string& what) {
 
 }  // namespace
 
+// What an asynchronous request's responder queues for the server thread.
+struct ResponderOp {
+  enum class Kind { kRespond, kStartStream, kChunk, kFinish };
+  Kind kind;
+  // kRespond: the response; kStartStream: status and content type;
+  // kChunk: the data, in body.
+  HttpResponse response;
+  std::function<void()> written;  // kChunk
+};
+
+// Shared by a server and its responders: lets a responder post to the loop
+// for as long as the loop runs.
+struct ServerLink {
+  absl::Mutex mu;
+  // Null once the loop is stopping; then nothing is posted any more.
+  uv_async_t* async ABSL_GUARDED_BY(mu) = nullptr;
+  std::vector<std::shared_ptr<HttpResponder::State>> pending
+      ABSL_GUARDED_BY(mu);
+};
+
+struct HttpResponder::State
+    : public std::enable_shared_from_this<HttpResponder::State> {
+  std::shared_ptr<ServerLink> link;
+  absl::Mutex mu;
+  bool closed ABSL_GUARDED_BY(mu) = false;
+  bool started ABSL_GUARDED_BY(mu) = false;   // Respond or StartStream taken
+  bool streaming ABSL_GUARDED_BY(mu) = false;  // StartStream taken
+  bool finished ABSL_GUARDED_BY(mu) = false;   // Respond or Finish taken
+  std::deque<ResponderOp> ops ABSL_GUARDED_BY(mu);
+  std::function<void()> on_close ABSL_GUARDED_BY(mu);
+  // Server thread only: the connection, null once closed.
+  void* conn = nullptr;
+
+  // Queues `op` (which the caller has checked is allowed) and wakes the
+  // loop.
+  void Post(ResponderOp op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+};
+
+namespace {
+
+// Why a connection's request handling stands where it does.
+enum class RouteKind { kNone, kSync, kAsync, kStream };
+
+}  // namespace
+
 class HttpServer::Impl {
  public:
-  explicit Impl(HttpServerOptions options) : options_(options) {}
+  explicit Impl(HttpServerOptions options) : options_(options) {
+    http_parser_settings_init(&settings_);
+    settings_.on_url = &OnUrl;
+    settings_.on_header_field = &OnHeaderField;
+    settings_.on_header_value = &OnHeaderValue;
+    settings_.on_headers_complete = &OnHeadersComplete;
+    settings_.on_body = &OnBody;
+    settings_.on_message_complete = &OnMessageComplete;
+  }
 
   void Handle(std::string path, HttpHandler handler) {
     absl::MutexLock lock(&handlers_mu_);
-    handlers_[std::move(path)] = std::move(handler);
+    PathHandlers& h = handlers_[std::move(path)];
+    h.sync = std::move(handler);
+  }
+  void HandleAsync(std::string path, std::string method,
+                   HttpAsyncHandler handler) {
+    absl::MutexLock lock(&handlers_mu_);
+    PathHandlers& h = handlers_[std::move(path)];
+    h.stream.erase(method);
+    h.async[std::move(method)] = std::move(handler);
+  }
+  void HandleStream(std::string path, std::string method,
+                    HttpStreamHandler handler) {
+    absl::MutexLock lock(&handlers_mu_);
+    PathHandlers& h = handlers_[std::move(path)];
+    h.async.erase(method);
+    h.stream[std::move(method)] = std::move(handler);
   }
 
   // `tls` null serves http.
@@ -209,10 +228,20 @@ class HttpServer::Impl {
   const HttpServerOptions& options() const { return options_; }
 
  private:
-  // One client connection. Lives from accept until both handles are closed;
+  struct PathHandlers {
+    HttpHandler sync;  // GET and HEAD
+    std::map<std::string, HttpAsyncHandler> async;
+    std::map<std::string, HttpStreamHandler> stream;
+  };
+
+  // One client connection. Lives from accept until every handle is closed;
   // touched only on the loop thread.
   struct Conn {
-    enum class State { kReading, kWriting, kDraining, kClosing };
+    // kReading: the request is being read, no handler has it yet;
+    // kActive: an asynchronous handler has it (a streamed body may still be
+    // coming in, a streamed answer going out); kWriting: the final bytes
+    // are being sent; kDraining: sent, reading what the client still sends.
+    enum class State { kReading, kActive, kWriting, kDraining, kClosing };
     Impl* server = nullptr;
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -220,19 +249,41 @@ class HttpServer::Impl {
     State state = State::kReading;
     int open_handles = 0;
     int writes_pending = 0;  // WriteReqs not yet completed
-    std::string in;          // request bytes received so far
-    size_t line_end = 0;     // index after the request line's '\n', or 0
-    size_t scanned = 0;      // header-end search resumes here
-    int minor = 1;           // HTTP/1.<minor>
-    bool head = false;       // request method is HEAD
     bool peer_eof = false;   // the client shut down its side
-    size_t drained = 0;      // bytes discarded after responding
+    size_t drained = 0;      // bytes discarded after the request
+    bool received = false;   // any byte (https: ciphertext) came in
+    size_t fed = 0;          // request bytes (plaintext) received
+    std::string start;       // the first kStartBytes of them
+
+    // The request, as http-parser reports it.
+    http_parser parser;
+    size_t header_bytes = 0;  // bytes fed before the headers ended
+    bool headers_done = false;
+    bool message_done = false;
+    bool last_was_value = false;  // header callbacks: field or value last
+    int hosts = 0;
+    std::string url;
+    HttpRequest req;
+    std::string body;  // decoded body not yet handed on
+    bool head = false;  // HEAD to a synchronous handler
+    bool http10 = false;
+
+    // Once the headers are in: which handler, and (kAsync/kStream) the
+    // responder state and the streamed body's reader.
+    RouteKind route = RouteKind::kNone;
+    bool handed = false;  // the complete request went to its handler
+    HttpHandler sync_handler;
+    HttpAsyncHandler async_handler;
+    HttpStreamHandler stream_handler;
+    std::shared_ptr<HttpResponder::State> responder;
+    HttpBodyReader reader;
+    bool chunked_out = false;  // the streamed answer uses chunked framing
+
     // https only: the connection's TLS state (null for http), whether the
-    // client's certificate was checked after the handshake, whether the
-    // client sent anything, and its address for log lines.
+    // client's certificate was checked after the handshake, and its
+    // address for log lines.
     std::unique_ptr<TlsServerStream> tls;
     bool tls_checked = false;
-    bool received = false;
     std::string remote;
     // HTTP/2 hand-off only: a dup of the socket, polled (not read) until
     // its first bytes say HTTP/2 or not; -1 once handed off or closed.
@@ -247,6 +298,7 @@ class HttpServer::Impl {
     uv_write_t req;
     Conn* conn;
     std::string data;
+    std::function<void()> written;  // run once the write completed
   };
 
   // libuv callbacks.
@@ -257,8 +309,17 @@ class HttpServer::Impl {
   static void OnShutdown(uv_shutdown_t* req, int status);
   static void OnTimer(uv_timer_t* timer);
   static void OnStopAsync(uv_async_t* async);
+  static void OnPostAsync(uv_async_t* async);
   static void OnConnHandleClosed(uv_handle_t* handle);
   static void OnPeekable(uv_poll_t* poll, int status, int events);
+
+  // http-parser callbacks (parser->data is the Conn).
+  static int OnUrl(http_parser* p, const char* at, size_t n);
+  static int OnHeaderField(http_parser* p, const char* at, size_t n);
+  static int OnHeaderValue(http_parser* p, const char* at, size_t n);
+  static int OnHeadersComplete(http_parser* p);
+  static int OnBody(http_parser* p, const char* at, size_t n);
+  static int OnMessageComplete(http_parser* p);
 
   // HTTP/2 hand-off: polls a dup of the socket until MSG_PEEK shows whether
   // it starts with the HTTP/2 preface, then EndPeek()s.
@@ -267,32 +328,50 @@ class HttpServer::Impl {
   // reading it as HTTP/1.x.
   void EndPeek(Conn* conn, bool http2);
 
-  // Decrypts what OnRead got and passes the plaintext on to Process().
+  // Decrypts what OnRead got and passes the plaintext on to Feed().
   void ReceiveTls(Conn* conn, size_t n);
   // The client ended its side (EOF, or TLS close_notify).
   void OnPeerEof(Conn* conn);
   // Logs etcd's "rejected connection" line and closes, after sending the
   // TLS alert or close_notify, if any.
   void RejectTls(Conn* conn, absl::string_view error);
-  // Consumes conn->in: answers once the request is complete or invalid.
-  void Process(Conn* conn);
-  void Dispatch(Conn* conn, const HttpRequest& req);
+  // Passes request bytes to the parser and acts on what it found.
+  void Feed(Conn* conn, const char* data, size_t n);
+  // Answers a parse error with its status (or closes, once a handler has
+  // the request).
+  void ParseFailed(Conn* conn);
+  // The headers are in: checks them and picks the handler. False if it
+  // answered instead.
+  bool PickRoute(Conn* conn);
+  // Hands the body read so far, and the end of the request, on.
+  void Deliver(Conn* conn);
+  // Gives the request to an asynchronous handler.
+  void StartExchange(Conn* conn);
+  // Runs the operations `state`'s responder queued.
+  void RunOps(const std::shared_ptr<HttpResponder::State>& state);
   void RespondError(Conn* conn, int status);
   void Respond(Conn* conn, int status, const std::string& content_type,
-               const std::string& body, bool allow_header);
+               const std::string& body, const std::string& allow);
+  // The status line and the headers every response carries.
+  std::string StatusLine(int status) const;
+  // Encrypts (https) and writes plaintext `data`; `written` as WriteReq's.
+  void Emit(Conn* conn, std::string data,
+            std::function<void()> written = nullptr);
   // Starts the final write (a response, or a TLS alert; may be empty): once
   // every write has completed, LingeringClose().
   void SendFinal(Conn* conn, std::string data);
   // Shuts down the sending side and closes after draining the client.
   void LingeringClose(Conn* conn);
   // Writes `data` to the socket; several writes may be in flight.
-  void SendBytes(Conn* conn, std::string data);
+  void SendBytes(Conn* conn, std::string data,
+                 std::function<void()> written = nullptr);
   void CloseConn(Conn* conn);
 
   const HttpServerOptions options_;
+  http_parser_settings settings_;
 
   absl::Mutex handlers_mu_;
-  std::map<std::string, HttpHandler> handlers_ ABSL_GUARDED_BY(handlers_mu_);
+  std::map<std::string, PathHandlers> handlers_ ABSL_GUARDED_BY(handlers_mu_);
 
   // Serialises Start() and Stop().
   absl::Mutex lifecycle_mu_;
@@ -301,11 +380,14 @@ class HttpServer::Impl {
   std::thread thread_ ABSL_GUARDED_BY(lifecycle_mu_);
   std::atomic<int> port_{0};
 
+  std::shared_ptr<ServerLink> link_ = std::make_shared<ServerLink>();
+
   // Owned by the loop thread while it runs; by Start()/Stop() before it
   // starts and after it is joined.
   uv_loop_t loop_;
   uv_tcp_t listener_;
   uv_async_t stop_async_;
+  uv_async_t post_async_;
   std::unordered_set<Conn*> conns_;
   std::unique_ptr<TlsServerContext> tls_;  // null for http
 };
@@ -352,6 +434,10 @@ absl::StatusOr<int> HttpServer::Impl::Start(
                             &len);
   }
   if (rc == 0) rc = uv_async_init(&loop_, &stop_async_, &OnStopAsync);
+  if (rc == 0) {
+    rc = uv_async_init(&loop_, &post_async_, &OnPostAsync);
+    if (rc != 0) uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+  }
   if (rc != 0) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -359,6 +445,11 @@ absl::StatusOr<int> HttpServer::Impl::Start(
     return UvError(rc, where);
   }
   stop_async_.data = this;
+  post_async_.data = this;
+  {
+    absl::MutexLock l(&link_->mu);
+    link_->async = &post_async_;
+  }
   int bound_port =
       bound.ss_family == AF_INET6
           ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
@@ -395,10 +486,28 @@ void HttpServer::Impl::Stop() {
 
 void HttpServer::Impl::OnStopAsync(uv_async_t* async) {
   Impl* self = static_cast<Impl*>(async->data);
+  {
+    // From here on responders post nothing; what they queued is run (or
+    // dropped, for closed connections) below.
+    absl::MutexLock l(&self->link_->mu);
+    self->link_->async = nullptr;
+  }
+  OnPostAsync(&self->post_async_);
   uv_close(reinterpret_cast<uv_handle_t*>(&self->listener_), nullptr);
   std::vector<Conn*> conns(self->conns_.begin(), self->conns_.end());
   for (Conn* conn : conns) self->CloseConn(conn);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->post_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(async), nullptr);
+}
+
+void HttpServer::Impl::OnPostAsync(uv_async_t* async) {
+  Impl* self = static_cast<Impl*>(async->data);
+  std::vector<std::shared_ptr<HttpResponder::State>> pending;
+  {
+    absl::MutexLock l(&self->link_->mu);
+    pending.swap(self->link_->pending);
+  }
+  for (const auto& state : pending) self->RunOps(state);
 }
 
 void HttpServer::Impl::OnConnection(uv_stream_t* listener, int status) {
@@ -406,6 +515,8 @@ void HttpServer::Impl::OnConnection(uv_stream_t* listener, int status) {
   if (status < 0) return;
   Conn* conn = new Conn();
   conn->server = self;
+  http_parser_init(&conn->parser, HTTP_REQUEST);
+  conn->parser.data = conn;
   uv_tcp_init(&self->loop_, &conn->tcp);
   uv_timer_init(&self->loop_, &conn->timer);
   conn->tcp.data = conn;
@@ -557,7 +668,8 @@ void HttpServer::Impl::OnRead(uv_stream_t* stream, ssize_t nread,
     return;
   }
   conn->received = true;
-  if (conn->state != Conn::State::kReading) {
+  if (conn->state == Conn::State::kWriting ||
+      conn->state == Conn::State::kDraining) {
     conn->drained += nread;
     if (conn->drained > kMaxDrainBytes) self->CloseConn(conn);
     return;
@@ -566,8 +678,7 @@ void HttpServer::Impl::OnRead(uv_stream_t* stream, ssize_t nread,
     self->ReceiveTls(conn, nread);
     return;
   }
-  conn->in.append(conn->read_buf, nread);
-  self->Process(conn);
+  self->Feed(conn, conn->read_buf, nread);
 }
 
 void HttpServer::Impl::OnPeerEof(Conn* conn) {
@@ -577,7 +688,7 @@ void HttpServer::Impl::OnPeerEof(Conn* conn) {
       if (conn->tls != nullptr && !conn->tls->handshake_done()) {
         // Go's handshake reads EOF; etcd logs it like any other failure.
         RejectTls(conn, "EOF");
-      } else if (conn->in.empty()) {
+      } else if (conn->fed == 0) {
         // The client sent nothing at all.
         CloseConn(conn);
       } else {
@@ -588,6 +699,8 @@ void HttpServer::Impl::OnPeerEof(Conn* conn) {
     case Conn::State::kWriting:
       break;  // OnWrite closes once the response is out.
     default:
+      // kActive: the client left while its request was being served, which
+      // cancels it (as Go's net/http cancels the request's context).
       CloseConn(conn);
   }
 }
@@ -615,10 +728,7 @@ void HttpServer::Impl::ReceiveTls(Conn* conn, size_t n) {
   }
   SendBytes(conn, tls->TakeOutput());
   if (conn->state == Conn::State::kClosing) return;
-  if (!plain.empty()) {
-    conn->in += plain;
-    Process(conn);
-  }
+  if (!plain.empty()) Feed(conn, plain.data(), plain.size());
   if (progress == TlsServerStream::Progress::kPeerClosed &&
       conn->state != Conn::State::kClosing) {
     OnPeerEof(conn);
@@ -631,128 +741,395 @@ void HttpServer::Impl::RejectTls(Conn* conn, absl::string_view error) {
   SendFinal(conn, conn->tls->TakeOutput());
 }
 
-void HttpServer::Impl::Process(Conn* conn) {
-  const size_t limit = options_.max_request_bytes;
-  if (conn->line_end == 0) {
-    // RFC 9112 §2.2: ignore empty lines before the request line.
-    size_t skip = conn->in.find_first_not_of("\r\n");
-    if (skip == std::string::npos) skip = conn->in.size();
-    if (skip > 0 && skip <= 4) {
-      conn->in.erase(0, skip);
-    } else if (skip > 4) {
-      RespondError(conn, 400);
-      return;
-    }
-    size_t nl = conn->in.find('\n');
-    if (nl == std::string::npos) {
-      if (conn->in.size() > limit) RespondError(conn, 431);
-      return;
-    }
-    absl::string_view line(conn->in.data(), nl);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    HttpRequest req;
-    int status = ParseRequestLine(line, &req, &conn->minor);
-    if (status != 0) {
-      RespondError(conn, status);
-      return;
-    }
-    conn->head = req.method == "HEAD";
-    conn->line_end = nl + 1;
-    conn->scanned = nl;
-  }
-  // The headers end at the first empty line ("\n\n" or "\n\r\n").
-  size_t end = std::string::npos;
-  size_t block_end = 0;
-  for (size_t i = conn->scanned; i < conn->in.size(); ++i) {
-    if (conn->in[i] != '\n') continue;
-    if (i + 1 < conn->in.size() && conn->in[i + 1] == '\n') {
-      block_end = i + 1;
-      end = i + 2;
-      break;
-    }
-    if (i + 2 < conn->in.size() && conn->in[i + 1] == '\r' &&
-        conn->in[i + 2] == '\n') {
-      block_end = i + 1;
-      end = i + 3;
-      break;
-    }
-  }
-  if (end == std::string::npos) {
-    if (conn->in.size() > limit) {
-      RespondError(conn, 431);
-    } else {
-      // Resume where an incomplete "\n\r\n" may start.
-      conn->scanned = conn->in.size() >= 2 ? conn->in.size() - 2 : 0;
-      conn->scanned = std::max(conn->scanned, conn->line_end - 1);
-    }
-    return;
-  }
-  if (end > limit) {
-    RespondError(conn, 431);
-    return;
-  }
-  absl::string_view headers(conn->in.data() + conn->line_end,
-                            block_end - conn->line_end);
-  if (!headers.empty() && headers.back() == '\n') headers.remove_suffix(1);
-  if (CheckHeaders(headers, conn->minor) != 0) {
-    RespondError(conn, 400);
-    return;
-  }
-  HttpRequest req;
-  int minor = 1;
-  absl::string_view line(conn->in.data(), conn->line_end - 1);
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  ParseRequestLine(line, &req, &minor);  // already validated
-  Dispatch(conn, req);
+// ---- http-parser callbacks: they only record; Feed() acts. ----
+
+int HttpServer::Impl::OnUrl(http_parser* p, const char* at, size_t n) {
+  Conn* conn = static_cast<Conn*>(p->data);
+  conn->url.append(at, n);
+  return 0;
 }
 
-void HttpServer::Impl::Dispatch(Conn* conn, const HttpRequest& req) {
-  if (req.method != "GET" && req.method != "HEAD") {
-    Respond(conn, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n",
-            /*allow_header=*/true);
+int HttpServer::Impl::OnHeaderField(http_parser* p, const char* at, size_t n) {
+  Conn* conn = static_cast<Conn*>(p->data);
+  if (conn->last_was_value || conn->req.headers.empty()) {
+    conn->req.headers.emplace_back();
+  }
+  conn->last_was_value = false;
+  conn->req.headers.back().first.append(at, n);
+  return 0;
+}
+
+int HttpServer::Impl::OnHeaderValue(http_parser* p, const char* at, size_t n) {
+  Conn* conn = static_cast<Conn*>(p->data);
+  if (conn->req.headers.empty()) return 1;  // cannot happen
+  conn->last_was_value = true;
+  conn->req.headers.back().second.append(at, n);
+  return 0;
+}
+
+int HttpServer::Impl::OnHeadersComplete(http_parser* p) {
+  Conn* conn = static_cast<Conn*>(p->data);
+  conn->headers_done = true;
+  return 0;
+}
+
+int HttpServer::Impl::OnBody(http_parser* p, const char* at, size_t n) {
+  Conn* conn = static_cast<Conn*>(p->data);
+  conn->body.append(at, n);
+  return 0;
+}
+
+int HttpServer::Impl::OnMessageComplete(http_parser* p) {
+  Conn* conn = static_cast<Conn*>(p->data);
+  conn->message_done = true;
+  // One request per connection: whatever follows is not parsed.
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+void HttpServer::Impl::Feed(Conn* conn, const char* data, size_t n) {
+  const size_t limit = options_.max_request_bytes;
+  if (conn->start.size() < kStartBytes) {
+    conn->start.append(data, std::min(n, kStartBytes - conn->start.size()));
+  }
+  conn->fed += n;
+  while (n > 0 && (conn->state == Conn::State::kReading ||
+                   conn->state == Conn::State::kActive)) {
+    if (conn->message_done) {
+      // After the request (one per connection): discarded, up to a bound.
+      conn->drained += n;
+      if (conn->drained > kMaxDrainBytes) CloseConn(conn);
+      return;
+    }
+    size_t take = n;
+    if (!conn->headers_done) {
+      // Never more than the header limit before the headers end, so a
+      // request whose headers run past it is caught exactly.
+      take = std::min(n, limit - std::min(limit, conn->header_bytes));
+      if (take == 0) {
+        RespondError(conn, 431);
+        return;
+      }
+      conn->header_bytes += take;
+    }
+    const bool had_headers = conn->headers_done;
+    size_t parsed = http_parser_execute(&conn->parser, &settings_, data, take);
+    http_errno err = HTTP_PARSER_ERRNO(&conn->parser);
+    if (err != HPE_OK && !(err == HPE_PAUSED && conn->message_done)) {
+      ParseFailed(conn);
+      return;
+    }
+    (void)parsed;  // the rest of a paused chunk follows the request: dropped
+    if (conn->headers_done && !had_headers && !PickRoute(conn)) return;
+    if (!conn->headers_done && conn->header_bytes >= limit) {
+      RespondError(conn, 431);
+      return;
+    }
+    Deliver(conn);
+    data += take;
+    n -= take;
+  }
+}
+
+void HttpServer::Impl::ParseFailed(Conn* conn) {
+  if (conn->state == Conn::State::kActive) {
+    // A streamed body went bad after its handler had it.
+    CloseConn(conn);
     return;
   }
-  HttpHandler handler;
+  switch (HTTP_PARSER_ERRNO(&conn->parser)) {
+    case HPE_HEADER_OVERFLOW:
+      RespondError(conn, 431);
+      return;
+    case HPE_INVALID_METHOD: {
+      // A well-formed method the parser does not know (RFC 9110 §9.1: 501);
+      // anything else is garbage.
+      absl::string_view line = conn->start;
+      size_t begin = line.find_first_not_of("\r\n");
+      line.remove_prefix(begin == absl::string_view::npos ? line.size()
+                                                           : begin);
+      // Only a whole request line counts (a partial HTTP/2 preface, "PRI *
+      // HTTP/2", is garbage to HTTP/1).
+      size_t sp = line.find(' ');
+      const bool whole_line = line.find('\n') != absl::string_view::npos ||
+                              conn->start.size() == kStartBytes;
+      RespondError(conn, sp != absl::string_view::npos && whole_line &&
+                                 IsToken(line.substr(0, sp))
+                             ? 501
+                             : 400);
+      return;
+    }
+    default:
+      RespondError(conn, 400);
+  }
+}
+
+bool HttpServer::Impl::PickRoute(Conn* conn) {
+  http_parser* p = &conn->parser;
+  // http-parser takes a request line without a version as HTTP/0.9.
+  if (p->http_major == 0) {
+    RespondError(conn, 400);
+    return false;
+  }
+  if (p->http_major != 1 || p->http_minor > 1) {
+    RespondError(conn, 505);
+    return false;
+  }
+  conn->http10 = p->http_minor == 0;
+  HttpRequest& req = conn->req;
+  req.method = http_method_str(static_cast<http_method>(p->method));
+  for (auto& [name, value] : req.headers) {
+    absl::AsciiStrToLower(&name);
+    value = std::string(absl::StripAsciiWhitespace(value));
+    if (name == "host") ++conn->hosts;
+  }
+  // RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host.
+  if (conn->hosts > 1 || (!conn->http10 && conn->hosts == 0)) {
+    RespondError(conn, 400);
+    return false;
+  }
+  for (char c : conn->url) {
+    if (c <= 0x20 || c >= 0x7f) {  // CTL, space, non-ASCII
+      RespondError(conn, 400);
+      return false;
+    }
+  }
+  http_parser_url u;
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(conn->url.data(), conn->url.size(), 0, &u) != 0) {
+    RespondError(conn, 400);
+    return false;
+  }
+  auto field = [&](int f) {
+    return (u.field_set & (1 << f)) == 0
+               ? std::string()
+               : conn->url.substr(u.field_data[f].off, u.field_data[f].len);
+  };
+  req.path = field(UF_PATH);
+  if (req.path.empty()) req.path = "/";  // absolute form without a path
+  req.query = field(UF_QUERY);
+
+  std::string allow;
   {
     absl::MutexLock lock(&handlers_mu_);
     auto it = handlers_.find(req.path);
-    if (it != handlers_.end()) handler = it->second;
+    if (it == handlers_.end()) {
+      // fall through to 404 below
+    } else {
+      const PathHandlers& h = it->second;
+      if (h.sync && (req.method == "GET" || req.method == "HEAD")) {
+        conn->route = RouteKind::kSync;
+        conn->sync_handler = h.sync;
+        conn->head = req.method == "HEAD";
+      } else if (auto a = h.async.find(req.method); a != h.async.end()) {
+        conn->route = RouteKind::kAsync;
+        conn->async_handler = a->second;
+      } else if (auto st = h.stream.find(req.method); st != h.stream.end()) {
+        conn->route = RouteKind::kStream;
+        conn->stream_handler = st->second;
+      } else {
+        std::vector<std::string> methods;
+        if (h.sync) {
+          methods.push_back("GET");
+          methods.push_back("HEAD");
+        }
+        for (const auto& [m, _] : h.async) methods.push_back(m);
+        for (const auto& [m, _] : h.stream) methods.push_back(m);
+        allow = absl::StrJoin(methods, ", ");
+      }
+    }
   }
-  if (!handler) {
-    RespondError(conn, 404);
-    return;
+  if (conn->route == RouteKind::kNone) {
+    if (allow.empty()) {
+      RespondError(conn, 404);
+    } else {
+      Respond(conn, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n",
+              allow);
+    }
+    return false;
   }
-  HttpResponse resp = handler(req);
-  bool bad_type = std::any_of(
-      resp.content_type.begin(), resp.content_type.end(),
-      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-  if (resp.status < 200 || resp.status > 999 || bad_type) {
-    RespondError(conn, 500);
-    return;
+  const bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
+  if (conn->route == RouteKind::kAsync && has_length &&
+      p->content_length > options_.max_body_bytes) {
+    RespondError(conn, 413);
+    return false;
   }
-  Respond(conn, resp.status, resp.content_type, resp.body, false);
+  const std::string* expect = req.Header("expect");
+  if (expect != nullptr && absl::EqualsIgnoreCase(*expect, "100-continue") &&
+      !conn->http10 && conn->route != RouteKind::kSync) {
+    Emit(conn, "HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  if (conn->route == RouteKind::kStream) {
+    // The handler has the request from here on; no deadline for the body.
+    uv_timer_stop(&conn->timer);
+    conn->state = Conn::State::kActive;
+    conn->responder = std::make_shared<HttpResponder::State>();
+    conn->responder->link = link_;
+    conn->responder->conn = conn;
+    HttpStreamHandler handler = std::move(conn->stream_handler);
+    conn->reader = handler(req, HttpResponder(conn->responder));
+  }
+  return conn->state != Conn::State::kClosing;
+}
+
+void HttpServer::Impl::Deliver(Conn* conn) {
+  switch (conn->route) {
+    case RouteKind::kNone:
+      return;
+    case RouteKind::kStream:
+      if (!conn->body.empty() && conn->reader.on_data) {
+        std::string piece = std::move(conn->body);
+        conn->body.clear();
+        conn->reader.on_data(piece);
+        if (conn->state == Conn::State::kClosing) return;
+      }
+      conn->body.clear();
+      if (conn->message_done && !conn->handed) {
+        conn->handed = true;
+        if (conn->reader.on_end) conn->reader.on_end();
+      }
+      return;
+    case RouteKind::kAsync:
+      if (conn->body.size() > options_.max_body_bytes) {
+        RespondError(conn, 413);
+        return;
+      }
+      if (conn->message_done && !conn->handed) {
+        conn->handed = true;
+        StartExchange(conn);
+      }
+      return;
+    case RouteKind::kSync:
+      if (conn->body.size() > options_.max_body_bytes) {
+        RespondError(conn, 413);
+        return;
+      }
+      if (conn->message_done && !conn->handed) {
+        conn->handed = true;
+        conn->req.body = conn->head ? std::string() : std::move(conn->body);
+        conn->body.clear();
+        HttpResponse resp = conn->sync_handler(conn->req);
+        if (resp.status < 200 || resp.status > 999 ||
+            IsBadContentType(resp.content_type)) {
+          RespondError(conn, 500);
+          return;
+        }
+        Respond(conn, resp.status, resp.content_type, resp.body, "");
+      }
+      return;
+  }
+}
+
+void HttpServer::Impl::StartExchange(Conn* conn) {
+  conn->state = Conn::State::kActive;
+  uv_timer_stop(&conn->timer);
+  conn->responder = std::make_shared<HttpResponder::State>();
+  conn->responder->link = link_;
+  conn->responder->conn = conn;
+  conn->req.body = std::move(conn->body);
+  conn->body.clear();
+  HttpAsyncHandler handler = std::move(conn->async_handler);
+  handler(conn->req, HttpResponder(conn->responder));
+}
+
+void HttpServer::Impl::RunOps(
+    const std::shared_ptr<HttpResponder::State>& state) {
+  std::deque<ResponderOp> ops;
+  {
+    absl::MutexLock l(&state->mu);
+    ops.swap(state->ops);
+  }
+  for (ResponderOp& op : ops) {
+    Conn* conn = static_cast<Conn*>(state->conn);
+    if (conn == nullptr || conn->state != Conn::State::kActive) {
+      // Closed meanwhile (CloseConn ran the queued callbacks it saw; these
+      // came after).
+      if (op.written) op.written();
+      continue;
+    }
+    switch (op.kind) {
+      case ResponderOp::Kind::kRespond: {
+        const HttpResponse& r = op.response;
+        if (r.status < 200 || r.status > 999 ||
+            IsBadContentType(r.content_type)) {
+          RespondError(conn, 500);
+        } else {
+          Respond(conn, r.status, r.content_type, r.body, "");
+        }
+        break;
+      }
+      case ResponderOp::Kind::kStartStream: {
+        const HttpResponse& r = op.response;
+        if (r.status < 200 || r.status > 999 ||
+            IsBadContentType(r.content_type)) {
+          RespondError(conn, 500);
+          break;
+        }
+        conn->chunked_out = !conn->http10;
+        std::string out = StatusLine(r.status);
+        absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
+        if (conn->chunked_out) out += "Transfer-Encoding: chunked\r\n";
+        out += "\r\n";
+        Emit(conn, std::move(out));
+        break;
+      }
+      case ResponderOp::Kind::kChunk: {
+        if (conn->tcp.write_queue_size > kMaxQueuedStreamBytes) {
+          // The client does not read: cut the stream off.
+          if (op.written) op.written();
+          CloseConn(conn);
+          break;
+        }
+        std::string& data = op.response.body;
+        std::string out =
+            conn->chunked_out
+                ? absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n")
+                : std::move(data);
+        Emit(conn, std::move(out), std::move(op.written));
+        break;
+      }
+      case ResponderOp::Kind::kFinish: {
+        std::string out = conn->chunked_out ? "0\r\n\r\n" : "";
+        if (conn->tls != nullptr) {
+          if (!conn->tls->Send(out)) {
+            CloseConn(conn);
+            break;
+          }
+          conn->tls->Close();
+          out = conn->tls->TakeOutput();
+        }
+        SendFinal(conn, std::move(out));
+        break;
+      }
+    }
+  }
 }
 
 void HttpServer::Impl::RespondError(Conn* conn, int status) {
   Respond(conn, status, "text/plain; charset=utf-8",
-          absl::StrCat(status, " ", ReasonPhrase(status), "\n"), false);
+          absl::StrCat(status, " ", ReasonPhrase(status), "\n"), "");
+}
+
+std::string HttpServer::Impl::StatusLine(int status) const {
+  return absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
+                      "\r\nDate: ",
+                      absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(),
+                                       absl::UTCTimeZone()),
+                      "\r\nConnection: close\r\n");
 }
 
 void HttpServer::Impl::Respond(Conn* conn, int status,
                                const std::string& content_type,
-                               const std::string& body, bool allow_header) {
+                               const std::string& body,
+                               const std::string& allow) {
   // 204 and 304 carry neither body nor Content-Length (RFC 9110 §8.6).
   bool no_body = status == 204 || status == 304;
-  std::string out =
-      absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nDate: ",
-                   absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(),
-                                    absl::UTCTimeZone()),
-                   "\r\nConnection: close\r\n");
+  std::string out = StatusLine(status);
   if (!no_body) {
     absl::StrAppend(&out, "Content-Type: ", content_type,
                     "\r\nContent-Length: ", body.size(), "\r\n");
   }
-  if (allow_header) out += "Allow: GET, HEAD\r\n";
+  if (!allow.empty()) absl::StrAppend(&out, "Allow: ", allow, "\r\n");
   out += "\r\n";
   if (!no_body && !conn->head) out += body;
   if (conn->tls != nullptr) {
@@ -767,10 +1144,22 @@ void HttpServer::Impl::Respond(Conn* conn, int status,
   SendFinal(conn, std::move(out));
 }
 
+void HttpServer::Impl::Emit(Conn* conn, std::string data,
+                            std::function<void()> written) {
+  if (conn->tls != nullptr) {
+    if (!conn->tls->Send(data)) {
+      if (written) written();
+      CloseConn(conn);
+      return;
+    }
+    data = conn->tls->TakeOutput();
+  }
+  SendBytes(conn, std::move(data), std::move(written));
+}
+
 void HttpServer::Impl::SendFinal(Conn* conn, std::string data) {
+  if (conn->state == Conn::State::kClosing) return;
   conn->state = Conn::State::kWriting;
-  conn->in.clear();
-  conn->in.shrink_to_fit();
   uv_timer_start(&conn->timer, &OnTimer, options_.io_timeout_ms, 0);
   SendBytes(conn, std::move(data));
   if (conn->state == Conn::State::kWriting && conn->writes_pending == 0) {
@@ -778,16 +1167,23 @@ void HttpServer::Impl::SendFinal(Conn* conn, std::string data) {
   }
 }
 
-void HttpServer::Impl::SendBytes(Conn* conn, std::string data) {
-  if (data.empty() || conn->state == Conn::State::kClosing) return;
+void HttpServer::Impl::SendBytes(Conn* conn, std::string data,
+                                 std::function<void()> written) {
+  if (data.empty() || conn->state == Conn::State::kClosing) {
+    if (written) written();
+    return;
+  }
   auto* w = new WriteReq{};
   w->conn = conn;
   w->data = std::move(data);
+  w->written = std::move(written);
   w->req.data = w;
   uv_buf_t buf = uv_buf_init(w->data.data(), w->data.size());
   if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&conn->tcp), &buf, 1,
                &OnWrite) != 0) {
+    std::function<void()> done = std::move(w->written);
     delete w;
+    if (done) done();
     CloseConn(conn);
     return;
   }
@@ -797,9 +1193,11 @@ void HttpServer::Impl::SendBytes(Conn* conn, std::string data) {
 void HttpServer::Impl::OnWrite(uv_write_t* req, int status) {
   auto* w = static_cast<WriteReq*>(req->data);
   Conn* conn = w->conn;
+  std::function<void()> written = std::move(w->written);
   delete w;
   --conn->writes_pending;
   Impl* self = conn->server;
+  if (written) written();
   // A close cancels pending writes; their callbacks run before the close
   // callback that deletes the Conn.
   if (conn->state == Conn::State::kClosing) return;
@@ -807,7 +1205,7 @@ void HttpServer::Impl::OnWrite(uv_write_t* req, int status) {
     self->CloseConn(conn);
     return;
   }
-  // Handshake messages written while reading need nothing more; the final
+  // Handshake messages and stream chunks need nothing more; the final
   // write's completion is the last one.
   if (conn->state == Conn::State::kWriting && conn->writes_pending == 0) {
     self->LingeringClose(conn);
@@ -844,7 +1242,7 @@ void HttpServer::Impl::OnShutdown(uv_shutdown_t* req, int status) {
 void HttpServer::Impl::OnTimer(uv_timer_t* timer) {
   Conn* conn = static_cast<Conn*>(timer->data);
   Impl* self = conn->server;
-  if (conn->state == Conn::State::kReading && !conn->in.empty()) {
+  if (conn->state == Conn::State::kReading && conn->fed > 0) {
     self->RespondError(conn, 408);
   } else if (conn->state == Conn::State::kReading && conn->tls != nullptr &&
              !conn->tls->handshake_done() && conn->received) {
@@ -860,6 +1258,25 @@ void HttpServer::Impl::CloseConn(Conn* conn) {
   if (conn->state == Conn::State::kClosing) return;
   conn->state = Conn::State::kClosing;
   conns_.erase(conn);
+  if (conn->responder != nullptr) {
+    // The responder refuses everything from now on; what it queued is
+    // dropped (its callbacks run), then its OnClose.
+    std::shared_ptr<HttpResponder::State> st = conn->responder;
+    std::deque<ResponderOp> ops;
+    std::function<void()> on_close;
+    {
+      absl::MutexLock l(&st->mu);
+      st->closed = true;
+      ops.swap(st->ops);
+      on_close = std::move(st->on_close);
+      st->on_close = nullptr;
+    }
+    st->conn = nullptr;
+    for (ResponderOp& op : ops) {
+      if (op.written) op.written();
+    }
+    if (on_close) on_close();
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&conn->tcp), &OnConnHandleClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&conn->timer), &OnConnHandleClosed);
   if (conn->poll_open) {
@@ -876,6 +1293,81 @@ void HttpServer::Impl::OnConnHandleClosed(uv_handle_t* handle) {
     conn->peek_fd = -1;
   }
   if (--conn->open_handles == 0) delete conn;
+}
+
+void HttpResponder::State::Post(ResponderOp op) {
+  const bool first = ops.empty();
+  ops.push_back(std::move(op));
+  if (!first) return;  // already posted, not yet run
+  absl::MutexLock l(&link->mu);
+  if (link->async == nullptr) return;  // stopping: CloseConn drops it
+  link->pending.push_back(shared_from_this());
+  uv_async_send(link->async);
+}
+
+HttpResponder::HttpResponder(std::shared_ptr<State> state)
+    : state_(std::move(state)) {}
+
+bool HttpResponder::Respond(HttpResponse response) {
+  absl::MutexLock l(&state_->mu);
+  if (state_->closed || state_->started) return false;
+  state_->started = state_->finished = true;
+  ResponderOp op{ResponderOp::Kind::kRespond, std::move(response), nullptr};
+  state_->Post(std::move(op));
+  return true;
+}
+
+bool HttpResponder::StartStream(int status, std::string content_type) {
+  absl::MutexLock l(&state_->mu);
+  if (state_->closed || state_->started) return false;
+  state_->started = state_->streaming = true;
+  ResponderOp op{ResponderOp::Kind::kStartStream,
+                 HttpResponse{status, std::move(content_type), ""}, nullptr};
+  state_->Post(std::move(op));
+  return true;
+}
+
+bool HttpResponder::Write(std::string data, std::function<void()> written) {
+  absl::MutexLock l(&state_->mu);
+  if (state_->closed || !state_->streaming || state_->finished ||
+      data.empty()) {
+    return false;
+  }
+  ResponderOp op{ResponderOp::Kind::kChunk,
+                 HttpResponse{200, "", std::move(data)}, std::move(written)};
+  state_->Post(std::move(op));
+  return true;
+}
+
+bool HttpResponder::Finish() {
+  absl::MutexLock l(&state_->mu);
+  if (state_->closed || !state_->streaming || state_->finished) return false;
+  state_->finished = true;
+  state_->Post(ResponderOp{ResponderOp::Kind::kFinish, HttpResponse(), nullptr});
+  return true;
+}
+
+void HttpResponder::OnClose(std::function<void()> on_close) {
+  {
+    absl::MutexLock l(&state_->mu);
+    if (!state_->closed) {
+      state_->on_close = std::move(on_close);
+      return;
+    }
+  }
+  if (on_close) on_close();
+}
+
+bool HttpResponder::closed() const {
+  absl::MutexLock l(&state_->mu);
+  return state_->closed;
+}
+
+const std::string* HttpRequest::Header(absl::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return &value;
+  }
+  return nullptr;
 }
 
 HttpServer::HttpServer(HttpServerOptions options)
@@ -905,6 +1397,16 @@ absl::StatusOr<int> HttpServer::StartTls(const std::string& host, int port,
         absl::StrCat("HttpServer: TLS: ", tls.status().message()));
   }
   return impl_->Start(host, port, std::move(*tls));
+}
+
+void HttpServer::HandleAsync(std::string path, std::string method,
+                             HttpAsyncHandler handler) {
+  impl_->HandleAsync(std::move(path), std::move(method), std::move(handler));
+}
+
+void HttpServer::HandleStream(std::string path, std::string method,
+                              HttpStreamHandler handler) {
+  impl_->HandleStream(std::move(path), std::move(method), std::move(handler));
 }
 
 void HttpServer::Stop() { impl_->Stop(); }

@@ -1,20 +1,42 @@
-// HttpServer: the small HTTP/1.x endpoint of a member or proxy, serving
-// /health, /metrics and /version. It is not a general web server: it answers
-// GET and HEAD only, one request per connection ("Connection: close"), and
-// parses the request line and headers itself (no request bodies).
+// HttpServer: the HTTP/1.x endpoint of a member or proxy: /health, /metrics
+// and /version, and on a member's client port the JSON gateway
+// (backend/server/gateway.h). Requests are parsed by the nodejs http-parser
+// library (Debian's libhttp-parser-dev); one request per connection
+// ("Connection: close" on every response).
 //
 // It runs its own libuv loop on a dedicated thread started by Start() and
-// joined by Stop(). Handlers run on that thread, one at a time, so a slow
-// handler delays every other request; keep them quick.
+// joined by Stop(). Three kinds of handler, each registered per path:
+//  * Handle(): synchronous, GET and HEAD. The handler runs on the server
+//    thread, one at a time, so a slow one delays every other request; keep
+//    them quick.
+//  * HandleAsync(): one method (e.g. POST), the whole request body read
+//    first. The handler runs on the server thread and must return quickly;
+//    it answers through the HttpResponder it is given, from any thread, at
+//    any later time: one response, or a stream of chunks.
+//  * HandleStream(): as HandleAsync, but the handler is called once the
+//    headers are in, and the body is passed on piece by piece as it arrives
+//    (for a client that streams requests, e.g. /v3/watch).
 //
-// Responses: the handler's response for GET/HEAD on a registered path (HEAD
-// gets the headers only); 404 for an unknown path; 405 (with "Allow: GET,
-// HEAD") for any other method; 400 for a malformed request (including an
-// HTTP/1.1 request without Host); 505 for an HTTP version other than 1.0/1.1;
-// 431 when the request line and headers exceed max_request_bytes; 408 when a
-// started request is not complete within io_timeout_ms; 500 when a handler
-// returns an invalid status or content type. Garbage input never crashes the
-// server; the connection is answered (or closed) and the server keeps serving.
+// Responses: the handler's response (HEAD gets a synchronous GET handler's
+// headers only); 404 for an unknown path; 405 with "Allow:" listing the
+// path's methods for another known method; 501 for a method the parser does
+// not know; 400 for a malformed request (including an HTTP/1.1 request
+// without Host, or with two); 505 for an HTTP version other than 1.0/1.1;
+// 431 when the request line and headers exceed max_request_bytes; 413 when a
+// body exceeds max_body_bytes; 408 when a started request (for
+// HandleStream: its headers) is not complete within io_timeout_ms; 500 when
+// a handler gives an invalid status or content type. "Expect: 100-continue"
+// is answered with "100 Continue" once the path and method are found good.
+// Garbage input never crashes the server; the connection is answered (or
+// closed) and the server keeps serving.
+//
+// Once an asynchronous handler has the request there is no deadline: the
+// handler answers when it can (a lock may wait for minutes). The client
+// leaving (EOF or an error on the connection) closes the connection, as Go's
+// net/http cancels a request whose client left; the responder then refuses
+// further output and its OnClose callback runs, so the handler can cancel its
+// work. A streamed response whose unsent data exceeds 16 MiB (a client that
+// does not read) is cut off the same way.
 //
 // https (StartTls): as etcd serves an https --listen-metrics-urls with the
 // client certificates. TLS 1.2 or later (OpenSSL, on the same loop; see
@@ -43,8 +65,8 @@
 //
 // Ownership: the server owns its loop, thread, sockets and handler copies.
 // Thread safety: every method may be called from any thread, except that
-// Stop() and the destructor must not be called from a handler (they join the
-// thread the handler runs on).
+// Stop() and the destructor must not be called from a handler or a
+// callback the server runs (they join the thread these run on).
 #ifndef SYNOD_COMMON_HTTP_SERVER_H_
 #define SYNOD_COMMON_HTTP_SERVER_H_
 
@@ -52,17 +74,29 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace synod::common {
 
 struct TlsInfo;  // common/tls.h
 
 struct HttpRequest {
-  std::string method;  // "GET" or "HEAD" (handlers never see other methods)
+  std::string method;  // e.g. "GET", "POST"; only the handler's own method
   std::string path;    // raw path, starts with '/', e.g. "/metrics"
   std::string query;   // raw text after '?', without it; "" if none
+  // Header fields in arrival order, names lower-cased, values without
+  // surrounding whitespace; a repeated field appears once per line.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // The decoded body (Content-Length or chunked). Always empty for a
+  // synchronous handler's HEAD and for HandleStream handlers.
+  std::string body;
+
+  // The first value of the header named `lower_name` (lower case), or null.
+  const std::string* Header(absl::string_view lower_name) const;
 };
 
 struct HttpResponse {
@@ -72,16 +106,76 @@ struct HttpResponse {
   std::string body;
 };
 
+// The answer side of one asynchronous request (HandleAsync, HandleStream).
+// Copyable; every copy refers to the same request. Every method is
+// thread-safe and may be called from any thread, including after the
+// server has stopped (it then does nothing and returns false). Output is
+// sent in call order.
+class HttpResponder {
+ public:
+  // Sends `response` as the whole answer and ends the exchange. False if
+  // the connection is gone or an answer was already started. An invalid
+  // status or content type is sent as 500.
+  bool Respond(HttpResponse response);
+  // Starts a streamed answer: the status line and headers now, with
+  // "Transfer-Encoding: chunked" (HTTP/1.1; an HTTP/1.0 client gets the raw
+  // bytes, ended by the close). False if the connection is gone or an
+  // answer was already started. `status` 200..999 (else 500 is sent and the
+  // stream is over); `content_type` as HttpResponse's.
+  bool StartStream(int status, std::string content_type);
+  // Sends `data` (not empty) as one chunk of the stream. If it returns
+  // true, `written` (may be null) runs exactly once, on the server thread,
+  // once the chunk is on the socket or the connection has closed: a
+  // producer that waits for it never has more than one chunk queued.
+  // False (and `written` never runs) if the connection is gone, the stream
+  // was not started, or it was finished.
+  bool Write(std::string data, std::function<void()> written = nullptr);
+  // Ends a started stream (the last chunk) and closes the connection.
+  bool Finish();
+  // `on_close` runs once, on the server thread, when the connection closes
+  // for any reason (answer complete, client gone, server stopped); at once,
+  // on the calling thread, if it already has. Set it at most once. It must
+  // not block.
+  void OnClose(std::function<void()> on_close);
+  // True once the connection has closed.
+  bool closed() const;
+
+  struct State;  // internal
+  explicit HttpResponder(std::shared_ptr<State> state);
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// Runs on the server thread; must return quickly and answer through the
+// responder (now or later, from any thread).
+using HttpAsyncHandler =
+    std::function<void(const HttpRequest&, HttpResponder)>;
+// A streamed request body, handed over on the server thread: on_data for
+// each piece as it arrives (decoded, never empty), then on_end once it is
+// complete. Neither runs once the connection has closed. Either may be
+// null.
+struct HttpBodyReader {
+  std::function<void(absl::string_view data)> on_data;
+  std::function<void()> on_end;
+};
+using HttpStreamHandler =
+    std::function<HttpBodyReader(const HttpRequest&, HttpResponder)>;
 
 struct HttpServerOptions {
   // Largest accepted request line plus headers, in bytes; beyond it the
   // client gets 431 and the connection is closed.
   size_t max_request_bytes = 16 * 1024;
+  // Largest request body, in bytes, read for a HandleAsync handler (a
+  // HandleStream one reads any amount, piece by piece); beyond it the
+  // client gets 413.
+  size_t max_body_bytes = 8 << 20;
   // Per-connection deadline, in milliseconds, to receive a complete request
-  // and then to send the response. An idle connection is closed silently; a
-  // partial request gets 408. After responding, unread client data is
-  // drained for at most this long (bounded by 2000 ms) before closing.
+  // (for HandleStream: its headers) and then to send a final response. An
+  // idle connection is closed silently; a partial request gets 408. After
+  // responding, unread client data is drained for at most this long
+  // (bounded by 2000 ms) before closing.
   int io_timeout_ms = 10000;
   // Connections beyond this many open ones are accepted and closed at once.
   // Connections handed off to http2_handoff no longer count.
@@ -107,6 +201,15 @@ class HttpServer {
   // "/metrics") with `handler`, replacing any earlier handler for it.
   // Usually called before Start(); calling it later is also safe.
   void Handle(std::string path, HttpHandler handler);
+  // Serves `method` (an HTTP method token, e.g. "POST") on `path` with an
+  // asynchronous handler (see above). Replaces an earlier handler for the
+  // same path and method; a path may have several methods. A synchronous
+  // Handle() on the same path keeps GET and HEAD.
+  void HandleAsync(std::string path, std::string method,
+                   HttpAsyncHandler handler);
+  // As HandleAsync, with the body streamed to the handler.
+  void HandleStream(std::string path, std::string method,
+                    HttpStreamHandler handler);
 
   // Binds `host` (an IPv4 or IPv6 literal, "localhost" for 127.0.0.1, or ""
   // for 0.0.0.0) and `port` (0..65535; 0 picks a free port), then starts
@@ -130,8 +233,10 @@ class HttpServer {
                                const TlsInfo& info);
 
   // Stops accepting, closes every connection (in-flight responses may be cut
-  // off), and joins the server thread. Idempotent; a no-op if Start() did not
-  // succeed. After it returns no handler is running or will run.
+  // off; every responder's OnClose runs), and joins the server thread.
+  // Idempotent; a no-op if Start() did not succeed. After it returns no
+  // handler or callback is running or will run, and responders refuse
+  // everything.
   // REQUIRES: not called from a handler.
   void Stop();
 

@@ -8,7 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libleveldb-dev libsnappy-dev zlib1g-dev libssl-dev
   libabsl-dev libuv1-dev libyaml-cpp-dev libcrypt-dev libjwt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libhttp-parser-dev
   etcd-client etcd-server curl
   golang-go golang-etcd-server-dev
 )
