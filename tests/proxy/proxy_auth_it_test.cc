@@ -48,10 +48,17 @@ class ProxyAuthItTest : public ::testing::Test {
  protected:
   // Auth is enabled before the proxy starts (else the test enables it).
   virtual bool AuthOnAtStart() const { return true; }
+  // The member's extra flags (made in the test's directory).
+  virtual std::vector<std::string> MemberFlags(const std::string& dir) {
+    return {};
+  }
 
   void SetUp() override {
     dir_ = std::make_unique<TestDir>();
-    member_ = std::make_unique<ServerProcess>(dir_->path());
+    ServerOptions so;
+    so.extra_flags = MemberFlags(dir_->path());
+    ASSERT_FALSE(HasFailure());
+    member_ = std::make_unique<ServerProcess>(dir_->path(), so);
     ASSERT_TRUE(member_->Start());
     // Users and roles, then auth on (as etcd's docs do it).
     const std::vector<std::vector<std::string>> setup = {
@@ -536,6 +543,83 @@ TEST_F(ProxyAuthEnabledLaterItTest, AnonymousLosesAccessAndUsersGainIt) {
   ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(hit);
   EXPECT_EQ(Authentications(), 1);
+}
+
+// JWT tokens (--auth-token=jwt,...): each carries the auth revision it was
+// made at, so after any auth change every token, the proxy's included, is
+// answered "revision of auth store is old" until its holder logs in again.
+class ProxyAuthJwtItTest : public ProxyAuthItTest {
+ protected:
+  std::vector<std::string> MemberFlags(const std::string& dir) override {
+    const std::string priv = dir + "/jwt.key", pub = dir + "/jwt.pub";
+    CmdResult g = RunCommand({"/usr/bin/openssl", "genrsa", "-out", priv, "2048"},
+                             std::nullopt, absl::Seconds(30));
+    CmdResult p = RunCommand({"/usr/bin/openssl", "rsa", "-in", priv, "-pubout", "-out",
+                              pub},
+                             std::nullopt, absl::Seconds(30));
+    EXPECT_EQ(g.exit_code, 0) << g.err;
+    EXPECT_EQ(p.exit_code, 0) << p.err;
+    return {absl::StrCat("--auth-token=jwt,pub-key=", pub, ",priv-key=", priv,
+                         ",sign-method=RS256,ttl=10m")};
+  }
+};
+
+TEST_F(ProxyAuthJwtItTest, ReadsAndWatchesNeverLeakAndARevocationStopsThem) {
+  for (const char* p : {"/a/j/k", "/b/j/k"}) {
+    ASSERT_NO_FATAL_FAILURE(RootPut(p, p));
+  }
+  for (Who* who : {&alice_, &bob_, &anon_}) {
+    for (int round = 0; round < 3; ++round) {
+      for (const char* p : {"/a/j/", "/b/j/"}) {
+        const std::string key = absl::StrCat(p, "k");
+        for (bool ser : {true, false}) {
+          ASSERT_NO_FATAL_FAILURE(CheckRead(*who, key, false, ser, key));
+          ASSERT_NO_FATAL_FAILURE(CheckRead(*who, p, true, ser, key));
+        }
+      }
+    }
+  }
+  WatchClient* aw = NewWatch(alice_, "/a/j/");
+  WatchClient* bw = NewWatch(bob_, "/a/j/");
+  ASSERT_TRUE(Answered(aw));
+  ASSERT_TRUE(Answered(bw));
+  ASSERT_FALSE(aw->Log(1).canceled);
+  ASSERT_TRUE(bw->Log(-1).canceled);
+
+  CmdResult r = Etcdctl(member_->Endpoint(),
+                        {kRoot, "user", "revoke-role", "alice", "ra"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const absl::Time revoked = absl::Now();
+  ASSERT_TRUE(WaitFor([&] { return aw->Log(1).canceled; }, absl::Seconds(10)));
+  const absl::Duration took = absl::Now() - revoked;
+  std::printf("JWT: alice's watch canceled %s after the revocation (%s)\n",
+              absl::FormatDuration(took).c_str(),
+              aw->Log(1).cancel_reason.c_str());
+  EXPECT_LE(took, kRevokeBound);
+  // Her old token is refused (old revision), her new one is denied.
+  Read old = Get(alice_, "/a/j/k", false, true);
+  EXPECT_FALSE(old.status.ok());
+  EXPECT_EQ(old.resp.kvs_size(), 0);
+  ASSERT_NO_FATAL_FAILURE(Login());
+  ASSERT_NO_FATAL_FAILURE(CheckRead(bob_, "/b/j/k", false, true, "/b/j/k"));
+  Who alice_now = alice_;
+  alice_now.prefix = "";  // no role any more
+  ASSERT_NO_FATAL_FAILURE(CheckRead(alice_now, "/a/j/k", false, true, ""));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(alice_now, "/a/j/", true, false, ""));
+  // The proxy renews its own token to load a range read for the first
+  // time (a cache hit proves the load).
+  ASSERT_NO_FATAL_FAILURE(RootPut("/b/j2/k", "x"));
+  const double h0 = Hits();
+  const bool hit = WaitFor(
+      [&] {
+        CheckRead(bob_, "/b/j2/k", false, true, "x");
+        return HasFailure() || Hits() > h0;
+      },
+      absl::Seconds(10));
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(hit);
+  EXPECT_GE(Authentications(), 2);
+  EXPECT_LE(Authentications(), 6);
 }
 
 }  // namespace
