@@ -4,14 +4,16 @@
 // wrong passwords; a user whose role is granted READ, WRITE or READWRITE on a
 // key, a prefix and a from-key range is allowed exactly there and gets
 // "etcdserver: permission denied" everywhere else (get, put, del, every
-// compare and op of a txn, watch create); revocations take effect on the
-// next call; a live watch is canceled with permission denied when its
+// compare and op of a txn, watch create, lease revoke, lock and election
+// names); revocations take effect on the next call; a live watch is canceled with permission denied when its
 // permission goes (Synod does better than etcd 3.4 here, which keeps
 // sending events); root cannot be deleted or lose its role while auth is
 // on; a non-root user cannot administer the cluster; auth state survives a
-// kill -9 and is the same on all three members of a cluster; JWT tokens
-// (RS256 with a certificate as the public key, ES256 with a bare public key)
-// and their expiry.
+// kill -9 and is the same on all three members of a cluster; with
+// --client-cert-auth a certificate's CN is the user unless a password is
+// given; simple tokens expire after --auth-token-ttl idle; JWT tokens (RS256
+// with a certificate as the public key, ES256 with a bare public key or a
+// certificate) and their expiry.
 //
 // Every expected output line was taken from real etcd 3.4: run the suite
 // against it with SYNOD_TEST_SERVER=etcd (the Synod-only watch cancellation
@@ -107,12 +109,18 @@ std::string Describe(const std::vector<std::string>& args, const CmdResult& r) {
 // One client of a member: etcdctl as a given user, and checks on its output.
 class Client {
  public:
-  Client(std::string endpoint, std::string user)
-      : endpoint_(std::move(endpoint)), user_(std::move(user)) {}
+  // `flags` go before every command (e.g. etcdctl's TLS flags).
+  Client(std::string endpoint, std::string user,
+         std::vector<std::string> flags = {})
+      : endpoint_(std::move(endpoint)),
+        user_(std::move(user)),
+        flags_(std::move(flags)) {}
 
   CmdResult Run(const std::vector<std::string>& args,
                 const std::optional<std::string>& stdin_data = {}) const {
-    return CtlAs(endpoint_, user_, args, stdin_data);
+    std::vector<std::string> full = flags_;
+    full.insert(full.end(), args.begin(), args.end());
+    return CtlAs(endpoint_, user_, full, stdin_data);
   }
   ::testing::AssertionResult Ok(const std::vector<std::string>& args,
                                 const std::optional<std::string>& out = {},
@@ -148,6 +156,7 @@ class Client {
 
   std::string endpoint_;
   std::string user_;
+  std::vector<std::string> flags_;
 };
 
 // Creates root (user and role) and enables auth, checking etcdctl's output
@@ -955,6 +964,108 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<JwtCase>& info) {
       return info.param.name;
     });
+
+// ---------------------------------------------------------------------------
+// --client-cert-auth: a client certificate's CN is the user, unless the
+// client also gives a user name and password.
+
+class AuthCertCnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<TestDir>();
+    auto pki = TestPki::Create(dir_->path());
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = std::make_unique<TestPki>(*std::move(pki));
+    auto server_cert = pki_->Issue(LeafSpec::Named("server"));
+    ASSERT_TRUE(server_cert.ok()) << server_cert.status();
+    ServerOptions options;
+    options.client_port = PickFreePort();
+    const std::string url =
+        absl::StrCat("https://127.0.0.1:", options.client_port);
+    options.extra_flags = {"--listen-client-urls=" + url,
+                           "--advertise-client-urls=" + url,
+                           "--cert-file=" + server_cert->cert_file,
+                           "--key-file=" + server_cert->key_file,
+                           "--trusted-ca-file=" + pki_->ca_file(),
+                           "--client-cert-auth"};
+    server_ = std::make_unique<ServerProcess>(dir_->path(), options);
+    ASSERT_TRUE(server_->Spawn());
+    Client root = WithCert("root", "root", "");
+    ASSERT_TRUE(Eventually(
+        [&] {
+          if (server_->ExitedByItself()) {
+            return ::testing::AssertionFailure() << "exited";
+          }
+          return root.Ok({"get", "synod-auth-probe"});
+        },
+        kReadyTimeout))
+        << server_->LogTail();
+  }
+  void TearDown() override {
+    if (server_ != nullptr && HasFailure()) {
+      std::cerr << "--- server log tail ---\n" << server_->LogTail(3000);
+    }
+    server_.reset();
+    dir_.reset();
+  }
+
+  // etcdctl over TLS with a certificate whose CN is `cn` ("" = none), as
+  // `user` ("" = no --user).
+  Client WithCert(const std::string& name, const std::string& cn,
+                  const std::string& user) {
+    auto cert = pki_->Issue(LeafSpec::Named(name, cn));
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    if (!cert.ok()) return Client("", "");
+    return Client("https://" + server_->Endpoint(), user,
+                  {"--cacert=" + pki_->ca_file(), "--cert=" + cert->cert_file,
+                   "--key=" + cert->key_file});
+  }
+
+  std::unique_ptr<TestDir> dir_;
+  std::unique_ptr<TestPki> pki_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(AuthCertCnTest, CommonNameIsTheUserUnlessAPasswordIsGiven) {
+  Client root = WithCert("root", "root", "");
+  EnableAuth(root);
+  ASSERT_TRUE(root.Ok({"user", "add", kAlice}, "User alice created\n"));
+  ASSERT_TRUE(root.Ok({"role", "add", "r"}, "Role r created\n"));
+  ASSERT_TRUE(root.Ok({"user", "grant-role", "alice", "r"},
+                      "Role r is granted to user alice\n"));
+  ASSERT_TRUE(
+      root.Ok({"role", "grant-permission", "r", "readwrite", "--prefix", "p/"},
+              "Role r updated\n"));
+  ASSERT_TRUE(root.Ok({"put", "other", "1"}, "OK\n"));
+  EXPECT_TRUE(root.Ok({"user", "list"}, "alice\nroot\n"));
+
+  Client alice = WithCert("alice", "alice", "");
+  EXPECT_TRUE(alice.Ok({"put", "p/a", "by-cert"}, "OK\n"));
+  EXPECT_TRUE(alice.Ok({"get", "p/a"}, "p/a\nby-cert\n"));
+  EXPECT_TRUE(alice.Denied({"get", "other"}));
+  EXPECT_TRUE(alice.Denied({"user", "list"}));
+
+  // A user name and password win over the certificate's CN, both ways.
+  EXPECT_TRUE(
+      WithCert("alice2", "alice", kRoot).Ok({"user", "list"}, "alice\nroot\n"));
+  EXPECT_TRUE(WithCert("root2", "root", kAlice).Denied({"user", "list"}));
+  EXPECT_TRUE(WithCert("root3", "root", "root:wrong")
+                  .Fails({"get", "p/a"}, kBadPassword));
+
+  // A CN that names no user has no rights.
+  EXPECT_TRUE(WithCert("nobody", "nobody", "").Denied({"get", "p/a"}));
+}
+
+// etcd 3.4 takes a verified certificate's CN as the user name whatever it
+// is, the empty one included: a certificate without a CN is a user without
+// rights (permission denied), not an anonymous client ("user name is
+// empty").
+TEST_F(AuthCertCnTest, CertificateWithoutCommonNameIsDeniedNotAnonymous) {
+  EnableAuth(WithCert("root", "root", ""));
+  Client no_cn = WithCert("nocn", "", "");
+  EXPECT_TRUE(no_cn.Denied({"get", "k"}));
+  EXPECT_TRUE(no_cn.Denied({"put", "k", "x"}));
+}
 
 // ---------------------------------------------------------------------------
 // Three members.
