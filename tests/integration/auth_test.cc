@@ -5,9 +5,9 @@
 // key, a prefix and a from-key range is allowed exactly there and gets
 // "etcdserver: permission denied" everywhere else (get, put, del, every
 // compare and op of a txn, watch create, lease revoke, lock and election
-// names); revocations take effect on the next call; a live watch is canceled with permission denied when its
-// permission goes (Synod does better than etcd 3.4 here, which keeps
-// sending events); root cannot be deleted or lose its role while auth is
+// names); revocations take effect on the next call; a live watch is
+// canceled with permission denied when its permission goes (Synod does
+// better than etcd 3.4 here, which keeps sending events); root cannot be deleted or lose its role while auth is
 // on; a non-root user cannot administer the cluster; auth state survives a
 // kill -9 and is the same on all three members of a cluster; with
 // --client-cert-auth a certificate's CN is the user unless a password is
