@@ -7,13 +7,13 @@
 // compare and op of a txn, watch create, lease revoke, lock and election
 // names); revocations take effect on the next call; a live watch is
 // canceled with permission denied when its permission goes (Synod does
-// better than etcd 3.4 here, which keeps sending events); root cannot be deleted or lose its role while auth is
-// on; a non-root user cannot administer the cluster; auth state survives a
-// kill -9 and is the same on all three members of a cluster; with
-// --client-cert-auth a certificate's CN is the user unless a password is
-// given; simple tokens expire after --auth-token-ttl idle; JWT tokens (RS256
-// with a certificate as the public key, ES256 with a bare public key or a
-// certificate) and their expiry.
+// better than etcd 3.4 here, which keeps sending events); root cannot be
+// deleted or lose its role while auth is on; a non-root user cannot
+// administer the cluster; auth state survives a kill -9 and is the same on
+// all three members of a cluster; with --client-cert-auth a certificate's
+// CN is the user unless a password is given; simple tokens expire after
+// --auth-token-ttl idle; JWT tokens (RS256 with a certificate as the public
+// key, ES256 with a bare public key or a certificate) and their expiry.
 //
 // Every expected output line was taken from real etcd 3.4: run the suite
 // against it with SYNOD_TEST_SERVER=etcd (the Synod-only watch cancellation
