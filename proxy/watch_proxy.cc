@@ -355,6 +355,10 @@ class ClientWatchStream final : public common::WatchStreamReactor {
         attached = true;
       }
     }
+    // Stopped or canceled meanwhile (the check may complete on another
+    // thread than the stream's reactions): the subscription must not
+    // outlive the stream.
+    if (!attached) range->Unsubscribe(handle);
     // Decided before the auth state last moved: the next Tick re-checks.
     if (attached && epoch != p_->perms_->epoch()) p_->MarkRecheck();
   }

@@ -233,6 +233,33 @@ TEST_F(WatchProxyAuthTest, AnUndecidedCreateIsRefusedWithTheError) {
   EXPECT_EQ(up_.Watches(), 0u);
 }
 
+// A stream that ends while a create waits for its decision is kept until
+// the decision comes, and leaves no subscription behind.
+TEST_F(WatchProxyAuthTest, AStreamGoneBeforeTheDecisionLeavesNothingBehind) {
+  WatchClient* alice = Client("alice");
+  alice->Watch(1, "a", "b", 0);
+  ASSERT_TRUE(WaitFor([&] { return up_.Probes() == 1; }, absl::Seconds(10)));
+  clients_.clear();  // the client goes (its stream ends)
+  ASSERT_TRUE(up_.Answer(grpc::Status::OK));
+  // Only a subscriber of the test's own is on the range.
+  class Nop final : public RangeSubscriber {
+    void OnCreated(const etcdserverpb::ResponseHeader&) override {}
+    bool OnEvents(const std::vector<const mvccpb::Event*>&,
+                  const etcdserverpb::ResponseHeader&) override {
+      return true;
+    }
+    void OnCanceled(int64_t, const std::string&,
+                    const etcdserverpb::ResponseHeader&) override {}
+  };
+  auto [range, handle] = hub_.Subscribe("a", "b", std::make_shared<Nop>(), 0,
+                                        false);
+  // (The server may see the stream end after the decision: then the
+  // watcher is subscribed until it does.)
+  EXPECT_TRUE(WaitFor([&] { return range->TEST_subscribers() == 1; },
+                      absl::Seconds(10)));
+  range->Unsubscribe(handle);
+}
+
 // The revocation re-check: the auth state moves (AuthMonitor), every
 // watcher is probed again, one probe per (token, range), and the refused
 // ones are canceled with the member's reason while the others go on.
