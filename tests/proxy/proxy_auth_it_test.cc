@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "proto/rpc.grpc.pb.h"
 #include "tests/integration/harness.h"
@@ -353,6 +354,46 @@ TEST_F(ProxyAuthItTest, ARefusedWatchIsAnsweredAsTheMemberAnswersIt) {
   EXPECT_EQ(p.canceled, m.canceled);
   EXPECT_EQ(p.cancel_reason, m.cancel_reason);
   std::printf("refused watch: %s\n", p.cancel_reason.c_str());
+}
+
+// Calls the proxy forwards carry the caller's token: writes, Txn, leases
+// (granted, kept alive on the proxy's shared stream, asked about with
+// keys), all answered as the member answers them.
+TEST_F(ProxyAuthItTest, ForwardedCallsCarryTheCallersToken) {
+  auto P = [&](const std::vector<std::string>& args) {
+    return Etcdctl(proxy_->Endpoint(), args);
+  };
+  EXPECT_EQ(P({"--user=alice:apw", "put", "/a/f", "1"}).exit_code, 0);
+  CmdResult denied = P({"--user=alice:apw", "put", "/b/f", "1"});
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_EQ(ErrorLine(denied.err), "Error: etcdserver: permission denied");
+  CmdResult anon = P({"put", "/a/f", "2"});
+  EXPECT_NE(anon.exit_code, 0);
+  EXPECT_EQ(ErrorLine(anon.err), "Error: etcdserver: user name is empty");
+  CmdResult grant = P({"--user=alice:apw", "lease", "grant", "60"});
+  ASSERT_EQ(grant.exit_code, 0) << grant.err;
+  // "lease 694d77aa9e38260f granted with TTL(60s)"
+  std::vector<std::string> words = absl::StrSplit(grant.out, ' ');
+  ASSERT_GE(words.size(), 2u);
+  const std::string id = words[1];
+  EXPECT_EQ(P({"--user=alice:apw", "put", "/a/l", "v", "--lease=" + id})
+                .exit_code,
+            0);
+  CmdResult ka = P({"--user=alice:apw", "lease", "keep-alive", "--once", id});
+  EXPECT_EQ(ka.exit_code, 0) << ka.err;
+  EXPECT_TRUE(absl::StrContains(ka.out, "keepalived with TTL")) << ka.out;
+  CmdResult ttl =
+      P({"--user=alice:apw", "lease", "timetolive", id, "--keys"});
+  EXPECT_EQ(ttl.exit_code, 0) << ttl.err;
+  EXPECT_TRUE(absl::StrContains(ttl.out, "/a/l")) << ttl.out;
+  // The member's answers, as they are, for who may not.
+  CmdResult want = Etcdctl(member_->Endpoint(),
+                           {"--user=bob:bpw", "lease", "timetolive", id,
+                            "--keys"});
+  CmdResult got = P({"--user=bob:bpw", "lease", "timetolive", id, "--keys"});
+  EXPECT_EQ(got.exit_code, want.exit_code);
+  EXPECT_EQ(ErrorLine(got.err), ErrorLine(want.err));
+  EXPECT_EQ(got.out, want.out);
 }
 
 // The stated bound: revoking alice's role stops her reads through the
