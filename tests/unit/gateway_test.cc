@@ -1,0 +1,400 @@
+// The JSON gateway (backend/server/gateway.h) in process: a real member's
+// gRPC services behind an HttpServer that, as main.cc wires it, hands
+// HTTP/2 to gRPC and serves the gateway on HTTP/1 of the same port. Checks
+// grpc-gateway's JSON mapping (names as in the .proto, bytes base64, 64-bit
+// integers as strings), its error bodies and statuses, the streamed watch
+// and keepalive, and the Authorization header as the auth token.
+#include "backend/server/gateway.h"
+
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <regex>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "backend/server/etcd_server.h"
+#include "backend/server/services.h"
+#include "common/http_server.h"
+#include "gtest/gtest.h"
+
+namespace synod::server {
+namespace {
+
+// A blocking client socket with a 10 s receive timeout, so a test that
+// would hang fails instead.
+int Connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void SendAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += n;
+  }
+}
+
+// Reads until `want` has arrived, the server closes, or the timeout.
+void ReadUntil(int fd, const std::string& want, std::string* got) {
+  char buf[4096];
+  while (want.empty() || got->find(want) == std::string::npos) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return;
+    got->append(buf, n);
+  }
+}
+
+// The body of a chunked answer, decoded.
+std::string Unchunk(const std::string& body) {
+  std::string out;
+  size_t pos = 0;
+  for (;;) {
+    size_t eol = body.find("\r\n", pos);
+    if (eol == std::string::npos) return out + "<truncated>";
+    size_t n = std::stoul(body.substr(pos, eol - pos), nullptr, 16);
+    if (n == 0) return out;
+    out += body.substr(eol + 2, n);
+    pos = eol + 2 + n + 2;
+  }
+}
+
+struct Reply {
+  int status = -1;
+  std::string headers;
+  std::string body;  // de-chunked
+};
+
+Reply Parse(const std::string& raw) {
+  Reply r;
+  if (raw.compare(0, 9, "HTTP/1.1 ") == 0 && raw.size() >= 12) {
+    r.status = std::stoi(raw.substr(9, 3));
+  }
+  size_t end = raw.find("\r\n\r\n");
+  if (end == std::string::npos) return r;
+  r.headers = raw.substr(0, end + 2);
+  r.body = raw.substr(end + 4);
+  if (r.headers.find("\r\nTransfer-Encoding: chunked\r\n") !=
+      std::string::npos) {
+    r.body = Unchunk(r.body);
+  }
+  return r;
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/synod_gateway_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    cfg_.data_dir = dir_ + "/data";
+    cfg_.run_timer_thread = false;
+    cfg_.bcrypt_cost = 4;  // the cheapest bcrypt, for speed
+    auto s = EtcdServer::Open(cfg_, &clock_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    kv_ = std::make_unique<KvService>(server_.get());
+    watch_ = std::make_unique<WatchService>(server_.get());
+    lease_ = std::make_unique<LeaseService>(server_.get());
+    maint_ = std::make_unique<MaintenanceService>(server_.get());
+    cluster_ = std::make_unique<ClusterService>(server_.get());
+    auth_ = std::make_unique<AuthService>(server_.get());
+    grpc::ServerBuilder b;
+    b.RegisterService(kv_.get());
+    b.RegisterService(watch_.get());
+    b.RegisterService(lease_.get());
+    b.RegisterService(maint_.get());
+    b.RegisterService(cluster_.get());
+    b.RegisterService(auth_.get());
+    RegisterLockElection(&b, server_.get());
+    grpc_ = b.BuildAndStart();
+    ASSERT_NE(grpc_, nullptr);
+    // As main.cc wires a plaintext client URL.
+    gateway_ = JsonGateway::ForServer(grpc_.get());
+    common::HttpServerOptions options;
+    grpc::Server* g = grpc_.get();
+    options.http2_handoff = [g](int fd) { grpc::AddInsecureChannelFromFd(g, fd); };
+    http_ = std::make_unique<common::HttpServer>(options);
+    gateway_->Install(http_.get());
+    auto port = http_->Start("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = *port;
+  }
+  void TearDown() override {
+    http_->Stop();  // cancels the gateway's calls still open
+    gateway_.reset();
+    grpc_->Shutdown();
+    server_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // POSTs `body` to `path`; the whole answer.
+  Reply Post(const std::string& path, const std::string& body,
+             const std::string& token = "") {
+    int fd = Connect(port_);
+    if (fd < 0) return Reply();
+    std::string auth =
+        token.empty() ? "" : absl::StrCat("Authorization: ", token, "\r\n");
+    SendAll(fd, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\n", auth,
+                             "Content-Length: ", body.size(), "\r\n\r\n",
+                             body));
+    std::string raw;
+    ReadUntil(fd, "", &raw);
+    close(fd);
+    return Parse(raw);
+  }
+
+  std::string dir_;
+  ServerConfig cfg_;
+  common::FakeClock clock_;
+  std::unique_ptr<EtcdServer> server_;
+  std::unique_ptr<KvService> kv_;
+  std::unique_ptr<WatchService> watch_;
+  std::unique_ptr<LeaseService> lease_;
+  std::unique_ptr<MaintenanceService> maint_;
+  std::unique_ptr<ClusterService> cluster_;
+  std::unique_ptr<AuthService> auth_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<JsonGateway> gateway_;
+  std::unique_ptr<common::HttpServer> http_;
+  int port_ = 0;
+};
+
+// etcd's header: 64-bit integers as strings.
+constexpr char kHeader[] =
+    R"(\{"header":\{"cluster_id":"[0-9]+","member_id":"[0-9]+","revision":"REV","raft_term":"[0-9]+"\})";
+
+std::string HeaderThenText(int rev) {
+  std::string h = kHeader;
+  h.replace(h.find("REV"), 3, std::to_string(rev));
+  return h;
+}
+
+std::regex HeaderThen(int rev, const std::string& rest) {
+  return std::regex(HeaderThenText(rev) + rest);
+}
+
+TEST_F(GatewayTest, PutRangeDeleteAsEtcdWritesThem) {
+  // etcd's README example: key "foo", value "bar", base64.
+  Reply r = Post("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.headers.find("\r\nContent-Type: application/json\r\n"),
+            std::string::npos);
+  EXPECT_TRUE(std::regex_match(r.body, HeaderThen(2, "\\}"))) << r.body;
+
+  r = Post("/v3/kv/range", R"({"key": "Zm9v"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(std::regex_match(
+      r.body,
+      HeaderThen(2, R"(,"kvs":\[\{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"\}\],"count":"1"\})")))
+      << r.body;
+  // /v3beta/ is etcd's older prefix for the same.
+  EXPECT_EQ(Post("/v3beta/kv/range", R"({"key": "Zm9v"})").status, 200);
+
+  // A txn: enums by name, a oneof by its field name.
+  r = Post("/v3/kv/txn",
+           R"({"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],)"
+           R"("success":[{"request_put":{"key":"Zm9v","value":"YmF6"}}]})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(std::regex_match(
+      r.body, HeaderThen(3, R"(,"succeeded":true,"responses":\[\{"response_put":\{"header":\{"revision":"3"\}\}\}\]\})")))
+      << r.body;
+
+  r = Post("/v3/kv/deleterange", R"({"key": "Zm9v"})");
+  EXPECT_TRUE(std::regex_match(r.body, HeaderThen(4, R"(,"deleted":"1"\})")))
+      << r.body;
+}
+
+TEST_F(GatewayTest, ErrorsAsGrpcGatewayWritesThem) {
+  // An empty body is an empty request, which etcd refuses.
+  Reply r = Post("/v3/kv/range", "");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body,
+            R"({"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3})");
+  // Unknown fields are ignored, as etcd's gateway does.
+  EXPECT_EQ(Post("/v3/kv/range", R"({"kex": "Zm9v"})").body, r.body);
+  // Not JSON.
+  r = Post("/v3/kv/range", "key=foo");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.body,
+            R"({"error":"invalid character 'k' looking for beginning of value","message":"invalid character 'k' looking for beginning of value","code":3})");
+  r = Post("/v3/kv/range", R"({"key": "Zm9v")");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.body,
+            R"({"error":"unexpected EOF","message":"unexpected EOF","code":3})");
+  // NotFound (a lease that does not exist) is 404.
+  r = Post("/v3/lease/revoke", R"({"ID": "42"})");
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(r.body,
+            R"({"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5})");
+  // A gateway path takes POST only; an unknown one is 404.
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /v3/kv/range HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string raw;
+  ReadUntil(fd, "", &raw);
+  close(fd);
+  EXPECT_EQ(Parse(raw).status, 405) << raw;
+  EXPECT_EQ(Post("/v3/kv/nope", "{}").status, 404);
+}
+
+TEST_F(GatewayTest, MaintenanceStatusAndHash) {
+  Reply r = Post("/v3/maintenance/status", "");
+  EXPECT_EQ(r.status, 200) << r.body;
+  // StatusResponse's fields are camelCase in etcd's .proto itself.
+  EXPECT_NE(r.body.find(R"("version":")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("dbSize":")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("raftIndex":")"), std::string::npos) << r.body;
+  // Hash (etcd's gateway serves Hash, not HashKV, on this path).
+  r = Post("/v3/maintenance/hash", "{}");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(std::regex_search(r.body, HeaderThen(1, ""))) << r.body;
+  r = Post("/v3/cluster/member/list", "{}");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"("members":[{"ID":")"), std::string::npos) << r.body;
+}
+
+TEST_F(GatewayTest, WatchStreamsResultLines) {
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  const std::string create = R"({"create_request": {"key": "Zm9v"}})";
+  SendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
+                           "Content-Length: ",
+                           create.size(), "\r\n\r\n", create));
+  std::string raw;
+  ReadUntil(fd, R"("created":true}})", &raw);
+  ASSERT_NE(raw.find(R"("created":true}})"), std::string::npos) << raw;
+  EXPECT_EQ(Parse(raw).status, 200);
+  EXPECT_NE(raw.find("\r\nTransfer-Encoding: chunked\r\n"), std::string::npos);
+  // The body has ended; the watch stays open (as etcd's) and sees a put.
+  ASSERT_EQ(Post("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})").status,
+            200);
+  ReadUntil(fd, R"("value":"YmFy"}}]}})", &raw);
+  std::string body = Unchunk(raw.substr(raw.find("\r\n\r\n") + 4));
+  EXPECT_TRUE(std::regex_search(
+      body,
+      std::regex(R"(\n\{"result":)" +
+                 HeaderThenText(2) +
+                 R"(,"events":\[\{"kv":\{"key":"Zm9v","create_revision":"2","mod_revision":"2","version":"1","value":"YmFy"\}\}\]\}\})")))
+      << body;
+  close(fd);  // leaving cancels the watch; TearDown would hang otherwise
+}
+
+TEST_F(GatewayTest, WatchBodyIsReadAsAStream) {
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  // Chunked: each create goes out as it arrives.
+  SendAll(fd,
+          "POST /v3/watch HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked"
+          "\r\n\r\n");
+  auto chunk = [](const std::string& s) {
+    return absl::StrCat(absl::Hex(s.size()), "\r\n", s, "\r\n");
+  };
+  SendAll(fd, chunk(R"({"create_request": {"key": "YQ==", "watch_id": 7}})"));
+  std::string raw;
+  ReadUntil(fd, R"("watch_id":"7","created":true)", &raw);
+  ASSERT_NE(raw.find(R"("watch_id":"7","created":true)"), std::string::npos)
+      << raw;
+  // An object split across chunks.
+  SendAll(fd, chunk(R"({"create_request": )"));
+  SendAll(fd, chunk(R"({"key": "Yg==", "watch_id": 8}})"));
+  ReadUntil(fd, R"("watch_id":"8","created":true)", &raw);
+  EXPECT_NE(raw.find(R"("watch_id":"8","created":true)"), std::string::npos)
+      << raw;
+  SendAll(fd, "0\r\n\r\n");
+  ASSERT_EQ(Post("/v3/kv/put", R"({"key": "Yg==", "value": "eA=="})").status,
+            200);
+  ReadUntil(fd, R"("value":"eA==")", &raw);
+  EXPECT_NE(raw.find(R"("watch_id":"8","events")"), std::string::npos) << raw;
+  close(fd);
+}
+
+TEST_F(GatewayTest, LeaseGrantKeepAliveTimeToLive) {
+  Reply r = Post("/v3/lease/grant", R"({"TTL": 30, "ID": 1234})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(std::regex_match(r.body, HeaderThen(1, R"(,"ID":"1234","TTL":"30"\})")))
+      << r.body;
+  // One keepalive: one result line, then the stream ends.
+  r = Post("/v3/lease/keepalive", R"({"ID": "1234"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.headers.find("\r\nTransfer-Encoding: chunked\r\n"),
+            std::string::npos);
+  EXPECT_TRUE(std::regex_match(
+      r.body, std::regex(R"(\{"result":)" + HeaderThenText(1) +
+                         R"(,"ID":"1234","TTL":"30"\}\}\n)")))
+      << r.body;
+  r = Post("/v3/kv/lease/timetolive", R"({"ID": "1234", "keys": true})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"("ID":"1234","TTL":")"), std::string::npos) << r.body;
+  r = Post("/v3/lease/leases", "");
+  EXPECT_NE(r.body.find(R"("leases":[{"ID":"1234"}])"), std::string::npos)
+      << r.body;
+  r = Post("/v3/kv/lease/revoke", R"({"ID": "1234"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(GatewayTest, AuthorizationHeaderIsTheToken) {
+  ASSERT_EQ(Post("/v3/auth/user/add", R"({"name": "root", "password": "pw"})")
+                .status,
+            200);
+  ASSERT_EQ(Post("/v3/auth/role/add", R"({"name": "root"})").status, 200);
+  ASSERT_EQ(
+      Post("/v3/auth/user/grant", R"({"user": "root", "role": "root"})").status,
+      200);
+  ASSERT_EQ(Post("/v3/auth/enable", "{}").status, 200);
+  Reply r = Post("/v3/auth/authenticate", R"({"name": "root", "password": "pw"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.body, m, std::regex(R"re("token":"([^"]+)")re")))
+      << r.body;
+  const std::string token = m[1];
+  // Without a token: etcd's "user name is empty" (InvalidArgument).
+  r = Post("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("etcdserver: user name is empty"), std::string::npos)
+      << r.body;
+  // A bad token: Unauthenticated, 401.
+  r = Post("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})", "nope.1");
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_NE(r.body.find(R"("code":16)"), std::string::npos) << r.body;
+  // Root's token works, streams included.
+  r = Post("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})", token);
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = Post("/v3/auth/user/list", "{}", token);
+  EXPECT_NE(r.body.find(R"("users":["root"])"), std::string::npos) << r.body;
+  r = Post("/v3/auth/disable", "{}", token);
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(GatewayTest, ElectionLeaderWithoutCandidates) {
+  // etcd answers exactly this: the error has no gRPC code (Unknown, 500).
+  Reply r = Post("/v3/election/leader", R"({"name": "ZQ=="})");
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_EQ(r.body,
+            R"({"error":"election: no leader","message":"election: no leader","code":2})");
+}
+
+}  // namespace
+}  // namespace synod::server
