@@ -122,8 +122,8 @@ ABSL_FLAG(bool, experimental_enable_lease_checkpoint_persist, false,
 ABSL_FLAG(bool, unsafe_no_fsync, false,
           "Disables fsync, unsafe. Synod always syncs: only false is accepted.");
 ABSL_FLAG(bool, force_new_cluster, false,
-          "Force to create a new one-member cluster. Not supported yet: only false is "
-          "accepted.");
+          "Force to create a new one-member cluster: this member goes on alone, with its data "
+          "(disaster recovery, as etcd).");
 
 namespace synod::server {
 namespace {
@@ -184,9 +184,6 @@ absl::Status CheckRefused() {
        "Synod has no switch to skip checks of peer certificates"},
       {"unsafe-no-fsync", "true", !absl::GetFlag(FLAGS_unsafe_no_fsync),
        "Synod always syncs its log and database"},
-      {"force-new-cluster", "true", !absl::GetFlag(FLAGS_force_new_cluster),
-       "not implemented yet; to recover from one surviving member, save a snapshot from it "
-       "(etcdctl snapshot save) and start a new cluster from it with --restore-snapshot"},
   };
   for (const Refusal& r : refusals) {
     if (!r.off) return Unsupported(r.flag, r.value, r.why);
@@ -319,6 +316,7 @@ absl::Status ReadLogging(const std::string& log_level, EtcdProcessFlags* out) {
 
 absl::StatusOr<EtcdProcessFlags> ReadEtcdProcessFlags(const std::string& log_level) {
   EtcdProcessFlags out;
+  out.force_new_cluster = absl::GetFlag(FLAGS_force_new_cluster);
   for (absl::Status st : {CheckRefused(), CheckNoOps(&out), ReadGrpcArgs(&out),
                           ReadLogging(log_level, &out)}) {
     if (!st.ok()) return st;

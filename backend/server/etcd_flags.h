@@ -4,7 +4,8 @@
 // file written for etcd starts synod. They fall in three kinds:
 //  * in effect for the process: --max-concurrent-streams and
 //    --grpc-keepalive-* (channel arguments of the client gRPC server),
-//    --logger, --log-outputs (and the deprecated --log-output), --debug;
+//    --logger, --log-outputs (and the deprecated --log-output), --debug,
+//    --force-new-cluster (main.cc calls ForceNewCluster);
 //  * accepted at any valid value with no effect, because they tune a part of
 //    etcd that Synod does not have or the flag changes nothing here:
 //    --max-snapshots, --max-wals, --backend-batch-*, --initial-election-
@@ -19,7 +20,7 @@
 //    that names the flag and says why: --wal-dir, --discovery*, --enable-v2,
 //    --experimental-enable-v2v3, --proxy, --host-whitelist,
 //    --log-package-levels, --experimental-peer-skip-client-san-verification,
-//    --unsafe-no-fsync, --force-new-cluster.
+//    --unsafe-no-fsync.
 //
 // Thread-safety: call from main() after the flags are parsed and before any
 // thread starts.
@@ -48,6 +49,8 @@ struct EtcdProcessFlags {
   std::string log_output;
   // The log level: `log_level` as given, or "debug" with --debug.
   std::string log_level;
+  // --force-new-cluster (backend/server/force_new_cluster.h).
+  bool force_new_cluster = false;
   // Lines to log at WARNING once logging is set up (a flag accepted with no
   // effect at a value that asks for something, e.g. --enable-pprof=true).
   std::vector<std::string> warnings;

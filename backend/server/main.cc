@@ -25,6 +25,7 @@
 #include "backend/server/config_file.h"
 #include "backend/server/etcd_flags.h"
 #include "backend/server/etcd_server.h"
+#include "backend/server/force_new_cluster.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
 #include "common/clock.h"
@@ -461,6 +462,20 @@ int Run(int argc, char** argv) {
       return 1;
     }
     SYNOD_LOG(INFO) << "restored " << cfg.data_dir << " from " << cfg.restore_snapshot;
+  }
+  if (process_flags->force_new_cluster) {
+    auto forced = ForceNewCluster(cfg.data_dir);
+    if (!forced.ok()) {
+      std::fprintf(stderr, "synod: --force-new-cluster: %s\n", forced.status().ToString().c_str());
+      return 1;
+    }
+    if (!forced->removed.empty()) {
+      std::string ids;
+      for (uint64_t id : forced->removed) absl::StrAppend(&ids, ids.empty() ? "" : ", ", absl::Hex(id));
+      SYNOD_LOG(WARNING) << "forcing restart of member " << absl::StrCat(absl::Hex(forced->member_id))
+                         << " as a one-member cluster at commit index " << forced->commit_index
+                         << ", removing members " << ids;
+    }
   }
 
   // SIGINT/SIGTERM are taken by sigwait below; block them before any thread.

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/harness.h"
 
 namespace synod::testing {
@@ -143,7 +144,9 @@ const EtcdFlag kFlags[] = {
     {"experimental-watch-progress-notify-interval", "10m", "5s", Kind::kServes},
     {"experimental-warning-apply-duration", "100ms", "1s", Kind::kServes},
     // Unsafe.
-    {"force-new-cluster", "false", "true", Kind::kRefused},
+    // On the single member's own data: nothing to remove
+    // (ForceNewClusterRecoversFromOneSurvivingMember removes two of three).
+    {"force-new-cluster", "false", "true", Kind::kServes},
     // To be deprecated.
     {"debug", "false", "true", Kind::kServes},
     {"log-package-levels", "", "etcdserver=DEBUG", Kind::kRefused},
@@ -372,6 +375,32 @@ TEST(EtcdFlagsTest, ConfigFileTakesTheNewKeys) {
   }
   ASSERT_TRUE(s.Start());
   EXPECT_TRUE(Serves(s)) << s.LogTail();
+}
+
+// etcd's disaster recovery: two of three members are lost for good; the
+// survivor restarted with --force-new-cluster is a one-member cluster with
+// all the data, its member ID and its cluster, and takes writes again.
+TEST(EtcdFlagsTest, ForceNewClusterRecoversFromOneSurvivingMember) {
+  Cluster c;
+  ASSERT_TRUE(c.Start());
+  ASSERT_EQ(c.Ctl(0, {"put", "before", "1"}).exit_code, 0);
+  const uint64_t survivor = c.MemberId(0);
+  c.Kill9(1);
+  c.Kill9(2);
+  c.member(0).AddFlags({"--force-new-cluster=true"});
+  ASSERT_TRUE(c.Restart(0));
+  CmdResult put = c.Ctl(0, {"put", "after", "2"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(c.Ctl(0, {"get", "before", "--print-value-only"}).out, "1\n");
+  std::optional<Json> members = c.CtlJson(0, {"member", "list"});
+  ASSERT_TRUE(members.has_value());
+  ASSERT_EQ((*members)["members"].size(), 1u);
+  EXPECT_EQ((*members)["members"][0]["ID"].Uint(), survivor);
+  // And so after a restart without the flag.
+  c.Stop(0);
+  c.member(0).AddFlags({"--force-new-cluster=false"});
+  ASSERT_TRUE(c.Restart(0));
+  EXPECT_EQ(c.Ctl(0, {"get", "after", "--print-value-only"}).out, "2\n");
 }
 
 }  // namespace

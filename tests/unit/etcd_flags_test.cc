@@ -83,7 +83,6 @@ TEST_F(EtcdFlagsTest, FeaturesSynodLacksAreRefusedNamingTheFlag) {
       {"experimental-peer-skip-client-san-verification", "true",
        "--experimental-peer-skip-client-san-verification=true is not supported"},
       {"unsafe-no-fsync", "true", "--unsafe-no-fsync=true is not supported"},
-      {"force-new-cluster", "true", "--force-new-cluster=true is not supported: not implemented yet"},
       {"metrics", "everything", "--metrics=everything: valid values are basic, extensive"},
       {"discovery-fallback", "retry", "--discovery-fallback=retry: valid values are exit, proxy"},
       {"experimental-backend-bbolt-freelist-type", "list",
