@@ -1,5 +1,8 @@
 // synod: one member of a Synod cluster. Flags follow etcd's names
-// (`synod --help` lists them); dashes and underscores are interchangeable.
+// (`synod --helpfull` lists them); dashes and underscores are
+// interchangeable. The flags read into ServerConfig are defined here, the
+// rest of etcd 3.4's in etcd_flags.cc; each may also come from its ETCD_*
+// environment variable or a --config-file key, as with etcd.
 #include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
