@@ -13,8 +13,8 @@
 #include <grpc/grpc.h>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 
@@ -317,6 +317,11 @@ absl::Status ReadLogging(const std::string& log_level, EtcdProcessFlags* out) {
 absl::StatusOr<EtcdProcessFlags> ReadEtcdProcessFlags(const std::string& log_level) {
   EtcdProcessFlags out;
   out.force_new_cluster = absl::GetFlag(FLAGS_force_new_cluster);
+  out.enable_grpc_gateway = absl::GetFlag(FLAGS_enable_grpc_gateway);
+  for (absl::string_view origin :
+       absl::StrSplit(absl::GetFlag(FLAGS_cors), ',', absl::SkipWhitespace())) {
+    out.cors.emplace_back(absl::StripAsciiWhitespace(origin));
+  }
   for (absl::Status st : {CheckRefused(), CheckNoOps(&out), ReadGrpcArgs(&out),
                           ReadLogging(log_level, &out)}) {
     if (!st.ok()) return st;

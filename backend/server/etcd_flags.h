@@ -9,7 +9,8 @@
 //  * accepted at any valid value with no effect, because they tune a part of
 //    etcd that Synod does not have or the flag changes nothing here:
 //    --max-snapshots, --max-wals, --backend-batch-*, --initial-election-
-//    tick-advance, --cors, --enable-pprof, --metrics, --enable-grpc-gateway,
+//    tick-advance, --cors and --enable-grpc-gateway (read into
+//    EtcdProcessFlags for the JSON gateway), --enable-pprof, --metrics,
 //    --experimental-backend-bbolt-freelist-type,
 //    --experimental-compaction-batch-limit,
 //    --experimental-warning-apply-duration,
@@ -51,6 +52,11 @@ struct EtcdProcessFlags {
   std::string log_level;
   // --force-new-cluster (backend/server/force_new_cluster.h).
   bool force_new_cluster = false;
+  // --enable-grpc-gateway and --cors, for the JSON gateway on the client
+  // URLs (read here; main.cc does not act on them yet). `cors` holds the
+  // allowed origins as given; "*" (etcd's default) or empty allows all.
+  bool enable_grpc_gateway = true;
+  std::vector<std::string> cors;
   // Lines to log at WARNING once logging is set up (a flag accepted with no
   // effect at a value that asks for something, e.g. --enable-pprof=true).
   std::vector<std::string> warnings;

@@ -164,6 +164,20 @@ TEST_F(EtcdFlagsTest, MaxConcurrentStreamsIsALimitUnlessZeroOrUnlimited) {
   EXPECT_EQ(GrpcArg(GRPC_ARG_MAX_CONCURRENT_STREAMS), 100);
 }
 
+TEST_F(EtcdFlagsTest, GatewayFlagsAreReadForTheGateway) {
+  auto r = ReadEtcdProcessFlags("info");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->enable_grpc_gateway);
+  EXPECT_EQ(r->cors, (std::vector<std::string>{"*"}));
+  Set("enable-grpc-gateway", "false");
+  Set("cors", "http://a.example:80, http://b.example:80");
+  r = ReadEtcdProcessFlags("info");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->enable_grpc_gateway);
+  EXPECT_EQ(r->cors,
+            (std::vector<std::string>{"http://a.example:80", "http://b.example:80"}));
+}
+
 TEST_F(EtcdFlagsTest, DebugMeansLogLevelDebug) {
   Set("debug", "true");
   auto r = ReadEtcdProcessFlags("warn");
