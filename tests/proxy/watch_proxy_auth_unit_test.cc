@@ -251,8 +251,9 @@ TEST_F(WatchProxyAuthTest, AStreamGoneBeforeTheDecisionLeavesNothingBehind) {
     void OnCanceled(int64_t, const std::string&,
                     const etcdserverpb::ResponseHeader&) override {}
   };
-  auto [range, handle] = hub_.Subscribe("a", "b", std::make_shared<Nop>(), 0,
-                                        false);
+  auto sub = hub_.Subscribe("a", "b", std::make_shared<Nop>(), 0, false);
+  std::shared_ptr<WatchRange> range = sub.first;
+  const uint64_t handle = sub.second;
   // (The server may see the stream end after the decision: then the
   // watcher is subscribed until it does.)
   EXPECT_TRUE(WaitFor([&] { return range->TEST_subscribers() == 1; },
