@@ -6,6 +6,7 @@
 
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
@@ -41,6 +42,23 @@ std::string FlagText(absl::string_view key, std::string text) {
 }
 
 }  // namespace
+
+void ResetCommandLineFlags(const std::vector<std::string>& names,
+                           std::vector<std::string>* reset) {
+  for (std::string name : names) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {  // Abseil's --nofoo
+      name = name.substr(2);
+      flag = absl::FindCommandLineFlag(name);
+    }
+    if (flag == nullptr || name == "config_file" ||
+        absl::StrContains(flag->Filename(), "absl/flags")) {
+      continue;
+    }
+    std::string error;
+    if (flag->ParseFrom(flag->DefaultValue(), &error)) reset->push_back(name);
+  }
+}
 
 absl::Status ApplyConfigFile(const std::string& path,
                              std::vector<std::string>* skipped) {

@@ -268,13 +268,14 @@ int Run(int argc, char** argv) {
   // As etcd: a config file (--config-file or ETCD_CONFIG_FILE) replaces the
   // environment; without one, ETCD_* variables set the flags the command
   // line does not give.
-  std::vector<std::string> skipped, env_used, env_unrecognized;
+  std::vector<std::string> skipped, env_used, env_unrecognized, ignored_flags;
   std::string config_file = absl::GetFlag(FLAGS_config_file);
   if (config_file.empty()) {
     const char* from_env = std::getenv("ETCD_CONFIG_FILE");
     if (from_env != nullptr) config_file = from_env;
   }
   if (!config_file.empty()) {
+    ResetCommandLineFlags(command_line_flags, &ignored_flags);
     absl::Status st = ApplyConfigFile(config_file, &skipped);
     if (!st.ok()) {
       std::fprintf(stderr, "synod: %s\n", std::string(st.message()).c_str());
@@ -306,6 +307,9 @@ int Run(int argc, char** argv) {
   if (!config_file.empty()) {
     SYNOD_LOG(INFO) << "loaded server configuration from " << config_file
                     << "; other command line flags and environment variables are ignored";
+    for (const std::string& f : ignored_flags) {
+      SYNOD_LOG(WARNING) << "ignoring command line flag --" << f << " (config file in use)";
+    }
   }
   for (const std::string& e : env_used) {
     SYNOD_LOG(INFO) << "recognized and used environment variable " << e;

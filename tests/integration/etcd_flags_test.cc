@@ -340,12 +340,13 @@ TEST(EtcdFlagsTest, EnvironmentVariableForAFlagOnTheCommandLineIsAnError) {
 }
 
 // etcd's config file: the same keys, Go durations as integer nanoseconds,
-// lists as YAML sequences.
+// lists as YAML sequences; the command line's other flags are ignored (an
+// --enable-v2=true there would be refused).
 TEST(EtcdFlagsTest, ConfigFileTakesTheNewKeys) {
   TestDir dir;
   const std::string path = dir.path() + "/etcd.conf.yml";
   ServerOptions options;
-  options.extra_flags = {"--config-file=" + path};
+  options.extra_flags = {"--config-file=" + path, "--enable-v2=true"};
   ServerProcess s(dir.path(), options);  // picks the ports the file names
   const std::string peer = absl::StrCat("http://127.0.0.1:", s.peer_port());
   {
