@@ -53,7 +53,9 @@ constexpr size_t kStartBytes = 64;
 // The HTTP/2 client connection preface (RFC 9113 §3.4).
 constexpr absl::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-const char* ReasonPhrase(int status) {
+}  // namespace
+
+const char* HttpReasonPhrase(int status) {
   switch (status) {
     case 100:
       return "Continue";
@@ -108,6 +110,8 @@ const char* ReasonPhrase(int status) {
   }
 }
 
+namespace {
+
 // RFC 9110 token characters.
 bool IsTchar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
@@ -122,6 +126,21 @@ bool IsBadContentType(absl::string_view type) {
   return std::any_of(type.begin(), type.end(), [](char c) {
     return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
   });
+}
+
+// The header lines `r` adds after Content-Type; false if one is invalid.
+bool ExtraHeaders(const HttpResponse& r, std::string* out) {
+  for (const auto& [name, value] : r.headers) {
+    if (!IsToken(name) || IsBadContentType(value)) return false;
+    absl::StrAppend(out, name, ": ", value, "\r\n");
+  }
+  return true;
+}
+
+// Whether `r` can be sent as it is (else 500 is).
+bool IsValidResponse(const HttpResponse& r, std::string* extra) {
+  return r.status >= 200 && r.status <= 999 &&
+         !IsBadContentType(r.content_type) && ExtraHeaders(r, extra);
 }
 
 absl::Status UvError(int rc, const std::string& what) {
@@ -350,8 +369,9 @@ class HttpServer::Impl {
   // Runs the operations `state`'s responder queued.
   void RunOps(const std::shared_ptr<HttpResponder::State>& state);
   void RespondError(Conn* conn, int status);
+  // `extra`: more header lines, each ending in CRLF.
   void Respond(Conn* conn, int status, const std::string& content_type,
-               const std::string& body, const std::string& allow);
+               const std::string& body, const std::string& extra);
   // The status line and the headers every response carries.
   std::string StatusLine(int status) const;
   // Encrypts (https) and writes plaintext `data`; `written` as WriteReq's.
@@ -944,7 +964,7 @@ bool HttpServer::Impl::PickRoute(Conn* conn) {
       RespondError(conn, 404);
     } else {
       Respond(conn, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n",
-              allow);
+              absl::StrCat("Allow: ", allow, "\r\n"));
     }
     return false;
   }
@@ -1009,12 +1029,12 @@ void HttpServer::Impl::Deliver(Conn* conn) {
         conn->req.body = conn->head ? std::string() : std::move(conn->body);
         conn->body.clear();
         HttpResponse resp = conn->sync_handler(conn->req);
-        if (resp.status < 200 || resp.status > 999 ||
-            IsBadContentType(resp.content_type)) {
+        std::string extra;
+        if (!IsValidResponse(resp, &extra)) {
           RespondError(conn, 500);
           return;
         }
-        Respond(conn, resp.status, resp.content_type, resp.body, "");
+        Respond(conn, resp.status, resp.content_type, resp.body, extra);
       }
       return;
   }
@@ -1050,24 +1070,24 @@ void HttpServer::Impl::RunOps(
     switch (op.kind) {
       case ResponderOp::Kind::kRespond: {
         const HttpResponse& r = op.response;
-        if (r.status < 200 || r.status > 999 ||
-            IsBadContentType(r.content_type)) {
+        std::string extra;
+        if (!IsValidResponse(r, &extra)) {
           RespondError(conn, 500);
         } else {
-          Respond(conn, r.status, r.content_type, r.body, "");
+          Respond(conn, r.status, r.content_type, r.body, extra);
         }
         break;
       }
       case ResponderOp::Kind::kStartStream: {
         const HttpResponse& r = op.response;
-        if (r.status < 200 || r.status > 999 ||
-            IsBadContentType(r.content_type)) {
+        std::string extra;
+        if (!IsValidResponse(r, &extra)) {
           RespondError(conn, 500);
           break;
         }
         conn->chunked_out = !conn->http10;
         std::string out = StatusLine(r.status);
-        absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n");
+        absl::StrAppend(&out, "Content-Type: ", r.content_type, "\r\n", extra);
         if (conn->chunked_out) out += "Transfer-Encoding: chunked\r\n";
         out += "\r\n";
         Emit(conn, std::move(out));
@@ -1107,11 +1127,11 @@ void HttpServer::Impl::RunOps(
 
 void HttpServer::Impl::RespondError(Conn* conn, int status) {
   Respond(conn, status, "text/plain; charset=utf-8",
-          absl::StrCat(status, " ", ReasonPhrase(status), "\n"), "");
+          absl::StrCat(status, " ", HttpReasonPhrase(status), "\n"), "");
 }
 
 std::string HttpServer::Impl::StatusLine(int status) const {
-  return absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status),
+  return absl::StrCat("HTTP/1.1 ", status, " ", HttpReasonPhrase(status),
                       "\r\nDate: ",
                       absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(),
                                        absl::UTCTimeZone()),
@@ -1121,7 +1141,7 @@ std::string HttpServer::Impl::StatusLine(int status) const {
 void HttpServer::Impl::Respond(Conn* conn, int status,
                                const std::string& content_type,
                                const std::string& body,
-                               const std::string& allow) {
+                               const std::string& extra) {
   // 204 and 304 carry neither body nor Content-Length (RFC 9110 §8.6).
   bool no_body = status == 204 || status == 304;
   std::string out = StatusLine(status);
@@ -1129,7 +1149,7 @@ void HttpServer::Impl::Respond(Conn* conn, int status,
     absl::StrAppend(&out, "Content-Type: ", content_type,
                     "\r\nContent-Length: ", body.size(), "\r\n");
   }
-  if (!allow.empty()) absl::StrAppend(&out, "Allow: ", allow, "\r\n");
+  out += extra;
   out += "\r\n";
   if (!no_body && !conn->head) out += body;
   if (conn->tls != nullptr) {
@@ -1317,12 +1337,16 @@ bool HttpResponder::Respond(HttpResponse response) {
   return true;
 }
 
-bool HttpResponder::StartStream(int status, std::string content_type) {
+bool HttpResponder::StartStream(
+    int status, std::string content_type,
+    std::vector<std::pair<std::string, std::string>> headers) {
   absl::MutexLock l(&state_->mu);
   if (state_->closed || state_->started) return false;
   state_->started = state_->streaming = true;
   ResponderOp op{ResponderOp::Kind::kStartStream,
-                 HttpResponse{status, std::move(content_type), ""}, nullptr};
+                 HttpResponse{status, std::move(content_type), "",
+                              std::move(headers)},
+                 nullptr};
   state_->Post(std::move(op));
   return true;
 }

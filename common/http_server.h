@@ -104,6 +104,9 @@ struct HttpResponse {
   // Must not contain CR or LF; otherwise 500 is sent.
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  // More header fields, after Content-Type. A name must be an HTTP token
+  // and a value must not contain control characters; otherwise 500 is sent.
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 // The answer side of one asynchronous request (HandleAsync, HandleStream).
@@ -117,12 +120,14 @@ class HttpResponder {
   // the connection is gone or an answer was already started. An invalid
   // status or content type is sent as 500.
   bool Respond(HttpResponse response);
-  // Starts a streamed answer: the status line and headers now, with
+  // Starts a streamed answer: the status line and `headers` now, with
   // "Transfer-Encoding: chunked" (HTTP/1.1; an HTTP/1.0 client gets the raw
   // bytes, ended by the close). False if the connection is gone or an
   // answer was already started. `status` 200..999 (else 500 is sent and the
   // stream is over); `content_type` as HttpResponse's.
-  bool StartStream(int status, std::string content_type);
+  bool StartStream(int status, std::string content_type,
+                   std::vector<std::pair<std::string, std::string>> headers =
+                       {});
   // Sends `data` (not empty) as one chunk of the stream. If it returns
   // true, `written` (may be null) runs exactly once, on the server thread,
   // once the chunk is on the socket or the connection has closed: a
@@ -146,6 +151,11 @@ class HttpResponder {
  private:
   std::shared_ptr<State> state_;
 };
+
+// The standard reason phrase of HTTP status `status` (the same as Go's
+// http.StatusText for the statuses Synod sends), or "" for one it does not
+// know.
+const char* HttpReasonPhrase(int status);
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 // Runs on the server thread; must return quickly and answer through the

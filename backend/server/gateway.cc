@@ -173,38 +173,6 @@ int HttpStatusFromCode(grpc::StatusCode code) {
   }
 }
 
-// Go's http.StatusText for the statuses above.
-const char* StatusText(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 412:
-      return "Precondition Failed";
-    case 429:
-      return "Too Many Requests";
-    case 501:
-      return "Not Implemented";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return "Internal Server Error";
-  }
-}
-
 // A JSON string literal as Go's encoding/json writes it (HTML-safe).
 std::string JsonQuote(absl::string_view s) {
   std::string out = "\"";
@@ -263,7 +231,7 @@ std::string StreamErrorLine(const grpc::Status& st) {
                       static_cast<int>(st.error_code()),
                       ",\"http_code\":", http,
                       ",\"message\":", JsonQuote(st.error_message()),
-                      ",\"http_status\":", JsonQuote(StatusText(http)),
+                      ",\"http_status\":", JsonQuote(common::HttpReasonPhrase(http)),
                       "}}\n");
 }
 
@@ -431,6 +399,10 @@ struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
         &live));
   }
 
+  // Parses the body into `msg` (unless null: a streamed body), puts the
+  // token on `ctx` and counts the call in. False if it answered instead.
+  bool Prepare(const common::HttpRequest& req, Message* msg,
+               grpc::ClientContext* ctx, common::HttpResponder* resp);
   void Unary(const Route* route, const common::HttpRequest& req,
              common::HttpResponder resp);
   void ServerStream(const Route* route, const common::HttpRequest& req,
@@ -670,25 +642,28 @@ class StreamCall final
 
 }  // namespace
 
+bool JsonGateway::Impl::Prepare(const common::HttpRequest& req, Message* msg,
+                                grpc::ClientContext* ctx,
+                                common::HttpResponder* resp) {
+  grpc::Status st =
+      msg == nullptr ? grpc::Status::OK : ParseBody(req.body, msg);
+  if (st.ok() && !AddToken(req, ctx)) {
+    st = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "invalid authorization header");
+  }
+  if (st.ok() && !Begin(ctx)) {
+    st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "gateway is stopping");
+  }
+  if (!st.ok()) resp->Respond(ErrorResponse(st));
+  return st.ok();
+}
+
 void JsonGateway::Impl::Unary(const Route* route,
                               const common::HttpRequest& req,
                               common::HttpResponder resp) {
   auto call = std::make_shared<UnaryCall>();
   std::unique_ptr<Message> msg(route->request_prototype->New());
-  grpc::Status st = ParseBody(req.body, msg.get());
-  if (st.ok() && !AddToken(req, &call->ctx)) {
-    st = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                      "invalid authorization header");
-  }
-  if (!st.ok()) {
-    resp.Respond(ErrorResponse(st));
-    return;
-  }
-  if (!Begin(&call->ctx)) {
-    resp.Respond(ErrorResponse(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "gateway is stopping")));
-    return;
-  }
+  if (!Prepare(req, msg.get(), &call->ctx, &resp)) return;
   call->request = ToBuffer(*msg);
   resp.OnClose([call] { call->ctx.TryCancel(); });
   std::shared_ptr<Impl> self = shared_from_this();
@@ -716,20 +691,7 @@ void JsonGateway::Impl::ServerStream(const Route* route,
                                      common::HttpResponder resp) {
   auto shared = std::make_shared<StreamCall::Shared>();
   std::unique_ptr<Message> msg(route->request_prototype->New());
-  grpc::Status st = ParseBody(req.body, msg.get());
-  if (st.ok() && !AddToken(req, &shared->ctx)) {
-    st = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                      "invalid authorization header");
-  }
-  if (!st.ok()) {
-    resp.Respond(ErrorResponse(st));
-    return;
-  }
-  if (!Begin(&shared->ctx)) {
-    resp.Respond(ErrorResponse(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "gateway is stopping")));
-    return;
-  }
+  if (!Prepare(req, msg.get(), &shared->ctx, &resp)) return;
   resp.OnClose([shared] { shared->ctx.TryCancel(); });
   auto* call = new StreamCall(shared_from_this(), route, resp, shared);
   call->Start(msg.get());
@@ -739,16 +701,7 @@ common::HttpBodyReader JsonGateway::Impl::ClientStream(
     const Route* route, const common::HttpRequest& req,
     common::HttpResponder resp) {
   auto shared = std::make_shared<StreamCall::Shared>();
-  if (!AddToken(req, &shared->ctx)) {
-    resp.Respond(ErrorResponse(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT, "invalid authorization header")));
-    return {};
-  }
-  if (!Begin(&shared->ctx)) {
-    resp.Respond(ErrorResponse(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "gateway is stopping")));
-    return {};
-  }
+  if (!Prepare(req, nullptr, &shared->ctx, &resp)) return {};
   auto* call = new StreamCall(shared_from_this(), route, resp, shared);
   call->Start(nullptr);
   // On close: cancel, and let go of the call if the body still held it.

@@ -6,12 +6,8 @@
 // and keepalive, and the Authorization header as the auth token.
 #include "backend/server/gateway.h"
 
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -25,60 +21,21 @@
 #include "backend/server/services.h"
 #include "common/http_server.h"
 #include "gtest/gtest.h"
+#include "tests/support/raw_http_client.h"
 
 namespace synod::server {
 namespace {
 
-// A blocking client socket with a 10 s receive timeout, so a test that
-// would hang fails instead.
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(fd, 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+using synod::testing::RawConnect;
+using synod::testing::RawReadUntil;
+using synod::testing::RawSendAll;
+using synod::testing::Unchunk;
 
-void SendAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    off += n;
-  }
-}
+// A client socket whose reads time out after 10 s.
+int Connect(int port) { return RawConnect(port, 10); }
 
-// Reads until `want` has arrived, the server closes, or the timeout.
 void ReadUntil(int fd, const std::string& want, std::string* got) {
-  char buf[4096];
-  while (want.empty() || got->find(want) == std::string::npos) {
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) return;
-    got->append(buf, n);
-  }
-}
-
-// The body of a chunked answer, decoded.
-std::string Unchunk(const std::string& body) {
-  std::string out;
-  size_t pos = 0;
-  for (;;) {
-    size_t eol = body.find("\r\n", pos);
-    if (eol == std::string::npos) return out + "<truncated>";
-    size_t n = std::stoul(body.substr(pos, eol - pos), nullptr, 16);
-    if (n == 0) return out;
-    out += body.substr(eol + 2, n);
-    pos = eol + 2 + n + 2;
-  }
+  RawReadUntil(fd, want, got);
 }
 
 struct Reply {
@@ -157,7 +114,7 @@ class GatewayTest : public ::testing::Test {
     if (fd < 0) return Reply();
     std::string auth =
         token.empty() ? "" : absl::StrCat("Authorization: ", token, "\r\n");
-    SendAll(fd, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\n", auth,
+    RawSendAll(fd, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\n", auth,
                              "Content-Length: ", body.size(), "\r\n\r\n",
                              body));
     std::string raw;
@@ -252,7 +209,7 @@ TEST_F(GatewayTest, ErrorsAsGrpcGatewayWritesThem) {
   // A gateway path takes POST only; an unknown one is 404.
   int fd = Connect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd, "GET /v3/kv/range HTTP/1.1\r\nHost: t\r\n\r\n");
+  RawSendAll(fd, "GET /v3/kv/range HTTP/1.1\r\nHost: t\r\n\r\n");
   std::string raw;
   ReadUntil(fd, "", &raw);
   close(fd);
@@ -280,7 +237,7 @@ TEST_F(GatewayTest, WatchStreamsResultLines) {
   int fd = Connect(port_);
   ASSERT_GE(fd, 0);
   const std::string create = R"({"create_request": {"key": "Zm9v"}})";
-  SendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
+  RawSendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
                            "Content-Length: ",
                            create.size(), "\r\n\r\n", create));
   std::string raw;
@@ -292,7 +249,8 @@ TEST_F(GatewayTest, WatchStreamsResultLines) {
   ASSERT_EQ(Post("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})").status,
             200);
   ReadUntil(fd, R"("value":"YmFy"}}]}})", &raw);
-  std::string body = Unchunk(raw.substr(raw.find("\r\n\r\n") + 4));
+  std::string body =
+      Unchunk(raw.substr(raw.find("\r\n\r\n") + 4), /*so_far=*/true);
   EXPECT_TRUE(std::regex_search(
       body,
       std::regex(R"(\n\{"result":)" +
@@ -306,24 +264,24 @@ TEST_F(GatewayTest, WatchBodyIsReadAsAStream) {
   int fd = Connect(port_);
   ASSERT_GE(fd, 0);
   // Chunked: each create goes out as it arrives.
-  SendAll(fd,
+  RawSendAll(fd,
           "POST /v3/watch HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked"
           "\r\n\r\n");
   auto chunk = [](const std::string& s) {
     return absl::StrCat(absl::Hex(s.size()), "\r\n", s, "\r\n");
   };
-  SendAll(fd, chunk(R"({"create_request": {"key": "YQ==", "watch_id": 7}})"));
+  RawSendAll(fd, chunk(R"({"create_request": {"key": "YQ==", "watch_id": 7}})"));
   std::string raw;
   ReadUntil(fd, R"("watch_id":"7","created":true)", &raw);
   ASSERT_NE(raw.find(R"("watch_id":"7","created":true)"), std::string::npos)
       << raw;
   // An object split across chunks.
-  SendAll(fd, chunk(R"({"create_request": )"));
-  SendAll(fd, chunk(R"({"key": "Yg==", "watch_id": 8}})"));
+  RawSendAll(fd, chunk(R"({"create_request": )"));
+  RawSendAll(fd, chunk(R"({"key": "Yg==", "watch_id": 8}})"));
   ReadUntil(fd, R"("watch_id":"8","created":true)", &raw);
   EXPECT_NE(raw.find(R"("watch_id":"8","created":true)"), std::string::npos)
       << raw;
-  SendAll(fd, "0\r\n\r\n");
+  RawSendAll(fd, "0\r\n\r\n");
   ASSERT_EQ(Post("/v3/kv/put", R"({"key": "Yg==", "value": "eA=="})").status,
             200);
   ReadUntil(fd, R"("value":"eA==")", &raw);

@@ -36,61 +36,31 @@
 #include "common/x509_util.h"
 #include "gtest/gtest.h"
 #include "proto/rpc.grpc.pb.h"
+#include "tests/support/raw_http_client.h"
 #include "tests/support/test_certs.h"
 
 namespace synod::common {
 namespace {
 
-// A blocking POSIX client with a 5 s receive timeout: a test that would hang
-// fails instead.
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(fd, 0);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-void SendAll(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may reject early and close
-    off += n;
-  }
-}
+using synod::testing::RawConnect;
+using synod::testing::RawReadUntil;
+using synod::testing::RawSendAll;
+using synod::testing::Unchunk;
 
 // Reads until the server closes. Sets *eof to whether it did (rather than
 // the receive timing out or the connection being reset).
 std::string ReadAll(int fd, bool* eof) {
   std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n > 0) {
-      out.append(buf, n);
-      continue;
-    }
-    *eof = n == 0;
-    return out;
-  }
+  *eof = RawReadUntil(fd, "", &out);
+  return out;
 }
 
 // Sends `raw`, optionally half-closes, and returns the whole response,
 // expecting the server to close the connection after it.
 std::string Exchange(int port, const std::string& raw, bool shut_wr = false) {
-  int fd = Connect(port);
+  int fd = RawConnect(port);
   if (fd < 0) return "connect failed";
-  SendAll(fd, raw);
+  RawSendAll(fd, raw);
   if (shut_wr) shutdown(fd, SHUT_WR);
   bool eof = false;
   std::string resp = ReadAll(fd, &eof);
@@ -330,9 +300,9 @@ TEST_F(HttpServerTest, ClientLeavingMidResponseDoesNotKillServer) {
   // socket raises SIGPIPE (fatal to this test process) unless the server
   // guards against it.
   for (int i = 0; i < 60; ++i) {
-    int fd = Connect(port_);
+    int fd = RawConnect(port_);
     ASSERT_GE(fd, 0);
-    SendAll(fd, "GET /big HTTP/1.0\r\n\r\n");
+    RawSendAll(fd, "GET /big HTTP/1.0\r\n\r\n");
     if (i % 3 == 1) shutdown(fd, SHUT_WR);
     if (i % 3 == 2) {
       char first;
@@ -369,7 +339,7 @@ TEST_F(HttpServerTest, ConcurrentClients) {
 TEST_F(HttpServerTest, StopIsIdempotentAndFinal) {
   server_->Stop();
   server_->Stop();
-  EXPECT_EQ(Connect(port_), -1);  // nothing listens any more
+  EXPECT_EQ(RawConnect(port_), -1);  // nothing listens any more
   EXPECT_EQ(server_->port(), port_);
   absl::StatusOr<int> again = server_->Start("127.0.0.1", 0);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -382,9 +352,9 @@ TEST_F(HttpServerTest, StopIsIdempotentAndFinal) {
 // its receive timeout.
 void ExpectStopCloses(HttpServer* server, int port,
                       const std::string& partial) {
-  int fd = Connect(port);
+  int fd = RawConnect(port);
   ASSERT_GE(fd, 0);
-  SendAll(fd, partial);
+  RawSendAll(fd, partial);
   server->Stop();
   char c;
   ssize_t n = recv(fd, &c, 1, 0);
@@ -444,12 +414,12 @@ TEST(HttpServerOptionsTest, ConnectionsBeyondLimitAreClosed) {
   });
   absl::StatusOr<int> port = server.Start("127.0.0.1", 0);
   ASSERT_TRUE(port.ok()) << port.status();
-  int first = Connect(*port);
+  int first = RawConnect(*port);
   ASSERT_GE(first, 0);
   // The second connection is accepted after the first and closed at once.
   std::string second = Exchange(*port, "");
   EXPECT_EQ(second, "");
-  SendAll(first, "GET /hello HTTP/1.0\r\n\r\n");
+  RawSendAll(first, "GET /hello HTTP/1.0\r\n\r\n");
   bool eof = false;
   std::string resp = ReadAll(first, &eof);
   EXPECT_EQ(StatusOf(resp), 200) << resp;
@@ -459,30 +429,10 @@ TEST(HttpServerOptionsTest, ConnectionsBeyondLimitAreClosed) {
 
 // ---- Request bodies and asynchronous, streamed answers ----
 
-// The body of a chunked response, decoded; "<bad chunking>" if malformed.
-std::string Unchunk(const std::string& body) {
-  std::string out;
-  size_t pos = 0;
-  for (;;) {
-    size_t eol = body.find("\r\n", pos);
-    if (eol == std::string::npos) return "<bad chunking>";
-    size_t n = std::stoul(body.substr(pos, eol - pos), nullptr, 16);
-    if (n == 0) return body.substr(eol + 2) == "\r\n" ? out : "<bad chunking>";
-    if (body.size() < eol + 2 + n + 2) return "<bad chunking>";
-    out += body.substr(eol + 2, n);
-    pos = eol + 2 + n + 2;
-  }
-}
-
 // Reads from `fd` until `want` has arrived (or the 5 s timeout/EOF).
 std::string ReadUntil(int fd, const std::string& want) {
   std::string got;
-  char buf[4096];
-  while (got.find(want) == std::string::npos) {
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    got.append(buf, n);
-  }
+  RawReadUntil(fd, want, &got);
   return got;
 }
 
@@ -588,13 +538,13 @@ TEST_F(HttpAsyncTest, MethodsBodyLimitAndExpectContinue) {
   EXPECT_EQ(StatusOf(Exchange(port_, big)), 413);
   // "Expect: 100-continue": the interim answer comes before the body is
   // sent.
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd,
+  RawSendAll(fd,
           "POST /post HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
           "Content-Length: 2\r\n\r\n");
   EXPECT_EQ(ReadUntil(fd, "\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
-  SendAll(fd, "ok");
+  RawSendAll(fd, "ok");
   bool eof = false;
   resp = ReadAll(fd, &eof);
   close(fd);
@@ -617,15 +567,15 @@ TEST_F(HttpAsyncTest, StreamedAnswerIsChunked) {
 }
 
 TEST_F(HttpAsyncTest, StreamedBodyIsHandedOnAsItArrives) {
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd,
+  RawSendAll(fd,
           "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
           "\r\n5\r\nfirst\r\n");
   // The first piece comes back before the client sends more.
   std::string got = ReadUntil(fd, "<first>");
   EXPECT_NE(got.find("<first>"), std::string::npos) << got;
-  SendAll(fd, "6\r\nsecond\r\n0\r\n\r\n");
+  RawSendAll(fd, "6\r\nsecond\r\n0\r\n\r\n");
   bool eof = false;
   got += ReadAll(fd, &eof);
   close(fd);
@@ -634,9 +584,9 @@ TEST_F(HttpAsyncTest, StreamedBodyIsHandedOnAsItArrives) {
 }
 
 TEST_F(HttpAsyncTest, ClientLeavingClosesTheResponder) {
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd, "POST /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+  RawSendAll(fd, "POST /hang HTTP/1.1\r\nHost: t\r\n\r\n");
   // Wait until the handler has it, then leave.
   for (;;) {
     absl::MutexLock l(&mu_);
@@ -661,9 +611,9 @@ TEST_F(HttpAsyncTest, ClientLeavingClosesTheResponder) {
 }
 
 TEST_F(HttpAsyncTest, StopClosesPendingResponders) {
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd, "POST /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+  RawSendAll(fd, "POST /hang HTTP/1.1\r\nHost: t\r\n\r\n");
   {
     absl::MutexLock l(&mu_);
     ASSERT_TRUE(mu_.AwaitWithTimeout(
@@ -761,15 +711,15 @@ class HttpMuxTest : public ::testing::Test {
 };
 
 TEST_F(HttpMuxTest, PrefaceIsHandedOffUnread) {
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd, std::string(kPreface) + "frames");
+  RawSendAll(fd, std::string(kPreface) + "frames");
   int handed = handed_.Next();
   ASSERT_GE(handed, 0);
   // Nothing was consumed: the new owner reads the preface itself.
   EXPECT_EQ(ReadExactly(handed, 30), std::string(kPreface) + "frames");
   // And its replies reach the client.
-  SendAll(handed, "settings");
+  RawSendAll(handed, "settings");
   char buf[8];
   EXPECT_EQ(recv(fd, buf, sizeof(buf), MSG_WAITALL), 8);
   EXPECT_EQ(std::string(buf, 8), "settings");
@@ -778,11 +728,11 @@ TEST_F(HttpMuxTest, PrefaceIsHandedOffUnread) {
 }
 
 TEST_F(HttpMuxTest, PrefaceInPiecesWaitsForTheRest) {
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
   const std::string preface(kPreface);
   for (size_t i = 0; i < preface.size(); i += 5) {
-    SendAll(fd, preface.substr(i, 5));
+    RawSendAll(fd, preface.substr(i, 5));
   }
   int handed = handed_.Next();
   ASSERT_GE(handed, 0);
@@ -810,9 +760,9 @@ TEST_F(HttpMuxTest, PartialPrefaceThenEofIsServedAsHttp1) {
 TEST_F(HttpMuxTest, SilentOrStalledConnectionsAreClosedAfterIoTimeout) {
   // Nothing at all, then a stalled partial preface: both closed silently.
   EXPECT_EQ(Exchange(port_, ""), "");
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd, "PRI * HTTP/2.0\r\n");
+  RawSendAll(fd, "PRI * HTTP/2.0\r\n");
   char buf[16];
   // Closed with its bytes unread, so the kernel resets rather than ends it.
   ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -930,7 +880,7 @@ TlsResult TlsExchange(
         SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM),
         1);
   }
-  int fd = Connect(port);
+  int fd = RawConnect(port);
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   if (fd >= 0 && SSL_connect(ssl) == 1) {
@@ -1066,7 +1016,7 @@ TEST_F(HttpsServerTest, TlsBelow12IsRefused) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_security_level(ctx, 0);  // let the client offer TLS 1.1
   SSL_CTX_set_max_proto_version(ctx, TLS1_1_VERSION);
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   std::string log = ServerLog([&] { EXPECT_NE(SSL_connect(ssl), 1); });
@@ -1140,9 +1090,9 @@ TEST_F(HttpsServerTest, StalledHandshakeTimesOutAndStopCloses) {
   const std::string hello = ClientHello();
   // Half a ClientHello and then silence: closed once io_timeout_ms passes
   // (the client's own receive timeout is 5 s).
-  int fd = Connect(port_);
+  int fd = RawConnect(port_);
   ASSERT_GE(fd, 0);
-  SendAll(fd, hello.substr(0, hello.size() / 2));
+  RawSendAll(fd, hello.substr(0, hello.size() / 2));
   bool eof = false;
   std::string log = ServerLog([&] { ReadAll(fd, &eof); });
   EXPECT_TRUE(eof);
