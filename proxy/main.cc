@@ -538,15 +538,18 @@ int Run(int argc, char** argv) {
                                   metrics.RenderText()};
     });
     // Healthy when a quorum read through the proxy succeeds within 1 s, or
-    // is refused permission (etcd's grpc-proxy checks the cluster the same
-    // way, and takes permission denied as healthy too).
+    // is refused for an auth reason: the cluster answered (etcd's
+    // grpc-proxy checks the cluster the same way, and takes permission
+    // denied as healthy; synod-proxy also takes the refusals a proxy
+    // without --user, or with a stale token, gets).
     http->Handle("/health", [&upstream, clock](const common::HttpRequest&) {
       absl::Mutex mu;
       bool done = false, ok = false;
       upstream.CurrentRevision("health", [&](absl::StatusOr<int64_t> r) {
         absl::MutexLock l(&mu);
-        ok = r.ok() || common::IsErr(r.status(),
-                                     common::EtcdError::kPermissionDenied);
+        ok = r.ok() ||
+             PermissionCache::IsDecision(common::ToGrpcStatus(r.status())) ||
+             common::IsErr(r.status(), common::EtcdError::kAuthOldRevision);
         done = true;
       });
       absl::MutexLock l(&mu);

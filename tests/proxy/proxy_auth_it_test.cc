@@ -49,6 +49,8 @@ class ProxyAuthItTest : public ::testing::Test {
  protected:
   // Auth is enabled before the proxy starts (else the test enables it).
   virtual bool AuthOnAtStart() const { return true; }
+  // The proxy's own user flag ("" for none).
+  virtual std::string ProxyUserFlag() const { return "--user=proxy:ppw"; }
   // The member's extra flags (made in the test's directory).
   virtual std::vector<std::string> MemberFlags(const std::string& dir) {
     return {};
@@ -85,8 +87,10 @@ class ProxyAuthItTest : public ::testing::Test {
     if (AuthOnAtStart()) ASSERT_NO_FATAL_FAILURE(EnableAuth());
     proxy_ = std::make_unique<ProxyProcess>(
         std::vector<std::string>{member_->Endpoint()},
-        std::vector<std::string>{"--user=proxy:ppw",
-                                 "--cache-serializable-bound=1s"},
+        ProxyUserFlag().empty()
+            ? std::vector<std::string>{"--cache-serializable-bound=1s"}
+            : std::vector<std::string>{ProxyUserFlag(),
+                                       "--cache-serializable-bound=1s"},
         std::vector<std::string>{kRoot});
     ASSERT_TRUE(proxy_->Start());
     channel_ = grpc::CreateChannel(proxy_->Endpoint(),
@@ -584,6 +588,33 @@ TEST_F(ProxyAuthEnabledLaterItTest, AnonymousLosesAccessAndUsersGainIt) {
   ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(hit);
   EXPECT_EQ(Authentications(), 1);
+}
+
+// Without --user the proxy has no identity: with auth on, its shared
+// watches are refused (clients' watchers canceled with the member's
+// reason), its cache loads too (reads are forwarded with the client's
+// token); nothing leaks either way.
+class ProxyAuthNoUserItTest : public ProxyAuthItTest {
+ protected:
+  std::string ProxyUserFlag() const override { return ""; }
+};
+
+TEST_F(ProxyAuthNoUserItTest, ReadsAreForwardedAndWatchesRefused) {
+  ASSERT_NO_FATAL_FAILURE(RootPut("/a/n/k", "1"));
+  for (Who* who : {&alice_, &bob_, &anon_}) {
+    for (int round = 0; round < 3; ++round) {
+      for (bool ser : {true, false}) {
+        ASSERT_NO_FATAL_FAILURE(CheckRead(*who, "/a/n/k", false, ser, "1"));
+        ASSERT_NO_FATAL_FAILURE(CheckRead(*who, "/a/n/", true, ser, "1"));
+      }
+    }
+  }
+  WatchClient* w = NewWatch(alice_, "/a/n/");
+  ASSERT_TRUE(WaitFor([&] { return w->Log(1).canceled; }, absl::Seconds(10)));
+  std::printf("alice's watch through a proxy without a user: %s\n",
+              w->Log(1).cancel_reason.c_str());
+  EXPECT_EQ(w->EventCount(1), 0u);
+  EXPECT_EQ(Authentications(), 0);
 }
 
 // JWT tokens (--auth-token=jwt,...): each carries the auth revision it was
