@@ -28,6 +28,16 @@ class ProxyWatchItTest : public ::testing::Test {
     proxy_ = std::make_unique<ProxyProcess>(
         std::vector<std::string>{member_->Endpoint()}, proxy_flags);
     ASSERT_TRUE(proxy_->Start());
+    // Start()'s readiness read put its range in the cache, whose watch
+    // comes up once the range is loaded, maybe after Start() returned:
+    // tests that count upstream watches start once it has.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const double entries = ProxyMetric("synod_proxy_cache_entries");
+          return entries >= 0 &&
+                 ProxyMetric("synod_proxy_upstream_watches") == entries;
+        },
+        absl::Seconds(10)));
     proxy_channel_ = grpc::CreateChannel(proxy_->Endpoint(),
                                          grpc::InsecureChannelCredentials());
     member_kv_ = etcdserverpb::KV::NewStub(grpc::CreateChannel(
