@@ -79,8 +79,13 @@ class BenchUpstream final : public Upstream {
       std::function<void(absl::StatusOr<int64_t>)> done) override {
     done(int64_t{10});
   }
-  void Range(const RangeRequest& req, RangeDone done) override {
+  void Range(const RangeRequest& req, const CallAs&,
+             RangeDone done) override {
     ranges.emplace_back(req, std::move(done));
+  }
+  void AuthStatus(
+      std::function<void(absl::StatusOr<UpstreamAuthState>)> done) override {
+    done(UpstreamAuthState());
   }
 
   std::vector<std::shared_ptr<Stream>> watches;
@@ -108,11 +113,17 @@ std::string KeyName(int i) {
 class WarmCache {
  public:
   WarmCache()
-      : hub_(&up_, &clock_, WatchRangeOptions(), absl::Seconds(30), nullptr) {
+      : hub_(&up_, &clock_, WatchRangeOptions(), absl::Seconds(30), nullptr),
+        perms_(&up_, &clock_, PermissionCacheOptions()) {
+    // Auth off: anonymous reads need no permission probe.
+    UpstreamAuthState off;
+    off.known = true;
+    perms_.SetAuthState(off);
     RangeCacheOptions o;
     o.max_bytes = size_t{1} << 30;
     o.max_ranges = 100000;
-    cache_ = std::make_unique<RangeCache>(&hub_, &up_, &clock_, o, nullptr);
+    cache_ = std::make_unique<RangeCache>(&hub_, &up_, &perms_, &clock_, o,
+                                          nullptr);
   }
 
   // Reads `req` once (forwarded; the cache loads the range at revision 10
@@ -120,12 +131,12 @@ class WarmCache {
   void Warm(RangeRequest req, const std::vector<mvccpb::KeyValue>& kvs) {
     req.set_serializable(false);
     bool done = false;
-    cache_->Range(req, true,
+    cache_->Range(req, "",
                   [&done](const grpc::Status&, const RangeResponse&) {
                     done = true;
                   });
     const size_t watches_before = up_.watches.size();
-    while (!up_.ranges.empty()) {  // the load and the forwarded read
+    while (!up_.ranges.empty()) {  // the forwarded read, then the load
       auto [r, d] = std::move(up_.ranges.front());
       up_.ranges.pop_front();
       RangeResponse resp;
@@ -151,7 +162,7 @@ class WarmCache {
   void Hit(const RangeRequest& req, int expect_kvs) {
     bool done = false;
     int n = -1;
-    cache_->Range(req, true,
+    cache_->Range(req, "",
                   [&](const grpc::Status& s, const RangeResponse& r) {
                     done = s.ok();
                     n = r.kvs_size();
@@ -167,6 +178,7 @@ class WarmCache {
   BenchUpstream up_;
   common::FakeClock clock_;
   WatchHub hub_;
+  PermissionCache perms_;
   std::unique_ptr<RangeCache> cache_;
 };
 

@@ -252,8 +252,10 @@ class WatchStream final : public common::WatchStreamReactor,
   void RecheckPermissions() {
     auth::AuthStore* as = s_->auth_store();
     std::vector<std::pair<int64_t, uint64_t>> revoked;
+    std::string user;
     {
       absl::MutexLock l(&mu_);
+      user = user_;
       const auth::AuthInfo info{user_, as->Revision()};
       for (auto it = watchers_.begin(); it != watchers_.end();) {
         absl::Status st =
@@ -274,7 +276,7 @@ class WatchStream final : public common::WatchStreamReactor,
       }
     }
     for (const auto& [id, handle] : revoked) {
-      SYNOD_LOG(INFO) << "canceled watch " << id << " of user \"" << user_
+      SYNOD_LOG(INFO) << "canceled watch " << id << " of user \"" << user
                       << "\": permission revoked";
       if (handle != 0) s_->watchable()->Cancel(handle);
     }
