@@ -14,7 +14,10 @@
 #include <filesystem>
 #include <memory>
 #include <regex>
+#include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "backend/server/etcd_server.h"
@@ -101,6 +104,7 @@ class GatewayTest : public ::testing::Test {
   }
   void TearDown() override {
     http_->Stop();  // cancels the gateway's calls still open
+    for (int fd : open_fds_) close(fd);
     gateway_.reset();
     grpc_->Shutdown();
     server_->Stop();
@@ -137,6 +141,7 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<JsonGateway> gateway_;
   std::unique_ptr<common::HttpServer> http_;
   int port_ = 0;
+  std::vector<int> open_fds_;  // closed after the server stops
 };
 
 // etcd's header: 64-bit integers as strings.
@@ -344,6 +349,56 @@ TEST_F(GatewayTest, AuthorizationHeaderIsTheToken) {
   EXPECT_NE(r.body.find(R"("users":["root"])"), std::string::npos) << r.body;
   r = Post("/v3/auth/disable", "{}", token);
   EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(GatewayTest, ConcurrentClientsAndStreamsLeftOpen) {
+  // Watches whose clients stay connected: stopping the HttpServer (in
+  // TearDown) cancels them, and the gateway's destructor waits for them.
+  std::vector<int> open;
+  for (int i = 0; i < 4; ++i) {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    const std::string create = R"({"create_request": {"key": "dw=="}})";
+    RawSendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
+                                "Content-Length: ",
+                                create.size(), "\r\n\r\n", create));
+    std::string raw;
+    ReadUntil(fd, R"("created":true}})", &raw);
+    ASSERT_NE(raw.find(R"("created":true}})"), std::string::npos) << raw;
+    open.push_back(fd);
+  }
+  // Puts and ranges from several threads at once, and watches that are
+  // dropped at once, while the open watches see every put.
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 10;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, &ok] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (Post("/v3/kv/put", R"({"key": "dw==", "value": "eA=="})").status ==
+                200 &&
+            Post("/v3/kv/range", R"({"key": "dw=="})").status == 200) {
+          ok.fetch_add(1);
+        }
+        int fd = Connect(port_);
+        RawSendAll(fd, "POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n");
+        close(fd);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kThreads * kPerThread);
+  const std::string last =
+      absl::StrCat(R"("mod_revision":")", 1 + kThreads * kPerThread, R"(")");
+  for (int fd : open) {
+    std::string raw;
+    ReadUntil(fd, last, &raw);
+    EXPECT_NE(raw.find(last), std::string::npos) << raw.substr(0, 300);
+  }
+  // The four watches stay open into TearDown.
+  for (int fd : open) open_fds_.push_back(fd);
 }
 
 TEST_F(GatewayTest, ElectionLeaderWithoutCandidates) {
