@@ -364,7 +364,10 @@ class HttpServer::Impl {
   bool PickRoute(Conn* conn);
   // Hands the body read so far, and the end of the request, on.
   void Deliver(Conn* conn);
-  // Gives the request to an asynchronous handler.
+  // An asynchronous handler is to have the request: a responder, no
+  // deadline.
+  void Activate(Conn* conn);
+  // Gives the complete request to an asynchronous handler.
   void StartExchange(Conn* conn);
   // Runs the operations `state`'s responder queued.
   void RunOps(const std::shared_ptr<HttpResponder::State>& state);
@@ -933,9 +936,7 @@ bool HttpServer::Impl::PickRoute(Conn* conn) {
   {
     absl::MutexLock lock(&handlers_mu_);
     auto it = handlers_.find(req.path);
-    if (it == handlers_.end()) {
-      // fall through to 404 below
-    } else {
+    if (it != handlers_.end()) {  // else 404 below
       const PathHandlers& h = it->second;
       if (h.sync && (req.method == "GET" || req.method == "HEAD")) {
         conn->route = RouteKind::kSync;
@@ -981,11 +982,7 @@ bool HttpServer::Impl::PickRoute(Conn* conn) {
   }
   if (conn->route == RouteKind::kStream) {
     // The handler has the request from here on; no deadline for the body.
-    uv_timer_stop(&conn->timer);
-    conn->state = Conn::State::kActive;
-    conn->responder = std::make_shared<HttpResponder::State>();
-    conn->responder->link = link_;
-    conn->responder->conn = conn;
+    Activate(conn);
     HttpStreamHandler handler = std::move(conn->stream_handler);
     conn->reader = handler(req, HttpResponder(conn->responder));
   }
@@ -1040,12 +1037,16 @@ void HttpServer::Impl::Deliver(Conn* conn) {
   }
 }
 
-void HttpServer::Impl::StartExchange(Conn* conn) {
+void HttpServer::Impl::Activate(Conn* conn) {
   conn->state = Conn::State::kActive;
   uv_timer_stop(&conn->timer);
   conn->responder = std::make_shared<HttpResponder::State>();
   conn->responder->link = link_;
   conn->responder->conn = conn;
+}
+
+void HttpServer::Impl::StartExchange(Conn* conn) {
+  Activate(conn);
   conn->req.body = std::move(conn->body);
   conn->body.clear();
   HttpAsyncHandler handler = std::move(conn->async_handler);
