@@ -9,6 +9,7 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/client_callback.h>
 
+#include <algorithm>
 #include <deque>
 #include <string>
 #include <utility>
@@ -113,22 +114,21 @@ struct Route {
   bool keep_open_after_body;
 };
 
-// etcd's CORS headers (embed/serve.go, --cors "*" by default) and the
-// gRPC header metadata grpc-gateway forwards.
-const Headers& AnswerHeaders() {
-  static const Headers* h = new Headers{
+// etcd's CORS headers (embed/serve.go addCORSHeader) for `origin`.
+Headers CorsHeaders(const std::string& origin) {
+  return Headers{
       {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
       {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
-      {"Access-Control-Allow-Origin", "*"},
-      {"Grpc-Metadata-Content-Type", "application/grpc"},
+      {"Access-Control-Allow-Origin", origin},
   };
-  return *h;
 }
 
-const Headers& CorsHeaders() {
-  static const Headers* h =
-      new Headers(AnswerHeaders().begin(), AnswerHeaders().end() - 1);
-  return *h;
+// A successful answer's headers: `cors`, and the gRPC header metadata
+// grpc-gateway forwards.
+Headers AnswerHeaders(const Headers& cors) {
+  Headers h = cors;
+  h.emplace_back("Grpc-Metadata-Content-Type", "application/grpc");
+  return h;
 }
 
 // grpc-gateway's runtime.HTTPStatusFromCode.
@@ -211,15 +211,16 @@ std::string JsonQuote(absl::string_view s) {
   return out;
 }
 
-// grpc-gateway's DefaultHTTPError answer for `st`.
-common::HttpResponse ErrorResponse(const grpc::Status& st) {
+// grpc-gateway's DefaultHTTPError answer for `st`, with headers `cors`.
+common::HttpResponse ErrorResponse(const grpc::Status& st,
+                                   const Headers& cors) {
   std::string msg = JsonQuote(st.error_message());
   common::HttpResponse r;
   r.status = HttpStatusFromCode(st.error_code());
   r.content_type = "application/json";
   r.body = absl::StrCat("{\"error\":", msg, ",\"message\":", msg,
                         ",\"code\":", static_cast<int>(st.error_code()), "}");
-  r.headers = CorsHeaders();
+  r.headers = cors;
   return r;
 }
 
@@ -363,20 +364,36 @@ bool AddToken(const common::HttpRequest& req, grpc::ClientContext* ctx) {
   return true;
 }
 
-common::HttpResponse JsonAnswer(std::string body) {
+common::HttpResponse JsonAnswer(std::string body, const Headers& cors) {
   common::HttpResponse r;
   r.status = 200;
   r.content_type = "application/json";
   r.body = std::move(body);
-  r.headers = AnswerHeaders();
+  r.headers = AnswerHeaders(cors);
   return r;
 }
 
 }  // namespace
 
 struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
-  explicit Impl(std::shared_ptr<grpc::Channel> ch)
-      : channel(std::move(ch)), stub(channel) {}
+  Impl(std::shared_ptr<grpc::Channel> ch, std::vector<std::string> origins)
+      : channel(std::move(ch)), stub(channel), cors(std::move(origins)) {}
+
+  // The CORS headers for `req`, as etcd's corsHandler: all origins ("*")
+  // when --cors is empty or has "*", else the request's Origin if listed,
+  // else none.
+  Headers CorsFor(const common::HttpRequest& req) const {
+    if (cors.empty() ||
+        std::find(cors.begin(), cors.end(), "*") != cors.end()) {
+      return CorsHeaders("*");
+    }
+    const std::string* origin = req.Header("origin");
+    if (origin != nullptr &&
+        std::find(cors.begin(), cors.end(), *origin) != cors.end()) {
+      return CorsHeaders(*origin);
+    }
+    return {};
+  }
 
   // Counts a call in; false once the gateway is going away.
   bool Begin(grpc::ClientContext* ctx) {
@@ -402,7 +419,8 @@ struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
   // Parses the body into `msg` (unless null: a streamed body), puts the
   // token on `ctx` and counts the call in. False if it answered instead.
   bool Prepare(const common::HttpRequest& req, Message* msg,
-               grpc::ClientContext* ctx, common::HttpResponder* resp);
+               grpc::ClientContext* ctx, const Headers& cors,
+               common::HttpResponder* resp);
   void Unary(const Route* route, const common::HttpRequest& req,
              common::HttpResponder resp);
   void ServerStream(const Route* route, const common::HttpRequest& req,
@@ -413,6 +431,7 @@ struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
 
   std::shared_ptr<grpc::Channel> channel;
   grpc::GenericStub stub;
+  const std::vector<std::string> cors;  // --cors
   std::vector<std::unique_ptr<Route>> routes;
 
   absl::Mutex mu;
@@ -446,11 +465,13 @@ class StreamCall final
   };
 
   StreamCall(std::shared_ptr<JsonGateway::Impl> gw, const Route* route,
-             common::HttpResponder resp, std::shared_ptr<Shared> shared)
+             common::HttpResponder resp, std::shared_ptr<Shared> shared,
+             Headers cors)
       : gw_(std::move(gw)),
         route_(route),
         resp_(std::move(resp)),
-        shared_(std::move(shared)) {}
+        shared_(std::move(shared)),
+        cors_(std::move(cors)) {}
 
   // Starts the call. `only`: the one request of a server-streaming call,
   // sent before the half-close. Else request messages come through Send()
@@ -493,7 +514,7 @@ class StreamCall final
       send_stopped_ = true;
     }
     if (first) {
-      resp_.Respond(ErrorResponse(st));
+      resp_.Respond(ErrorResponse(st, cors_));
       shared_->ctx.TryCancel();
     } else if (!route_->keep_open_after_body) {
       HalfClose();
@@ -554,7 +575,7 @@ class StreamCall final
       start = !started_;
       started_ = true;
     }
-    if (start) resp_.StartStream(200, "application/json", AnswerHeaders());
+    if (start) resp_.StartStream(200, "application/json", AnswerHeaders(cors_));
     // The next read waits until the client has taken this line.
     AddHold();
     if (!resp_.Write(absl::StrCat("{\"result\":", ToJson(*msg), "}\n"),
@@ -574,10 +595,10 @@ class StreamCall final
     }
     if (!started) {
       if (st.ok()) {
-        resp_.StartStream(200, "application/json", AnswerHeaders());
+        resp_.StartStream(200, "application/json", AnswerHeaders(cors_));
         resp_.Finish();
       } else {
-        resp_.Respond(ErrorResponse(st));
+        resp_.Respond(ErrorResponse(st, cors_));
       }
     } else {
       if (!st.ok()) resp_.Write(StreamErrorLine(st));
@@ -628,6 +649,7 @@ class StreamCall final
   const Route* const route_;
   common::HttpResponder resp_;
   const std::shared_ptr<Shared> shared_;
+  const Headers cors_;  // CORS headers for every answer
   grpc::ByteBuffer in_;
 
   absl::Mutex mu_;
@@ -643,7 +665,7 @@ class StreamCall final
 }  // namespace
 
 bool JsonGateway::Impl::Prepare(const common::HttpRequest& req, Message* msg,
-                                grpc::ClientContext* ctx,
+                                grpc::ClientContext* ctx, const Headers& cors,
                                 common::HttpResponder* resp) {
   grpc::Status st =
       msg == nullptr ? grpc::Status::OK : ParseBody(req.body, msg);
@@ -654,7 +676,7 @@ bool JsonGateway::Impl::Prepare(const common::HttpRequest& req, Message* msg,
   if (st.ok() && !Begin(ctx)) {
     st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "gateway is stopping");
   }
-  if (!st.ok()) resp->Respond(ErrorResponse(st));
+  if (!st.ok()) resp->Respond(ErrorResponse(st, cors));
   return st.ok();
 }
 
@@ -663,25 +685,23 @@ void JsonGateway::Impl::Unary(const Route* route,
                               common::HttpResponder resp) {
   auto call = std::make_shared<UnaryCall>();
   std::unique_ptr<Message> msg(route->request_prototype->New());
-  if (!Prepare(req, msg.get(), &call->ctx, &resp)) return;
+  Headers cors = CorsFor(req);
+  if (!Prepare(req, msg.get(), &call->ctx, cors, &resp)) return;
   call->request = ToBuffer(*msg);
   resp.OnClose([call] { call->ctx.TryCancel(); });
   std::shared_ptr<Impl> self = shared_from_this();
   stub.UnaryCall(&call->ctx, route->grpc_path, grpc::StubOptions(),
                  &call->request, &call->response,
-                 [self, call, route, resp](grpc::Status status) mutable {
-                   if (status.ok()) {
-                     std::unique_ptr<Message> out(
-                         route->response_prototype->New());
-                     if (FromBuffer(call->response, out.get())) {
-                       resp.Respond(JsonAnswer(ToJson(*out)));
-                     } else {
-                       resp.Respond(ErrorResponse(grpc::Status(
-                           grpc::StatusCode::INTERNAL, "bad response")));
-                     }
-                   } else {
-                     resp.Respond(ErrorResponse(status));
+                 [self, call, route, resp, cors](grpc::Status status) mutable {
+                   std::unique_ptr<Message> out(
+                       route->response_prototype->New());
+                   if (status.ok() && !FromBuffer(call->response, out.get())) {
+                     status = grpc::Status(grpc::StatusCode::INTERNAL,
+                                           "bad response");
                    }
+                   resp.Respond(status.ok()
+                                    ? JsonAnswer(ToJson(*out), cors)
+                                    : ErrorResponse(status, cors));
                    self->End(&call->ctx);
                  });
 }
@@ -691,9 +711,11 @@ void JsonGateway::Impl::ServerStream(const Route* route,
                                      common::HttpResponder resp) {
   auto shared = std::make_shared<StreamCall::Shared>();
   std::unique_ptr<Message> msg(route->request_prototype->New());
-  if (!Prepare(req, msg.get(), &shared->ctx, &resp)) return;
+  Headers cors = CorsFor(req);
+  if (!Prepare(req, msg.get(), &shared->ctx, cors, &resp)) return;
   resp.OnClose([shared] { shared->ctx.TryCancel(); });
-  auto* call = new StreamCall(shared_from_this(), route, resp, shared);
+  auto* call = new StreamCall(shared_from_this(), route, resp, shared,
+                              std::move(cors));
   call->Start(msg.get());
 }
 
@@ -701,8 +723,10 @@ common::HttpBodyReader JsonGateway::Impl::ClientStream(
     const Route* route, const common::HttpRequest& req,
     common::HttpResponder resp) {
   auto shared = std::make_shared<StreamCall::Shared>();
-  if (!Prepare(req, nullptr, &shared->ctx, &resp)) return {};
-  auto* call = new StreamCall(shared_from_this(), route, resp, shared);
+  Headers cors = CorsFor(req);
+  if (!Prepare(req, nullptr, &shared->ctx, cors, &resp)) return {};
+  auto* call = new StreamCall(shared_from_this(), route, resp, shared,
+                              std::move(cors));
   call->Start(nullptr);
   // On close: cancel, and let go of the call if the body still held it.
   resp.OnClose([shared] {
@@ -734,8 +758,9 @@ common::HttpBodyReader JsonGateway::Impl::ClientStream(
   return reader;
 }
 
-JsonGateway::JsonGateway(std::shared_ptr<grpc::Channel> channel)
-    : impl_(std::make_shared<Impl>(std::move(channel))) {
+JsonGateway::JsonGateway(std::shared_ptr<grpc::Channel> channel,
+                         std::vector<std::string> cors)
+    : impl_(std::make_shared<Impl>(std::move(channel), std::move(cors))) {
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();
   auto* factory = google::protobuf::MessageFactory::generated_factory();
   // Force the generated files in: their descriptors register on first use.
@@ -764,11 +789,13 @@ JsonGateway::JsonGateway(std::shared_ptr<grpc::Channel> channel)
 
 JsonGateway::~JsonGateway() { impl_->Shutdown(); }
 
-std::unique_ptr<JsonGateway> JsonGateway::ForServer(grpc::Server* server) {
+std::unique_ptr<JsonGateway> JsonGateway::ForServer(
+    grpc::Server* server, std::vector<std::string> cors) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
-  return std::make_unique<JsonGateway>(server->InProcessChannel(args));
+  return std::make_unique<JsonGateway>(server->InProcessChannel(args),
+                                       std::move(cors));
 }
 
 void JsonGateway::Install(common::HttpServer* http) {
@@ -778,11 +805,11 @@ void JsonGateway::Install(common::HttpServer* http) {
     for (const char* prefix : {"/v3/", "/v3beta/"}) {
       std::string path = absl::StrCat(prefix, route->path);
       http->HandleAsync(path, "OPTIONS",
-                        [](const common::HttpRequest&,
-                           common::HttpResponder resp) {
+                        [impl](const common::HttpRequest& req,
+                               common::HttpResponder resp) {
                           common::HttpResponse r;
                           r.status = 200;
-                          r.headers = CorsHeaders();
+                          r.headers = impl->CorsFor(req);
                           resp.Respond(std::move(r));
                         });
       if (route->client_streaming) {

@@ -18,7 +18,8 @@
 //   /v3/lock/{lock,unlock}
 //   /v3/election/{campaign,proclaim,leader,observe,resign} (observe
 //     streamed)
-// OPTIONS on any of them answers etcd's CORS headers.
+// Every answer carries etcd's CORS headers for --cors (see the
+// constructor); OPTIONS on any path answers them alone (a preflight).
 //
 // The JSON mapping is grpc-gateway's (protobuf's JSON utilities): field
 // names as in the .proto, bytes as base64, 64-bit integers as strings,
@@ -45,6 +46,8 @@
 #include <grpcpp/server.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "common/http_server.h"
 
@@ -53,7 +56,12 @@ namespace synod::server {
 class JsonGateway {
  public:
   // `channel` reaches this member's gRPC services (see ForServer()).
-  explicit JsonGateway(std::shared_ptr<grpc::Channel> channel);
+  // `cors`: --cors's origins. Empty or holding "*" (etcd's default) allows
+  // every origin ("Access-Control-Allow-Origin: *"); otherwise a request
+  // whose Origin header is listed gets it back, and any other no CORS
+  // headers, as etcd's corsHandler.
+  explicit JsonGateway(std::shared_ptr<grpc::Channel> channel,
+                       std::vector<std::string> cors = {});
   JsonGateway(const JsonGateway&) = delete;
   JsonGateway& operator=(const JsonGateway&) = delete;
   // Cancels every call still in flight and waits for each to end (they end
@@ -63,7 +71,8 @@ class JsonGateway {
   // A gateway that reaches `server`'s services through an in-process
   // channel (no socket; no message size limit on answers). `server` must
   // outlive the gateway.
-  static std::unique_ptr<JsonGateway> ForServer(grpc::Server* server);
+  static std::unique_ptr<JsonGateway> ForServer(
+      grpc::Server* server, std::vector<std::string> cors = {});
 
   // Serves every gateway path on `http` (POST, and OPTIONS). Call before
   // http->Start(). `http` must be stopped before the gateway is destroyed.

@@ -401,6 +401,51 @@ TEST_F(GatewayTest, ConcurrentClientsAndStreamsLeftOpen) {
   for (int fd : open) open_fds_.push_back(fd);
 }
 
+TEST_F(GatewayTest, CorsHeadersFollowTheAllowedOrigins) {
+  // The default (--cors "*"): every answer allows every origin.
+  Reply r = Post("/v3/kv/range", R"({"key": "Zm9v"})");
+  EXPECT_NE(r.headers.find("\r\nAccess-Control-Allow-Origin: *\r\n"),
+            std::string::npos)
+      << r.headers;
+  EXPECT_NE(r.headers.find("\r\nGrpc-Metadata-Content-Type: application/grpc"
+                           "\r\n"),
+            std::string::npos)
+      << r.headers;
+  // --cors http://a.example: that origin is echoed, another gets none.
+  auto gateway = JsonGateway::ForServer(grpc_.get(), {"http://a.example"});
+  common::HttpServer http;
+  gateway->Install(&http);
+  auto port = http.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  auto ask = [&](const std::string& method, const std::string& origin) {
+    int fd = Connect(*port);
+    RawSendAll(fd, absl::StrCat(method, " /v3/kv/range HTTP/1.1\r\nHost: t\r\n"
+                                "Origin: ",
+                                origin, "\r\nContent-Length: 2\r\n\r\n{}"));
+    std::string raw;
+    ReadUntil(fd, "", &raw);
+    close(fd);
+    return Parse(raw);
+  };
+  r = ask("POST", "http://a.example");
+  EXPECT_EQ(r.status, 400) << r.body;  // no key: etcd's error, with CORS
+  EXPECT_NE(r.headers.find(
+                "\r\nAccess-Control-Allow-Origin: http://a.example\r\n"),
+            std::string::npos)
+      << r.headers;
+  r = ask("POST", "http://b.example");
+  EXPECT_EQ(r.headers.find("Access-Control"), std::string::npos) << r.headers;
+  // A preflight: 200 with the headers and nothing else.
+  r = ask("OPTIONS", "http://a.example");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.headers.find("\r\nAccess-Control-Allow-Methods: POST, GET, "
+                           "OPTIONS, PUT, DELETE\r\n"),
+            std::string::npos)
+      << r.headers;
+  EXPECT_EQ(r.body, "");
+  http.Stop();
+}
+
 TEST_F(GatewayTest, ElectionLeaderWithoutCandidates) {
   // etcd answers exactly this: the error has no gRPC code (Unknown, 500).
   Reply r = Post("/v3/election/leader", R"({"name": "ZQ=="})");
