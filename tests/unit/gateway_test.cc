@@ -127,6 +127,23 @@ class GatewayTest : public ::testing::Test {
     return Parse(raw);
   }
 
+  // POSTs `create` to /v3/watch and reads the answer into `raw` up to the
+  // created line. The connection stays open; -1 (fd closed) if the watch
+  // was not created.
+  int OpenWatch(const std::string& create, std::string* raw) {
+    int fd = Connect(port_);
+    if (fd < 0) return -1;
+    RawSendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
+                                "Content-Length: ",
+                                create.size(), "\r\n\r\n", create));
+    ReadUntil(fd, R"("created":true}})", raw);
+    if (raw->find(R"("created":true}})") == std::string::npos) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   std::string dir_;
   ServerConfig cfg_;
   common::FakeClock clock_;
@@ -239,15 +256,9 @@ TEST_F(GatewayTest, MaintenanceStatusAndHash) {
 }
 
 TEST_F(GatewayTest, WatchStreamsResultLines) {
-  int fd = Connect(port_);
-  ASSERT_GE(fd, 0);
-  const std::string create = R"({"create_request": {"key": "Zm9v"}})";
-  RawSendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
-                           "Content-Length: ",
-                           create.size(), "\r\n\r\n", create));
   std::string raw;
-  ReadUntil(fd, R"("created":true}})", &raw);
-  ASSERT_NE(raw.find(R"("created":true}})"), std::string::npos) << raw;
+  int fd = OpenWatch(R"({"create_request": {"key": "Zm9v"}})", &raw);
+  ASSERT_GE(fd, 0) << raw;
   EXPECT_EQ(Parse(raw).status, 200);
   EXPECT_NE(raw.find("\r\nTransfer-Encoding: chunked\r\n"), std::string::npos);
   // The body has ended; the watch stays open (as etcd's) and sees a put.
@@ -356,15 +367,9 @@ TEST_F(GatewayTest, ConcurrentClientsAndStreamsLeftOpen) {
   // TearDown) cancels them, and the gateway's destructor waits for them.
   std::vector<int> open;
   for (int i = 0; i < 4; ++i) {
-    int fd = Connect(port_);
-    ASSERT_GE(fd, 0);
-    const std::string create = R"({"create_request": {"key": "dw=="}})";
-    RawSendAll(fd, absl::StrCat("POST /v3/watch HTTP/1.1\r\nHost: t\r\n"
-                                "Content-Length: ",
-                                create.size(), "\r\n\r\n", create));
     std::string raw;
-    ReadUntil(fd, R"("created":true}})", &raw);
-    ASSERT_NE(raw.find(R"("created":true}})"), std::string::npos) << raw;
+    int fd = OpenWatch(R"({"create_request": {"key": "dw=="}})", &raw);
+    ASSERT_GE(fd, 0) << raw;
     open.push_back(fd);
   }
   // Puts and ranges from several threads at once, and watches that are
