@@ -53,8 +53,12 @@ absl::StatusOr<auth::AuthInfo> CallerAuthInfo(EtcdServer* s,
     return s->auth_store()->AuthInfoFromToken(t);
   }
   if (s->config().client_cert_auth) {
-    std::string cn = common::PeerCommonName(ctx);
-    if (!cn.empty()) return s->auth_store()->AuthInfoFromCommonName(cn);
+    // A verified client certificate is an identity even without a CN: etcd
+    // then checks user "" (permission denied, not "user name is empty").
+    std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+    if (auth != nullptr && !auth->FindPropertyValues("x509_pem_cert").empty()) {
+      return s->auth_store()->AuthInfoFromCommonName(common::PeerCommonName(ctx));
+    }
   }
   return auth::AuthInfo{};
 }

@@ -10,6 +10,33 @@ namespace synod::server {
 using common::EtcdError;
 using common::Err;
 
+namespace {
+
+// etcd 3.4's maintenance server returns the auth package's own errors
+// (auth/store.go), which gRPC sends as code Unknown with that text, e.g.
+// "auth: permission denied"; etcdctl prints them so. Other errors pass.
+absl::Status AsAuthPackageError(const absl::Status& st) {
+  static constexpr std::pair<EtcdError, const char*> kTexts[] = {
+      {EtcdError::kPermissionDenied, "auth: permission denied"},
+      {EtcdError::kUserEmpty, "auth: user name is empty"},
+      {EtcdError::kUserNotFound, "auth: user not found"},
+      {EtcdError::kInvalidAuthToken, "auth: invalid auth token"},
+      {EtcdError::kAuthOldRevision, "auth: revision in header is old"},
+  };
+  for (const auto& [e, text] : kTexts) {
+    if (common::IsErr(st, e)) return absl::UnknownError(text);
+  }
+  return st;
+}
+
+// The admin check of etcd's authMaintenanceServer, with its errors.
+absl::Status CheckMaintenanceAdmin(EtcdServer* s,
+                                   const grpc::ServerContextBase& ctx) {
+  return AsAuthPackageError(CheckAdmin(s, ctx));
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* MaintenanceService::Alarm(
     grpc::CallbackServerContext* ctx, const etcdserverpb::AlarmRequest* req,
     etcdserverpb::AlarmResponse* resp) {
@@ -74,7 +101,7 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(
 grpc::ServerUnaryReactor* MaintenanceService::Defragment(
     grpc::CallbackServerContext* ctx, const etcdserverpb::DefragmentRequest*,
     etcdserverpb::DefragmentResponse* resp) {
-  absl::Status admin = CheckAdmin(s_, *ctx);
+  absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   s_->backend()->CompactAll();
@@ -86,7 +113,7 @@ grpc::ServerUnaryReactor* MaintenanceService::Defragment(
 grpc::ServerUnaryReactor* MaintenanceService::Hash(
     grpc::CallbackServerContext* ctx, const etcdserverpb::HashRequest*,
     etcdserverpb::HashResponse* resp) {
-  absl::Status admin = CheckAdmin(s_, *ctx);
+  absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto h = s_->kv()->HashKV(0);
@@ -101,7 +128,7 @@ grpc::ServerUnaryReactor* MaintenanceService::Hash(
 grpc::ServerUnaryReactor* MaintenanceService::HashKV(
     grpc::CallbackServerContext* ctx, const etcdserverpb::HashKVRequest* req,
     etcdserverpb::HashKVResponse* resp) {
-  absl::Status admin = CheckAdmin(s_, *ctx);
+  absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto h = s_->LocalHashKV(req->revision());
@@ -154,7 +181,7 @@ class SnapshotReactor final
 grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>*
 MaintenanceService::Snapshot(grpc::CallbackServerContext* ctx,
                              const etcdserverpb::SnapshotRequest*) {
-  absl::Status admin = CheckAdmin(s_, *ctx);
+  absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) {
     return new RejectedWriteStream<etcdserverpb::SnapshotResponse>(admin);
   }
@@ -164,7 +191,7 @@ MaintenanceService::Snapshot(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* MaintenanceService::MoveLeader(
     grpc::CallbackServerContext* ctx, const etcdserverpb::MoveLeaderRequest* req,
     etcdserverpb::MoveLeaderResponse* resp) {
-  absl::Status admin = CheckAdmin(s_, *ctx);
+  absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   EtcdServer* s = s_;
