@@ -29,6 +29,7 @@
 #include "backend/server/etcd_flags.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/force_new_cluster.h"
+#include "backend/server/gateway.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
 #include "common/clock.h"
@@ -694,6 +695,14 @@ int Run(int argc, char** argv) {
     SYNOD_LOG(ERROR) << "cannot listen on " << absl::GetFlag(FLAGS_listen_client_urls);
     return 1;
   }
+  // etcd's JSON gateway (--enable-grpc-gateway, --cors) on the plaintext
+  // client URLs. Declared after grpc_server (its in-process channel goes
+  // first) and before client_http (which refer to it, and are stopped and
+  // destroyed before it).
+  std::unique_ptr<JsonGateway> gateway;
+  if (process_flags->enable_grpc_gateway) {
+    gateway = JsonGateway::ForServer(grpc_server.get(), process_flags->cors);
+  }
   // Declared after grpc_server, so destroyed (and their hand-offs stopped)
   // before it on every return.
   std::vector<std::unique_ptr<common::HttpServer>> client_http;
@@ -709,6 +718,7 @@ int Run(int argc, char** argv) {
     options.http2_handoff = [g](int fd) { grpc::AddInsecureChannelFromFd(g, fd); };
     auto h = std::make_unique<common::HttpServer>(options);
     HandleEtcdHttp(h.get(), s);
+    if (gateway != nullptr) gateway->Install(h.get());
     auto st = h->Start(ListenHost(host), port);
     if (!st.ok()) {
       SYNOD_LOG(ERROR) << "cannot listen on " << u << ": " << st.status().message();

@@ -30,11 +30,10 @@ struct Example {
   std::vector<std::string> expected;  // output lines; "..." is a wildcard
 };
 
-// The README beside this file's directory (../../README.md).
+// The source tree's README (SYNOD_SOURCE_DIR comes from CMake: __FILE__ is
+// relative under ccache's base_dir).
 std::string ReadReadme() {
-  std::string here = __FILE__;
-  std::string root = here.substr(0, here.rfind("/tests/integration/"));
-  std::ifstream in(root + "/README.md");
+  std::ifstream in(std::string(SYNOD_SOURCE_DIR) + "/README.md");
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
