@@ -6,6 +6,13 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
 
 namespace synod::common {
 namespace {
@@ -78,20 +85,8 @@ std::string LabelKey(const std::string& metric, MetricLabels labels,
   return key;
 }
 
-// `name{key}` or `name` when there are no labels; `extra` is appended inside
-// the braces (used for le="...").
-std::string SeriesName(const std::string& name, const std::string& key,
-                       const std::string& extra = "") {
-  if (key.empty() && extra.empty()) return name;
-  std::string sep = (!key.empty() && !extra.empty()) ? "," : "";
-  return absl::StrCat(name, "{", key, sep, extra, "}");
-}
-
-void AtomicAdd(std::atomic<double>* a, double delta) {
-  double cur = a->load(std::memory_order_relaxed);
-  while (
-      !a->compare_exchange_weak(cur, cur + delta, std::memory_order_relaxed)) {
-  }
+prometheus::Labels ToLabels(const MetricLabels& labels) {
+  return prometheus::Labels(labels.begin(), labels.end());
 }
 
 }  // namespace
@@ -124,22 +119,31 @@ const char* MetricsRegistry::TypeName(Type type) {
   return "untyped";
 }
 
-void Gauge::Add(double delta) { AtomicAdd(&value_, delta); }
+void Counter::Inc(uint64_t n) { impl_->Increment(static_cast<double>(n)); }
 
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)),
-      counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
-  for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0);
+uint64_t Counter::Value() const {
+  return static_cast<uint64_t>(impl_->Value());
 }
+
+void Gauge::Set(double v) { impl_->Set(v); }
+
+void Gauge::Add(double delta) { impl_->Increment(delta); }
+
+double Gauge::Value() const { return impl_->Value(); }
 
 void Histogram::Observe(double value) {
   if (std::isnan(value)) return;
-  // First bound >= value: buckets are inclusive upper bounds ("le").
-  size_t i =
-      std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
-  counts_[i].fetch_add(1, std::memory_order_relaxed);
-  AtomicAdd(&sum_, value);
+  impl_->Observe(value);
 }
+
+uint64_t Histogram::BucketCount(size_t i) const {
+  const auto buckets = impl_->Collect().histogram.bucket;  // cumulative
+  if (i >= buckets.size()) return 0;
+  return buckets[i].cumulative_count -
+         (i == 0 ? 0 : buckets[i - 1].cumulative_count);
+}
+
+double Histogram::Sum() const { return impl_->Collect().histogram.sample_sum; }
 
 std::vector<double> ExponentialBuckets(double start, double factor, int count) {
   if (!(start > 0) || !(factor > 1) || count < 1) {
@@ -189,15 +193,33 @@ MetricsRegistry::Series& MetricsRegistry::FindOrCreate(
       Die(absl::StrCat(name, " registered with different buckets"));
     }
   }
-  return family.series[key];
+  Series& series = family.series[key];
+  if (series.labels.empty() && !labels.empty()) {
+    series.labels = labels;
+    std::sort(series.labels.begin(), series.labels.end());
+  }
+  return series;
 }
+
+MetricsRegistry::MetricsRegistry()
+    : registry_(std::make_unique<prometheus::Registry>(
+          prometheus::Registry::InsertBehavior::Throw)) {}
+
+MetricsRegistry::~MetricsRegistry() = default;
 
 Counter* MetricsRegistry::GetCounter(const std::string& name,
                                      const std::string& help,
                                      const MetricLabels& labels) {
   absl::MutexLock lock(&mu_);
   Series& s = FindOrCreate(name, help, Type::kCounter, nullptr, labels);
-  if (s.counter == nullptr) s.counter = std::make_unique<Counter>();
+  if (s.counter == nullptr) {
+    Family& f = families_[name];
+    if (f.counters == nullptr) {
+      f.counters = &prometheus::BuildCounter().Name(name).Help(help).Register(
+          *registry_);
+    }
+    s.counter = std::make_unique<Counter>(&f.counters->Add(ToLabels(labels)));
+  }
   return s.counter.get();
 }
 
@@ -208,7 +230,14 @@ Gauge* MetricsRegistry::GetGauge(const std::string& name,
   Series& s = FindOrCreate(name, help, Type::kGauge, nullptr, labels);
   if (s.callback)
     Die(absl::StrCat(name, ": labels already used by a callback"));
-  if (s.gauge == nullptr) s.gauge = std::make_unique<Gauge>();
+  if (s.gauge == nullptr) {
+    Family& f = families_[name];
+    if (f.gauges == nullptr) {
+      f.gauges = &prometheus::BuildGauge().Name(name).Help(help).Register(
+          *registry_);
+    }
+    s.gauge = std::make_unique<Gauge>(&f.gauges->Add(ToLabels(labels)));
+  }
   return s.gauge.get();
 }
 
@@ -220,7 +249,14 @@ Histogram* MetricsRegistry::GetHistogram(const std::string& name,
   Series& s =
       FindOrCreate(name, help, Type::kHistogram, &bucket_bounds, labels);
   if (s.histogram == nullptr) {
-    s.histogram = std::make_unique<Histogram>(std::move(bucket_bounds));
+    Family& f = families_[name];
+    if (f.histograms == nullptr) {
+      f.histograms = &prometheus::BuildHistogram().Name(name).Help(help).Register(
+          *registry_);
+    }
+    prometheus::Histogram& impl = f.histograms->Add(
+        ToLabels(labels), prometheus::Histogram::BucketBoundaries(bucket_bounds));
+    s.histogram = std::make_unique<Histogram>(&impl, std::move(bucket_bounds));
   }
   return s.histogram.get();
 }
@@ -258,43 +294,53 @@ void MetricsRegistry::RemoveGaugeCallback(uint64_t id) {
 }
 
 std::string MetricsRegistry::RenderText() const {
-  absl::MutexLock lock(&mu_);
-  std::string out;
-  for (const auto& [name, family] : families_) {
-    absl::StrAppend(&out, "# HELP ", name, " ", Escape(family.help, false),
-                    "\n# TYPE ", name, " ", TypeName(family.type), "\n");
-    for (const auto& [key, s] : family.series) {
-      if (s.counter != nullptr) {
-        absl::StrAppend(&out, SeriesName(name, key), " ", s.counter->Value(),
-                        "\n");
-      } else if (s.gauge != nullptr) {
-        absl::StrAppend(&out, SeriesName(name, key), " ",
-                        FormatMetricValue(s.gauge->Value()), "\n");
-      } else if (s.callback) {
-        absl::StrAppend(&out, SeriesName(name, key), " ",
-                        FormatMetricValue(s.callback()), "\n");
-      } else if (s.histogram != nullptr) {
-        const Histogram& h = *s.histogram;
-        // Read the buckets once; the count is their total so that _count and
-        // the +Inf bucket always agree, even during concurrent Observe().
-        uint64_t cumulative = 0;
-        for (size_t i = 0; i <= h.bounds().size(); ++i) {
-          cumulative += h.BucketCount(i);
-          std::string le =
-              i < h.bounds().size() ? FormatMetricValue(h.bounds()[i]) : "+Inf";
-          absl::StrAppend(&out,
-                          SeriesName(name + "_bucket", key,
-                                     absl::StrCat("le=\"", le, "\"")),
-                          " ", cumulative, "\n");
-        }
-        absl::StrAppend(&out, SeriesName(name + "_sum", key), " ",
-                        FormatMetricValue(h.Sum()), "\n",
-                        SeriesName(name + "_count", key), " ", cumulative,
-                        "\n");
+  std::vector<prometheus::MetricFamily> out;
+  {
+    absl::MutexLock lock(&mu_);
+    out.reserve(families_.size());
+    for (const auto& [name, family] : families_) {
+      prometheus::MetricFamily mf;
+      mf.name = name;
+      // prometheus-cpp writes the help text as given; the text format wants
+      // backslashes and newlines escaped.
+      mf.help = Escape(family.help, false);
+      switch (family.type) {
+        case Type::kCounter:
+          mf.type = prometheus::MetricType::Counter;
+          break;
+        case Type::kGauge:
+          mf.type = prometheus::MetricType::Gauge;
+          break;
+        case Type::kHistogram:
+          mf.type = prometheus::MetricType::Histogram;
+          break;
       }
+      std::vector<prometheus::MetricFamily> plain;
+      if (family.counters != nullptr) plain = family.counters->Collect();
+      if (family.gauges != nullptr) plain = family.gauges->Collect();
+      if (family.histograms != nullptr) plain = family.histograms->Collect();
+      for (auto& f : plain) {
+        for (auto& m : f.metric) mf.metric.push_back(std::move(m));
+      }
+      for (const auto& [key, s] : family.series) {
+        if (!s.callback) continue;
+        prometheus::ClientMetric m;
+        for (const auto& [label, value] : s.labels) {
+          m.label.push_back({label, value});
+        }
+        m.gauge.value = s.callback();
+        mf.metric.push_back(std::move(m));
+      }
+      // Series sorted by labels (prometheus-cpp keeps them in a hash map).
+      std::sort(mf.metric.begin(), mf.metric.end(),
+                [](const prometheus::ClientMetric& a,
+                   const prometheus::ClientMetric& b) {
+                  return a.label < b.label;
+                });
+      out.push_back(std::move(mf));
     }
   }
-  return out;
+  return prometheus::TextSerializer().Serialize(out);
 }
 
 MetricsRegistry& DefaultMetrics() {

@@ -1,16 +1,17 @@
-// MetricsRegistry: Prometheus metrics for /metrics. Code registers a counter,
-// gauge or histogram once (by name and optional labels), keeps the returned
-// pointer, and updates it on the hot path; RenderText() produces the text
-// exposition format 0.0.4 that Prometheus scrapes.
+// MetricsRegistry: Prometheus metrics for /metrics, kept in a
+// prometheus-cpp registry. Code registers a counter, gauge or histogram once
+// (by name and optional labels), keeps the returned pointer, and updates it on
+// the hot path; RenderText() produces the text exposition format 0.0.4 that
+// Prometheus scrapes (prometheus-cpp's TextSerializer).
 //
 // Ownership: the registry owns every Counter, Gauge and Histogram it returns.
 // The pointers stay valid until the registry is destroyed, and nothing is ever
 // unregistered except callback gauges. DefaultMetrics() is never destroyed.
 //
-// Thread safety: everything is safe for concurrent use. Counter::Inc,
-// Gauge::Set/Add and Histogram::Observe are lock-free atomics (no mutex on the
-// hot path). Registration, callback removal and RenderText() take the
-// registry mutex.
+// Thread safety: everything is safe for concurrent use. Counter::Inc and
+// Gauge::Set/Add are prometheus-cpp atomics; Histogram::Observe takes the
+// histogram's own short mutex (prometheus-cpp's). Registration, callback
+// removal and RenderText() take the registry mutex.
 //
 // Misuse is a programming error and aborts the process with a message on
 // stderr: an invalid metric or label name, the same name registered with a
@@ -31,6 +32,15 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
 namespace synod::common {
 
 // Label pairs {name, value} of one series, e.g. {{"method", "GET"}}. Order
@@ -38,46 +48,51 @@ namespace synod::common {
 // [a-zA-Z_][a-zA-Z0-9_]* and not start with "__"; values are any UTF-8 text.
 using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 
-// A monotonically increasing count (requests, bytes, errors).
+// A monotonically increasing count (requests, bytes, errors). A handle on a
+// prometheus::Counter that the registry owns.
 class Counter {
  public:
-  Counter() = default;
+  explicit Counter(prometheus::Counter* impl) : impl_(impl) {}
   Counter(const Counter&) = delete;
   Counter& operator=(const Counter&) = delete;
 
-  // Adds `n` (default 1). Wraps around after 2^64 - 1.
-  void Inc(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
-  uint64_t Value() const { return value_.load(std::memory_order_relaxed); }
+  // Adds `n` (default 1). Exact while the total stays <= 2^53.
+  void Inc(uint64_t n = 1);
+  uint64_t Value() const;
 
  private:
-  std::atomic<uint64_t> value_{0};
+  prometheus::Counter* const impl_;  // owned by the registry
 };
 
 // A value that goes up and down. Integers (int64) convert to double exactly
-// while |v| <= 2^53, which covers any byte or item count Synod exposes.
+// while |v| <= 2^53, which covers any byte or item count Synod exposes. A
+// handle on a prometheus::Gauge that the registry owns.
 class Gauge {
  public:
-  Gauge() = default;
+  explicit Gauge(prometheus::Gauge* impl) : impl_(impl) {}
   Gauge(const Gauge&) = delete;
   Gauge& operator=(const Gauge&) = delete;
 
-  void Set(double v) { value_.store(v, std::memory_order_relaxed); }
+  void Set(double v);
   // Adds `delta` (may be negative) atomically.
   void Add(double delta);
   void Inc() { Add(1); }
   void Dec() { Add(-1); }
-  double Value() const { return value_.load(std::memory_order_relaxed); }
+  double Value() const;
 
  private:
-  std::atomic<double> value_{0};
+  prometheus::Gauge* const impl_;  // owned by the registry
 };
 
 // Counts observations into buckets with upper bounds `bounds` (inclusive,
-// "le") plus an implicit +Inf bucket; also tracks their sum and count.
+// "le") plus an implicit +Inf bucket; also tracks their sum and count. A
+// handle on a prometheus::Histogram that the registry owns.
 class Histogram {
  public:
-  // REQUIRES: `bounds` finite and strictly increasing (may be empty).
-  explicit Histogram(std::vector<double> bounds);
+  // `bounds` are the bounds `impl` was built with (finite, strictly
+  // increasing, may be empty).
+  Histogram(prometheus::Histogram* impl, std::vector<double> bounds)
+      : impl_(impl), bounds_(std::move(bounds)) {}
   Histogram(const Histogram&) = delete;
   Histogram& operator=(const Histogram&) = delete;
 
@@ -87,15 +102,12 @@ class Histogram {
   const std::vector<double>& bounds() const { return bounds_; }
   // Non-cumulative count of bucket i, 0 <= i <= bounds().size() (the last is
   // the +Inf bucket).
-  uint64_t BucketCount(size_t i) const {
-    return counts_[i].load(std::memory_order_relaxed);
-  }
-  double Sum() const { return sum_.load(std::memory_order_relaxed); }
+  uint64_t BucketCount(size_t i) const;
+  double Sum() const;
 
  private:
+  prometheus::Histogram* const impl_;  // owned by the registry
   const std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // bounds_.size() + 1
-  std::atomic<double> sum_{0};
 };
 
 // Returns `count` bounds start, start*factor, start*factor^2, ...
@@ -104,7 +116,8 @@ std::vector<double> ExponentialBuckets(double start, double factor, int count);
 
 class MetricsRegistry {
  public:
-  MetricsRegistry() = default;
+  MetricsRegistry();
+  ~MetricsRegistry();
   MetricsRegistry(const MetricsRegistry&) = delete;
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
@@ -148,6 +161,7 @@ class MetricsRegistry {
  private:
   enum class Type { kCounter, kGauge, kHistogram };
   struct Series {
+    MetricLabels labels;  // sorted by name
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Histogram> histogram;
@@ -158,6 +172,11 @@ class MetricsRegistry {
     Type type;
     std::string help;
     std::vector<double> bounds;  // histograms only
+    // The prometheus-cpp family of the family's type holding the plain
+    // series (owned by registry_); null until the first one is added.
+    prometheus::Family<prometheus::Counter>* counters = nullptr;
+    prometheus::Family<prometheus::Gauge>* gauges = nullptr;
+    prometheus::Family<prometheus::Histogram>* histograms = nullptr;
     // Key: rendered labels without braces, sorted by label name, e.g.
     // `a="1",b="2"`; "" for no labels.
     std::map<std::string, Series> series;
@@ -173,6 +192,8 @@ class MetricsRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
+  // Owns every plain series; callback gauges live only in families_.
+  const std::unique_ptr<prometheus::Registry> registry_;
   std::map<std::string, Family> families_ ABSL_GUARDED_BY(mu_);
   // Callback id -> (family name, series key).
   std::map<uint64_t, std::pair<std::string, std::string>> callbacks_

@@ -9,6 +9,7 @@ PACKAGES=(
   libleveldb-dev libsnappy-dev zlib1g-dev libssl-dev
   libabsl-dev libuv1-dev libyaml-cpp-dev libcrypt-dev libjwt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libhttp-parser-dev
+  prometheus-cpp-dev
   etcd-client etcd-server curl
   golang-go golang-etcd-server-dev
 )

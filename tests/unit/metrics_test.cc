@@ -49,15 +49,17 @@ TEST(MetricsTest, HistogramExposition) {
   h->Observe(0.75);
   h->Observe(3);
   h->Observe(std::nan(""));  // ignored
+  // prometheus-cpp's TextSerializer writes _count and _sum before the
+  // buckets; the text format allows any order within a family.
   EXPECT_EQ(r.RenderText(),
             "# HELP synod_fsync_seconds Fsync latency.\n"
             "# TYPE synod_fsync_seconds histogram\n"
+            "synod_fsync_seconds_count 4\n"
+            "synod_fsync_seconds_sum 4.375\n"
             "synod_fsync_seconds_bucket{le=\"0.25\"} 1\n"
             "synod_fsync_seconds_bucket{le=\"0.5\"} 2\n"
             "synod_fsync_seconds_bucket{le=\"1\"} 3\n"
-            "synod_fsync_seconds_bucket{le=\"+Inf\"} 4\n"
-            "synod_fsync_seconds_sum 4.375\n"
-            "synod_fsync_seconds_count 4\n");
+            "synod_fsync_seconds_bucket{le=\"+Inf\"} 4\n");
 }
 
 TEST(MetricsTest, HistogramWithLabelsAndNoObservations) {
@@ -66,10 +68,10 @@ TEST(MetricsTest, HistogramWithLabelsAndNoObservations) {
   EXPECT_EQ(r.RenderText(),
             "# HELP rpc_seconds RPC latency.\n"
             "# TYPE rpc_seconds histogram\n"
-            "rpc_seconds_bucket{method=\"Put\",le=\"0.001\"} 0\n"
-            "rpc_seconds_bucket{method=\"Put\",le=\"+Inf\"} 0\n"
+            "rpc_seconds_count{method=\"Put\"} 0\n"
             "rpc_seconds_sum{method=\"Put\"} 0\n"
-            "rpc_seconds_count{method=\"Put\"} 0\n");
+            "rpc_seconds_bucket{method=\"Put\",le=\"0.001\"} 0\n"
+            "rpc_seconds_bucket{method=\"Put\",le=\"+Inf\"} 0\n");
 }
 
 TEST(MetricsTest, CallbackGaugeIsComputedAtRenderAndRemovable) {
