@@ -212,6 +212,8 @@ Counter* MetricsRegistry::GetCounter(const std::string& name,
                                      const MetricLabels& labels) {
   absl::MutexLock lock(&mu_);
   Series& s = FindOrCreate(name, help, Type::kCounter, nullptr, labels);
+  if (s.callback)
+    Die(absl::StrCat(name, ": labels already used by a callback"));
   if (s.counter == nullptr) {
     Family& f = families_[name];
     if (f.counters == nullptr) {
@@ -265,11 +267,25 @@ uint64_t MetricsRegistry::AddGaugeCallback(const std::string& name,
                                            const std::string& help,
                                            std::function<double()> fn,
                                            const MetricLabels& labels) {
-  if (!fn) Die(absl::StrCat(name, ": empty gauge callback"));
+  return AddCallback(name, help, Type::kGauge, std::move(fn), labels);
+}
+
+uint64_t MetricsRegistry::AddCounterCallback(const std::string& name,
+                                             const std::string& help,
+                                             std::function<double()> fn,
+                                             const MetricLabels& labels) {
+  return AddCallback(name, help, Type::kCounter, std::move(fn), labels);
+}
+
+uint64_t MetricsRegistry::AddCallback(const std::string& name,
+                                      const std::string& help, Type type,
+                                      std::function<double()> fn,
+                                      const MetricLabels& labels) {
+  if (!fn) Die(absl::StrCat(name, ": empty callback"));
   absl::MutexLock lock(&mu_);
-  Series& s = FindOrCreate(name, help, Type::kGauge, nullptr, labels);
-  if (s.gauge != nullptr) {
-    Die(absl::StrCat(name, ": labels already used by a plain gauge"));
+  Series& s = FindOrCreate(name, help, type, nullptr, labels);
+  if (s.gauge != nullptr || s.counter != nullptr) {
+    Die(absl::StrCat(name, ": labels already used by a plain series"));
   }
   if (s.callback_id != 0) callbacks_.erase(s.callback_id);
   uint64_t id = next_callback_id_++;
@@ -328,7 +344,8 @@ std::string MetricsRegistry::RenderText() const {
         for (const auto& [label, value] : s.labels) {
           m.label.push_back({label, value});
         }
-        m.gauge.value = s.callback();
+        (family.type == Type::kCounter ? m.counter.value : m.gauge.value) =
+            s.callback();
         mf.metric.push_back(std::move(m));
       }
       // Series sorted by labels (prometheus-cpp keeps them in a hash map).

@@ -148,7 +148,14 @@ class MetricsRegistry {
                             std::function<double()> fn,
                             const MetricLabels& labels = {})
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Unregisters the callback `id`; once this returns `fn` is never called
+  // As AddGaugeCallback, for a counter family whose total is kept elsewhere
+  // (e.g. the process's CPU time); `fn` must never decrease. Shares ids and
+  // RemoveGaugeCallback() with gauge callbacks.
+  uint64_t AddCounterCallback(const std::string& name, const std::string& help,
+                              std::function<double()> fn,
+                              const MetricLabels& labels = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Unregisters the callback `id` (gauge or counter); once this returns `fn` is never called
   // again, so its captures may be destroyed. Unknown or replaced ids are a
   // no-op.
   void RemoveGaugeCallback(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_);
@@ -165,7 +172,7 @@ class MetricsRegistry {
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Histogram> histogram;
-    std::function<double()> callback;  // set for a callback gauge
+    std::function<double()> callback;  // set for a callback series
     uint64_t callback_id = 0;
   };
   struct Family {
@@ -183,6 +190,11 @@ class MetricsRegistry {
   };
 
   static const char* TypeName(Type type);
+
+  // AddGaugeCallback and AddCounterCallback for `type`.
+  uint64_t AddCallback(const std::string& name, const std::string& help,
+                       Type type, std::function<double()> fn,
+                       const MetricLabels& labels) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Returns the series for (name, labels), creating family and series as
   // needed; aborts on a type, help or bucket mismatch.

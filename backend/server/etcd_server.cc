@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "backend/storage/schema.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 
@@ -33,13 +34,12 @@ EtcdServer::EtcdServer(const ServerConfig& config, common::Clock* clock,
       clock_(clock ? clock : common::RealClock::Get()),
       network_(network ? network : GrpcNetwork()),
       // etcd's metric names.
-      commit_seconds_(common::DefaultMetrics().GetHistogram(
-          "etcd_disk_backend_commit_duration_seconds",
-          "The latency distributions of commit called by backend.",
-          common::ExponentialBuckets(0.001, 2, 14))),
+      commit_seconds_(common::GetEtcdMetrics().backend_commit_seconds),
+      // etcd's etcd_server_proposals_committed_total is a gauge of the
+      // commit index (member_metrics.cc); this counts entries applied.
       proposals_committed_(common::DefaultMetrics().GetCounter(
-          "etcd_server_proposals_committed_total",
-          "The total number of consensus proposals committed.")),
+          "synod_server_entries_applied_total",
+          "The total number of Raft log entries applied by this member.")),
       waiters_(kMaxPendingProposals) {}
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Open(
@@ -431,6 +431,19 @@ void EtcdServer::ProposeWithWaiter(synodpb::Request req,
   req.set_id(id);
   req.set_proposer(member_id_);
   const absl::Time deadline = clock_->Now() + RequestTimeout();
+  // etcd's proposalsPending and proposalsFailed: a proposal is pending until
+  // its waiter is answered, and failed if it timed out, was dropped or was
+  // refused for load (not when the request itself is refused when applied).
+  const common::EtcdMetrics& metrics = common::GetEtcdMetrics();
+  metrics.proposals_pending->Inc();
+  done = [&metrics, d = std::move(done)](absl::Status st) {
+    metrics.proposals_pending->Dec();
+    if (absl::IsUnavailable(st) || absl::IsResourceExhausted(st) ||
+        absl::IsDeadlineExceeded(st)) {
+      metrics.proposals_failed->Inc();
+    }
+    d(std::move(st));
+  };
   WaitRegistry::Waiter w{resp, std::move(done), deadline};
   if (!waiters_.Register(id, std::move(w))) {
     w.done(Err(EtcdError::kTooManyRequests));

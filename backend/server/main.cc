@@ -30,6 +30,7 @@
 #include "backend/server/etcd_server.h"
 #include "backend/server/force_new_cluster.h"
 #include "backend/server/gateway.h"
+#include "backend/server/member_metrics.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
 #include "common/clock.h"
@@ -546,38 +547,9 @@ int Run(int argc, char** argv) {
   }
 
   common::MetricsRegistry& metrics = common::DefaultMetrics();
-  metrics.AddGaugeCallback("etcd_server_has_leader", "Whether a leader exists (1) or not (0).",
-                           [s] { return s->leader() != 0 ? 1.0 : 0.0; });
-  metrics.AddGaugeCallback("etcd_server_is_leader", "Whether this member is the leader.",
-                           [s] { return s->leader() == s->member_id() ? 1.0 : 0.0; });
-  metrics.AddGaugeCallback("etcd_mvcc_db_total_size_in_bytes", "Backend size in bytes.",
-                           [s] { return static_cast<double>(s->DbSizeBytes()); });
-  metrics.AddGaugeCallback("etcd_debugging_auth_revision",
-                           "The current revision of auth store.", [s] {
-    return static_cast<double>(s->auth_store()->Revision());
-  });
-  // etcd's keysGauge counts live keys (a delete takes one off). Counted
-  // at each scrape: O(keys) under the index's read lock.
-  metrics.AddGaugeCallback("etcd_debugging_mvcc_keys_total", "Total number of keys.", [s] {
-    etcdserverpb::RangeRequest all;
-    all.set_key(std::string(1, '\0'));
-    all.set_range_end(std::string(1, '\0'));
-    all.set_count_only(true);
-    etcdserverpb::RangeResponse resp;
-    return s->kv()->Range(all, &resp).ok() ? static_cast<double>(resp.count()) : 0.0;
-  });
-  metrics.AddGaugeCallback("etcd_debugging_mvcc_watcher_total", "Watchers.",
-                           [s] { return static_cast<double>(s->watchable()->WatcherCount()); });
-  metrics.AddGaugeCallback("etcd_debugging_mvcc_slow_watcher_total", "Unsynced watchers.",
-                           [s] { return static_cast<double>(s->watchable()->UnsyncedCount()); });
-  metrics.AddGaugeCallback("etcd_debugging_mvcc_current_revision", "Current revision.",
-                           [s] { return static_cast<double>(s->kv()->Rev()); });
-  metrics.AddGaugeCallback("etcd_debugging_mvcc_compact_revision", "Compacted revision.",
-                           [s] { return static_cast<double>(s->kv()->CompactRev()); });
-  metrics.AddGaugeCallback("etcd_server_proposals_applied_total", "Applied index.",
-                           [s] { return static_cast<double>(s->kv()->AppliedIndex()); });
-  metrics.AddGaugeCallback("etcd_debugging_lease_total", "Leases.",
-                           [s] { return static_cast<double>(s->lessor()->Count()); });
+  // etcd 3.4's etcd_*, process_* families (grpc_server_* come with the
+  // services).
+  server::MemberMetrics member_metrics(s);
   metrics
       .GetGauge("etcd_server_version",
                 "Which version is running. 1 for 'server_version' label with current "

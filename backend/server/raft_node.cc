@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 #include "common/logging.h"
 
 namespace synod::server {
@@ -200,6 +201,7 @@ void RaftNode::TryProposals() {
 void RaftNode::TryReads(absl::Time now) {
   // Retry a round that got no answer.
   if (!reads_in_flight_.empty() && now - reads_sent_at_ >= kReadRetry) {
+    common::GetEtcdMetrics().slow_read_indexes->Inc();  // etcd's slowReadIndex
     for (auto& [ctx, rs] : reads_in_flight_) {
       for (auto& r : rs) reads_waiting_.push_back(std::move(r));
     }
@@ -226,6 +228,7 @@ void RaftNode::ExpireWaiters(absl::Time now) {
     std::vector<PendingRead> keep;
     for (auto& r : rs) {
       if (r.deadline <= now) {
+        common::GetEtcdMetrics().read_indexes_failed->Inc();
         r.done(Err(EtcdError::kTimeout));
       } else {
         keep.push_back(std::move(r));
@@ -261,6 +264,10 @@ void RaftNode::HandleReady() {
     if (rd.soft_state.has_value()) {
       const uint64_t old = lead_.exchange(rd.soft_state->lead);
       if (old != rd.soft_state->lead) {
+        // etcd counts a change to a known leader (not the loss of one).
+        if (rd.soft_state->lead != 0) {
+          common::GetEtcdMetrics().leader_changes->Inc();
+        }
         SYNOD_LOG(INFO) << absl::StrCat(absl::Hex(opts_.id)) << " sees leader "
                         << absl::StrCat(absl::Hex(rd.soft_state->lead))
                         << " at term " << raw_->hard_state().term;

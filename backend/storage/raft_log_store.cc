@@ -3,7 +3,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "backend/storage/schema.h"
+#include "common/etcd_metrics.h"
 
 namespace synod::storage {
 
@@ -233,8 +236,17 @@ absl::Status RaftLogStore::Save(const std::optional<raft::HardState>& hs,
     }
   }
   if (b.Count() == 0) return absl::OkStatus();
+  // etcd's WAL metrics: the bytes written, and the latency of a synced
+  // write (the Raft log's fsync).
+  const common::EtcdMetrics& metrics = common::GetEtcdMetrics();
+  metrics.wal_write_bytes->Add(static_cast<double>(b.ApproximateSize()));
+  const absl::Time start = absl::Now();
   absl::Status st = backend_->Write(&b, must_sync);
   if (!st.ok()) return st;
+  if (must_sync) {
+    metrics.wal_fsync_seconds->Observe(
+        absl::ToDoubleSeconds(absl::Now() - start));
+  }
   if (install) {
     terms_.clear();
     snap_index_ = snap_index;
