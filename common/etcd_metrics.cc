@@ -115,6 +115,8 @@ EtcdMetrics* Register() {
           "Total number of deletes seen by this member.");
   m->mvcc_events = counter("etcd_debugging_mvcc_events_total",
                            "Total number of events sent by this member.");
+  m->watch_streams = gauge("etcd_debugging_mvcc_watch_stream_total",
+                           "Total number of watch streams.");
   m->mvcc_pending_events =
       gauge("etcd_debugging_mvcc_pending_events_total",
             "Total number of pending events to be sent.");

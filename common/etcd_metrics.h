@@ -49,6 +49,7 @@ struct EtcdMetrics {
   Counter* debugging_mvcc_range;
   Counter* debugging_mvcc_txn;
   Counter* mvcc_events;
+  Gauge* watch_streams;  // open gRPC watch streams
   Gauge* mvcc_pending_events;
   Gauge* mvcc_total_put_size_bytes;
   Histogram* mvcc_hash_seconds;

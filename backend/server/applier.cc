@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 #include "common/logging.h"
 
 namespace synod::server {
@@ -337,6 +338,9 @@ absl::Status Applier::ApplyOp(const synodpb::Request& req,
     }
     case synodpb::Request::kTxn: {
       etcdserverpb::TxnResponse local;
+      const common::EtcdMetrics& m = common::GetEtcdMetrics();
+      m.mvcc_txn->Inc();
+      m.debugging_mvcc_txn->Inc();
       auto txn = d_.kv->Write();
       return txn->Txn(req.txn(), out(&local));
     }
@@ -360,6 +364,8 @@ absl::Status Applier::ApplyOp(const synodpb::Request& req,
       auto ttl = d_.lessor->Grant(req.lease_grant().id(), req.lease_grant().ttl(),
                                 d_.kv->batch());
       if (!ttl.ok()) return ttl.status();
+      common::GetEtcdMetrics().lease_granted->Inc();
+      common::GetEtcdMetrics().lease_ttl->Observe(static_cast<double>(*ttl));
       auto* r = static_cast<etcdserverpb::LeaseGrantResponse*>(resp);
       if (r != nullptr) {
         r->set_id(req.lease_grant().id());
@@ -410,6 +416,7 @@ absl::Status Applier::ApplyLeaseRevoke(int64_t id) {
   auto keys = d_.lessor->Revoke(id, d_.kv->batch());
   d_.leases->Revoked(id);
   if (!keys.ok()) return keys.status();
+  common::GetEtcdMetrics().lease_revoked->Inc();
   // All attached keys go in one revision.
   auto txn = d_.kv->Write();
   for (const std::string& k : *keys) txn->DeleteKey(k);

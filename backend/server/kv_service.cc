@@ -3,6 +3,7 @@
 
 #include "backend/server/services.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 #include "common/key_range.h"
 
 namespace synod::server {
@@ -126,6 +127,9 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
     FinishWith(reactor, Err(EtcdError::kEmptyKey));
     return reactor;
   }
+  const common::EtcdMetrics& m = common::GetEtcdMetrics();
+  m.mvcc_range->Inc();
+  m.debugging_mvcc_range->Inc();
   EtcdServer* s = s_;
   // etcd's doSerialize: the caller's READ permission on the range, checked
   // once the read may go, and the auth state unchanged while reading.

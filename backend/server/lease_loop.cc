@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/etcd_metrics.h"
 #include "common/logging.h"
 
 namespace synod::server {
@@ -16,6 +17,7 @@ void LeaseLoop::Tick(bool is_leader) {
     synodpb::Request req;
     req.mutable_lease_revoke()->set_id(id);
     propose_(std::move(req), [this, id](absl::Status st) {
+      if (st.ok()) common::GetEtcdMetrics().lease_expired->Inc();
       if (!st.ok()) Revoked(id);  // not applied: a later pass retries
     });
   }
@@ -30,6 +32,7 @@ void LeaseLoop::Revoked(int64_t id) {
 absl::StatusOr<int64_t> LeaseLoop::KeepAlive(int64_t id) {
   bool clear = false;
   auto ttl = lessor_->KeepAlive(id, &clear);
+  if (ttl.ok()) common::GetEtcdMetrics().lease_renewed->Inc();
   if (!ttl.ok() || !clear) return ttl;
   // The lease has a checkpointed remaining TTL: clear it through the log, so
   // that a later leader does not restart it from that (etcd's Renew). One

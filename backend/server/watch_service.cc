@@ -26,6 +26,7 @@
 #include "backend/server/services.h"
 #include "absl/strings/str_cat.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 #include "common/logging.h"
 #include "common/key_range.h"
 #include "common/watch_stream.h"
@@ -65,11 +66,13 @@ class WatchStream final : public common::WatchStreamReactor,
       : common::WatchStreamReactor(Limits(s->config())), s_(s), ctx_(ctx) {
     ticker_ = s_->AddProgressTicker([this] { ProgressTick(); });
     auth_listener_ = s_->AddAuthListener([this] { RecheckPermissions(); });
+    common::GetEtcdMetrics().watch_streams->Inc();
     StartReading();
   }
 
   // ---- gRPC side ----
   void OnDone() override {
+    common::GetEtcdMetrics().watch_streams->Dec();
     s_->RemoveAuthListener(auth_listener_);
     s_->RemoveProgressTicker(ticker_);
     CancelAll();
