@@ -548,14 +548,8 @@ int Run(int argc, char** argv) {
 
   common::MetricsRegistry& metrics = common::DefaultMetrics();
   // etcd 3.4's etcd_*, process_* families (grpc_server_* come with the
-  // services).
+  // services), etcd_server_version among them.
   server::MemberMetrics member_metrics(s);
-  metrics
-      .GetGauge("etcd_server_version",
-                "Which version is running. 1 for 'server_version' label with current "
-                "version.",
-                {{"server_version", kServerVersion}})
-      ->Set(1);
 
   std::vector<std::unique_ptr<common::HttpServer>> http;
   for (const std::string& u : cfg.listen_metrics_urls) {
@@ -602,12 +596,7 @@ int Run(int argc, char** argv) {
 
   // etcd sets its cluster version gauge once the cluster version is
   // decided, which needs this member published.
-  metrics
-      .GetGauge("etcd_cluster_version",
-                "Which version is running. 1 for 'cluster_version' label with current "
-                "cluster version",
-                {{"cluster_version", MajorMinor(kClusterVersion)}})
-      ->Set(1);
+  member_metrics.SetClusterVersion(MajorMinor(kClusterVersion));
 
   KvService kv(s);
   WatchService watch(s);

@@ -72,10 +72,24 @@ MemberMetrics::MemberMetrics(EtcdServer* s) {
       [s, num] { return num(s->kv()->CompactRev()); });
   add("etcd_debugging_lease_total", "Leases.",
       [s, num] { return num(s->lessor()->Count()); });
+  r.GetGauge("etcd_server_version",
+             "Which version is running. 1 for 'server_version' label with "
+             "current version.",
+             {{"server_version", kServerVersion}})
+      ->Set(1);
   r.GetGauge("etcd_server_id",
              "Server or member ID in hexadecimal format. 1 for 'server_id' "
              "label with current ID.",
              {{"server_id", absl::StrCat(absl::Hex(s->member_id()))}})
+      ->Set(1);
+}
+
+void MemberMetrics::SetClusterVersion(const std::string& major_minor) {
+  common::DefaultMetrics()
+      .GetGauge("etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with "
+                "current cluster version",
+                {{"cluster_version", major_minor}})
       ->Set(1);
 }
 

@@ -25,6 +25,10 @@ class MemberMetrics {
   explicit MemberMetrics(EtcdServer* server);
   ~MemberMetrics();
   MemberMetrics(const MemberMetrics&) = delete;
+
+  // Sets etcd_cluster_version{cluster_version=`major_minor`} to 1 (e.g.
+  // "3.4"), as etcd does once the cluster version is decided.
+  void SetClusterVersion(const std::string& major_minor);
   MemberMetrics& operator=(const MemberMetrics&) = delete;
 
  private:
