@@ -1,9 +1,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "backend/server/services.h"
 #include "backend/server/snapshot.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 
 namespace synod::server {
 
@@ -104,7 +107,12 @@ grpc::ServerUnaryReactor* MaintenanceService::Defragment(
   absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const common::EtcdMetrics& m = common::GetEtcdMetrics();
+  m.defrag_inflight->Set(1);
+  const absl::Time start = absl::Now();
   s_->backend()->CompactAll();
+  m.backend_defrag_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  m.defrag_inflight->Set(0);
   s_->FillHeader(resp->mutable_header());
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -116,7 +124,10 @@ grpc::ServerUnaryReactor* MaintenanceService::Hash(
   absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const absl::Time start = absl::Now();
   auto h = s_->kv()->HashKV(0);
+  common::GetEtcdMetrics().mvcc_hash_seconds->Observe(
+      absl::ToDoubleSeconds(absl::Now() - start));
   if (h.ok()) {
     resp->set_hash(*h);
     s_->FillHeader(resp->mutable_header());
@@ -131,7 +142,10 @@ grpc::ServerUnaryReactor* MaintenanceService::HashKV(
   absl::Status admin = CheckMaintenanceAdmin(s_, *ctx);
   if (!admin.ok()) return FinishNow(ctx, admin);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const absl::Time start = absl::Now();
   auto h = s_->LocalHashKV(req->revision());
+  common::GetEtcdMetrics().mvcc_hash_rev_seconds->Observe(
+      absl::ToDoubleSeconds(absl::Now() - start));
   if (h.ok()) *resp = *std::move(h);
   reactor->Finish(common::ToGrpcStatus(h.status()));
   return reactor;
@@ -144,7 +158,8 @@ namespace {
 class SnapshotReactor final
     : public grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse> {
  public:
-  explicit SnapshotReactor(EtcdServer* s) : writer_(s->backend()) {
+  explicit SnapshotReactor(EtcdServer* s)
+      : start_(absl::Now()), writer_(s->backend()) {
     NextChunk();
   }
   void OnWriteDone(bool ok) override {
@@ -154,7 +169,12 @@ class SnapshotReactor final
     }
     NextChunk();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    // etcd's backend snapshot latency: the whole stream, sent or not.
+    common::GetEtcdMetrics().backend_snapshot_seconds->Observe(
+        absl::ToDoubleSeconds(absl::Now() - start_));
+    delete this;
+  }
 
  private:
   void NextChunk() {
@@ -172,6 +192,7 @@ class SnapshotReactor final
     resp_.set_remaining_bytes(last ? 0 : 1);
     StartWrite(&resp_);
   }
+  const absl::Time start_;
   SnapshotWriter writer_;
   etcdserverpb::SnapshotResponse resp_;
 };

@@ -57,6 +57,44 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& url) {
   return grpc::CreateCustomChannel(DialTarget(url), CredentialsFor(url), args);
 }
 
+
+// etcd's rafthttp metrics for the peer `id` (hex, as etcd labels it).
+std::string PeerLabel(uint64_t id) { return absl::StrCat(absl::Hex(id)); }
+
+common::Counter* PeerSentBytes(uint64_t to) {
+  return common::DefaultMetrics().GetCounter(
+      "etcd_network_peer_sent_bytes_total",
+      "The total number of bytes sent to peers.", {{"To", PeerLabel(to)}});
+}
+
+common::Counter* PeerSentFailures(uint64_t to) {
+  return common::DefaultMetrics().GetCounter(
+      "etcd_network_peer_sent_failures_total",
+      "The total number of send failures from peers.",
+      {{"To", PeerLabel(to)}});
+}
+
+common::Counter* PeerReceivedBytes(uint64_t from) {
+  return common::DefaultMetrics().GetCounter(
+      "etcd_network_peer_received_bytes_total",
+      "The total number of bytes received from peers.",
+      {{"From", PeerLabel(from)}});
+}
+
+common::Gauge* ActivePeers(uint64_t local, uint64_t remote) {
+  return common::DefaultMetrics().GetGauge(
+      "etcd_network_active_peers",
+      "The current number of active peer connections.",
+      {{"Local", PeerLabel(local)}, {"Remote", PeerLabel(remote)}});
+}
+
+common::Counter* DisconnectedPeers(uint64_t local, uint64_t remote) {
+  return common::DefaultMetrics().GetCounter(
+      "etcd_network_disconnected_peers_total",
+      "The total number of disconnected peers.",
+      {{"Local", PeerLabel(local)}, {"Remote", PeerLabel(remote)}});
+}
+
 }  // namespace
 
 void SetPeerDialCredentials(std::shared_ptr<grpc::ChannelCredentials> creds) {
@@ -168,7 +206,17 @@ class PeerTransport::Service final : public synodpb::Peer::Service {
                       grpc::ServerReader<synodpb::RaftBatch>* reader,
                       synodpb::PeerAck* ack) override {
     synodpb::RaftBatch batch;
+    common::Counter* received = nullptr;  // for received_from
+    uint64_t received_from = 0;
     while (reader->Read(&batch)) {
+      if (batch.messages_size() > 0) {
+        const uint64_t from = batch.messages(0).from();
+        if (received == nullptr || from != received_from) {
+          received = PeerReceivedBytes(from);
+          received_from = from;
+        }
+        received->Inc(batch.ByteSizeLong());
+      }
       for (const auto& pb : batch.messages()) {
         if (pb.cluster_id() != t_->cluster_id_) {
           return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
@@ -351,6 +399,10 @@ void PeerTransport::Send(std::vector<raft::Message> msgs) {
 }
 
 void PeerTransport::SenderLoop(Peer* p) {
+  common::Counter* const sent_bytes = PeerSentBytes(p->id);
+  common::Counter* const sent_failures = PeerSentFailures(p->id);
+  common::Gauge* const active = ActivePeers(member_id_, p->id);
+  common::Counter* const disconnected = DisconnectedPeers(member_id_, p->id);
   while (true) {
     std::unique_ptr<grpc::ClientContext> ctx;
     std::unique_ptr<grpc::ClientWriter<synodpb::RaftBatch>> writer;
@@ -375,6 +427,7 @@ void PeerTransport::SenderLoop(Peer* p) {
       writer = stub->Stream(ctx.get(), &ack);
     }
     bool broken = false;
+    bool connected = false;  // a batch went through on this stream
     while (!broken) {
       synodpb::RaftBatch batch;
       {
@@ -390,7 +443,18 @@ void PeerTransport::SenderLoop(Peer* p) {
           p->queue.pop_front();
         }
       }
-      if (!writer->Write(batch)) broken = true;
+      if (writer->Write(batch)) {
+        sent_bytes->Inc(batch.ByteSizeLong());
+        if (!connected) active->Inc();
+        connected = true;
+      } else {
+        sent_failures->Inc();
+        broken = true;
+      }
+    }
+    if (connected) {
+      active->Dec();
+      if (broken) disconnected->Inc();
     }
     writer->WritesDone();
     grpc::Status st = writer->Finish();

@@ -101,6 +101,19 @@ TEST(MetricsTest, CallbackReplacedForSameLabels) {
   EXPECT_EQ(r.RenderText(), "# HELP g h\n# TYPE g gauge\ng 2\n");
 }
 
+TEST(MetricsTest, CounterCallbackIsACounterFamily) {
+  MetricsRegistry r;
+  double cpu = 1.5;
+  uint64_t id = r.AddCounterCallback("process_cpu_seconds_total", "CPU.",
+                                     [&cpu] { return cpu; });
+  EXPECT_EQ(r.RenderText(),
+            "# HELP process_cpu_seconds_total CPU.\n"
+            "# TYPE process_cpu_seconds_total counter\n"
+            "process_cpu_seconds_total 1.5\n");
+  r.RemoveGaugeCallback(id);
+  EXPECT_EQ(r.RenderText(), "");
+}
+
 TEST(MetricsTest, FamiliesSortedAndEscaped) {
   MetricsRegistry r;
   r.GetGauge("b_metric", "line1\nback\\slash")->Set(1);
