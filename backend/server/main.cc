@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
+#include "backend/server/client_metrics.h"
 #include "backend/server/config_file.h"
 #include "backend/server/etcd_flags.h"
 #include "backend/server/etcd_server.h"
@@ -634,6 +635,7 @@ int Run(int argc, char** argv) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(common::NewGrpcServerMetricsFactory(&metrics));
+  interceptors.push_back(NewClientMetricsFactory());  // etcd_server_client_*, etc.
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // etcd allows 512 KiB of gRPC overhead over --max-request-bytes.
   builder.SetMaxReceiveMessageSize(static_cast<int>(

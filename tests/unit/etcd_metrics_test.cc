@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "backend/server/client_metrics.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/member_metrics.h"
 #include "backend/server/services.h"
@@ -150,9 +151,6 @@ const std::map<std::string, std::string>& NotApplicable() {
       {"etcd_grpc_proxy_cache_misses_total", "grpc-proxy"},
       {"etcd_grpc_proxy_events_coalescing_total", "grpc-proxy"},
       {"etcd_grpc_proxy_watchers_coalescing_total", "grpc-proxy"},
-      // Counted per client API version from gRPC metadata by an
-      // interceptor Synod does not have yet.
-      {"etcd_server_client_requests_total", "not yet"},
   };
   return *m;
 }
@@ -205,6 +203,7 @@ class EtcdMetricsTest : public ::testing::Test {
         factories;
     factories.push_back(
         common::NewGrpcServerMetricsFactory(&common::DefaultMetrics()));
+    factories.push_back(NewClientMetricsFactory());
     builder.experimental().SetInterceptorCreators(std::move(factories));
     grpc_ = builder.BuildAndStart();
     ASSERT_NE(grpc_, nullptr);
@@ -226,6 +225,7 @@ class EtcdMetricsTest : public ::testing::Test {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(30));
+    ctx.AddMetadata("client-api-version", "3.4");  // as clientv3 sends it
     etcdserverpb::PutRequest req;
     req.set_key(k);
     req.set_value(v);
@@ -311,6 +311,12 @@ TEST_F(EtcdMetricsTest, MemberStateIsWired) {
   EXPECT_EQ(Value(text, absl::StrCat("etcd_server_id{server_id=\"",
                                      absl::Hex(server_->member_id()), "\"}")),
             1);
+  EXPECT_GE(Value(text, "etcd_server_client_requests_total{client_api_version="
+                         "\"3.4\",type=\"unary\"}"),
+            1)
+      << text;
+  EXPECT_GT(Value(text, "etcd_network_client_grpc_received_bytes_total"), 0);
+  EXPECT_GT(Value(text, "etcd_network_client_grpc_sent_bytes_total"), 0);
   EXPECT_GT(Value(text, "process_resident_memory_bytes"), 0);
   EXPECT_GT(Value(text, "process_open_fds"), 0);
   EXPECT_GT(Value(text, "process_start_time_seconds"), 1e9);
