@@ -59,6 +59,7 @@
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/process_metrics.h"
 #include "common/tls.h"
 #include "common/errors.h"
 #include "proxy/auth_monitor.h"
@@ -519,16 +520,8 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
-  // The proxy's own resident memory, read from /proc/self/statm.
-  metrics.AddGaugeCallback(
-      "process_resident_memory_bytes", "Resident memory size in bytes.", [] {
-        long pages = 0, resident = 0;
-        FILE* f = std::fopen("/proc/self/statm", "r");
-        if (f == nullptr) return 0.0;
-        if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-        std::fclose(f);
-        return static_cast<double>(resident) * sysconf(_SC_PAGESIZE);
-      });
+  // process_* as etcd's grpc-proxy exports them (from /proc).
+  common::RegisterProcessMetrics(&metrics);
   std::unique_ptr<common::HttpServer> http;
   const std::string metrics_addr = absl::GetFlag(FLAGS_metrics_addr);
   if (!metrics_addr.empty()) {

@@ -42,7 +42,34 @@ struct ProxyMetrics {
             "Lease keep-alive requests sent to members.")),
         keepalive_client(r->GetCounter(
             "synod_proxy_lease_keepalives_client_total",
-            "Lease keep-alive requests received from clients.")) {}
+            "Lease keep-alive requests received from clients.")),
+        events_coalescing(
+            r->GetCounter("etcd_grpc_proxy_events_coalescing_total",
+                          "Total number of events coalescing")) {
+    // etcd grpc-proxy's other families (proxy/grpcproxy/metrics.go, gauges
+    // all), read from ours at scrape time. The callbacks point into `r`,
+    // which owns every series.
+    r->AddGaugeCallback("etcd_grpc_proxy_cache_hits_total",
+                        "Total number of cache hits", [c = cache_hits] {
+                          return static_cast<double>(c->Value());
+                        });
+    r->AddGaugeCallback("etcd_grpc_proxy_cache_misses_total",
+                        "Total number of cache misses", [c = cache_misses] {
+                          return static_cast<double>(c->Value());
+                        });
+    r->AddGaugeCallback("etcd_grpc_proxy_cache_keys_total",
+                        "Total number of keys/ranges cached",
+                        [g = cache_entries] { return g->Value(); });
+    // etcd counts a watcher as coalescing when it shares an upstream watch
+    // with others: every watcher of a range but the first.
+    r->AddGaugeCallback(
+        "etcd_grpc_proxy_watchers_coalescing_total",
+        "Total number of current watchers coalescing",
+        [w = client_watchers, ranges = watch_ranges] {
+          const double n = w->Value() - ranges->Value();
+          return n > 0 ? n : 0.0;
+        });
+  }
 
   common::Gauge* client_watchers;
   common::Gauge* client_watch_streams;
@@ -57,6 +84,8 @@ struct ProxyMetrics {
   common::Gauge* cache_entries;
   common::Counter* keepalive_upstream;
   common::Counter* keepalive_client;
+  // etcd's: for each upstream response, the watchers it went to but one.
+  common::Counter* events_coalescing;
 };
 
 }  // namespace synod::proxy

@@ -361,9 +361,14 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
   std::vector<const Batch*> fresh;
   for (size_t i = first; i < window_.size(); ++i) fresh.push_back(&window_[i]);
   std::vector<uint64_t> slow;
+  size_t receivers = 0;
   for (auto& [h, s] : subs_) {
     if (s.state != SubState::kLive) continue;
+    ++receivers;
     if (!DeliverLocked(&s, fresh, r.header())) slow.push_back(h);
+  }
+  if (metrics_ != nullptr && receivers > 1) {
+    metrics_->events_coalescing->Inc(receivers - 1);
   }
   CancelSubsLocked(slow, 0, kSlowWatcherReason);
   TrimWindowLocked();

@@ -26,6 +26,7 @@
 #include "common/grpc_metrics.h"
 #include "common/metrics.h"
 #include "gtest/gtest.h"
+#include "proxy/proxy_metrics.h"
 #include "proto/rpc.grpc.pb.h"
 
 namespace synod::server {
@@ -321,6 +322,36 @@ TEST_F(EtcdMetricsTest, MemberStateIsWired) {
   EXPECT_GT(Value(text, "process_open_fds"), 0);
   EXPECT_GT(Value(text, "process_start_time_seconds"), 1e9);
   EXPECT_GE(Value(text, "process_cpu_seconds_total"), 0);
+}
+
+// synod-proxy's registry carries etcd grpc-proxy's families (the
+// etcd_grpc_proxy_* of the list) with etcd's types, beside its own.
+TEST(EtcdProxyMetricsTest, GrpcProxyFamiliesAreOnTheProxysRegistry) {
+  common::MetricsRegistry r;
+  proxy::ProxyMetrics pm(&r);
+  pm.cache_hits->Inc(3);
+  pm.cache_misses->Inc();
+  pm.cache_entries->Set(2);
+  pm.client_watchers->Set(5);
+  pm.watch_ranges->Set(2);
+  const std::string text = r.RenderText();
+  const std::map<std::string, std::string> ours = Types(text);
+  int checked = 0;
+  for (absl::string_view line :
+       absl::StrSplit(kEtcd34Families, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (!absl::StartsWith(f[0], "etcd_grpc_proxy_")) continue;
+    ++checked;
+    auto it = ours.find(f[0]);
+    ASSERT_NE(it, ours.end()) << "missing " << f[0] << "\n" << text;
+    EXPECT_EQ(it->second, f[1]) << f[0];
+  }
+  EXPECT_EQ(checked, 5);
+  EXPECT_EQ(Value(text, "etcd_grpc_proxy_cache_hits_total"), 3);
+  EXPECT_EQ(Value(text, "etcd_grpc_proxy_cache_misses_total"), 1);
+  EXPECT_EQ(Value(text, "etcd_grpc_proxy_cache_keys_total"), 2);
+  EXPECT_EQ(Value(text, "etcd_grpc_proxy_watchers_coalescing_total"), 3);
+  EXPECT_EQ(Value(text, "etcd_grpc_proxy_events_coalescing_total"), 0);
 }
 
 }  // namespace
