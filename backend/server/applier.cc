@@ -328,6 +328,9 @@ absl::Status Applier::ApplyOp(const synodpb::Request& req,
   switch (req.op_case()) {
     case synodpb::Request::kPut: {
       etcdserverpb::PutResponse local;
+      // etcd's totalPutSizeGauge: key and value bytes of every put.
+      common::GetEtcdMetrics().mvcc_total_put_size_bytes->Add(
+          static_cast<double>(req.put().key().size() + req.put().value().size()));
       auto txn = d_.kv->Write();
       return txn->Put(req.put(), out(&local));
     }

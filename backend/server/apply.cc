@@ -6,6 +6,7 @@
 #include "backend/server/snapshot.h"
 #include "backend/storage/schema.h"
 #include "common/errors.h"
+#include "common/etcd_metrics.h"
 #include "common/logging.h"
 
 namespace synod::server {
@@ -92,8 +93,14 @@ void EtcdServer::ApplyEntries(std::vector<raft::Entry>& entries) {
     std::optional<WaitRegistry::Waiter> w;
     if (req.proposer() == member_id_ && req.id() != 0) w = waiters_.Take(req.id());
     bool raise_nospace = false;
+    const absl::Time apply_start = clock_->Now();
     absl::Status st = applier_->Apply(req, w.has_value() ? w->resp : nullptr,
                                       e.index, &raise_nospace);
+    // etcd's slowApplies: a request whose apply took over its
+    // warnApplyDuration (100 ms).
+    if (clock_->Now() - apply_start > absl::Milliseconds(100)) {
+      common::GetEtcdMetrics().slow_apply->Inc();
+    }
     if (raise_nospace) {
       // As etcd: the ErrNoSpace answer goes out once the alarm is applied,
       // so a client that saw it finds the alarm in `alarm list`.

@@ -1,5 +1,6 @@
 #include "backend/server/member_metrics.h"
 
+#include <algorithm>
 #include <functional>
 #include <utility>
 
@@ -30,7 +31,11 @@ MemberMetrics::MemberMetrics(EtcdServer* s) {
       [s] { return s->is_learner() ? 1.0 : 0.0; });
   add("etcd_server_proposals_committed_total",
       "The total number of consensus proposals committed.",
-      [s, num] { return num(s->commit_index()); });
+      [s, num] {
+        // The Raft node records the commit index after the entries it
+        // applies early (raft_node.cc), so it may trail the applied one.
+        return num(std::max(s->commit_index(), s->applied_index()));
+      });
   add("etcd_server_proposals_applied_total",
       "The total number of consensus proposals applied.",
       [s, num] { return num(s->applied_index()); });
