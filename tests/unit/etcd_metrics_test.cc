@@ -296,6 +296,7 @@ TEST_F(EtcdMetricsTest, HistogramsUseEtcdsBuckets) {
 
 TEST_F(EtcdMetricsTest, MemberStateIsWired) {
   ASSERT_TRUE(Put("k", "v").ok());
+  ASSERT_TRUE(Get("k").ok());
   const std::string text = common::DefaultMetrics().RenderText();
   EXPECT_EQ(Value(text, "etcd_server_has_leader"), 1) << text;
   EXPECT_EQ(Value(text, "etcd_server_is_leader"), 1);
@@ -307,6 +308,9 @@ TEST_F(EtcdMetricsTest, MemberStateIsWired) {
   EXPECT_GT(Value(text, "etcd_disk_wal_fsync_duration_seconds_count"), 0);
   EXPECT_GT(Value(text, "etcd_disk_wal_write_bytes_total"), 0);
   EXPECT_GT(Value(text, "etcd_mvcc_db_total_size_in_bytes"), 0);
+  EXPECT_GE(Value(text, "etcd_mvcc_range_total"), 1);
+  EXPECT_GE(Value(text, "etcd_mvcc_put_total"), 1);
+  EXPECT_GE(Value(text, "etcd_debugging_mvcc_total_put_size_in_bytes"), 2);
   EXPECT_EQ(Value(text, "etcd_server_quota_backend_bytes"),
             static_cast<double>(int64_t{2} << 30));
   EXPECT_EQ(Value(text, absl::StrCat("etcd_server_id{server_id=\"",
