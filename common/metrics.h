@@ -6,7 +6,7 @@
 //
 // Ownership: the registry owns every Counter, Gauge and Histogram it returns.
 // The pointers stay valid until the registry is destroyed, and nothing is ever
-// unregistered except callback gauges. DefaultMetrics() is never destroyed.
+// unregistered except callback series. DefaultMetrics() is never destroyed.
 //
 // Thread safety: everything is safe for concurrent use. Counter::Inc and
 // Gauge::Set/Add are prometheus-cpp atomics; Histogram::Observe takes the
@@ -20,7 +20,6 @@
 #ifndef SYNOD_COMMON_METRICS_H_
 #define SYNOD_COMMON_METRICS_H_
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -52,6 +51,7 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 // prometheus::Counter that the registry owns.
 class Counter {
  public:
+  // Made by MetricsRegistry; `impl` (not null) outlives the handle.
   explicit Counter(prometheus::Counter* impl) : impl_(impl) {}
   Counter(const Counter&) = delete;
   Counter& operator=(const Counter&) = delete;
@@ -69,6 +69,7 @@ class Counter {
 // handle on a prometheus::Gauge that the registry owns.
 class Gauge {
  public:
+  // Made by MetricsRegistry; `impl` (not null) outlives the handle.
   explicit Gauge(prometheus::Gauge* impl) : impl_(impl) {}
   Gauge(const Gauge&) = delete;
   Gauge& operator=(const Gauge&) = delete;
@@ -89,8 +90,8 @@ class Gauge {
 // handle on a prometheus::Histogram that the registry owns.
 class Histogram {
  public:
-  // `bounds` are the bounds `impl` was built with (finite, strictly
-  // increasing, may be empty).
+  // Made by MetricsRegistry; `impl` (not null) outlives the handle and was
+  // built with `bounds` (finite, strictly increasing, may be empty).
   Histogram(prometheus::Histogram* impl, std::vector<double> bounds)
       : impl_(impl), bounds_(std::move(bounds)) {}
   Histogram(const Histogram&) = delete;
@@ -101,7 +102,8 @@ class Histogram {
 
   const std::vector<double>& bounds() const { return bounds_; }
   // Non-cumulative count of bucket i, 0 <= i <= bounds().size() (the last is
-  // the +Inf bucket).
+  // the +Inf bucket); 0 past the end. BucketCount and Sum read a snapshot
+  // under the histogram's mutex: for tests and diagnostics, not hot paths.
   uint64_t BucketCount(size_t i) const;
   double Sum() const;
 
