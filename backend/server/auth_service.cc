@@ -24,14 +24,6 @@ const grpc::string_ref* FindMetadata(const grpc::ServerContextBase& ctx,
   return it == ctx.client_metadata().end() ? nullptr : &it->second;
 }
 
-// Proposes `req` (stamped with the caller) and finishes with `resp`.
-template <typename Resp>
-grpc::ServerUnaryReactor* Submit(EtcdServer* s,
-                                 grpc::CallbackServerContext* ctx,
-                                 synodpb::Request req, Resp* resp) {
-  return ProposeAndFinish(s, ctx, std::move(req), resp);
-}
-
 }  // namespace
 
 absl::StatusOr<auth::AuthInfo> CallerAuthInfo(EtcdServer* s,
@@ -102,7 +94,7 @@ grpc::ServerUnaryReactor* AuthService::AuthEnable(
     etcdserverpb::AuthEnableResponse* resp) {
   synodpb::Request r;
   *r.mutable_auth_enable() = *req;
-  return Submit(s_, ctx, std::move(r), resp);
+  return ProposeAndFinish(s_, ctx, std::move(r), resp);
 }
 
 grpc::ServerUnaryReactor* AuthService::AuthDisable(
@@ -111,7 +103,7 @@ grpc::ServerUnaryReactor* AuthService::AuthDisable(
     etcdserverpb::AuthDisableResponse* resp) {
   synodpb::Request r;
   *r.mutable_auth_disable() = *req;
-  return Submit(s_, ctx, std::move(r), resp);
+  return ProposeAndFinish(s_, ctx, std::move(r), resp);
 }
 
 namespace {
@@ -186,7 +178,7 @@ grpc::ServerUnaryReactor* AuthService::UserAdd(
     if (!hash.ok()) return FinishNow(ctx, hash.status());
     u->set_hashed_password(*hash);
   }
-  return Submit(s_, ctx, std::move(r), resp);
+  return ProposeAndFinish(s_, ctx, std::move(r), resp);
 }
 
 grpc::ServerUnaryReactor* AuthService::UserChangePassword(
@@ -199,7 +191,7 @@ grpc::ServerUnaryReactor* AuthService::UserChangePassword(
   auto hash = s_->auth_store()->HashPassword(req->password());
   if (!hash.ok()) return FinishNow(ctx, hash.status());
   u->set_hashed_password(*hash);
-  return Submit(s_, ctx, std::move(r), resp);
+  return ProposeAndFinish(s_, ctx, std::move(r), resp);
 }
 
 // The calls whose request goes into the log as it is.
@@ -210,7 +202,7 @@ grpc::ServerUnaryReactor* AuthService::UserChangePassword(
       etcdserverpb::Type##Response* resp) {                               \
     synodpb::Request r;                                                   \
     *r.mutable_##field() = *req;                                          \
-    return Submit(s_, ctx, std::move(r), resp);                           \
+    return ProposeAndFinish(s_, ctx, std::move(r), resp);                           \
   }
 
 SYNOD_AUTH_PASSTHROUGH(UserGet, AuthUserGet, user_get)
