@@ -10,8 +10,9 @@
 #
 # Env: BUILD_DIR (default build) holds synod; E2E_TIMEOUT bounds the run
 # (default 40m). Prints one line per test and a summary; exits non-zero if
-# any test failed. The suite uses fixed ports from 20000 up, so run one at
-# a time. Installs golang-go and golang-etcd-server-dev when missing.
+# any test failed. The suite uses fixed ports from 20000 up, so two runs on
+# one machine would collide: a run holds /tmp/synod-e2e.lock and a second
+# waits for it. Installs golang-go and golang-etcd-server-dev when missing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,12 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null
+fi
+
+exec 9>/tmp/synod-e2e.lock
+if ! flock -n 9; then
+  echo "e2e: another run holds /tmp/synod-e2e.lock (the suite's fixed ports); waiting"
+  flock 9
 fi
 
 E2E_DIR=$BUILD_DIR/e2e
