@@ -46,7 +46,11 @@ ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
           "both, the first bound reached ends the run.");
 ABSL_FLAG(int32_t, key_size, 8, "Key size in bytes.");
 ABSL_FLAG(int32_t, val_size, 8, "Value size in bytes.");
-ABSL_FLAG(int64_t, key_space, 1, "Number of distinct keys.");
+ABSL_FLAG(std::string, key_prefix, "",
+          "Prepended to every key read, written or watched (e.g. /cfg/); the "
+          "number after it is still --key-size digits.");
+ABSL_FLAG(int64_t, key_space, 1,
+          "Number of distinct keys (with --watch-keys=distinct: --watchers).");
 ABSL_FLAG(bool, seq_keys, false,
           "Use keys 0, 1, 2, ... (mod --key-space) instead of random ones.");
 ABSL_FLAG(int64_t, rate, 0,
@@ -66,6 +70,15 @@ ABSL_FLAG(int32_t, watch_per_stream, 0,
 ABSL_FLAG(absl::Duration, watch_idle, absl::ZeroDuration(),
           "watch, watch-latency: once every watcher is created (announced on "
           "stderr), hold them idle this long before the first put.");
+ABSL_FLAG(std::string, watch_keys, "same",
+          "watch, watch-latency: 'same' (every watcher watches key 0) or "
+          "'distinct' (watcher i watches key i, 0 <= i < --watchers; each put "
+          "goes to one of those keys, in turn with --seq-keys, else at "
+          "random, and is one event for one watcher).");
+ABSL_FLAG(bool, watch_read, false,
+          "watch, watch-latency: each watcher first reads its key (a Range, "
+          "--consistency) and watches from the revision after that read, as "
+          "a service reads its configuration and then watches it.");
 ABSL_FLAG(int64_t, lease_ttl, 60, "lease-keepalive: TTL of each lease (s).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Per-request deadline.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for random keys and values.");
@@ -82,16 +95,16 @@ constexpr const char* kFlags[] = {
     "endpoints",   "cacert",     "cert",          "key",
     "insecure_skip_tls_verify", "user", "password",
     "conns",       "clients",    "threads",       "total",
-    "duration",    "key_size",   "val_size",      "key_space",
-    "seq_keys",    "rate",       "consistency",   "txn_ops",
-    "watchers",    "watch_streams", "watch_per_stream", "watch_idle",
-    "lease_ttl",   "timeout",    "seed",          "json",
+    "duration",    "key_size",   "val_size",      "key_prefix",
+    "key_space",   "seq_keys",   "rate",          "consistency",
+    "txn_ops",     "watchers",   "watch_streams", "watch_per_stream",
+    "watch_idle",  "watch_keys", "watch_read",    "lease_ttl",   "timeout",    "seed",          "json",
     "progress"};
 // clang-format on
 
 bool IsBoolFlag(absl::string_view name) {
   return name == "seq_keys" || name == "json" || name == "progress" ||
-         name == "insecure_skip_tls_verify";
+         name == "insecure_skip_tls_verify" || name == "watch_read";
 }
 
 bool Known(absl::string_view name) {
@@ -181,9 +194,15 @@ absl::Status ParseEndpoints(absl::string_view s, bool tls_flags, Options* o) {
   return absl::OkStatus();
 }
 
+// Which of the flags whose meaning depends on others were on the command
+// line.
+struct Given {
+  bool watchers = false;
+  bool key_space = false;
+};
+
 // Reads the flags into Options and checks every value.
-// `watchers_given`: --watchers was on the command line.
-absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
+absl::StatusOr<Options> FromFlags(Workload workload, Given given) {
   Options o;
   o.workload = workload;
   o.cacert = absl::GetFlag(FLAGS_cacert);
@@ -228,6 +247,7 @@ absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
   o.duration = absl::GetFlag(FLAGS_duration);
   o.key_size = absl::GetFlag(FLAGS_key_size);
   o.val_size = absl::GetFlag(FLAGS_val_size);
+  o.key_prefix = absl::GetFlag(FLAGS_key_prefix);
   o.key_space = absl::GetFlag(FLAGS_key_space);
   o.seq_keys = absl::GetFlag(FLAGS_seq_keys);
   o.rate = absl::GetFlag(FLAGS_rate);
@@ -236,11 +256,23 @@ absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
   o.watch_streams = absl::GetFlag(FLAGS_watch_streams);
   o.watch_per_stream = absl::GetFlag(FLAGS_watch_per_stream);
   o.watch_idle = absl::GetFlag(FLAGS_watch_idle);
+  o.watch_read = absl::GetFlag(FLAGS_watch_read);
   o.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   o.timeout = absl::GetFlag(FLAGS_timeout);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.json = absl::GetFlag(FLAGS_json);
   o.progress = absl::GetFlag(FLAGS_progress);
+
+  const std::string watch_keys = absl::GetFlag(FLAGS_watch_keys);
+  if (watch_keys == "same") {
+    o.watch_keys = WatchKeys::kSame;
+  } else if (watch_keys == "distinct") {
+    o.watch_keys = WatchKeys::kDistinct;
+  } else {
+    return Bad("watch_keys",
+               absl::StrCat("must be 'same' or 'distinct' (got '", watch_keys,
+                            "')"));
+  }
 
   const std::string consistency = absl::GetFlag(FLAGS_consistency);
   if (consistency == "l") {
@@ -302,7 +334,7 @@ absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
                             absl::FormatDuration(o.watch_idle), ")"));
   }
   if (o.watch_per_stream > 0) {
-    if (watchers_given) {
+    if (given.watchers) {
       return Bad("watch_per_stream",
                  "give --watchers or --watch-per-stream, not both");
     }
@@ -314,8 +346,20 @@ absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
     }
     o.watchers = static_cast<int>(n);
   }
-  if (!IsWatchWorkload(workload) && o.watch_idle > absl::ZeroDuration()) {
-    return Bad("watch_idle", "only for the watch and watch-latency workloads");
+  if (!IsWatchWorkload(workload)) {
+    constexpr const char* kOnlyWatch =
+        "only for the watch and watch-latency workloads";
+    if (o.watch_idle > absl::ZeroDuration()) return Bad("watch_idle", kOnlyWatch);
+    if (o.watch_keys != WatchKeys::kSame) return Bad("watch_keys", kOnlyWatch);
+    if (o.watch_read) return Bad("watch_read", kOnlyWatch);
+  }
+  if (o.watch_keys == WatchKeys::kDistinct) {
+    if (given.key_space) {
+      return Bad("key_space",
+                 "--watch-keys=distinct watches --watchers keys; do not give "
+                 "--key-space");
+    }
+    o.key_space = o.watchers;
   }
   if (o.watch_streams > o.watchers) {
     return Bad("watch_streams",
@@ -328,10 +372,13 @@ absl::StatusOr<Options> FromFlags(Workload workload, bool watchers_given) {
     int64_t max_keys = 1;
     for (int i = 0; i < o.key_size; ++i) max_keys *= 10;
     if (o.key_space > max_keys) {
+      const bool distinct = o.watch_keys == WatchKeys::kDistinct;
       return Bad(
-          "key_space",
-          absl::StrCat(o.key_space, " keys do not fit in --key-size ",
-                       o.key_size, " (at most ", max_keys, " distinct keys)"));
+          distinct ? "watchers" : "key_space",
+          absl::StrCat(o.key_space, " keys",
+                       distinct ? " (--watch-keys=distinct)" : "",
+                       " do not fit in --key-size ", o.key_size, " (at most ",
+                       max_keys, " distinct keys)"));
     }
   }
   if (workload == Workload::kTxnPut && o.txn_ops > o.key_space) {
@@ -384,7 +431,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
   }
   std::vector<std::string> positional;
   bool flags_done = false;
-  bool watchers_given = false;
+  Given given;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (flags_done || a.size() < 2 || a[0] != '-' || a == "-") {
@@ -420,7 +467,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
           absl::StrCat("unknown flag ", a.substr(0, a.find('=')),
                        " (synod-bench --help lists the flags)"));
     }
-    if (name == "watchers") watchers_given = true;
+    if (name == "watchers") given.watchers = true;
+    if (name == "key_space") given.key_space = true;
     if (!value.has_value()) {
       if (IsBoolFlag(name)) {
         value = "true";
@@ -444,7 +492,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
   }
   auto w = ParseWorkload(positional[0]);
   if (!w.ok()) return w.status();
-  return FromFlags(*w, watchers_given);
+  return FromFlags(*w, given);
 }
 
 std::string Usage() {
@@ -466,6 +514,11 @@ std::string Usage() {
       "streams;\n"
       "                   puts at --rate; latency = put sent -> event "
       "received.\n"
+      "                   Both watch workloads take --watch-keys=distinct "
+      "(a key\n"
+      "                   per watcher) and --watch-read (read, then watch "
+      "from\n"
+      "                   the revision after the read).\n"
       "  lease-keepalive  One lease and keep-alive stream per client; one "
       "op is\n"
       "                   a keep-alive request and its response.\n\n"
@@ -486,6 +539,10 @@ std::string Usage() {
 
 std::string FormatKey(int64_t n, int key_size) {
   return absl::StrFormat("%0*d", key_size, n);
+}
+
+std::string KeyOf(const Options& o, int64_t n) {
+  return absl::StrCat(o.key_prefix, FormatKey(n, o.key_size));
 }
 
 }  // namespace synod::bench

@@ -39,6 +39,12 @@ inline bool IsWatchWorkload(Workload w) {
 // "put", "range", "txn-put", "watch", "watch-latency", "lease-keepalive".
 const char* WorkloadName(Workload w);
 
+// Which keys the watchers of the watch workloads watch (--watch-keys).
+enum class WatchKeys {
+  kSame,      // "same": every watcher watches key 0 (fan-out).
+  kDistinct,  // "distinct": watcher i watches key i, 0 <= i < --watchers.
+};
+
 struct Options {
   bool help = false;  // --help was given: print Usage() and exit 0.
   Workload workload = Workload::kPut;
@@ -64,6 +70,10 @@ struct Options {
   absl::Duration duration = absl::ZeroDuration();  // 0: by total only.
   int key_size = 8;
   int val_size = 8;
+  // Prepended to every key read, written or watched (e.g. "/cfg/"); the
+  // decimal part is still --key-size digits.
+  std::string key_prefix;
+  // With WatchKeys::kDistinct, key_space is set to `watchers`.
   int64_t key_space = 1;
   bool seq_keys = false;
   int64_t rate = 0;           // Ops per second over all clients; 0 = unlimited.
@@ -75,6 +85,14 @@ struct Options {
   // watch, watch-latency: hold the created watchers idle this long before
   // the first put (to measure what idle watchers cost a server or proxy).
   absl::Duration watch_idle = absl::ZeroDuration();
+  // watch, watch-latency: kDistinct gives every watcher a key of its own, and
+  // each put (to key op mod watchers with --seq-keys, else a random one of
+  // them) is then one event for one watcher.
+  WatchKeys watch_keys = WatchKeys::kSame;
+  // watch, watch-latency: each watcher first reads its key (a Range, with
+  // `serializable`) and watches from the revision after that read's header,
+  // as a service reads its configuration and then watches it.
+  bool watch_read = false;
   int64_t lease_ttl = 60;
   absl::Duration timeout = absl::Seconds(10);  // Per request.
   uint64_t seed = 1;
@@ -95,6 +113,9 @@ std::string Usage();
 
 // Key number `n` as synod-bench writes it: decimal, zero-padded to key_size.
 std::string FormatKey(int64_t n, int key_size);
+
+// Key number `n` of a run: o.key_prefix, then FormatKey(n, o.key_size).
+std::string KeyOf(const Options& o, int64_t n);
 
 }  // namespace synod::bench
 

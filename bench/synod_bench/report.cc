@@ -83,6 +83,10 @@ std::string FormatText(const Result& r) {
                           IsWatchWorkload(o.workload) ? "event" : "op");
   }
   if (IsWatchWorkload(o.workload)) {
+    absl::StrAppendFormat(
+        &out, "%d watchers on %d streams, %s%s\n", o.watchers, o.watch_streams,
+        o.watch_keys == WatchKeys::kDistinct ? "a key each" : "all on key 0",
+        o.watch_read ? ", each read its key first" : "");
     absl::StrAppendFormat(&out, "%d puts ok; ", r.puts_ok);
     out += LatencyLine("put latency", r.put_latency);
   }
@@ -96,19 +100,24 @@ std::string FormatJson(const Result& r) {
   const Options& o = r.options;
   std::string out = absl::StrFormat(
       "{\"workload\":\"%s\",\"endpoints\":%s,\"conns\":%d,\"clients\":%d,"
-      "\"threads\":%d,\"key_size\":%d,\"val_size\":%d,\"key_space\":%d,"
+      "\"threads\":%d,\"key_prefix\":%s,\"key_size\":%d,\"val_size\":%d,"
+      "\"key_space\":%d,"
       "\"serializable\":%s,\"rate\":%d,\"ok\":%d,\"errors\":%d,"
       "\"elapsed_s\":%.6f,\"throughput\":%.2f,\"cpu_s\":%.3f,"
       "\"latency_ms\":%s",
       WorkloadName(o.workload), JsonString(Endpoints(o)), o.conns, o.clients,
-      o.threads, o.key_size, o.val_size, o.key_space,
+      o.threads, JsonString(o.key_prefix), o.key_size, o.val_size, o.key_space,
       o.serializable ? "true" : "false", o.rate, r.ok, r.errors, r.elapsed_s,
       r.Throughput(), r.cpu_s, LatencyJson(r.latency));
   if (IsWatchWorkload(o.workload)) {
     absl::StrAppendFormat(&out,
                           ",\"watchers\":%d,\"watch_streams\":%d,"
+                          "\"watch_keys\":\"%s\",\"watch_read\":%s,"
                           "\"puts_ok\":%d,\"put_latency_ms\":%s",
-                          o.watchers, o.watch_streams, r.puts_ok,
+                          o.watchers, o.watch_streams,
+                          o.watch_keys == WatchKeys::kDistinct ? "distinct"
+                                                               : "same",
+                          o.watch_read ? "true" : "false", r.puts_ok,
                           LatencyJson(r.put_latency));
   }
   out += ",\"error_counts\":{";

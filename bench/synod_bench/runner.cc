@@ -283,6 +283,10 @@ class Runner {
       const std::function<void(double, uint64_t)>& progress);
   absl::Status RunWatchLatency(
       const std::function<void(double, uint64_t)>& progress);
+  // --watch-read: reads each watcher's key, one call at a time on each
+  // connection, all connections at once; (*starts)[i] becomes watcher i's
+  // start revision (the read's header revision + 1).
+  absl::Status ReadWatchedKeys(std::vector<int64_t>* starts);
   double Fraction() const;
   // The measured phase begins (ends): its time and this process's CPU.
   void MarkStart() {
@@ -383,6 +387,11 @@ class UnaryClient {
     if (o_.seq_keys) return op_ % o_.key_space;
     return static_cast<int64_t>(rng_() % static_cast<uint64_t>(o_.key_space));
   }
+  // The key a watch workload's put writes: key 0, or with
+  // --watch-keys=distinct one watcher's key (key_space is --watchers).
+  int64_t WatchedKeyNumber() {
+    return o_.watch_keys == WatchKeys::kDistinct ? KeyNumber() : 0;
+  }
 
   void Issue() {
     ctx_ = std::make_unique<grpc::ClientContext>();
@@ -393,7 +402,7 @@ class UnaryClient {
     switch (o_.workload) {
       case Workload::kPut: {
         etcdserverpb::PutRequest req;
-        req.set_key(FormatKey(KeyNumber(), o_.key_size));
+        req.set_key(KeyOf(o_, KeyNumber()));
         req.set_value(r_->Value(rng_));
         put_ = kv_->AsyncPut(ctx_.get(), req, cq_);
         put_->Finish(&put_resp_, &status_, &tag_);
@@ -402,7 +411,7 @@ class UnaryClient {
       case Workload::kWatch:
       case Workload::kWatchLatency: {
         etcdserverpb::PutRequest req;
-        req.set_key(FormatKey(0, o_.key_size));
+        req.set_key(KeyOf(o_, WatchedKeyNumber()));
         std::string v = r_->Value(rng_);
         std::memcpy(v.data(), &t0_, sizeof(t0_));  // val_size >= 8.
         req.set_value(std::move(v));
@@ -412,7 +421,7 @@ class UnaryClient {
       }
       case Workload::kRange: {
         etcdserverpb::RangeRequest req;
-        req.set_key(FormatKey(KeyNumber(), o_.key_size));
+        req.set_key(KeyOf(o_, KeyNumber()));
         req.set_serializable(o_.serializable);
         range_ = kv_->AsyncRange(ctx_.get(), req, cq_);
         range_->Finish(&range_resp_, &status_, &tag_);
@@ -424,7 +433,7 @@ class UnaryClient {
         for (int j = 0; j < o_.txn_ops; ++j) {
           etcdserverpb::PutRequest* p =
               req.add_success()->mutable_request_put();
-          p->set_key(FormatKey((k + j) % o_.key_space, o_.key_size));
+          p->set_key(KeyOf(o_, (k + j) % o_.key_space));
           p->set_value(r_->Value(rng_));
         }
         txn_ = kv_->AsyncTxn(ctx_.get(), req, cq_);
@@ -551,14 +560,18 @@ class KeepAliveClient {
   int64_t t0_ = 0;
 };
 
-// watch, watch-latency: one Watch stream carrying `n` watchers of the same
-// key.
+// watch, watch-latency: one Watch stream carrying `n` watchers, numbered
+// first .. first + n - 1 in the run: of key 0, or each of its own key with
+// --watch-keys=distinct. `starts` (watcher number -> start revision; empty:
+// every watcher starts now) must outlive the stream.
 class WatchStream {
  public:
-  WatchStream(Runner* r, int n, Watch::Stub* watch, grpc::CompletionQueue* cq,
-              int thread)
+  WatchStream(Runner* r, int first, int n, const std::vector<int64_t>& starts,
+              Watch::Stub* watch, grpc::CompletionQueue* cq, int thread)
       : r_(r),
+        first_(first),
         n_(n),
+        starts_(starts),
         watch_(watch),
         cq_(cq),
         thread_(thread),
@@ -582,8 +595,12 @@ class WatchStream {
 
  private:
   void WriteCreate() {
+    const Options& o = r_->opts();
+    const int w = first_ + sent_;
     etcdserverpb::WatchRequest req;
-    req.mutable_create_request()->set_key(FormatKey(0, r_->opts().key_size));
+    auto* create = req.mutable_create_request();
+    create->set_key(KeyOf(o, o.watch_keys == WatchKeys::kDistinct ? w : 0));
+    if (!starts_.empty()) create->set_start_revision(starts_[w]);
     ++sent_;
     stream_->Write(req, &write_tag_);
   }
@@ -623,7 +640,9 @@ class WatchStream {
   }
 
   Runner* const r_;
+  const int first_;
   const int n_;
+  const std::vector<int64_t>& starts_;
   Watch::Stub* const watch_;
   grpc::CompletionQueue* const cq_;
   const int thread_;
@@ -823,13 +842,21 @@ absl::Status Runner::RunKeepAlive(
 absl::Status Runner::RunWatchLatency(
     const std::function<void(double, uint64_t)>& progress) {
   const int streams = o_.watch_streams;
+  std::vector<int64_t> starts;  // Empty: every watcher starts now.
+  if (o_.watch_read) {
+    if (absl::Status s = ReadWatchedKeys(&starts); !s.ok()) {
+      StopThreads();
+      return s;
+    }
+  }
   std::vector<std::unique_ptr<WatchStream>> ws;
-  for (int i = 0; i < streams; ++i) {
+  for (int i = 0, first = 0; i < streams; ++i) {
     // Watchers spread as evenly as possible over the streams.
     int n = o_.watchers / streams + (i < o_.watchers % streams ? 1 : 0);
     int c = i % o_.conns, t = i % o_.threads;
-    ws.push_back(std::make_unique<WatchStream>(this, n, watch_[c].get(),
-                                               cqs_[t].get(), t));
+    ws.push_back(std::make_unique<WatchStream>(
+        this, first, n, starts, watch_[c].get(), cqs_[t].get(), t));
+    first += n;
   }
   unready_streams_ = streams;
   active_streams_ = streams;
@@ -872,8 +899,11 @@ absl::Status Runner::RunWatchLatency(
     }
     for (auto& p : putters) p->Start();
     WaitFor([this] { return active_.load() == 0; }, 0, progress);
-    // Every watcher should see every successful put.
-    const uint64_t expected = puts_ok_.load() * o_.watchers;
+    // Every watcher should see every successful put (of its own key, with
+    // --watch-keys=distinct: one event per put).
+    const uint64_t expected =
+        puts_ok_.load() *
+        (o_.watch_keys == WatchKeys::kDistinct ? 1 : o_.watchers);
     const int64_t grace = NowNs() + absl::ToInt64Nanoseconds(o_.timeout);
     WaitFor([&] { return events_.load() >= expected; }, grace, progress);
     MarkEnd();
@@ -885,6 +915,44 @@ absl::Status Runner::RunWatchLatency(
   WaitFor([this] { return active_streams_.load() == 0; }, 0, nullptr);
   StopThreads();
   return st;
+}
+
+absl::Status Runner::ReadWatchedKeys(std::vector<int64_t>* starts) {
+  starts->assign(o_.watchers, 0);
+  std::atomic<int> next{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> readers;
+  for (int c = 0; c < o_.conns; ++c) {
+    readers.emplace_back([this, c, starts, &next, &failed] {
+      for (int i = next.fetch_add(1); i < o_.watchers && !failed.load();
+           i = next.fetch_add(1)) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(After(o_.timeout));
+        Authorize(&ctx);
+        etcdserverpb::RangeRequest req;
+        req.set_key(
+            KeyOf(o_, o_.watch_keys == WatchKeys::kDistinct ? i : 0));
+        req.set_serializable(o_.serializable);
+        etcdserverpb::RangeResponse resp;
+        grpc::Status s = kv_[c]->Range(&ctx, req, &resp);
+        if (!s.ok()) {
+          SetupError(absl::StrCat("read of ", req.key(), ": ",
+                                  CodeName(s.error_code()), ": ",
+                                  s.error_message()));
+          failed = true;
+          return;
+        }
+        (*starts)[i] = resp.header().revision() + 1;
+      }
+    });
+  }
+  for (std::thread& t : readers) t.join();
+  std::lock_guard<std::mutex> l(mu_);
+  if (!setup_error_.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("watch setup failed: ", setup_error_));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Result> Runner::Run(
