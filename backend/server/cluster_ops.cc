@@ -60,8 +60,8 @@ void EtcdServer::AddMember(
     }
   }
   synodpb::Member m;
-  m.set_id(ComputeMemberId("", peer_urls, config_.initial_cluster_token,
-                           static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now()))));
+  // etcd's MemberAdd: no cluster token, the time in whole seconds.
+  m.set_id(ComputeMemberId("", peer_urls, "", absl::ToUnixSeconds(clock_->Now())));
   for (const auto& u : peer_urls) m.add_peer_urls(u);
   m.set_is_learner(is_learner);
   synodpb::Request req;

@@ -2,21 +2,26 @@
 
 #include <algorithm>
 
+#include <openssl/evp.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "backend/storage/schema.h"
 
 namespace synod::server {
 
 namespace {
 
-uint64_t Fnv64(absl::string_view s, uint64_t h = 1469598103934665603ULL) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
+// The first 8 bytes of SHA-1(data), big-endian (etcd's ID derivation).
+uint64_t Sha1Prefix64(absl::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha1(), nullptr);
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i) id = (id << 8) | md[i];
+  return id;
 }
 
 }  // namespace
@@ -28,10 +33,12 @@ absl::StatusOr<std::vector<InitialMember>> ParseInitialCluster(
     std::vector<std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
     if (kv.size() != 2 || kv[0].empty() || kv[1].empty() ||
         !(absl::StartsWith(kv[1], "http://") ||
-          absl::StartsWith(kv[1], "https://"))) {
+          absl::StartsWith(kv[1], "https://") ||
+          absl::StartsWith(kv[1], "unix://") ||
+          absl::StartsWith(kv[1], "unixs://"))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--initial-cluster: bad element \"", part,
-          "\": want name=http://host:port"));
+          "\": want name=http://host:port (or https, unix, unixs)"));
     }
     auto it = std::find_if(out.begin(), out.end(),
                            [&](const InitialMember& m) { return m.name == kv[0]; });
@@ -47,21 +54,24 @@ absl::StatusOr<std::vector<InitialMember>> ParseInitialCluster(
   return out;
 }
 
-uint64_t ComputeMemberId(const std::string& name,
+uint64_t ComputeMemberId(const std::string& /*name*/,
                          const std::vector<std::string>& peer_urls,
-                         const std::string& token, uint64_t salt) {
+                         const std::string& token,
+                         std::optional<int64_t> added_unix_seconds) {
   std::vector<std::string> urls = peer_urls;
   std::sort(urls.begin(), urls.end());
-  uint64_t id = Fnv64(absl::StrCat(name, "|", absl::StrJoin(urls, ","), "|",
-                                   token, "|", salt));
-  return id == 0 ? 1 : id;
+  std::string b = absl::StrCat(absl::StrJoin(urls, ""), token);
+  if (added_unix_seconds.has_value()) absl::StrAppend(&b, *added_unix_seconds);
+  return Sha1Prefix64(b);
 }
 
 uint64_t ComputeClusterId(std::vector<uint64_t> member_ids,
-                          const std::string& token) {
+                          const std::string& /*token*/) {
   std::sort(member_ids.begin(), member_ids.end());
-  uint64_t id = Fnv64(absl::StrCat(absl::StrJoin(member_ids, ","), "|", token));
-  return id == 0 ? 1 : id;
+  std::string b;
+  b.reserve(8 * member_ids.size());
+  for (uint64_t id : member_ids) storage::PutBigEndian64(&b, id);
+  return Sha1Prefix64(b);
 }
 
 absl::Status Membership::Load(storage::Backend* backend) {

@@ -30,16 +30,28 @@ struct InitialMember {
 };
 
 // Parses "name1=url1,name1=url2,name2=url3" (etcd's --initial-cluster).
+// URLs are http, https, unix or unixs (etcd's unix socket peers).
 // Errors: InvalidArgument naming the bad element.
 absl::StatusOr<std::vector<InitialMember>> ParseInitialCluster(
     const std::string& s);
 
-// A member's ID: a hash of its name, peer URLs and the cluster token (a
-// member added later also mixes in the time, so a re-added member gets a
-// new ID, as in etcd). Stable across processes.
+// A member's ID, derived exactly as etcd 3.4 derives it (membership's
+// newMember), so IDs, and the response headers that carry them, are
+// byte-for-byte etcd's: the first 8 bytes, read big-endian, of the SHA-1 of
+// the peer URLs sorted and concatenated, then `token`, then, for a member
+// added at run time (`member add`), the decimal Unix time in seconds
+// `added_unix_seconds`. `name` does not enter the hash (nor does it in
+// etcd). etcd passes the --initial-cluster-token for --initial-cluster
+// members and "" for members added later. Stable across processes.
 uint64_t ComputeMemberId(const std::string& name,
                          const std::vector<std::string>& peer_urls,
-                         const std::string& token, uint64_t salt = 0);
+                         const std::string& token,
+                         std::optional<int64_t> added_unix_seconds =
+                             std::nullopt);
+// The cluster's ID as etcd 3.4 derives it (RaftCluster.genID): the first 8
+// bytes, big-endian, of the SHA-1 of the member IDs sorted ascending, each
+// as 8 big-endian bytes. `token` does not enter the hash: as in etcd the
+// cluster ID depends on the token only through the member IDs.
 uint64_t ComputeClusterId(std::vector<uint64_t> member_ids,
                           const std::string& token);
 

@@ -41,6 +41,13 @@ TEST(ParseInitialClusterTest, GoodInputs) {
   ASSERT_TRUE(eq.ok()) << eq.status();
   ASSERT_EQ(eq->size(), 1u);
   EXPECT_EQ((*eq)[0].peer_urls, std::vector<std::string>{"http://h:1/?x=y"});
+
+  // Unix socket peers, as etcd's TestEtcdUnixPeers uses.
+  auto unix_peers = ParseInitialCluster("e=unix://etcd.unix:1,f=unixs://f.sock:2");
+  ASSERT_TRUE(unix_peers.ok()) << unix_peers.status();
+  ASSERT_EQ(unix_peers->size(), 2u);
+  EXPECT_EQ((*unix_peers)[0].peer_urls, std::vector<std::string>{"unix://etcd.unix:1"});
+  EXPECT_EQ((*unix_peers)[1].peer_urls, std::vector<std::string>{"unixs://f.sock:2"});
 }
 
 TEST(ParseInitialClusterTest, BadInputsAreInvalidArgumentNamingTheElement) {
@@ -66,25 +73,48 @@ TEST(ParseInitialClusterTest, BadInputsAreInvalidArgumentNamingTheElement) {
   }
 }
 
-TEST(ComputeIdTest, MemberIdIsDeterministicAndOrderInsensitive) {
-  const std::vector<std::string> urls = {"http://a:1", "http://b:2"};
-  const std::vector<std::string> reversed = {"http://b:2", "http://a:1"};
-  const uint64_t id = ComputeMemberId("m1", urls, "tok");
-  EXPECT_NE(id, 0u);
-  EXPECT_EQ(id, ComputeMemberId("m1", urls, "tok"));
-  EXPECT_EQ(id, ComputeMemberId("m1", reversed, "tok"));
-  EXPECT_NE(id, ComputeMemberId("m1", urls, "tok2"));
-  EXPECT_NE(id, ComputeMemberId("m2", urls, "tok"));
-  EXPECT_NE(id, ComputeMemberId("m1", {"http://a:1"}, "tok"));
-  EXPECT_NE(id, ComputeMemberId("m1", urls, "tok", /*salt=*/12345));
+// Golden IDs from etcd 3.4's own tests (membership/member_test.go
+// TestMemberTime) and from a real etcd 3.4 cluster, so a response header
+// carries the same IDs as etcd's.
+TEST(ComputeIdTest, MemberIdIsEtcds) {
+  const std::vector<std::string> one = {"http://10.0.0.8:2379"};
+  EXPECT_EQ(ComputeMemberId("mem1", one, ""), 14544069596553697298ull);
+  // The name does not enter the ID.
+  EXPECT_EQ(ComputeMemberId("memfoo", one, ""), 14544069596553697298ull);
+  // 1984-12-23T15:04:05Z: a member added at run time mixes in the time.
+  const int64_t t = 472662245;
+  EXPECT_EQ(ComputeMemberId("mem1", one, "", t), 2448790162483548276ull);
+  EXPECT_EQ(ComputeMemberId("mcm1", one, "etcd", t), 6973882743191604649ull);
+  EXPECT_EQ(ComputeMemberId("mem1", {"http://10.0.0.1:2379"}, "", t),
+            1466075294948436910ull);
+  // The peer URLs' order does not matter.
+  EXPECT_EQ(ComputeMemberId("mem1", {"http://10.0.0.1:2379", "http://10.0.0.2:2379"}, ""),
+            16552244735972308939ull);
+  EXPECT_EQ(ComputeMemberId("mem1", {"http://10.0.0.2:2379", "http://10.0.0.1:2379"}, ""),
+            16552244735972308939ull);
 }
 
-TEST(ComputeIdTest, ClusterIdIsOrderInsensitiveAndTokenSensitive) {
-  const uint64_t c = ComputeClusterId({3, 1, 2}, "tok");
-  EXPECT_NE(c, 0u);
-  EXPECT_EQ(c, ComputeClusterId({1, 2, 3}, "tok"));
-  EXPECT_NE(c, ComputeClusterId({1, 2, 3}, "other"));
-  EXPECT_NE(c, ComputeClusterId({1, 2}, "tok"));
+TEST(ComputeIdTest, ClusterIdIsEtcds) {
+  // etcd 3.4 started as --initial-cluster-token new with
+  // --initial-cluster testname0=https://localhost:30001,testname1=
+  // https://localhost:30006,testname2=https://localhost:30011 reports these
+  // member IDs and this cluster ID.
+  std::vector<uint64_t> ids;
+  for (const char* url : {"https://localhost:30001", "https://localhost:30006",
+                          "https://localhost:30011"}) {
+    ids.push_back(ComputeMemberId("", {url}, "new"));
+  }
+  EXPECT_EQ(ids, (std::vector<uint64_t>{8364611620891793163ull, 3684308329136425510ull,
+                                        3599826362097180834ull}));
+  EXPECT_EQ(ComputeClusterId(ids, "new"), 16471573827971693722ull);
+  // The order of the IDs does not matter, nor does the token (it enters
+  // only through the member IDs).
+  EXPECT_EQ(ComputeClusterId({ids[2], ids[0], ids[1]}, "other"),
+            16471573827971693722ull);
+  // One member: etcd's e2e TestCtlV3GetFormat expects this cluster ID.
+  const uint64_t solo = ComputeMemberId("", {"https://localhost:20001"}, "new");
+  EXPECT_EQ(solo, 47555275972384877ull);
+  EXPECT_EQ(ComputeClusterId({solo}, "new"), 0x34c21a2d427db393ull);
 }
 
 synodpb::Member M(uint64_t id, const std::string& name,
