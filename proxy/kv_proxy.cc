@@ -38,15 +38,19 @@ grpc::ServerUnaryReactor* KvProxy::Range(grpc::CallbackServerContext* ctx,
   const Namespace* ns = ns_;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   // `copy` (the namespaced request) lives until the cache has answered.
-  cache_->Range(*up, TokenOf(ctx),
-                [reactor, resp, ns, copy](const grpc::Status& s,
-                                          const etcdserverpb::RangeResponse& r) {
-                  if (s.ok()) {
-                    *resp = r;
-                    ns->Response(resp);
-                  }
-                  reactor->Finish(s);
-                });
+  auto done = [reactor, resp, ns, copy](const grpc::Status& s,
+                                        const etcdserverpb::RangeResponse& r) {
+    if (s.ok()) {
+      *resp = r;
+      ns->Response(resp);
+    }
+    reactor->Finish(s);
+  };
+  const std::string token = TokenOf(ctx);
+  if (prefixes_ != nullptr && prefixes_->Range(*up, token, done)) {
+    return reactor;
+  }
+  cache_->Range(*up, token, std::move(done));
   return reactor;
 }
 
@@ -56,6 +60,7 @@ grpc::ServerUnaryReactor* KvProxy::Put(grpc::CallbackServerContext* ctx,
   std::shared_ptr<etcdserverpb::PutRequest> copy;
   const etcdserverpb::PutRequest* up = Namespaced(ns_, req, &copy);
   RangeCache* cache = cache_;
+  PrefixCache* prefixes = prefixes_;
   const Namespace* ns = ns_;
   return ForwardUnary<KV>(
       endpoints_, ctx, up, resp, /*idempotent=*/false,
@@ -63,8 +68,11 @@ grpc::ServerUnaryReactor* KvProxy::Put(grpc::CallbackServerContext* ctx,
          etcdserverpb::PutResponse* r, std::function<void(grpc::Status)> cb) {
         s->async()->Put(c, q, r, std::move(cb));
       },
-      [cache, ns, copy](etcdserverpb::PutResponse* r) {
+      [cache, prefixes, ns, copy](etcdserverpb::PutResponse* r) {
         cache->NoteWriteRevision(r->header().revision());
+        if (prefixes != nullptr) {
+          prefixes->NoteWriteRevision(r->header().revision());
+        }
         ns->Response(r);
       });
 }
@@ -76,6 +84,7 @@ grpc::ServerUnaryReactor* KvProxy::DeleteRange(
   std::shared_ptr<etcdserverpb::DeleteRangeRequest> copy;
   const etcdserverpb::DeleteRangeRequest* up = Namespaced(ns_, req, &copy);
   RangeCache* cache = cache_;
+  PrefixCache* prefixes = prefixes_;
   const Namespace* ns = ns_;
   return ForwardUnary<KV>(
       endpoints_, ctx, up, resp, /*idempotent=*/false,
@@ -85,8 +94,11 @@ grpc::ServerUnaryReactor* KvProxy::DeleteRange(
          std::function<void(grpc::Status)> cb) {
         s->async()->DeleteRange(c, q, r, std::move(cb));
       },
-      [cache, ns, copy](etcdserverpb::DeleteRangeResponse* r) {
+      [cache, prefixes, ns, copy](etcdserverpb::DeleteRangeResponse* r) {
         cache->NoteWriteRevision(r->header().revision());
+        if (prefixes != nullptr) {
+          prefixes->NoteWriteRevision(r->header().revision());
+        }
         ns->Response(r);
       });
 }
@@ -97,6 +109,7 @@ grpc::ServerUnaryReactor* KvProxy::Txn(grpc::CallbackServerContext* ctx,
   std::shared_ptr<etcdserverpb::TxnRequest> copy;
   const etcdserverpb::TxnRequest* up = Namespaced(ns_, req, &copy);
   RangeCache* cache = cache_;
+  PrefixCache* prefixes = prefixes_;
   const Namespace* ns = ns_;
   return ForwardUnary<KV>(
       endpoints_, ctx, up, resp, /*idempotent=*/false,
@@ -104,8 +117,11 @@ grpc::ServerUnaryReactor* KvProxy::Txn(grpc::CallbackServerContext* ctx,
          etcdserverpb::TxnResponse* r, std::function<void(grpc::Status)> cb) {
         s->async()->Txn(c, q, r, std::move(cb));
       },
-      [cache, ns, copy](etcdserverpb::TxnResponse* r) {
+      [cache, prefixes, ns, copy](etcdserverpb::TxnResponse* r) {
         cache->NoteWriteRevision(r->header().revision());
+        if (prefixes != nullptr) {
+          prefixes->NoteWriteRevision(r->header().revision());
+        }
         ns->Response(r);
       });
 }
@@ -113,6 +129,8 @@ grpc::ServerUnaryReactor* KvProxy::Txn(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvProxy::Compact(
     grpc::CallbackServerContext* ctx, const etcdserverpb::CompactionRequest* req,
     etcdserverpb::CompactionResponse* resp) {
+  PrefixCache* prefixes = prefixes_;
+  const int64_t revision = req->revision();
   return ForwardUnary<KV>(
       endpoints_, ctx, req, resp, /*idempotent=*/false,
       [](KV::Stub* s, grpc::ClientContext* c,
@@ -120,6 +138,9 @@ grpc::ServerUnaryReactor* KvProxy::Compact(
          etcdserverpb::CompactionResponse* r,
          std::function<void(grpc::Status)> cb) {
         s->async()->Compact(c, q, r, std::move(cb));
+      },
+      [prefixes, revision](etcdserverpb::CompactionResponse*) {
+        if (prefixes != nullptr) prefixes->NoteCompaction(revision);
       });
 }
 

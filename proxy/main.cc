@@ -56,6 +56,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/flags_util.h"
+#include "common/grpc_metrics.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -68,6 +69,7 @@
 #include "proxy/lease_proxy.h"
 #include "proxy/namespace.h"
 #include "proxy/permission_cache.h"
+#include "proxy/prefix_cache.h"
 #include "proxy/proxy_identity.h"
 #include "proxy/proxy_metrics.h"
 #include "proxy/range_cache.h"
@@ -174,6 +176,19 @@ ABSL_FLAG(std::string, cache_serializable_bound, "1s",
 ABSL_FLAG(std::string, cache_linearizable_wait, "500ms",
           "How long a linearizable read waits for the cache to reach the "
           "cluster's revision before it is forwarded.");
+ABSL_FLAG(std::string, cache_prefixes, "",
+          "Comma-separated key prefixes (e.g. /cfg/,/services/) the proxy "
+          "holds whole, with a window of their history, kept current by one "
+          "upstream watch each: every Range and Watch inside them is served "
+          "by the proxy. With --namespace, prefixes are inside it.");
+ABSL_FLAG(int64_t, cache_prefix_max_bytes, int64_t{256} << 20,
+          "Bytes one cached prefix may hold (keys, values, history); a "
+          "prefix over it is served per range until it fits again.");
+ABSL_FLAG(int64_t, cache_prefixes_max_bytes, int64_t{1} << 30,
+          "Bytes all cached prefixes together may hold.");
+ABSL_FLAG(int64_t, cache_prefix_window_events, 100000,
+          "Events of history kept per cached prefix (reads at past "
+          "revisions and watches resuming in the window are served).");
 ABSL_FLAG(std::string, watch_progress_notify_interval, "10m",
           "Interval of progress notifications to progress_notify watchers.");
 
@@ -468,9 +483,6 @@ int Run(int argc, char** argv) {
   wpo.progress_notify_interval = notify;
   wpo.fragment_bytes = static_cast<size_t>(max_send);
   PermissionCache perms(&upstream, clock, pco);
-  WatchProxy watch_proxy(&hub, &perms, clock, wpo, &pm);
-  AuthMonitor auth_monitor(&upstream, &perms, clock, amo,
-                           [&watch_proxy] { watch_proxy.Recheck(); });
   RangeCacheOptions rco;
   rco.max_bytes = static_cast<size_t>(
       std::max<int64_t>(0, absl::GetFlag(FLAGS_cache_max_bytes)));
@@ -484,7 +496,31 @@ int Run(int argc, char** argv) {
     return 2;
   }
   RangeCache cache(&hub, &upstream, &perms, clock, rco, &pm);
-  KvProxy kv_proxy(&endpoints, &cache, &ns);
+  // --cache-prefixes: whole prefixes held by the proxy (issue 15).
+  absl::StatusOr<std::vector<std::string>> prefix_list =
+      ParseCachePrefixes(absl::GetFlag(FLAGS_cache_prefixes));
+  if (!prefix_list.ok()) return Fail(prefix_list.status().message());
+  for (std::string& p : *prefix_list) p = ns.Key(p);  // upstream keys
+  PrefixCacheOptions pfo;
+  pfo.max_prefix_bytes = static_cast<size_t>(
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_cache_prefix_max_bytes)));
+  pfo.max_total_bytes = static_cast<size_t>(
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_cache_prefixes_max_bytes)));
+  pfo.window_events = static_cast<size_t>(
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_cache_prefix_window_events)));
+  pfo.serializable_bound = rco.serializable_bound;
+  pfo.linearizable_wait = rco.linearizable_wait;
+  std::unique_ptr<PrefixCache> prefixes;
+  if (!prefix_list->empty()) {
+    prefixes = std::make_unique<PrefixCache>(*prefix_list, &hub, &upstream,
+                                             &perms, clock, pfo, &pm,
+                                             &metrics);
+  }
+  wpo.prefixes = prefixes.get();
+  WatchProxy watch_proxy(&hub, &perms, clock, wpo, &pm);
+  AuthMonitor auth_monitor(&upstream, &perms, clock, amo,
+                           [&watch_proxy] { watch_proxy.Recheck(); });
+  KvProxy kv_proxy(&endpoints, &cache, &ns, prefixes.get());
   KeepAliveFolder folder(&upstream, &pm);
   LeaseProxy lease_proxy(&endpoints, &folder, &ns, &pm);
 
@@ -509,11 +545,29 @@ int Run(int argc, char** argv) {
   builder.SetMaxSendMessageSize(INT_MAX);
   builder.RegisterService(&watch_proxy);
   builder.RegisterService(&lease_proxy);
+  // grpc_server_* (go-grpc-prometheus), as a member and etcd's grpc-proxy
+  // export them.
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(common::NewGrpcServerMetricsFactory(&metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Without a cache, KV is forwarded as is, unless keys need the namespace.
-  if ((rco.max_bytes > 0 && rco.max_ranges > 0) || !ns.empty()) {
+  if ((rco.max_bytes > 0 && rco.max_ranges > 0) || !ns.empty() ||
+      prefixes != nullptr) {
     builder.RegisterService(&kv_proxy);
   }
   builder.RegisterCallbackGenericService(&forwarder);
+  if (prefixes != nullptr) {
+    // The first loads, before serving (so that the first clients already
+    // share the prefixes' watches), for at most 10 s: a cluster that is not
+    // reachable yet is retried by the ticker.
+    prefixes->Start();
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while (!prefixes->Settled() && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     SYNOD_LOG(ERROR) << "cannot listen on " << listen;
@@ -584,6 +638,7 @@ int Run(int argc, char** argv) {
       hub.Tick();
       watch_proxy.Tick();
       cache.Tick();
+      if (prefixes != nullptr) prefixes->Tick();
       folder.Tick();
     }
   });

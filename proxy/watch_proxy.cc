@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -62,6 +63,8 @@ class ClientWatcher final : public RangeSubscriber {
   int64_t progress_ = 0;
   std::shared_ptr<WatchRange> range_;
   uint64_t handle_ = 0;
+  // Or served by a cached prefix.
+  PrefixCache::Attachment prefix_;
 };
 
 class ClientWatchStream final : public common::WatchStreamReactor {
@@ -343,14 +346,24 @@ class ClientWatchStream final : public common::WatchStreamReactor {
       watchers_[id] = w;
       if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Inc();
     }
-    auto [range, handle] =
-        p_->hub_->Subscribe(key, up_end, w, c.start_revision(), false);
+    PrefixCache::Attachment prefix;
+    if (p_->options_.prefixes != nullptr) {
+      prefix = p_->options_.prefixes->Subscribe(key, up_end, w,
+                                                c.start_revision());
+    }
+    std::shared_ptr<WatchRange> range;
+    uint64_t handle = 0;
+    if (!prefix) {
+      std::tie(range, handle) =
+          p_->hub_->Subscribe(key, up_end, w, c.start_revision(), false);
+    }
     bool attached = false;
     {
       absl::MutexLock l(&mu_);
       if (ActiveLocked(w.get())) {
         w->range_ = range;
         w->handle_ = handle;
+        w->prefix_ = prefix;
         w->attached_ = true;
         attached = true;
       }
@@ -358,7 +371,10 @@ class ClientWatchStream final : public common::WatchStreamReactor {
     // Stopped or canceled meanwhile (the check may complete on another
     // thread than the stream's reactions): the subscription must not
     // outlive the stream.
-    if (!attached) range->Unsubscribe(handle);
+    if (!attached) {
+      if (range != nullptr) range->Unsubscribe(handle);
+      if (prefix) p_->options_.prefixes->Unsubscribe(prefix);
+    }
     // Decided before the auth state last moved: the next Tick re-checks.
     if (attached && epoch != p_->perms_->epoch()) p_->MarkRecheck();
   }
@@ -436,7 +452,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
       }
     }
     for (const auto& w : cancel) {
-      if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
+      Detach(*w);
     }
     // Undecided (e.g. the member was unreachable): try again next Tick.
     if (!s.ok() && !refused) p_->MarkRecheck(/*undecided=*/true);
@@ -465,7 +481,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
       watchers_.erase(it);
       if (p_->metrics_ != nullptr) p_->metrics_->client_watchers->Dec();
     }
-    if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
+    Detach(*w);
     absl::MutexLock l(&mu_);
     WatchResponse resp;
     resp.set_watch_id(id);
@@ -481,26 +497,33 @@ class ClientWatchStream final : public common::WatchStreamReactor {
   // the members' answers).
   void RequestProgress() override {
     std::vector<std::shared_ptr<WatchRange>> ranges;
+    // One watcher per cached prefix (they share the prefix's watch).
+    std::map<const void*, PrefixCache::Attachment> prefixes;
     {
       absl::MutexLock l(&mu_);
       for (const auto& [id, w] : watchers_) {
-        if (w->created_ && w->range_ != nullptr) ranges.push_back(w->range_);
+        if (!w->created_) continue;
+        if (w->range_ != nullptr) ranges.push_back(w->range_);
+        if (w->prefix_) prefixes.emplace(w->prefix_.prefix.get(), w->prefix_);
       }
     }
     std::sort(ranges.begin(), ranges.end());
     ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
-    if (ranges.empty()) {
+    if (ranges.empty() && prefixes.empty()) {
       AnswerProgress();
       return;
     }
-    auto left = std::make_shared<std::atomic<size_t>>(ranges.size());
+    auto left = std::make_shared<std::atomic<size_t>>(ranges.size() +
+                                                      prefixes.size());
     std::shared_ptr<Handle> handle = handle_;
-    for (const auto& r : ranges) {
-      r->RequestProgress([left, handle] {
-        if (left->fetch_sub(1) != 1) return;
-        absl::MutexLock l(&handle->mu);
-        if (handle->s != nullptr) handle->s->AnswerProgress();
-      });
+    auto answered = [left, handle] {
+      if (left->fetch_sub(1) != 1) return;
+      absl::MutexLock l(&handle->mu);
+      if (handle->s != nullptr) handle->s->AnswerProgress();
+    };
+    for (const auto& r : ranges) r->RequestProgress(answered);
+    for (const auto& [k, a] : prefixes) {
+      p_->options_.prefixes->RequestProgress(a, answered);
     }
   }
 
@@ -518,6 +541,12 @@ class ClientWatchStream final : public common::WatchStreamReactor {
     PushLocked(std::move(resp));
   }
 
+  // Ends a watcher's subscription (its range's or its prefix's).
+  void Detach(const ClientWatcher& w) {
+    if (w.range_ != nullptr) w.range_->Unsubscribe(w.handle_);
+    if (w.prefix_) p_->options_.prefixes->Unsubscribe(w.prefix_);
+  }
+
   void UnsubscribeAll() {
     std::map<int64_t, std::shared_ptr<ClientWatcher>> all;
     {
@@ -528,7 +557,7 @@ class ClientWatchStream final : public common::WatchStreamReactor {
       }
     }
     for (const auto& [id, w] : all) {
-      if (w->range_ != nullptr) w->range_->Unsubscribe(w->handle_);
+      Detach(*w);
     }
   }
 

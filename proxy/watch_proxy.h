@@ -1,7 +1,9 @@
 // WatchProxy: the proxy's Watch service. Each client stream is a bidi
 // reactor holding client watchers; each watcher subscribes to the shared
 // WatchRange of its range through the WatchHub, so thousands of client
-// watches on a few ranges cost a few upstream watches.
+// watches on a few ranges cost a few upstream watches. A watcher inside a
+// cached prefix (--cache-prefixes, PrefixCache) whose start is in the
+// prefix's window is served by the prefix's one watch instead.
 //
 // Permissions: the upstream watches are shared across users and made as the
 // proxy, so each client watcher is let in only by the caller's permission
@@ -44,6 +46,7 @@
 #include "proto/rpc.grpc.pb.h"
 #include "proxy/namespace.h"
 #include "proxy/permission_cache.h"
+#include "proxy/prefix_cache.h"
 #include "proxy/watch_hub.h"
 
 namespace synod::proxy {
@@ -59,6 +62,10 @@ struct WatchProxyOptions {
   size_t fragment_bytes = 1572864;
   // --namespace; null or empty for none. Outlives the service.
   const Namespace* ns = nullptr;
+  // --cache-prefixes; null for none. Outlives the service. A watcher whose
+  // range and start it can serve is subscribed to it instead of its own
+  // WatchRange (no upstream watch of its own).
+  PrefixCache* prefixes = nullptr;
 };
 
 class ClientWatchStream;
