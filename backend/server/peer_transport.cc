@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/clock.h"
 #include "common/errors.h"
 #include "common/logging.h"
@@ -22,15 +23,6 @@ constexpr size_t kMaxQueued = 4096;
 // Messages per RaftBatch on the wire.
 constexpr size_t kMaxBatch = 256;
 constexpr absl::Duration kRedialBackoff = absl::Milliseconds(100);
-
-std::string DialTarget(const std::string& url) {
-  std::string t = url;
-  for (const char* scheme : {"http://", "https://", "unix://"}) {
-    if (absl::StartsWith(t, scheme)) t = t.substr(strlen(scheme));
-  }
-  while (!t.empty() && t.back() == '/') t.pop_back();
-  return t;
-}
 
 absl::Mutex dial_creds_mu;
 std::shared_ptr<grpc::ChannelCredentials>& DialCredentials()
@@ -54,7 +46,9 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& url) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(DialTarget(url), CredentialsFor(url), args);
+  std::string target = PeerGrpcAddress(url);
+  if (target.empty()) target = url;  // not a peer URL: gRPC reports it unreachable
+  return grpc::CreateCustomChannel(target, CredentialsFor(url), args);
 }
 
 
@@ -96,6 +90,19 @@ common::Counter* DisconnectedPeers(uint64_t local, uint64_t remote) {
 }
 
 }  // namespace
+
+std::string PeerGrpcAddress(absl::string_view url) {
+  absl::string_view rest = url;
+  const bool unix_socket =
+      absl::ConsumePrefix(&rest, "unix://") || absl::ConsumePrefix(&rest, "unixs://");
+  if (!unix_socket && !absl::ConsumePrefix(&rest, "http://") &&
+      !absl::ConsumePrefix(&rest, "https://")) {
+    return "";
+  }
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty()) return "";
+  return unix_socket ? absl::StrCat("unix:", rest) : std::string(rest);
+}
 
 void SetPeerDialCredentials(std::shared_ptr<grpc::ChannelCredentials> creds) {
   absl::MutexLock l(&dial_creds_mu);

@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "backend/raft/types.h"
@@ -42,6 +43,14 @@ namespace synod::server {
 synodpb::RaftMessage EncodeRaftMessage(const raft::Message& m,
                                        uint64_t cluster_id);
 raft::Message DecodeRaftMessage(const synodpb::RaftMessage& pb);
+
+// The gRPC address that serves or reaches a peer URL, as etcd 3.4 reads
+// peer URLs: "http(s)://host:port[/]" -> "host:port"; "unix(s)://name" ->
+// "unix:name", a Unix socket file named `name` (e.g. "etcd.unix:1", colon
+// included) relative to the working directory, or absolute when `name`
+// starts with '/'. gRPC listens on and dials that address alike. Returns ""
+// for any other scheme or an empty host.
+std::string PeerGrpcAddress(absl::string_view url);
 
 // Credentials for dialling https:// peer URLs: etcd's --peer-cert-file,
 // --peer-key-file and --peer-trusted-ca-file used as a client (from
@@ -72,8 +81,9 @@ class PeerTransport : public Transport {
   // The service to register on the peer listener.
   grpc::Service* service() override;
 
-  // Adds or updates a peer's URLs ("http://host:port"; the first reachable
-  // one is used). Idempotent.
+  // Adds or updates a peer's URLs ("http(s)://host:port" or
+  // "unix(s)://name", see PeerGrpcAddress; the first reachable one is
+  // used). Idempotent.
   void AddPeer(uint64_t id, const std::vector<std::string>& urls) override;
   void RemovePeer(uint64_t id) override;
   bool HasPeer(uint64_t id) const override;

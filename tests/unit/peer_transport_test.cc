@@ -8,12 +8,14 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -55,7 +57,10 @@ raft::Message Msg(uint64_t from, uint64_t to, uint64_t index,
 // One member's transport, its Peer gRPC server, and what its callbacks saw.
 class Node {
  public:
-  Node(uint64_t id, uint64_t cluster_id, int port = 0) : id_(id) {
+  // Listens on 127.0.0.1:`port` (0: one the kernel picks), or on the Unix
+  // socket `unix_path` when it is not empty.
+  Node(uint64_t id, uint64_t cluster_id, int port = 0, std::string unix_path = "")
+      : id_(id), unix_path_(std::move(unix_path)) {
     PeerTransport::Callbacks cb;
     cb.on_message = [this](raft::Message m) {
       absl::MutexLock l(&mu_);
@@ -93,12 +98,16 @@ class Node {
     };
     transport_ = std::make_unique<PeerTransport>(id, cluster_id, std::move(cb));
     grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:" + std::to_string(port),
-                       grpc::InsecureServerCredentials(), &port_);
+    if (unix_path_.empty()) {
+      b.AddListeningPort("127.0.0.1:" + std::to_string(port),
+                         grpc::InsecureServerCredentials(), &port_);
+    } else {
+      b.AddListeningPort(PeerGrpcAddress(url()), grpc::InsecureServerCredentials());
+    }
     b.RegisterService(transport_->service());
     server_ = b.BuildAndStart();
     EXPECT_NE(server_, nullptr);
-    EXPECT_GT(port_, 0);
+    if (unix_path_.empty()) EXPECT_GT(port_, 0);
   }
   ~Node() { Shutdown(); }
   // Stops serving (the "process" goes down); the transport is stopped too.
@@ -111,7 +120,10 @@ class Node {
     transport_->Stop();
   }
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const {
+    return unix_path_.empty() ? "http://127.0.0.1:" + std::to_string(port_)
+                              : "unix://" + unix_path_;
+  }
   int port() const { return port_; }
   PeerTransport* t() { return transport_.get(); }
 
@@ -160,6 +172,7 @@ class Node {
 
  private:
   const uint64_t id_;
+  const std::string unix_path_;
   int port_ = 0;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<grpc::Server> server_;
@@ -274,6 +287,46 @@ TEST(PeerTransportTest, DeliversBothWaysInOrder) {
   }
   EXPECT_FALSE(a.saw_unreachable(2));
   EXPECT_FALSE(b.saw_unreachable(1));
+}
+
+TEST(PeerGrpcAddressTest, MapsPeerUrlsAsEtcdDoes) {
+  EXPECT_EQ(PeerGrpcAddress("http://127.0.0.1:2380"), "127.0.0.1:2380");
+  EXPECT_EQ(PeerGrpcAddress("https://localhost:2380/"), "localhost:2380");
+  // etcd's TestEtcdUnixPeers: a socket file named "etcd.unix:1" in the
+  // working directory.
+  EXPECT_EQ(PeerGrpcAddress("unix://etcd.unix:1"), "unix:etcd.unix:1");
+  EXPECT_EQ(PeerGrpcAddress("unixs://etcd.unix:1"), "unix:etcd.unix:1");
+  EXPECT_EQ(PeerGrpcAddress("unix:///tmp/peer.sock"), "unix:/tmp/peer.sock");
+  EXPECT_EQ(PeerGrpcAddress("ftp://h:1"), "");
+  EXPECT_EQ(PeerGrpcAddress("127.0.0.1:2380"), "");
+  EXPECT_EQ(PeerGrpcAddress("unix://"), "");
+}
+
+// A member whose peer URL is a Unix socket exchanges messages with one on
+// TCP, both ways.
+TEST(PeerTransportTest, DeliversOverAUnixSocketPeerUrl) {
+  char dir_template[] = "/tmp/synod-peer-unix-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string sock = std::string(dir_template) + "/peer.unix:1";
+  {
+    Node a(1, 100), b(2, 100, 0, sock);
+    ASSERT_EQ(b.url(), "unix://" + sock);
+    a.t()->AddPeer(2, {b.url()});
+    b.t()->AddPeer(1, {a.url()});
+    ASSERT_TRUE(Connect(&a, 1, &b, 2));
+    ASSERT_TRUE(Connect(&b, 2, &a, 1));
+    a.t()->Send({Msg(1, 2, 7)});
+    b.t()->Send({Msg(2, 1, 8)});
+    ASSERT_TRUE(PollUntil([&] { return !a.received().empty() && !b.received().empty(); }));
+    EXPECT_EQ(b.received()[0].index, 7u);
+    EXPECT_EQ(a.received()[0].index, 8u);
+    // FetchClusterInfo dials the socket too.
+    auto info = PeerTransport::FetchClusterInfo(b.url(), kDeadline);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->cluster_id(), 100u);
+  }
+  unlink(sock.c_str());
+  rmdir(dir_template);
 }
 
 TEST(PeerTransportTest, UnknownPeerIsReportedUnreachable) {
