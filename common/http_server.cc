@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/tls.h"
+#include "common/tls_client_hello.h"
 #include "common/tls_stream.h"
 
 namespace synod::common {
@@ -239,9 +240,11 @@ class HttpServer::Impl {
     h.stream[std::move(method)] = std::move(handler);
   }
 
-  // `tls` null serves http.
-  absl::StatusOr<int> Start(const std::string& host, int port,
-                            std::unique_ptr<TlsServerContext> tls);
+  // `tls` null serves http. Binds and listens; serves once Serve() runs
+  // (connections wait in the listen backlog until then).
+  absl::StatusOr<int> Listen(const std::string& host, int port,
+                             std::unique_ptr<TlsServerContext> tls);
+  absl::Status Serve();
   void Stop();
   int port() const { return port_.load(std::memory_order_acquire); }
   const HttpServerOptions& options() const { return options_; }
@@ -304,8 +307,9 @@ class HttpServer::Impl {
     std::unique_ptr<TlsServerStream> tls;
     bool tls_checked = false;
     std::string remote;
-    // HTTP/2 hand-off only: a dup of the socket, polled (not read) until
-    // its first bytes say HTTP/2 or not; -1 once handed off or closed.
+    // Hand-offs only: a dup of the socket, polled (not read) until its
+    // first bytes say where it goes (HTTP/2 or not; for https, a gRPC
+    // ClientHello or not); -1 once handed off or closed.
     uv_poll_t poll;
     bool poll_open = false;
     int peek_fd = -1;
@@ -340,9 +344,14 @@ class HttpServer::Impl {
   static int OnBody(http_parser* p, const char* at, size_t n);
   static int OnMessageComplete(http_parser* p);
 
-  // HTTP/2 hand-off: polls a dup of the socket until MSG_PEEK shows whether
-  // it starts with the HTTP/2 preface, then EndPeek()s.
+  // Hand-offs: polls a dup of the socket until MSG_PEEK shows where it
+  // goes (http: whether it starts with the HTTP/2 preface; https: whether
+  // its ClientHello is a gRPC client's), then EndPeek()s.
   void StartPeek(Conn* conn);
+  // The hand-off of this server's kind (http or https), or null.
+  const std::function<void(int)>& Handoff() const {
+    return tls_ == nullptr ? options_.http2_handoff : options_.tls_handoff;
+  }
   // Stops peeking; hands the socket to options_.http2_handoff, or starts
   // reading it as HTTP/1.x.
   void EndPeek(Conn* conn, bool http2);
@@ -400,6 +409,7 @@ class HttpServer::Impl {
   absl::Mutex lifecycle_mu_;
   bool running_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
   bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
+  bool serving_ ABSL_GUARDED_BY(lifecycle_mu_) = false;  // thread started
   std::thread thread_ ABSL_GUARDED_BY(lifecycle_mu_);
   std::atomic<int> port_{0};
 
@@ -413,9 +423,10 @@ class HttpServer::Impl {
   uv_async_t post_async_;
   std::unordered_set<Conn*> conns_;
   std::unique_ptr<TlsServerContext> tls_;  // null for http
+  std::string peek_buf_;  // OnPeekable's, on the loop thread
 };
 
-absl::StatusOr<int> HttpServer::Impl::Start(
+absl::StatusOr<int> HttpServer::Impl::Listen(
     const std::string& host, int port, std::unique_ptr<TlsServerContext> tls) {
   absl::MutexLock lock(&lifecycle_mu_);
   if (started_) {
@@ -481,6 +492,16 @@ absl::StatusOr<int> HttpServer::Impl::Start(
   started_ = true;
   running_ = true;
   tls_ = std::move(tls);
+  return bound_port;
+}
+
+absl::Status HttpServer::Impl::Serve() {
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (!running_) {
+    return absl::FailedPreconditionError("HttpServer: not listening");
+  }
+  if (serving_) return absl::FailedPreconditionError("HttpServer: already serving");
+  serving_ = true;
   thread_ = std::thread([this] {
     // libuv writes with writev(), so a write to a reset connection raises
     // SIGPIPE; keep it blocked (pending, harmless) on this thread only rather
@@ -491,15 +512,21 @@ absl::StatusOr<int> HttpServer::Impl::Start(
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
   });
-  return bound_port;
+  return absl::OkStatus();
 }
 
 void HttpServer::Impl::Stop() {
   absl::MutexLock lock(&lifecycle_mu_);
   if (!running_) return;
   running_ = false;
-  uv_async_send(&stop_async_);
-  thread_.join();
+  if (serving_) {
+    uv_async_send(&stop_async_);
+    thread_.join();
+  } else {
+    // Listening only: no connection was accepted; close on this thread.
+    OnStopAsync(&stop_async_);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
   // uv_run returned, so every handle is closed and every Conn deleted.
   if (uv_loop_close(&loop_) == UV_EBUSY) {
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -577,7 +604,7 @@ void HttpServer::Impl::OnConnection(uv_stream_t* listener, int status) {
     }
   }
   uv_timer_start(&conn->timer, &OnTimer, self->options_.io_timeout_ms, 0);
-  if (self->options_.http2_handoff && self->tls_ == nullptr) {
+  if (self->Handoff()) {
     self->StartPeek(conn);
     return;
   }
@@ -621,8 +648,10 @@ void HttpServer::Impl::OnPeekable(uv_poll_t* poll, int status, int events) {
     self->CloseConn(conn);
     return;
   }
-  char buf[kHttp2Preface.size()];
-  ssize_t n = recv(conn->peek_fd, buf, sizeof(buf), MSG_PEEK);
+  const bool tls = self->tls_ != nullptr;
+  std::string& buf = self->peek_buf_;
+  buf.resize(tls ? kMaxClientHelloPeekBytes : kHttp2Preface.size());
+  ssize_t n = recv(conn->peek_fd, buf.data(), buf.size(), MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     return;
   }
@@ -630,10 +659,22 @@ void HttpServer::Impl::OnPeekable(uv_poll_t* poll, int status, int events) {
     self->CloseConn(conn);
     return;
   }
-  absl::string_view got(buf, static_cast<size_t>(n));
-  const bool prefix = absl::StartsWith(kHttp2Preface, got);
-  if (prefix && got.size() < kHttp2Preface.size() &&
-      (events & UV_DISCONNECT) == 0) {
+  absl::string_view got(buf.data(), static_cast<size_t>(n));
+  // http: the HTTP/2 preface, or a prefix of it, waits for more;
+  // https: a ClientHello not complete yet does.
+  ClientHelloRoute route = ClientHelloRoute::kOther;
+  bool more = false;
+  bool handoff = false;
+  if (tls) {
+    route = ClassifyClientHello(got);
+    more = route == ClientHelloRoute::kNeedMore;
+    handoff = route == ClientHelloRoute::kHttp2Only;
+  } else {
+    const bool prefix = absl::StartsWith(kHttp2Preface, got);
+    more = prefix && got.size() < kHttp2Preface.size();
+    handoff = prefix && !more;
+  }
+  if (more && (events & UV_DISCONNECT) == 0) {
     // Wait for more without spinning: epoll reports the socket readable
     // again only once another byte (or EOF) is there.
     int lowat = static_cast<int>(got.size()) + 1;
@@ -643,17 +684,17 @@ void HttpServer::Impl::OnPeekable(uv_poll_t* poll, int status, int events) {
     }
     return;
   }
-  self->EndPeek(conn, prefix && got.size() == kHttp2Preface.size());
+  self->EndPeek(conn, handoff);
 }
 
-void HttpServer::Impl::EndPeek(Conn* conn, bool http2) {
+void HttpServer::Impl::EndPeek(Conn* conn, bool handoff) {
   int one = 1;
   setsockopt(conn->peek_fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
   // Closing the poll handle takes the dup out of libuv's epoll set at once;
   // its close callback closes the dup unless it was handed off.
   conn->poll_open = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&conn->poll), &OnConnHandleClosed);
-  if (!http2) {
+  if (!handoff) {
     if (uv_read_start(reinterpret_cast<uv_stream_t*>(&conn->tcp), &OnAlloc,
                       &OnRead) != 0) {
       CloseConn(conn);
@@ -663,7 +704,7 @@ void HttpServer::Impl::EndPeek(Conn* conn, bool http2) {
   const int fd = conn->peek_fd;
   conn->peek_fd = -1;
   CloseConn(conn);  // closes the tcp handle's own fd; the dup keeps the socket
-  options_.http2_handoff(fd);
+  Handoff()(fd);
 }
 
 void HttpServer::Impl::OnAlloc(uv_handle_t* handle, size_t /*suggested*/,
@@ -1405,11 +1446,36 @@ void HttpServer::Handle(std::string path, HttpHandler handler) {
 }
 
 absl::StatusOr<int> HttpServer::Start(const std::string& host, int port) {
-  return impl_->Start(host, port, nullptr);
+  absl::StatusOr<int> port_or = Listen(host, port);
+  if (port_or.ok()) {
+    absl::Status st = Serve();
+    if (!st.ok()) return st;
+  }
+  return port_or;
 }
 
 absl::StatusOr<int> HttpServer::StartTls(const std::string& host, int port,
                                          const TlsInfo& info) {
+  absl::StatusOr<int> port_or = ListenTls(host, port, info);
+  if (port_or.ok()) {
+    absl::Status st = Serve();
+    if (!st.ok()) return st;
+  }
+  return port_or;
+}
+
+absl::StatusOr<int> HttpServer::Listen(const std::string& host, int port) {
+  if (impl_->options().tls_handoff) {
+    return absl::FailedPreconditionError(
+        "HttpServer: the TLS hand-off is for https only");
+  }
+  return impl_->Listen(host, port, nullptr);
+}
+
+absl::Status HttpServer::Serve() { return impl_->Serve(); }
+
+absl::StatusOr<int> HttpServer::ListenTls(const std::string& host, int port,
+                                          const TlsInfo& info) {
   if (impl_->options().http2_handoff) {
     return absl::FailedPreconditionError(
         "HttpServer: TLS: the HTTP/2 hand-off is for plaintext only");
@@ -1421,7 +1487,7 @@ absl::StatusOr<int> HttpServer::StartTls(const std::string& host, int port,
         tls.status().code(),
         absl::StrCat("HttpServer: TLS: ", tls.status().message()));
   }
-  return impl_->Start(host, port, std::move(*tls));
+  return impl_->Listen(host, port, std::move(*tls));
 }
 
 void HttpServer::HandleAsync(std::string path, std::string method,

@@ -52,6 +52,8 @@
 //   does not look like a TLS handshake", ServerName "")
 // The handshake shares the io_timeout_ms deadline with the request.
 //
+// gRPC hand-off on https (HttpServerOptions::tls_handoff): see the option.
+//
 // HTTP/2 hand-off (HttpServerOptions::http2_handoff; http only): as etcd's
 // cmux serves gRPC and HTTP/1 on one plaintext client port. Each accepted
 // connection is peeked (MSG_PEEK, nothing consumed) before it is served:
@@ -197,6 +199,14 @@ struct HttpServerOptions {
   // close it or pass it on, e.g. to grpc::AddInsecureChannelFromFd). Keep
   // it quick; it runs like a handler. StartTls() refuses it.
   std::function<void(int fd)> http2_handoff;
+  // When set, ListenTls()/StartTls() serve gRPC and HTTPS/1.x on one port:
+  // a connection whose TLS ClientHello offers ALPN "h2" and not "http/1.1"
+  // (a gRPC client; see common/tls_client_hello.h) is passed to this
+  // function, with every byte still unread (the handshake not begun), as
+  // http2_handoff's sockets are; any other is served as HTTPS/1.x here.
+  // The peek waits for at most one whole TLS record (16 KiB), within
+  // io_timeout_ms. Listen()/Start() refuse it.
+  std::function<void(int fd)> tls_handoff;
 };
 
 class HttpServer {
@@ -241,6 +251,19 @@ class HttpServer {
   // belongs to gRPC's own TLS listener).
   absl::StatusOr<int> StartTls(const std::string& host, int port,
                                const TlsInfo& info);
+
+  // Start() and StartTls() in two steps, for a server that must own its
+  // port before it may answer (a member binds its client ports before it
+  // has joined, as etcd does, and serves once it has): Listen()/ListenTls()
+  // bind and listen (same arguments and errors as Start()/StartTls(),
+  // which refuse the other kind's hand-off option); connections wait in
+  // the kernel's listen backlog until Serve() starts the server thread.
+  // Serve() errors: FailedPrecondition when not listening or already
+  // serving. Stop() also ends a server that listens but never served.
+  absl::StatusOr<int> Listen(const std::string& host, int port);
+  absl::StatusOr<int> ListenTls(const std::string& host, int port,
+                                const TlsInfo& info);
+  absl::Status Serve();
 
   // Stops accepting, closes every connection (in-flight responses may be cut
   // off; every responder's OnClose runs), and joins the server thread.

@@ -37,6 +37,7 @@
 #include "common/clock.h"
 #include "common/flags_util.h"
 #include "common/grpc_metrics.h"
+#include "common/tcp_relay.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -577,6 +578,61 @@ int Run(int argc, char** argv) {
     http.push_back(std::move(h));
   }
 
+  // The client ports, bound now and served once this member has published
+  // (below), as etcd binds its listeners at start and serves them after
+  // ReadyNotify: a client that connects in between waits in the listen
+  // backlog instead of being refused. Each is an HttpServer that hands
+  // gRPC's connections over and serves /metrics, /health, /version and the
+  // JSON gateway on the rest, as etcd's cmux does: on an http:// URL those
+  // that start with the HTTP/2 preface go to the gRPC server as they are;
+  // on an https:// URL those whose ClientHello is a gRPC client's
+  // (common/tls_client_hello.h) are relayed, still encrypted, to the gRPC
+  // server's TLS listener on a loopback port, which does the handshake and
+  // so sees the client's certificate. The hand-offs read grpc_server and
+  // relay, which are set before the servers serve. Declared in this order
+  // so that the HttpServers stop first, then the gateway, the relay and
+  // the gRPC server.
+  std::unique_ptr<grpc::Server> grpc_server;
+  common::TcpRelay relay;
+  std::unique_ptr<JsonGateway> gateway;
+  std::vector<std::unique_ptr<common::HttpServer>> client_http;
+  bool any_tls_client_url = false;
+  for (const std::string& u : cfg.listen_client_urls) {
+    std::string host;
+    int port = 0;
+    if (HostPort(u).empty() || !common::SplitHostPort(HostPort(u), &host, &port)) {
+      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http(s)://host:port)";
+      return 2;
+    }
+    auto creds = ListenerCredentials(u, *client_tls, "client");
+    if (!creds.ok()) {
+      SYNOD_LOG(ERROR) << creds.status().message();
+      return 2;
+    }
+    common::HttpServerOptions options;
+    // Counts only connections still being peeked or served as HTTP/1;
+    // gRPC's leave the count once handed over.
+    options.max_connections = 4096;
+    absl::StatusOr<int> bound;
+    if (common::IsTlsUrl(u)) {
+      any_tls_client_url = true;
+      options.tls_handoff = [&relay](int fd) { relay.Relay(fd); };
+      auto h = std::make_unique<common::HttpServer>(options);
+      bound = h->ListenTls(ListenHost(host), port, *client_tls);
+      client_http.push_back(std::move(h));
+    } else {
+      std::unique_ptr<grpc::Server>* g = &grpc_server;
+      options.http2_handoff = [g](int fd) { grpc::AddInsecureChannelFromFd(g->get(), fd); };
+      auto h = std::make_unique<common::HttpServer>(options);
+      bound = h->Listen(ListenHost(host), port);
+      client_http.push_back(std::move(h));
+    }
+    if (!bound.ok()) {
+      SYNOD_LOG(ERROR) << "cannot listen on " << u << ": " << bound.status().message();
+      return 1;
+    }
+  }
+
   // As etcd (its client listeners wait for ReadyNotify): clients are served
   // once this member has published its name and client URLs through the
   // log, so no client sees it in `member list` without them. A restart with
@@ -588,6 +644,7 @@ int Run(int argc, char** argv) {
             &stop->mu, absl::Condition(stop, &StopRequest::IsSet),
             absl::Milliseconds(50))) {
       SYNOD_LOG(INFO) << stop->reason << " before serving clients, shutting down";
+      for (auto& h : client_http) h->Stop();
       for (auto& h : http) h->Stop();
       peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
       s->Stop();
@@ -607,30 +664,17 @@ int Run(int argc, char** argv) {
   AuthService auth(s);
   grpc::ServerBuilder builder;
   // gRPC listens with SO_REUSEPORT by default, so a second process on the
-  // same port would start and take half the connections; etcd (and we)
-  // refuse to start instead: "address already in use".
+  // same port would start and take half the connections; refuse that.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  // gRPC listens on https:// client URLs itself (TLS is its own there); an
-  // http:// one is accepted by an HttpServer that hands gRPC's connections
-  // over and serves /metrics, /health and /version on the rest, as etcd's
-  // cmux does. (etcd also serves HTTP/1 on a TLS client port; we do not.)
-  std::vector<std::string> plain_client_urls;
-  for (const std::string& u : cfg.listen_client_urls) {
-    std::string hp = HostPort(u);
-    if (hp.empty()) {
-      SYNOD_LOG(ERROR) << "unsupported client URL " << u << " (want http(s)://host:port)";
-      return 2;
-    }
-    auto creds = ListenerCredentials(u, *client_tls, "client");
+  // The loopback TLS listener the https client ports relay gRPC clients to.
+  int grpc_tls_port = 0;
+  if (any_tls_client_url) {
+    auto creds = common::NewServerCredentials(*client_tls, "client");
     if (!creds.ok()) {
       SYNOD_LOG(ERROR) << creds.status().message();
       return 2;
     }
-    if (common::IsTlsUrl(u)) {
-      builder.AddListeningPort(hp, *creds);
-    } else {
-      plain_client_urls.push_back(u);
-    }
+    builder.AddListeningPort("127.0.0.1:0", *creds, &grpc_tls_port);
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -641,8 +685,8 @@ int Run(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(cfg.max_request_bytes + (512 << 10), INT_MAX)));
   builder.SetMaxSendMessageSize(INT_MAX);
-  // --max-concurrent-streams and --grpc-keepalive-*; the fd hand-offs below
-  // get the server's channel arguments too.
+  // --max-concurrent-streams and --grpc-keepalive-*; the fd hand-offs get
+  // the server's channel arguments too.
   for (const auto& [name, value] : process_flags->client_grpc_args) {
     builder.AddChannelArgument(name, value);
   }
@@ -653,41 +697,31 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&cluster);
   builder.RegisterService(&auth);
   RegisterLockElection(&builder, s);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  if (!grpc_server) {
-    SYNOD_LOG(ERROR) << "cannot listen on " << absl::GetFlag(FLAGS_listen_client_urls);
+  grpc_server = builder.BuildAndStart();
+  if (!grpc_server || (any_tls_client_url && grpc_tls_port == 0)) {
+    SYNOD_LOG(ERROR) << "cannot start the gRPC server for "
+                     << absl::GetFlag(FLAGS_listen_client_urls);
     return 1;
   }
-  // etcd's JSON gateway (--enable-grpc-gateway, --cors) on the plaintext
-  // client URLs. Declared after grpc_server (its in-process channel goes
-  // first) and before client_http (which refer to it, and are stopped and
-  // destroyed before it).
-  std::unique_ptr<JsonGateway> gateway;
+  if (any_tls_client_url) {
+    if (absl::Status st = relay.Start("127.0.0.1", grpc_tls_port); !st.ok()) {
+      SYNOD_LOG(ERROR) << "cannot relay to the gRPC TLS listener: " << st.message();
+      return 1;
+    }
+  }
+  // etcd's JSON gateway (--enable-grpc-gateway, --cors) on every client
+  // URL, through an in-process channel to grpc_server.
   if (process_flags->enable_grpc_gateway) {
     gateway = JsonGateway::ForServer(grpc_server.get(), process_flags->cors);
   }
-  // Declared after grpc_server, so destroyed (and their hand-offs stopped)
-  // before it on every return.
-  std::vector<std::unique_ptr<common::HttpServer>> client_http;
-  for (const std::string& u : plain_client_urls) {
-    std::string host;
-    int port = 0;
-    common::SplitHostPort(HostPort(u), &host, &port);
-    common::HttpServerOptions options;
-    // Counts only connections still being peeked or served as HTTP/1;
-    // gRPC's leave the count once handed over.
-    options.max_connections = 4096;
-    grpc::Server* g = grpc_server.get();
-    options.http2_handoff = [g](int fd) { grpc::AddInsecureChannelFromFd(g, fd); };
-    auto h = std::make_unique<common::HttpServer>(options);
-    HandleEtcdHttp(h.get(), s);
-    if (gateway != nullptr) gateway->Install(h.get());
-    auto st = h->Start(ListenHost(host), port);
-    if (!st.ok()) {
-      SYNOD_LOG(ERROR) << "cannot listen on " << u << ": " << st.status().message();
+  for (size_t i = 0; i < client_http.size(); ++i) {
+    common::HttpServer* h = client_http[i].get();
+    HandleEtcdHttp(h, s);
+    if (gateway != nullptr) gateway->Install(h);
+    if (absl::Status st = h->Serve(); !st.ok()) {
+      SYNOD_LOG(ERROR) << "cannot serve " << cfg.listen_client_urls[i] << ": " << st.message();
       return 1;
     }
-    client_http.push_back(std::move(h));
   }
 
   SYNOD_LOG(INFO) << "serving client requests on "
@@ -703,6 +737,7 @@ int Run(int argc, char** argv) {
   }
   for (auto& h : http) h->Stop();
   for (auto& h : client_http) h->Stop();
+  relay.Stop();
   grpc_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(2)));
   peer_server->Shutdown(common::GrpcDeadlineAfter(absl::Seconds(1)));
   s->Stop();
