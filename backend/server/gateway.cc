@@ -10,13 +10,15 @@
 #include <grpcpp/support/client_callback.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -376,8 +378,12 @@ common::HttpResponse JsonAnswer(std::string body, const Headers& cors) {
 }  // namespace
 
 struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
-  Impl(std::shared_ptr<grpc::Channel> ch, std::vector<std::string> origins)
-      : channel(std::move(ch)), stub(channel), cors(std::move(origins)) {}
+  Impl(std::shared_ptr<grpc::Channel> ch, std::vector<std::string> origins,
+       uint32_t max_concurrent_streams)
+      : channel(std::move(ch)),
+        stub(channel),
+        cors(std::move(origins)),
+        max_streams(max_concurrent_streams) {}
 
   // The CORS headers for `req`, as etcd's corsHandler: all origins ("*")
   // when --cors is empty or has "*", else the request's Origin if listed,
@@ -395,24 +401,114 @@ struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
     return {};
   }
 
+  // Where a call stands with respect to the stream slots
+  // (--max-concurrent-streams).
+  enum class Slot {
+    kNew,        // counted in, not yet admitted
+    kQueued,     // waiting in `waiting` for a slot
+    kHolding,    // running, holding a slot
+    kFree,       // running without a slot (no limit, or cancelled)
+    kAbandoned,  // the client left before admission
+  };
+
   // Counts a call in; false once the gateway is going away.
   bool Begin(grpc::ClientContext* ctx) {
     absl::MutexLock l(&mu);
     if (closing) return false;
-    live.insert(ctx);
+    live.emplace(ctx, Slot::kNew);
     return true;
   }
-  void End(grpc::ClientContext* ctx) {
-    absl::MutexLock l(&mu);
-    live.erase(ctx);
+
+  // Starts the call on `ctx` (counted in by Begin) through `start` once it
+  // holds a stream slot: now if one is free, else after the calls queued
+  // before it (FIFO), when a slot frees. As etcd's gateway, whose one gRPC
+  // connection is subject to --max-concurrent-streams. A call whose client
+  // has left (Abandon) or that comes during Shutdown starts without a slot:
+  // its context is cancelled, so it ends at once. `start` runs on this
+  // thread or on the one that frees the slot; it must not block.
+  void Admit(grpc::ClientContext* ctx, std::function<void()> start) {
+    {
+      absl::MutexLock l(&mu);
+      Slot& slot = live[ctx];
+      if (slot == Slot::kAbandoned || closing || max_streams == 0) {
+        slot = Slot::kFree;
+      } else if (holding < max_streams) {
+        ++holding;
+        slot = Slot::kHolding;
+      } else {
+        slot = Slot::kQueued;
+        waiting.emplace_back(ctx, std::move(start));
+        return;
+      }
+    }
+    start();
   }
-  // Cancels every call and waits until each has ended.
+
+  // The client of the call on `ctx` left (its context is cancelled): a
+  // queued call leaves the queue and starts without a slot, ending at once.
+  void Abandon(grpc::ClientContext* ctx) {
+    std::function<void()> start;
+    {
+      absl::MutexLock l(&mu);
+      auto it = live.find(ctx);
+      if (it == live.end()) return;
+      if (it->second == Slot::kNew) {
+        it->second = Slot::kAbandoned;
+        return;
+      }
+      if (it->second != Slot::kQueued) return;
+      it->second = Slot::kFree;
+      for (auto w = waiting.begin(); w != waiting.end(); ++w) {
+        if (w->first == ctx) {
+          start = std::move(w->second);
+          waiting.erase(w);
+          break;
+        }
+      }
+    }
+    if (start) start();
+  }
+
+  // Counts a call out; the slot it held passes to the first queued call.
+  void End(grpc::ClientContext* ctx) {
+    std::function<void()> next;
+    {
+      absl::MutexLock l(&mu);
+      auto it = live.find(ctx);
+      if (it == live.end()) return;
+      const bool held = it->second == Slot::kHolding;
+      live.erase(it);
+      if (!held) return;
+      if (waiting.empty()) {
+        --holding;
+        return;
+      }
+      live[waiting.front().first] = Slot::kHolding;
+      next = std::move(waiting.front().second);
+      waiting.pop_front();
+    }
+    next();
+  }
+
+  // Cancels every call (queued ones start, cancelled) and waits until each
+  // has ended.
   void Shutdown() {
+    std::deque<std::pair<grpc::ClientContext*, std::function<void()>>> queued;
+    {
+      absl::MutexLock l(&mu);
+      closing = true;
+      for (auto& [ctx, slot] : live) {
+        ctx->TryCancel();
+        if (slot == Slot::kQueued) slot = Slot::kFree;
+      }
+      queued.swap(waiting);
+    }
+    for (auto& [ctx, start] : queued) start();
     absl::MutexLock l(&mu);
-    closing = true;
-    for (grpc::ClientContext* ctx : live) ctx->TryCancel();
     mu.Await(absl::Condition(
-        +[](absl::flat_hash_set<grpc::ClientContext*>* s) { return s->empty(); },
+        +[](absl::flat_hash_map<grpc::ClientContext*, Slot>* s) {
+          return s->empty();
+        },
         &live));
   }
 
@@ -432,11 +528,15 @@ struct JsonGateway::Impl : public std::enable_shared_from_this<Impl> {
   std::shared_ptr<grpc::Channel> channel;
   grpc::GenericStub stub;
   const std::vector<std::string> cors;  // --cors
+  const uint32_t max_streams;           // 0: no limit
   std::vector<std::unique_ptr<Route>> routes;
 
   absl::Mutex mu;
   bool closing ABSL_GUARDED_BY(mu) = false;
-  absl::flat_hash_set<grpc::ClientContext*> live ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<grpc::ClientContext*, Slot> live ABSL_GUARDED_BY(mu);
+  uint32_t holding ABSL_GUARDED_BY(mu) = 0;  // calls in Slot::kHolding
+  std::deque<std::pair<grpc::ClientContext*, std::function<void()>>> waiting
+      ABSL_GUARDED_BY(mu);
 };
 
 namespace {
@@ -473,12 +573,13 @@ class StreamCall final
         shared_(std::move(shared)),
         cors_(std::move(cors)) {}
 
-  // Starts the call. `only`: the one request of a server-streaming call,
-  // sent before the half-close. Else request messages come through Send()
-  // and BodyEnd(), which the call waits for (or the connection's close).
-  // Once it returns, the call may have ended (and deleted itself) unless
-  // it waits for the body.
-  void Start(const Message* only) {
+  // Prepares the call; StartCall() (once admitted) starts it. `only`: the
+  // one request of a server-streaming call, sent before the half-close.
+  // Else request messages come through Send() and BodyEnd(), which the
+  // call waits for (or the connection's close). Once StartCall() returns,
+  // the call may have ended (and deleted itself) unless it waits for the
+  // body.
+  void Prepare(const Message* only) {
     gw_->stub.PrepareBidiStreamingCall(&shared_->ctx, route_->grpc_path,
                                        grpc::StubOptions(), this);
     if (only != nullptr) {
@@ -490,7 +591,6 @@ class StreamCall final
       shared_->body_holder = this;
     }
     StartRead(&in_);
-    StartCall();
   }
 
   // A request message, as a JSON object (server thread).
@@ -688,22 +788,25 @@ void JsonGateway::Impl::Unary(const Route* route,
   Headers cors = CorsFor(req);
   if (!Prepare(req, msg.get(), &call->ctx, cors, &resp)) return;
   call->request = ToBuffer(*msg);
-  resp.OnClose([call] { call->ctx.TryCancel(); });
   std::shared_ptr<Impl> self = shared_from_this();
-  stub.UnaryCall(&call->ctx, route->grpc_path, grpc::StubOptions(),
-                 &call->request, &call->response,
-                 [self, call, route, resp, cors](grpc::Status status) mutable {
-                   std::unique_ptr<Message> out(
-                       route->response_prototype->New());
-                   if (status.ok() && !FromBuffer(call->response, out.get())) {
-                     status = grpc::Status(grpc::StatusCode::INTERNAL,
-                                           "bad response");
-                   }
-                   resp.Respond(status.ok()
-                                    ? JsonAnswer(ToJson(*out), cors)
-                                    : ErrorResponse(status, cors));
-                   self->End(&call->ctx);
-                 });
+  resp.OnClose([self, call] {
+    call->ctx.TryCancel();
+    self->Abandon(&call->ctx);
+  });
+  Admit(&call->ctx, [self, call, route, resp, cors] {
+    self->stub.UnaryCall(
+        &call->ctx, route->grpc_path, grpc::StubOptions(), &call->request,
+        &call->response,
+        [self, call, route, resp, cors](grpc::Status status) mutable {
+          std::unique_ptr<Message> out(route->response_prototype->New());
+          if (status.ok() && !FromBuffer(call->response, out.get())) {
+            status = grpc::Status(grpc::StatusCode::INTERNAL, "bad response");
+          }
+          resp.Respond(status.ok() ? JsonAnswer(ToJson(*out), cors)
+                                   : ErrorResponse(status, cors));
+          self->End(&call->ctx);
+        });
+  });
 }
 
 void JsonGateway::Impl::ServerStream(const Route* route,
@@ -713,10 +816,14 @@ void JsonGateway::Impl::ServerStream(const Route* route,
   std::unique_ptr<Message> msg(route->request_prototype->New());
   Headers cors = CorsFor(req);
   if (!Prepare(req, msg.get(), &shared->ctx, cors, &resp)) return;
-  resp.OnClose([shared] { shared->ctx.TryCancel(); });
-  auto* call = new StreamCall(shared_from_this(), route, resp, shared,
-                              std::move(cors));
-  call->Start(msg.get());
+  std::shared_ptr<Impl> self = shared_from_this();
+  resp.OnClose([self, shared] {
+    shared->ctx.TryCancel();
+    self->Abandon(&shared->ctx);
+  });
+  auto* call = new StreamCall(self, route, resp, shared, std::move(cors));
+  call->Prepare(msg.get());
+  Admit(&shared->ctx, [call] { call->StartCall(); });
 }
 
 common::HttpBodyReader JsonGateway::Impl::ClientStream(
@@ -725,19 +832,23 @@ common::HttpBodyReader JsonGateway::Impl::ClientStream(
   auto shared = std::make_shared<StreamCall::Shared>();
   Headers cors = CorsFor(req);
   if (!Prepare(req, nullptr, &shared->ctx, cors, &resp)) return {};
-  auto* call = new StreamCall(shared_from_this(), route, resp, shared,
-                              std::move(cors));
-  call->Start(nullptr);
-  // On close: cancel, and let go of the call if the body still held it.
-  resp.OnClose([shared] {
+  std::shared_ptr<Impl> self = shared_from_this();
+  auto* call = new StreamCall(self, route, resp, shared, std::move(cors));
+  call->Prepare(nullptr);
+  // On close: cancel, leave the slot queue, and let go of the call if the
+  // body still held it.
+  resp.OnClose([self, shared] {
     StreamCall* holder;
     {
       absl::MutexLock l(&shared->mu);
       holder = shared->body_holder;
     }
     shared->ctx.TryCancel();
+    self->Abandon(&shared->ctx);
     if (holder != nullptr) holder->ReleaseBody();
   });
+  // The body holds the call, so `call` outlives a start made at once.
+  Admit(&shared->ctx, [call] { call->StartCall(); });
   // The reader runs on the server thread, before the close, while the body
   // holds the call: `call` is alive for it.
   auto splitter = std::make_shared<JsonSplitter>();
@@ -759,8 +870,10 @@ common::HttpBodyReader JsonGateway::Impl::ClientStream(
 }
 
 JsonGateway::JsonGateway(std::shared_ptr<grpc::Channel> channel,
-                         std::vector<std::string> cors)
-    : impl_(std::make_shared<Impl>(std::move(channel), std::move(cors))) {
+                         std::vector<std::string> cors,
+                         uint32_t max_concurrent_streams)
+    : impl_(std::make_shared<Impl>(std::move(channel), std::move(cors),
+                                   max_concurrent_streams)) {
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();
   auto* factory = google::protobuf::MessageFactory::generated_factory();
   // Force the generated files in: their descriptors register on first use.
@@ -789,13 +902,19 @@ JsonGateway::JsonGateway(std::shared_ptr<grpc::Channel> channel,
 
 JsonGateway::~JsonGateway() { impl_->Shutdown(); }
 
+size_t JsonGateway::WaitingCalls() const {
+  absl::MutexLock l(&impl_->mu);
+  return impl_->waiting.size();
+}
+
 std::unique_ptr<JsonGateway> JsonGateway::ForServer(
-    grpc::Server* server, std::vector<std::string> cors) {
+    grpc::Server* server, std::vector<std::string> cors,
+    uint32_t max_concurrent_streams) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   return std::make_unique<JsonGateway>(server->InProcessChannel(args),
-                                       std::move(cors));
+                                       std::move(cors), max_concurrent_streams);
 }
 
 void JsonGateway::Install(common::HttpServer* http) {

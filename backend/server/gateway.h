@@ -45,6 +45,7 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/server.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,8 +61,14 @@ class JsonGateway {
   // every origin ("Access-Control-Allow-Origin: *"); otherwise a request
   // whose Origin header is listed gets it back, and any other no CORS
   // headers, as etcd's corsHandler.
+  // `max_concurrent_streams`: etcd's --max-concurrent-streams as its
+  // gateway feels it (one gRPC connection to the member): at most this many
+  // gateway calls, unary or streamed, run at once; the rest wait in arrival
+  // order for a running one to end (a waiting call whose client leaves is
+  // dropped). 0 means no limit.
   explicit JsonGateway(std::shared_ptr<grpc::Channel> channel,
-                       std::vector<std::string> cors = {});
+                       std::vector<std::string> cors = {},
+                       uint32_t max_concurrent_streams = 0);
   JsonGateway(const JsonGateway&) = delete;
   JsonGateway& operator=(const JsonGateway&) = delete;
   // Cancels every call still in flight and waits for each to end (they end
@@ -72,11 +79,15 @@ class JsonGateway {
   // channel (no socket; no message size limit on answers). `server` must
   // outlive the gateway.
   static std::unique_ptr<JsonGateway> ForServer(
-      grpc::Server* server, std::vector<std::string> cors = {});
+      grpc::Server* server, std::vector<std::string> cors = {},
+      uint32_t max_concurrent_streams = 0);
 
   // Serves every gateway path on `http` (POST, and OPTIONS). Call before
   // http->Start(). `http` must be stopped before the gateway is destroyed.
   void Install(common::HttpServer* http);
+
+  // Calls waiting for a stream slot (see max_concurrent_streams) now.
+  size_t WaitingCalls() const;
 
   struct Impl;  // internal
 

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "backend/server/etcd_server.h"
 #include "backend/server/services.h"
 #include "common/http_server.h"
@@ -449,6 +451,74 @@ TEST_F(GatewayTest, CorsHeadersFollowTheAllowedOrigins) {
       << r.headers;
   EXPECT_EQ(r.body, "");
   http.Stop();
+}
+
+// --max-concurrent-streams as etcd's gateway feels it: with the limit's
+// worth of watches open, further calls wait in arrival order until one
+// ends; a waiting call whose client leaves is dropped.
+TEST_F(GatewayTest, MaxConcurrentStreamsQueuesCallsBeyondTheLimit) {
+  auto gateway = JsonGateway::ForServer(grpc_.get(), {}, /*max_concurrent_streams=*/2);
+  common::HttpServer http;
+  gateway->Install(&http);
+  auto port = http.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  auto send = [&](const std::string& path, const std::string& body) {
+    int fd = Connect(*port);
+    RawSendAll(fd, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\n"
+                                "Content-Length: ", body.size(), "\r\n\r\n", body));
+    return fd;
+  };
+  auto answer = [](int fd) {
+    std::string raw;
+    ReadUntil(fd, "", &raw);
+    close(fd);
+    return Parse(raw);
+  };
+  auto waiting_becomes = [&](size_t n) {
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    while (gateway->WaitingCalls() != n && absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(5));  // polling interval
+    }
+    return gateway->WaitingCalls() == n;
+  };
+  // Two watches hold both slots.
+  std::vector<int> watches;
+  for (int i = 0; i < 2; ++i) {
+    int fd = send("/v3/watch", R"({"create_request": {"key": "Zm9v"}})");
+    std::string raw;
+    ReadUntil(fd, R"("created":true}})", &raw);
+    ASSERT_NE(raw.find(R"("created":true}})"), std::string::npos) << raw;
+    watches.push_back(fd);
+  }
+  EXPECT_EQ(gateway->WaitingCalls(), 0u);
+  // A put waits; so does a range behind it, and one whose client leaves.
+  int put = send("/v3/kv/put", R"({"key": "Zm9v", "value": "YmFy"})");
+  ASSERT_TRUE(waiting_becomes(1));
+  int range = send("/v3/kv/range", R"({"key": "Zm9v"})");
+  ASSERT_TRUE(waiting_becomes(2));
+  int gone = send("/v3/kv/range", R"({"key": "Zm9v"})");
+  ASSERT_TRUE(waiting_becomes(3));
+  close(gone);
+  ASSERT_TRUE(waiting_becomes(2));
+  // The put has not run: the member is still at revision 1.
+  Reply now = Post("/v3/kv/range", R"({"key": "Zm9v"})");
+  EXPECT_NE(now.body.find(R"("revision":"1")"), std::string::npos) << now.body;
+  // A watch ends: the put takes its slot, then (FIFO, one slot) the range,
+  // which therefore sees the put.
+  close(watches[0]);
+  Reply p = answer(put);
+  EXPECT_EQ(p.status, 200) << p.body;
+  EXPECT_NE(p.body.find(R"("revision":"2")"), std::string::npos) << p.body;
+  Reply r = answer(range);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"("kvs":[{"key":"Zm9v")"), std::string::npos) << r.body;
+  EXPECT_EQ(gateway->WaitingCalls(), 0u);
+  // The open watch saw the put; it stays open into the server's stop.
+  std::string raw;
+  ReadUntil(watches[1], R"("value":"YmFy")", &raw);
+  EXPECT_NE(raw.find(R"("value":"YmFy")"), std::string::npos) << raw;
+  http.Stop();
+  close(watches[1]);
 }
 
 TEST_F(GatewayTest, ElectionLeaderWithoutCandidates) {
