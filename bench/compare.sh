@@ -33,10 +33,20 @@
 #              in the tls shape; synod-bench authenticates once with --user
 #              and sends the token with every call. Like tls, SHAPES=auth
 #              (or SHAPES="tls auth") replaces only its own section.
+#   prefix     issue 15: 10,000 services, each reading and watching its own
+#              key under /cfg/, through a proxy in front of one member, with
+#              100 puts/s to those keys (synod-bench --watch-keys=distinct
+#              --watch-read): synod-proxy --cache-prefixes=/cfg/ against
+#              `etcd grpc-proxy start`, and synod-proxy without the flag for
+#              reference. Member and proxy CPU per second over 10 s of the
+#              puts, the member's watcher gauge, proxy RSS per cached key and
+#              per watcher. Like tls, SHAPES=prefix replaces only its own
+#              section (about 2.5 minutes a round).
 # Each round starts fresh members of each system and runs every shape; the
 # order of the systems alternates between rounds. Every synod-bench run is
 # bounded by a count, a --duration and `timeout`, so the whole script takes
-# about 13 minutes on 2 cores (the auth shape about 50 s a round).
+# about 20 minutes on 2 cores (the auth shape about 50 s a round, the prefix
+# shape about 2.5 minutes).
 #
 # Environment (all optional):
 #   SYNOD_BIN        synod binary        (default: build/backend/synod)
@@ -48,7 +58,7 @@
 #                    `git describe --always --dirty` of this tree; set it
 #                    when SYNOD_BIN was built from another checkout)
 #   ROUNDS           rounds per system   (default: 3; at least 3 for RESULTS)
-#   SHAPES           shapes to run       (default: "1 3 proxy tls auth")
+#   SHAPES           shapes to run       (default: "1 3 proxy tls auth prefix")
 #   SYSTEMS          systems to run      (default: "etcd synod")
 #   RESULTS          output file         (default: bench/RESULTS.md)
 #   COMPARE_TMPDIR   parent of the temp dir (default: $TMPDIR or /tmp)
@@ -65,7 +75,7 @@ PROXY_BIN=${PROXY_BIN:-$ROOT/build/proxy/synod-proxy}
 ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 BENCH_BIN=${SYNOD_BENCH_BIN:-$ROOT/build/bench/synod-bench}
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-1 3 proxy tls auth}
+SHAPES=${SHAPES:-1 3 proxy tls auth prefix}
 SYSTEMS=${SYSTEMS:-etcd synod}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 
@@ -103,6 +113,12 @@ if ! has_shape proxy; then
   PROXY_WHY="not run (SHAPES=\"$SHAPES\")"
 elif [[ ! -x "$PROXY_BIN" ]]; then
   PROXY_WHY="no synod-proxy binary at $PROXY_BIN"
+fi
+
+# Whether synod-proxy's prefix cache can be measured; else why not.
+PREFIX_WHY=""
+if has_shape prefix && [[ ! -x "$PROXY_BIN" ]]; then
+  PREFIX_WHY="no synod-proxy binary at $PROXY_BIN"
 fi
 
 # Whether Synod's client TLS can be measured; else why not (in RESULTS.md).
@@ -268,20 +284,26 @@ stop_all() {
   PROXY_PID=""
 }
 
-# start_proxy SYSTEM DIR: a proxy for SYSTEM in front of $EP; sets PEP.
+# Flags added to synod-proxy's command line by start_proxy.
+PROXY_FLAGS=()
+
+# start_proxy SYSTEM DIR: a proxy for SYSTEM in front of $EP, with its
+# /metrics on a port of its own; sets PEP and PMETRICS (http://host:port).
 # Returns 1 (with the reason in PROXY_FAIL) if it does not come up.
 start_proxy() {
   local system=$1 dir=$2 port
   free_port
   port=$PORT
   PEP=127.0.0.1:$port
+  free_port
+  PMETRICS=http://127.0.0.1:$PORT
   mkdir -p "$dir"
   if [[ $system == etcd ]]; then
     "$ETCD_BIN" grpc-proxy start --endpoints="$EP" --listen-addr="$PEP" \
-      >"$dir/proxy.log" 2>&1 &
+      --metrics-addr="$PMETRICS" >"$dir/proxy.log" 2>&1 &
   else
     "$PROXY_BIN" --endpoints="$EP" --listen-addr="$PEP" --log-level=warn \
-      >"$dir/proxy.log" 2>&1 &
+      --metrics-addr="$PMETRICS" "${PROXY_FLAGS[@]}" >"$dir/proxy.log" 2>&1 &
   fi
   PROXY_PID=$!
   PIDS+=($!)
@@ -457,6 +479,120 @@ cpu_bench() {
   fi
 }
 
+# metric URL NAME: the sum of every series of the family NAME (any labels)
+# in URL/metrics, rounded; empty when there is none.
+metric() {
+  curl -s --max-time 5 "$1/metrics" 2>/dev/null | awk -v n="$2" '
+    !/^#/ { name = $1; sub(/\{.*/, "", name)
+            if (name == n) { s += $NF; found = 1 } }
+    END { if (found) printf "%.0f\n", s }'
+}
+
+# Prefix shape (issue 15): keys /cfg/00000000 .. /cfg/00009999, 256 B values.
+PFX=(--key-prefix=/cfg/ --key-size=8 --val-size=256)
+# Proxy starts of the prefix shape that failed, as Markdown list items.
+PREFIX_FAILS=""
+
+# run_prefix_one SYSTEM ROUND P: a fresh member and a proxy in front of it,
+# runs named P_<run>. P is pc (synod-proxy --cache-prefixes=/cfg/, or etcd
+# grpc-proxy) or pn (synod-proxy without the flag). In order: the proxy's
+# RSS once started; 10,000 keys written on the member, each then read once
+# through the proxy (filling whatever cache it keeps), RSS and the proxy's
+# count of cached keys; then 10,000 services, each reading its key through
+# the proxy and watching it from the revision after, held idle 3 s (RSS and
+# the member's watcher gauge 1.5 s into that), then 100 puts/s to those keys
+# for 20 s through the proxy, member and proxy CPU taken over 10 s of them.
+run_prefix_one() {
+  local system=$1 round=$2 p=$3 dir=$TMP/$1.$2.$3
+  local keys_metric=synod_proxy_cache_entries
+  if [[ $system == synod && $p == pc ]]; then
+    keys_metric=synod_proxy_prefix_cache_keys
+    PROXY_FLAGS=(--cache-prefixes=/cfg/)
+  fi
+  start_cluster "$system" "$dir" 1
+  if ! start_proxy "$system" "$dir"; then
+    log "$system prefix $p round $round: proxy $PROXY_FAIL"
+    PREFIX_FAILS+="- $system, $p, round $round: proxy $(tr '\n|`' '   ' <<<"$PROXY_FAIL" | cut -c1-300)"$'\n'
+    PROXY_FLAGS=()
+    stop_all
+    rm -rf "$dir"
+    return
+  fi
+  PROXY_FLAGS=()
+  sleep 1
+  local rss0 rss_keys rss_watch=0 keys watchers="" bpid
+  local t0 t1 m0 m1 p0 p1
+  rss0=$(rss_kb "$PROXY_PID")
+  bench ${p}_preload "$system" "$round" "${PFX[@]}" --seq-keys \
+    --key-space=10000 --conns=10 --clients=100 --total=10000 --duration=30s put
+  bench ${p}_read "$system" "$round" "${PFX[@]}" --endpoints="$PEP" \
+    --seq-keys --key-space=10000 --conns=10 --clients=100 --total=10000 \
+    --duration=30s range
+  sleep 1
+  rss_keys=$(rss_kb "$PROXY_PID")
+  keys=$(metric "$PMETRICS" "$keys_metric")
+  if [[ $system == etcd ]]; then
+    # etcd 3.4.23's grpc-proxy never sets its cache gauges (they read 0,
+    # though a serializable read after a write on the member returns the
+    # cached value); its LRU holds at most 2,048 ranges
+    # (cache.DefaultMaxEntries), all taken after 10,000 reads.
+    keys=2048
+  fi
+  bench ${p}_watch "$system" "$round" "${PFX[@]}" --endpoints="$PEP" \
+    --watch-keys=distinct --watch-read --watch-streams=100 \
+    --watch-per-stream=100 --watch-idle=3s --conns=10 --clients=10 \
+    --rate=100 --total=2000 --duration=20s --timeout=30s watch-latency &
+  bpid=$!
+  local err=$RAW/$system.${p}_watch.$round.json.err
+  for _ in $(seq 240); do
+    if grep -q "watchers ready" "$err" 2>/dev/null; then
+      sleep 1.5
+      rss_watch=$(rss_kb "$PROXY_PID")
+      watchers=$(metric "http://$EP" etcd_debugging_mvcc_watcher_total)
+      # The puts begin 3 s after "ready"; from 2 s into them, 10 s.
+      sleep 3.5
+      t0=$(date +%s.%N) m0=$(cpu_ticks "$SERVER_PID") p0=$(cpu_ticks "$PROXY_PID")
+      sleep 10
+      t1=$(date +%s.%N) m1=$(cpu_ticks "$SERVER_PID") p1=$(cpu_ticks "$PROXY_PID")
+      break
+    fi
+    kill -0 "$bpid" 2>/dev/null || break
+    sleep 0.5
+  done
+  wait "$bpid" || true
+  if ((rss_watch > 0)); then
+    awk -v r0="$rss0" -v rk="$rss_keys" -v rw="$rss_watch" -v k="${keys:-0}" \
+      -v w="${watchers:--1}" -v hz="$(getconf CLK_TCK)" -v t="$t0 $t1" \
+      -v m=$((m1 - m0)) -v p=$((p1 - p0)) 'BEGIN {
+        split(t, ts, " "); s = ts[2] - ts[1]
+        printf "{\"rss0_kb\":%d,\"rss_keys_kb\":%d,\"rss_watch_kb\":%d,", r0, rk, rw
+        printf "\"cached_keys\":%d,", k
+        if (k > 0) printf "\"per_key_b\":%.0f,", (rk - r0) * 1024 / k
+        printf "\"per_watcher_b\":%.0f,\"member_watchers\":%d,", (rw - rk) * 1024 / 10000, w
+        printf "\"member_cpu_ms_s\":%.1f,\"proxy_cpu_ms_s\":%.1f}\n",
+          m * 1000 / hz / s, p * 1000 / hz / s }' >"$RAW/$system.${p}_m.$round.json"
+  fi
+  stop_all
+  rm -rf "$dir"
+}
+
+# run_prefix SYSTEM ROUND: the prefix shape's runs of SYSTEM (for Synod,
+# with the prefix cache and without, in turn).
+run_prefix() {
+  local system=$1 round=$2
+  if [[ $system == etcd ]]; then
+    run_prefix_one etcd "$round" pc
+  elif [[ -z "$PREFIX_WHY" ]]; then
+    if ((round % 2)); then
+      run_prefix_one synod "$round" pc
+      run_prefix_one synod "$round" pn
+    else
+      run_prefix_one synod "$round" pn
+      run_prefix_one synod "$round" pc
+    fi
+  fi
+}
+
 # Member starts of the tls and auth shapes that failed, as Markdown list
 # items.
 TLS_FAILS=""
@@ -586,6 +722,7 @@ run_round() {
   if has_shape proxy; then run_proxy "$system" "$round"; fi
   if has_shape tls; then run_pair run_tls_one "$system" "$round" tls plain; fi
   if has_shape auth; then run_pair run_auth_one "$system" "$round" auth plain; fi
+  if has_shape prefix; then run_prefix "$system" "$round"; fi
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -927,6 +1064,95 @@ EOF
 fi
 NEW_AUTH=${AUTH_SECTION:-$OLD_AUTH}
 
+# ---- Prefix cache (issue 15) ---------------------------------------------
+
+OLD_PREFIX=$(old_section "Prefix cache")
+PREFIX_SECTION=""
+if has_shape prefix; then
+  PFX_ROWS=""
+  PFX_RAW="| load average (1 min) as the round starts | $(all_rounds etcd load load1) | $(all_rounds synod load load1) | (same) |"$'\n'
+  # prefix_row LABEL RUN PATH [SCALE]: medians of etcd's pc_RUN, Synod's
+  # pc_RUN and pn_RUN, and Synod (cached) / etcd; every round in PFX_RAW.
+  prefix_row() {
+    local e s n
+    e=$(median etcd "pc_$2" "$3" "${4:-1}")
+    s=$(median synod "pc_$2" "$3" "${4:-1}")
+    n=$(median synod "pn_$2" "$3" "${4:-1}")
+    PFX_ROWS+="| $1 | $e | $s | $(ratio "$s" "$e") | $n |"$'\n'
+    PFX_RAW+="| $1 | $(all_rounds etcd "pc_$2" "$3" "${4:-1}") | $(all_rounds synod "pc_$2" "$3" "${4:-1}") | $(all_rounds synod "pn_$2" "$3" "${4:-1}") |"$'\n'
+  }
+  prefix_row "member watchers (upstream watches), 10,000 idle watchers" m member_watchers
+  prefix_row "member CPU per second at 100 puts/s (ms)" m member_cpu_ms_s
+  prefix_row "proxy CPU per second at 100 puts/s (ms)" m proxy_cpu_ms_s
+  prefix_row "proxy RSS at start (MiB)" m rss0_kb 0.0009765625
+  prefix_row "keys the proxy caches after each key is read once" m cached_keys
+  prefix_row "proxy RSS with them (MiB)" m rss_keys_kb 0.0009765625
+  prefix_row "proxy memory per cached key (B)" m per_key_b
+  prefix_row "proxy RSS with 10,000 idle watchers (MiB)" m rss_watch_kb 0.0009765625
+  prefix_row "proxy memory per watcher (B)" m per_watcher_b
+  prefix_row "event latency p50 (ms)" watch latency_ms.p50
+  prefix_row "event latency p99 (ms)" watch latency_ms.p99
+  prefix_row "events received (of 2,000 puts)" watch ok
+  prefix_row "reads of each key once through the proxy, 10 × 100 (ops/s)" read throughput
+  PFX_ERRORS=$(error_lines "$RAW"/*.pc_*.json "$RAW"/*.pn_*.json)
+  PREFIX_FAILS=${PREFIX_FAILS%$'\n'}
+  PREFIX_SECTION=$(cat <<EOS
+## Prefix cache (issue 15)
+
+$(written_by prefix)
+
+10,000 services, each reading and watching its own key under \`/cfg/\`,
+through a proxy in front of one member, and 100 puts/s to those keys:
+synod-proxy with \`--cache-prefixes=/cfg/\` against etcd's \`etcd grpc-proxy
+start\` (in front of an etcd member), and synod-proxy without the flag
+(today's per-range watches) for reference. In each round, on a fresh member
+and proxy: the proxy's RSS once started; 10,000 keys of 256 B written on the
+member, each then read once through the proxy (that fills etcd grpc-proxy's
+cache, at most 2,048 entries, and synod-proxy's range cache, at most 1,024;
+the prefix cache holds every key under the prefix already), RSS again and
+the proxy's count of cached keys (\`synod_proxy_prefix_cache_keys\`,
+\`synod_proxy_cache_entries\`; for etcd grpc-proxy 2,048, its LRU's size:
+etcd 3.4.23's \`etcd_grpc_proxy_cache_keys_total\` always reads 0); then
+\`synod-bench --watch-keys=distinct --watch-read\`: each of 10,000 watchers
+reads its key through the proxy and watches it from the revision after
+that read (100 streams of 100 over 10 connections), held idle 3 s (RSS and
+the member's \`etcd_debugging_mvcc_watcher_total\` 1.5 s into that), then
+100 puts/s to those keys for 20 s through the proxy (each put is one event
+for one watcher). Member and proxy CPU per second are user + system time
+(/proc/PID/stat) over 10 s of the puts, from 2 s into them. Memory per
+cached key is the RSS growth over the keys written and read, divided by the
+keys the proxy says it caches (for the prefix cache, that growth also holds
+the window of those 10,000 writes); memory per watcher is the RSS growth
+over the watchers, divided by 10,000. Figures are medians over the rounds.
+${PREFIX_WHY:+
+**synod-proxy not measured:** $PREFIX_WHY
+}
+| measure | etcd grpc-proxy | synod-proxy --cache-prefixes=/cfg/ | Synod/etcd | synod-proxy without it |
+|---|---|---|---|---|
+${PFX_ROWS}
+Every round:
+
+| measure | etcd grpc-proxy | synod-proxy --cache-prefixes=/cfg/ | synod-proxy without it |
+|---|---|---|---|
+${PFX_RAW}
+${PFX_ERRORS:-No errors: every run completed every op.}${PREFIX_FAILS:+
+
+Proxy starts that failed:
+
+${PREFIX_FAILS}}
+
+Flags: \`synod-bench --key-prefix=/cfg/ --key-size=8 --val-size=256\` plus
+\`--endpoints=MEMBER --seq-keys --key-space=10000 --conns=10 --clients=100
+--total=10000 put\`; \`--endpoints=PROXY --seq-keys --key-space=10000
+--conns=10 --clients=100 --total=10000 range\`; \`--endpoints=PROXY
+--watch-keys=distinct --watch-read --watch-streams=100
+--watch-per-stream=100 --watch-idle=3s --conns=10 --clients=10 --rate=100
+--total=2000 --duration=20s --timeout=30s watch-latency\`.
+EOS
+)
+fi
+NEW_PREFIX=${PREFIX_SECTION:-$OLD_PREFIX}
+
 # replace_section TITLE TEXT: the "## TITLE" section of RESULTS.md replaced
 # by TEXT where it stands (or, when it has none, TEXT added before "## What
 # bounds us", or at the end), the rest left as it is.
@@ -950,9 +1176,10 @@ replace_section() {
 }
 
 if ! has_shape 1 && ! has_shape 3 && ! has_shape proxy; then
-  # Only paired shapes ran: replace their sections in place.
+  # Only shapes with sections of their own ran: replace those in place.
   if has_shape tls; then replace_section "Client TLS" "$NEW_TLS"; fi
   if has_shape auth; then replace_section "Auth" "$NEW_AUTH"; fi
+  if has_shape prefix; then replace_section "Prefix cache" "$NEW_PREFIX"; fi
   log "wrote the $SHAPES section(s) of $RESULTS (${ELAPSED} s)"
   exit 0
 fi
@@ -1022,6 +1249,10 @@ EOF
   fi
   if [[ -n "$NEW_AUTH" ]]; then
     echo "$NEW_AUTH"
+    echo
+  fi
+  if [[ -n "$NEW_PREFIX" ]]; then
+    echo "$NEW_PREFIX"
     echo
   fi
   if [[ -n "$NOTES" ]]; then
