@@ -668,16 +668,12 @@ void PrefixCache::TrimLocked(Prefix* p, int64_t window_start) {
 
 bool PrefixCache::EnforceBudgetLocked(Prefix* p,
                                       std::vector<Completion>* out) {
-  auto over = [&] {
-    return p->bytes > options_.max_prefix_bytes ||
-           total_bytes_ > options_.max_total_bytes;
-  };
-  if (!over()) return false;
+  if (!OverBudgetLocked(p)) return false;
   // History is optional: shrink the window first (while live).
-  while (over() && p->live() && !p->log.empty()) {
+  while (OverBudgetLocked(p) && p->live() && !p->log.empty()) {
     TrimLocked(p, p->log.front().rev);
   }
-  if (!over()) return false;
+  if (!OverBudgetLocked(p)) return false;
   SYNOD_LOG(WARNING) << "synod-proxy: cached prefix " << p->key << " needs "
                      << p->bytes << " bytes (budget " << options_.max_prefix_bytes
                      << " per prefix, " << options_.max_total_bytes
@@ -692,6 +688,11 @@ bool PrefixCache::EnforceBudgetLocked(Prefix* p,
   if (p->subs.empty()) DropFeedLocked(p);
   PublishLocked(p);
   return true;
+}
+
+bool PrefixCache::OverBudgetLocked(const Prefix* p) const {
+  return p->bytes > options_.max_prefix_bytes ||
+         total_bytes_ > options_.max_total_bytes;
 }
 
 void PrefixCache::DropDataLocked(Prefix* p, std::vector<Completion>* out) {
@@ -777,18 +778,22 @@ bool PrefixCache::Range(const RangeRequest& req, const std::string& token,
   if (req.key().empty()) return false;
   std::shared_ptr<Prefix> p = Find(req.key(), req.range_end());
   if (p == nullptr) return false;
-  bool loading;
+  bool forward;
   {
     absl::MutexLock l(&mu_);
     if (p->state == Prefix::State::kFallback ||
         p->state == Prefix::State::kRetry) {
       return false;  // per range, as without this cache
     }
-    loading = p->state == Prefix::State::kLoading;
+    // Loading: forwarded as is (ranges cached on their own would cost a
+    // watch each, for a prefix about to serve them). A revision the
+    // history does not hold: the member answers (compacted, future).
+    forward = p->state == Prefix::State::kLoading ||
+              (req.revision() > 0 &&
+               (req.revision() < std::max(p->window_start, p->compacted) ||
+                req.revision() > p->rev));
   }
-  if (loading) {
-    // Forwarded as is: ranges cached on their own would cost a watch each,
-    // for a prefix about to serve them.
+  if (forward) {
     Forward(req, token, std::move(done));
     return true;
   }

@@ -225,6 +225,8 @@ class PrefixCache {
   // Returns whether it fell back.
   bool EnforceBudgetLocked(Prefix* p, std::vector<Completion>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool OverBudgetLocked(const Prefix* p) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropDataLocked(Prefix* p, std::vector<Completion>* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RetryLaterLocked(Prefix* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -251,7 +253,6 @@ class PrefixCache {
   std::vector<std::shared_ptr<Prefix>> prefixes_;
   size_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t write_rev_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_feed_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Subscriptions of dropped feeds, ended outside any range's lock.
   std::vector<Unsub> unsubs_ ABSL_GUARDED_BY(mu_);
   common::Gauge* cached_prefixes_ = nullptr;  // may be null

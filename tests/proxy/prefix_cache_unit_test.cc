@@ -1,0 +1,780 @@
+// PrefixCache on a fake upstream and a FakeClock: the paginated load and
+// the prefix's one watch, Ranges at any revision of the window (checked
+// against a reference MVCC with etcd's Range rules), watches replayed from
+// any revision of the window then live, compaction, failover, the memory
+// budget's fallback and recovery, and permissions.
+//
+// Randomised tests are deterministic: they print their seed, and
+// SYNOD_TEST_SEED=<n> replays one.
+#include "proxy/prefix_cache.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/errors.h"
+#include "common/key_range.h"
+#include "gtest/gtest.h"
+#include "proxy/range_cache.h"
+#include "tests/proxy/fake_upstream.h"
+
+namespace synod::proxy {
+namespace {
+
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RangeResponse;
+using testing::FakeUpstream;
+using testing::FakeWatch;
+
+uint32_t Seed() {
+  const char* env = std::getenv("SYNOD_TEST_SEED");
+  const uint32_t seed =
+      env != nullptr ? static_cast<uint32_t>(std::strtoul(env, nullptr, 10))
+                     : 20261205u;
+  std::printf("seed %u (SYNOD_TEST_SEED=%u replays it)\n", seed, seed);
+  return seed;
+}
+
+// Records what the cache tells it; refuses events while `full`.
+class FakeSub final : public RangeSubscriber {
+ public:
+  void OnCreated(const etcdserverpb::ResponseHeader& h) override {
+    created = true;
+    created_rev = h.revision();
+  }
+  bool OnEvents(const std::vector<const mvccpb::Event*>& events,
+                const etcdserverpb::ResponseHeader&) override {
+    EXPECT_TRUE(created);
+    if (full) return false;
+    for (const auto* e : events) this->events.push_back(*e);
+    return true;
+  }
+  void OnStatus(const RangeStatus& s) override { status = s; }
+  void OnCanceled(int64_t compact, const std::string& r,
+                  const etcdserverpb::ResponseHeader&) override {
+    canceled = true;
+    compact_rev = compact;
+    reason = r;
+  }
+  std::vector<int64_t> Revs() const {
+    std::vector<int64_t> v;
+    for (const auto& e : events) v.push_back(e.kv().mod_revision());
+    return v;
+  }
+
+  bool created = false, canceled = false, full = false;
+  int64_t created_rev = -1, compact_rev = -1;
+  std::string reason;
+  std::vector<mvccpb::Event> events;
+  RangeStatus status;
+};
+
+struct Result {
+  bool done = false;
+  grpc::Status status;
+  RangeResponse resp;
+};
+
+// A reference MVCC of the prefix: the state at every revision and every
+// event, as a member would have them.
+class Model {
+ public:
+  explicit Model(int64_t rev) : rev_(rev) { states_[rev]; }
+
+  // The next revision: a put of `key` or, if `del` and it exists, its
+  // deletion. Returns the member's event (with prev_kv).
+  mvccpb::Event Step(const std::string& key, const std::string& value,
+                     bool del) {
+    std::map<std::string, mvccpb::KeyValue> s = states_[rev_];
+    ++rev_;
+    mvccpb::Event e;
+    auto it = s.find(key);
+    if (it != s.end()) *e.mutable_prev_kv() = it->second;
+    if (del && it != s.end()) {
+      e.set_type(mvccpb::Event::DELETE);
+      e.mutable_kv()->set_key(key);
+      e.mutable_kv()->set_mod_revision(rev_);
+      s.erase(it);
+    } else {
+      mvccpb::KeyValue kv;
+      kv.set_key(key);
+      kv.set_value(value);
+      kv.set_mod_revision(rev_);
+      kv.set_create_revision(it != s.end() ? it->second.create_revision()
+                                           : rev_);
+      kv.set_version(it != s.end() ? it->second.version() + 1 : 1);
+      e.set_type(mvccpb::Event::PUT);
+      *e.mutable_kv() = kv;
+      s[key] = kv;
+    }
+    states_[rev_] = std::move(s);
+    events_.push_back(e);
+    return e;
+  }
+  const std::map<std::string, mvccpb::KeyValue>& At(int64_t rev) const {
+    return states_.at(rev);
+  }
+  RangeResponse Expect(RangeRequest req, int64_t at) const {
+    RangeResponse r;
+    req.set_revision(0);
+    ComputeRange(req, At(at), &r);
+    return r;
+  }
+  std::vector<int64_t> EventRevs(const std::string& key,
+                                 const std::string& end, int64_t from) const {
+    std::vector<int64_t> v;
+    for (const auto& e : events_) {
+      if (e.kv().mod_revision() >= from &&
+          common::InRange(e.kv().key(), key, end)) {
+        v.push_back(e.kv().mod_revision());
+      }
+    }
+    return v;
+  }
+  int64_t rev() const { return rev_; }
+
+ private:
+  int64_t rev_;
+  std::map<int64_t, std::map<std::string, mvccpb::KeyValue>> states_;
+  std::vector<mvccpb::Event> events_;
+};
+
+class PrefixCacheTest : public ::testing::Test {
+ protected:
+  PrefixCacheTest()
+      : hub_(&up_, &clock_, WatchRangeOptions(), absl::Seconds(30), nullptr),
+        perms_(&up_, &clock_, PermissionCacheOptions()) {
+    opts_.page_keys = 2;
+    opts_.window_events = 1000;
+    opts_.retry_min = absl::Seconds(1);
+    opts_.retry_max = absl::Seconds(4);
+    UpstreamAuthState off;
+    off.known = true;
+    perms_.SetAuthState(off);
+  }
+
+  void Make() {
+    cache_ = std::make_unique<PrefixCache>(
+        std::vector<std::string>{"/cfg/"}, &hub_, &up_, &perms_, &clock_,
+        opts_, nullptr, &registry_);
+  }
+
+  // Answers the oldest upstream Range with the keys of `state` in
+  // [req.key, req.range_end) (up to its limit) at `rev`.
+  void AnswerPage(const std::map<std::string, mvccpb::KeyValue>& state,
+                  int64_t rev) {
+    ASSERT_FALSE(up_.ranges.empty());
+    FakeUpstream::RangeCall c = std::move(up_.ranges.front());
+    up_.ranges.pop_front();
+    EXPECT_FALSE(c.as.client);  // loads are made as the proxy
+    EXPECT_FALSE(c.req.serializable());
+    RangeResponse resp;
+    *resp.mutable_header() = testing::Header(rev);
+    for (const auto& [k, kv] : state) {
+      if (!common::InRange(k, c.req.key(), c.req.range_end())) continue;
+      if (c.req.limit() > 0 && resp.kvs_size() == c.req.limit()) {
+        resp.set_more(true);
+        break;
+      }
+      *resp.add_kvs() = kv;
+    }
+    c.done(grpc::Status::OK, resp);
+  }
+
+  // Starts the cache and loads `model`'s current state; returns the
+  // prefix's watch, created and fresh.
+  FakeWatch* Load(const Model& model) {
+    if (cache_ == nullptr) Make();
+    const size_t watches = up_.watches.size();
+    cache_->Start();
+    return Reload(model, watches);
+  }
+  FakeWatch* Reload(const Model& model, size_t watches) {
+    int pages = 0;
+    while (up_.watches.size() == watches && !up_.ranges.empty()) {
+      const int64_t want = pages == 0 ? 0 : model.rev();
+      EXPECT_EQ(up_.ranges.front().req.revision(), want);
+      AnswerPage(model.At(model.rev()), model.rev());
+      ++pages;
+    }
+    EXPECT_EQ(up_.watches.size(), watches + 1);
+    FakeWatch* w = up_.Last();
+    EXPECT_EQ(w->create.key(), "/cfg/");
+    EXPECT_EQ(w->create.range_end(), "/cfg0");
+    EXPECT_EQ(w->create.start_revision(), model.rev() + 1);
+    EXPECT_TRUE(w->create.prev_kv());
+    w->Created(model.rev());
+    w->Progress(model.rev());
+    return w;
+  }
+
+  std::shared_ptr<Result> Read(RangeRequest req, const std::string& token = "",
+                               bool* handled = nullptr) {
+    auto r = std::make_shared<Result>();
+    const bool h = cache_->Range(
+        req, token, [r](const grpc::Status& s, const RangeResponse& p) {
+          r->done = true;
+          r->status = s;
+          r->resp = p;
+        });
+    if (handled != nullptr) *handled = h;
+    return r;
+  }
+
+  static RangeRequest Req(const std::string& key, const std::string& end = "",
+                          int64_t rev = 0, bool serializable = true) {
+    RangeRequest r;
+    r.set_key(key);
+    r.set_range_end(end);
+    r.set_revision(rev);
+    r.set_serializable(serializable);
+    return r;
+  }
+
+  static void ExpectSame(const RangeResponse& got, const RangeResponse& want,
+                         const std::string& what) {
+    EXPECT_EQ(got.count(), want.count()) << what;
+    EXPECT_EQ(got.more(), want.more()) << what;
+    ASSERT_EQ(got.kvs_size(), want.kvs_size()) << what;
+    for (int i = 0; i < got.kvs_size(); ++i) {
+      EXPECT_EQ(got.kvs(i).SerializeAsString(),
+                want.kvs(i).SerializeAsString())
+          << what << " kv " << i;
+    }
+  }
+
+  // Sends `model`'s next event (put or delete of a random /cfg/ key).
+  mvccpb::Event Step(Model* model, FakeWatch* w, std::mt19937* rng) {
+    const std::string key = "/cfg/k" + std::to_string((*rng)() % 8);
+    const bool del = (*rng)() % 4 == 0;
+    mvccpb::Event e =
+        model->Step(key, "v" + std::to_string(model->rev() + 1), del);
+    w->Events({e});
+    return e;
+  }
+
+  FakeUpstream up_;
+  common::FakeClock clock_;
+  common::MetricsRegistry registry_;
+  WatchHub hub_;
+  PermissionCache perms_;
+  PrefixCacheOptions opts_;
+  std::unique_ptr<PrefixCache> cache_;
+};
+
+Model Initial(int n) {
+  Model m(1);
+  for (int i = 0; i < n; ++i) {
+    m.Step("/cfg/k" + std::to_string(i), "init" + std::to_string(i), false);
+  }
+  m.Step("/cfh/outside", "x", false);  // not in the prefix
+  return m;
+}
+
+TEST_F(PrefixCacheTest, LoadsInPagesThenKeepsOneWatchFromTheLoadRevision) {
+  Model m = Initial(5);  // 3 pages of 2
+  Load(m);
+  EXPECT_EQ(up_.watches.size(), 1u);
+  auto st = cache_->TEST_stats("/cfg/");
+  EXPECT_TRUE(st.live);
+  EXPECT_EQ(st.keys, 5u);
+  EXPECT_EQ(st.window_start, m.rev());
+  EXPECT_TRUE(cache_->Settled());
+  EXPECT_NE(registry_.RenderText().find(
+                "synod_proxy_prefix_cache_keys{prefix=\"/cfg/\"} 5"),
+            std::string::npos);
+  EXPECT_NE(registry_.RenderText().find("synod_proxy_cached_prefixes 1"),
+            std::string::npos);
+}
+
+TEST_F(PrefixCacheTest, RangesOutsideThePrefixAreNotItsConcern) {
+  Model m = Initial(2);
+  Load(m);
+  bool handled = true;
+  Read(Req("/cfh/outside"), "", &handled);
+  EXPECT_FALSE(handled);
+  Read(Req("/cfg/", "/cfh0"), "", &handled);  // wider than the prefix
+  EXPECT_FALSE(handled);
+  Read(Req("/cfg/a", std::string(1, '\0')), "", &handled);  // open end
+  EXPECT_FALSE(handled);
+}
+
+// Every kind of Range at every revision of the window, against the
+// reference MVCC with etcd's rules.
+TEST_F(PrefixCacheTest, RangesAtAnyRevisionInTheWindowMatchTheMember) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(6);
+  const int64_t loaded = m.rev();
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 60; ++i) Step(&m, w, &rng);
+  w->Progress(m.rev());
+  std::vector<RangeRequest> shapes;
+  shapes.push_back(Req("/cfg/k3"));
+  shapes.push_back(Req("/cfg/", "/cfg0"));
+  shapes.push_back(Req("/cfg/k2", "/cfg/k6"));
+  RangeRequest r = Req("/cfg/", "/cfg0");
+  r.set_keys_only(true);
+  shapes.push_back(r);
+  r = Req("/cfg/", "/cfg0");
+  r.set_count_only(true);
+  shapes.push_back(r);
+  r = Req("/cfg/", "/cfg0");
+  r.set_limit(3);
+  shapes.push_back(r);
+  r.set_sort_target(RangeRequest::MOD);
+  r.set_sort_order(RangeRequest::DESCEND);
+  shapes.push_back(r);
+  r = Req("/cfg/", "/cfg0");
+  r.set_sort_target(RangeRequest::VALUE);
+  r.set_sort_order(RangeRequest::ASCEND);
+  r.set_limit(4);
+  shapes.push_back(r);
+  r = Req("/cfg/", "/cfg0");
+  r.set_min_mod_revision(loaded + 10);
+  r.set_max_create_revision(loaded + 40);
+  shapes.push_back(r);
+  for (int64_t at = loaded; at <= m.rev(); ++at) {
+    for (size_t s = 0; s < shapes.size(); ++s) {
+      RangeRequest q = shapes[s];
+      q.set_revision(at == m.rev() && s % 2 == 0 ? 0 : at);
+      auto res = Read(q);
+      ASSERT_TRUE(res->done);
+      ASSERT_TRUE(res->status.ok()) << res->status.error_message();
+      EXPECT_EQ(res->resp.header().revision(), m.rev());
+      ExpectSame(res->resp, m.Expect(q, at),
+                 "shape " + std::to_string(s) + " at " + std::to_string(at));
+    }
+  }
+  EXPECT_TRUE(up_.ranges.empty());  // nothing went to the member
+  // Below the window: forwarded with the caller's token.
+  auto old = Read(Req("/cfg/k1", "", loaded - 1), "tok");
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  EXPECT_TRUE(up_.ranges.front().as.client);
+  EXPECT_EQ(up_.ranges.front().as.token, "tok");
+  EXPECT_FALSE(up_.ranges.front().req.count_only());  // not a probe
+  EXPECT_EQ(up_.ranges.front().req.revision(), loaded - 1);
+  EXPECT_FALSE(old->done);
+}
+
+TEST_F(PrefixCacheTest, TrimmingTheWindowRaisesItsStartAndKeepsLaterStates) {
+  std::mt19937 rng(Seed());
+  opts_.window_events = 10;
+  Model m = Initial(4);
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 40; ++i) Step(&m, w, &rng);
+  auto st = cache_->TEST_stats("/cfg/");
+  EXPECT_EQ(st.log_events, 10u);
+  EXPECT_EQ(st.window_start, m.rev() - 10);
+  for (int64_t at = st.window_start; at <= m.rev(); ++at) {
+    auto res = Read(Req("/cfg/", "/cfg0", at));
+    ASSERT_TRUE(res->done);
+    ExpectSame(res->resp, m.Expect(Req("/cfg/", "/cfg0"), at),
+               "at " + std::to_string(at));
+  }
+  EXPECT_TRUE(up_.ranges.empty());
+  Read(Req("/cfg/", "/cfg0", st.window_start - 1));
+  EXPECT_EQ(up_.ranges.size(), 1u);  // forwarded
+}
+
+TEST_F(PrefixCacheTest, LinearizableReadsProbeWithTheCallersTokenThenWait) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  auto res = Read(Req("/cfg/k1", "", 0, /*serializable=*/false), "tok");
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  const FakeUpstream::RangeCall& probe = up_.ranges.front();
+  EXPECT_TRUE(probe.as.client);
+  EXPECT_EQ(probe.as.token, "tok");
+  EXPECT_TRUE(probe.req.count_only());
+  EXPECT_FALSE(probe.req.serializable());
+  EXPECT_EQ(probe.req.key(), "/cfg/k1");
+  // The cluster is one revision ahead of the watch.
+  mvccpb::Event e = m.Step("/cfg/k1", "new", false);
+  RangeResponse pr;
+  *pr.mutable_header() = testing::Header(m.rev());
+  auto done = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  const int progress = w->progress_requests;
+  done(grpc::Status::OK, pr);
+  EXPECT_FALSE(res->done);
+  EXPECT_GT(w->progress_requests, progress);  // asked the member
+  w->Events({e});
+  ASSERT_TRUE(res->done);
+  ASSERT_EQ(res->resp.kvs_size(), 1);
+  EXPECT_EQ(res->resp.kvs(0).value(), "new");
+  // Waits are bounded: past linearizable_wait the read is forwarded.
+  auto late = Read(Req("/cfg/k1", "", 0, false), "tok");
+  done = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  *pr.mutable_header() = testing::Header(m.rev() + 5);
+  done(grpc::Status::OK, pr);
+  EXPECT_FALSE(late->done);
+  clock_.Advance(opts_.linearizable_wait);
+  cache_->Tick();
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  EXPECT_FALSE(up_.ranges.front().req.count_only());  // the read itself
+}
+
+TEST_F(PrefixCacheTest, SerializableReadsSeeTheProxysOwnWrites) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  mvccpb::Event e = m.Step("/cfg/k0", "mine", false);
+  cache_->NoteWriteRevision(m.rev());
+  auto res = Read(Req("/cfg/k0"));
+  EXPECT_FALSE(res->done);
+  w->Events({e});
+  ASSERT_TRUE(res->done);
+  EXPECT_EQ(res->resp.kvs(0).value(), "mine");
+  // A stale watch (no progress answer within the bound) is not served
+  // until one comes.
+  clock_.Advance(absl::Seconds(2));
+  auto stale = Read(Req("/cfg/k0"));
+  EXPECT_FALSE(stale->done);
+  // Answers pair with requests in order: the one this read asked for is
+  // the last.
+  for (int i = 0; i < 3 && !stale->done; ++i) w->Progress(m.rev());
+  EXPECT_TRUE(stale->done);
+}
+
+// Watchers of any key or sub-range from any start in the window get every
+// event of their range from it, once and in order, then live events, with
+// no upstream call.
+TEST_F(PrefixCacheTest, WatchesReplayFromAnyRevisionInTheWindowThenGoLive) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(5);
+  const int64_t loaded = m.rev();
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 30; ++i) Step(&m, w, &rng);
+  struct Watcher {
+    std::shared_ptr<FakeSub> sub;
+    std::string key, end;
+    int64_t from;
+  };
+  std::vector<Watcher> ws;
+  const std::vector<std::pair<std::string, std::string>> ranges = {
+      {"/cfg/k1", ""}, {"/cfg/k5", ""}, {"/cfg/", "/cfg0"},
+      {"/cfg/k2", "/cfg/k5"}, {"/cfg/k7", "/cfg/k8"}};
+  for (int64_t start = loaded + 1; start <= m.rev() + 2; ++start) {
+    const auto& [k, e] = ranges[rng() % ranges.size()];
+    auto sub = std::make_shared<FakeSub>();
+    auto a = cache_->Subscribe(k, e, sub, start);
+    ASSERT_TRUE(a) << start;
+    EXPECT_EQ(sub->created_rev, m.rev());
+    ws.push_back(Watcher{sub, k, e, start});
+  }
+  auto now = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/", "/cfg0", now, 0));
+  EXPECT_EQ(now->created_rev, m.rev());
+  for (int i = 0; i < 30; ++i) Step(&m, w, &rng);
+  for (const Watcher& x : ws) {
+    EXPECT_EQ(x.sub->Revs(), m.EventRevs(x.key, x.end, x.from))
+        << x.key << " from " << x.from;
+  }
+  EXPECT_EQ(now->Revs(), m.EventRevs("/cfg/", "/cfg0", m.rev() - 29));
+  EXPECT_EQ(up_.watches.size(), 1u);
+  EXPECT_TRUE(up_.ranges.empty());
+  // At or before the window start: not served here (the member catches
+  // it up).
+  EXPECT_FALSE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
+                                 loaded));
+  EXPECT_NE(registry_.RenderText().find(
+                "synod_proxy_prefix_cache_watches_total{prefix=\"/cfg/\"} " +
+                std::to_string(ws.size() + 1)),
+            std::string::npos);
+}
+
+TEST_F(PrefixCacheTest, EventsCarryPrevKvAndDeletes) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  auto sub = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/k0", "", sub, 0));
+  w->Events({m.Step("/cfg/k0", "two", false)});
+  w->Events({m.Step("/cfg/k0", "", true)});
+  ASSERT_EQ(sub->events.size(), 2u);
+  EXPECT_EQ(sub->events[0].prev_kv().value(), "init0");
+  EXPECT_EQ(sub->events[1].type(), mvccpb::Event::DELETE);
+  EXPECT_EQ(sub->events[1].prev_kv().value(), "two");
+  // The deleted key reads as gone now, and as it was before.
+  auto res = Read(Req("/cfg/k0"));
+  ASSERT_TRUE(res->done);
+  EXPECT_EQ(res->resp.kvs_size(), 0);
+  res = Read(Req("/cfg/k0", "", m.rev() - 1));
+  ASSERT_EQ(res->resp.kvs_size(), 1);
+  EXPECT_EQ(res->resp.kvs(0).value(), "two");
+}
+
+TEST_F(PrefixCacheTest, SlowWatcherIsCanceledOthersKeepGoing) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  auto slow = std::make_shared<FakeSub>(), ok = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/k0", "", slow, 0));
+  ASSERT_TRUE(cache_->Subscribe("/cfg/k0", "", ok, 0));
+  slow->full = true;
+  w->Events({m.Step("/cfg/k0", "x", false)});
+  EXPECT_TRUE(slow->canceled);
+  EXPECT_EQ(slow->reason, kSlowWatcherReason);
+  EXPECT_EQ(ok->events.size(), 1u);
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").subscribers, 1u);
+}
+
+// The prefix watch fails: the WatchHub resumes it on the next member from
+// the last event + 1; repeats are dropped, nothing is lost.
+TEST_F(PrefixCacheTest, FailoverResumesWithoutLossOrDuplicates) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(3);
+  FakeWatch* w = Load(m);
+  auto sub = std::make_shared<FakeSub>();
+  const int64_t from = m.rev() + 1;
+  ASSERT_TRUE(cache_->Subscribe("/cfg/", "/cfg0", sub, 0));
+  mvccpb::Event prev;
+  for (int i = 0; i < 5; ++i) prev = Step(&m, w, &rng);
+  const int64_t last = m.rev();
+  w->Fail();
+  // Not served while the watch is down (serializable needs it up).
+  auto down = Read(Req("/cfg/k1"));
+  EXPECT_FALSE(down->done);
+  clock_.Advance(absl::Milliseconds(100));
+  hub_.Tick();
+  ASSERT_EQ(up_.watches.size(), 2u);
+  FakeWatch* w2 = up_.Last();
+  EXPECT_EQ(w2->create.start_revision(), last + 1);
+  w2->Created(last);
+  // The new member repeats the last revision, then goes on.
+  w2->Events({prev});
+  for (int i = 0; i < 5; ++i) Step(&m, w2, &rng);
+  w2->Progress(m.rev());
+  EXPECT_TRUE(down->done);
+  EXPECT_EQ(sub->Revs(), m.EventRevs("/cfg/", "/cfg0", from));
+  auto res = Read(Req("/cfg/", "/cfg0"));
+  ASSERT_TRUE(res->done);
+  ExpectSame(res->resp, m.Expect(Req("/cfg/", "/cfg0"), m.rev()), "now");
+}
+
+TEST_F(PrefixCacheTest, RepeatedEventsAfterAReconnectAreDropped) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  auto sub = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/", "/cfg0", sub, 0));
+  mvccpb::Event a = m.Step("/cfg/k0", "a", false);
+  w->Events({a});
+  w->Fail();
+  clock_.Advance(absl::Milliseconds(100));
+  hub_.Tick();
+  FakeWatch* w2 = up_.Last();
+  w2->Created(m.rev());
+  mvccpb::Event b = m.Step("/cfg/k1", "b", false);
+  w2->Events({a, b});  // a member that sends the last one again
+  EXPECT_EQ(sub->Revs(), (std::vector<int64_t>{a.kv().mod_revision(),
+                                               b.kv().mod_revision()}));
+}
+
+// The prefix watch is canceled as compacted (it resumed past a
+// compaction): its watchers are canceled as a member cancels them, and
+// the prefix reloads and serves again.
+TEST_F(PrefixCacheTest, CompactionCancelsTheWatchersAndReloads) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(3);
+  FakeWatch* w = Load(m);
+  auto a = std::make_shared<FakeSub>(), b = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/k1", "", a, 0));
+  ASSERT_TRUE(cache_->Subscribe("/cfg/", "/cfg0", b, 0));
+  for (int i = 0; i < 3; ++i) Step(&m, w, &rng);
+  w->Fail();
+  clock_.Advance(absl::Milliseconds(100));
+  hub_.Tick();
+  FakeWatch* w2 = up_.Last();
+  for (int i = 0; i < 4; ++i) m.Step("/cfg/k2", "lost", false);
+  w2->Compacted(m.rev() - 1);
+  EXPECT_TRUE(a->canceled);
+  EXPECT_EQ(a->compact_rev, m.rev() - 1);
+  EXPECT_TRUE(b->canceled);
+  EXPECT_EQ(b->compact_rev, m.rev() - 1);
+  EXPECT_EQ(b->reason,
+            "etcdserver: mvcc: required revision has been compacted");
+  EXPECT_FALSE(cache_->TEST_stats("/cfg/").live);
+  bool handled = true;
+  Read(Req("/cfg/k1"), "", &handled);
+  EXPECT_FALSE(handled);  // per range meanwhile
+  up_.ranges.clear();
+  // The next Tick reloads.
+  cache_->Tick();
+  FakeWatch* w3 = Reload(m, up_.watches.size());
+  (void)w3;
+  EXPECT_TRUE(cache_->TEST_stats("/cfg/").live);
+  auto res = Read(Req("/cfg/k2"));
+  ASSERT_TRUE(res->done);
+  EXPECT_EQ(res->resp.kvs(0).value(), "lost");
+}
+
+TEST_F(PrefixCacheTest, ACompactionThroughTheProxyRaisesTheWindowStart) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(3);
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 10; ++i) Step(&m, w, &rng);
+  cache_->NoteCompaction(m.rev() - 3);
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").window_start, m.rev() - 4);
+  Read(Req("/cfg/", "/cfg0", m.rev() - 4));
+  EXPECT_EQ(up_.ranges.size(), 1u);  // compacted: the member answers
+  auto res = Read(Req("/cfg/", "/cfg0", m.rev() - 3));
+  ASSERT_TRUE(res->done);
+  ExpectSame(res->resp, m.Expect(Req("/cfg/", "/cfg0"), m.rev() - 3), "C");
+  EXPECT_FALSE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
+                                 m.rev() - 4));
+  EXPECT_TRUE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
+                                m.rev() - 3));
+}
+
+// Over its budget the prefix falls back to per-range serving (its watchers
+// stay live), says so in a metric, and serves again once it fits.
+TEST_F(PrefixCacheTest, OverBudgetFallsBackThenRecoversWhenItFits) {
+  opts_.max_prefix_bytes = 2000;
+  Model m = Initial(4);
+  FakeWatch* w = Load(m);
+  auto sub = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/", "/cfg0", sub, 0));
+  // A big value: over budget.
+  w->Events({m.Step("/cfg/big", std::string(3000, 'x'), false)});
+  auto st = cache_->TEST_stats("/cfg/");
+  EXPECT_TRUE(st.fallback);
+  EXPECT_EQ(st.bytes, 0u);
+  EXPECT_NE(registry_.RenderText().find(
+                "synod_proxy_prefix_cache_fallback{prefix=\"/cfg/\"} 1"),
+            std::string::npos);
+  bool handled = true;
+  Read(Req("/cfg/k1"), "", &handled);
+  EXPECT_FALSE(handled);
+  EXPECT_FALSE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(), 0));
+  // Its watcher still gets live events from the prefix watch.
+  w->Events({m.Step("/cfg/k1", "after", false)});
+  EXPECT_EQ(sub->events.size(), 2u);
+  // The retry still does not fit: backoff doubles.
+  cache_->Tick();
+  EXPECT_TRUE(up_.ranges.empty());
+  clock_.Advance(opts_.retry_min);
+  cache_->Tick();
+  ASSERT_FALSE(up_.ranges.empty());
+  AnswerPage(m.At(m.rev()), m.rev());
+  while (!up_.ranges.empty()) AnswerPage(m.At(m.rev()), m.rev());
+  EXPECT_TRUE(cache_->TEST_stats("/cfg/").fallback);
+  // The big key goes; the next retry fits and serves again, on the same
+  // prefix watch.
+  w->Events({m.Step("/cfg/big", "", true)});
+  clock_.Advance(opts_.retry_min);
+  cache_->Tick();
+  EXPECT_TRUE(up_.ranges.empty());  // backoff is 2 s now
+  clock_.Advance(opts_.retry_min);
+  cache_->Tick();
+  ASSERT_FALSE(up_.ranges.empty());
+  // An event arrives during the load: applied after it.
+  mvccpb::Event during = m.Step("/cfg/k3", "during", false);
+  while (!up_.ranges.empty()) AnswerPage(m.At(m.rev() - 1), m.rev() - 1);
+  w->Events({during});
+  EXPECT_TRUE(cache_->TEST_stats("/cfg/").live);
+  EXPECT_EQ(up_.watches.size(), 1u);
+  auto res = Read(Req("/cfg/", "/cfg0"));
+  EXPECT_FALSE(res->done);  // no progress answer for 4 s: asks for one
+  w->Progress(m.rev());
+  ASSERT_TRUE(res->done);
+  ExpectSame(res->resp, m.Expect(Req("/cfg/", "/cfg0"), m.rev()), "after");
+  EXPECT_EQ(sub->Revs().back(), m.rev());
+}
+
+TEST_F(PrefixCacheTest, TooBigToLoadFallsBackAndDropsTheWatch) {
+  opts_.max_prefix_bytes = 300;
+  Model m = Initial(8);
+  Make();
+  cache_->Start();
+  while (!up_.ranges.empty()) AnswerPage(m.At(m.rev()), m.rev());
+  EXPECT_TRUE(cache_->TEST_stats("/cfg/").fallback);
+  EXPECT_TRUE(cache_->Settled());
+  EXPECT_EQ(up_.watches.size(), 0u);
+}
+
+TEST_F(PrefixCacheTest, TotalBudgetCountsEveryPrefix) {
+  opts_.max_total_bytes = 700;
+  cache_ = std::make_unique<PrefixCache>(
+      std::vector<std::string>{"/a/", "/cfg/"}, &hub_, &up_, &perms_,
+      &clock_, opts_, nullptr, &registry_);
+  Model m = Initial(4);
+  cache_->Start();
+  // /a/ is empty, /cfg/ holds 4 keys.
+  while (!up_.ranges.empty()) AnswerPage(m.At(m.rev()), m.rev());
+  EXPECT_TRUE(cache_->TEST_stats("/a/").live);
+  EXPECT_TRUE(cache_->TEST_stats("/cfg/").live);
+  FakeWatch* w = nullptr;
+  for (auto& x : up_.watches) {
+    if (x->create.key() == "/cfg/") w = x.get();
+  }
+  ASSERT_NE(w, nullptr);
+  w->Created(m.rev());
+  w->Events({m.Step("/cfg/k9", std::string(400, 'y'), false)});
+  EXPECT_TRUE(cache_->TEST_stats("/cfg/").fallback);
+  EXPECT_TRUE(cache_->TEST_stats("/a/").live);
+}
+
+class PrefixCacheAuthTest : public PrefixCacheTest {
+ protected:
+  PrefixCacheAuthTest() {
+    UpstreamAuthState on;
+    on.known = true;
+    on.enabled = true;
+    on.revision = 1;
+    perms_.SetAuthState(on);
+  }
+};
+
+TEST_F(PrefixCacheAuthTest, ReadsAreServedOnlyToCallersAllowedTheirRange) {
+  Model m = Initial(2);
+  Load(m);
+  auto denied = Read(Req("/cfg/k0"), "eve");
+  ASSERT_EQ(up_.ranges.size(), 1u);  // the permission probe, as eve
+  EXPECT_EQ(up_.ranges.front().as.token, "eve");
+  EXPECT_EQ(up_.ranges.front().req.key(), "/cfg/k0");
+  auto done = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  done(common::ToGrpcStatus(common::Err(common::EtcdError::kPermissionDenied)),
+       RangeResponse());
+  ASSERT_TRUE(denied->done);
+  EXPECT_EQ(denied->status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(denied->resp.kvs_size(), 0);
+  // A past revision needs the permission too.
+  auto past = Read(Req("/cfg/k0", "", m.rev()), "eve");
+  ASSERT_TRUE(past->done);  // the decision is kept
+  EXPECT_FALSE(past->status.ok());
+  auto ok = Read(Req("/cfg/k0"), "alice");
+  done = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  RangeResponse pr;
+  *pr.mutable_header() = testing::Header(m.rev());
+  done(grpc::Status::OK, pr);
+  ASSERT_TRUE(ok->done);
+  ASSERT_TRUE(ok->status.ok());
+  EXPECT_EQ(ok->resp.kvs(0).value(), "init0");
+}
+
+TEST_F(PrefixCacheAuthTest, ALoadTheProxyMayNotMakeIsRetriedWithBackoff) {
+  Model m = Initial(2);
+  Make();
+  cache_->Start();
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  auto done = std::move(up_.ranges.front().done);
+  up_.ranges.pop_front();
+  done(common::ToGrpcStatus(common::Err(common::EtcdError::kPermissionDenied)),
+       RangeResponse());
+  EXPECT_FALSE(cache_->TEST_stats("/cfg/").live);
+  EXPECT_TRUE(cache_->Settled());
+  bool handled = true;
+  Read(Req("/cfg/k0"), "", &handled);
+  EXPECT_FALSE(handled);
+  cache_->Tick();
+  EXPECT_TRUE(up_.ranges.empty());
+  clock_.Advance(opts_.retry_min);
+  cache_->Tick();
+  EXPECT_EQ(up_.ranges.size(), 1u);
+}
+
+}  // namespace
+}  // namespace synod::proxy
