@@ -129,6 +129,9 @@ class PrefixCache::Prefix {
   int64_t seen = 0;      // newest event revision received
   int64_t feed_rev = 0;  // every event at or below it was received
   bool healthy = false;
+  // What the watchers were last told (OnStatus).
+  int64_t told_rev = -1;
+  bool told_healthy = false;
   absl::Time fresh_at = absl::InfinitePast();
   ResponseHeader header;
 
@@ -606,12 +609,16 @@ void PrefixCache::OnFeedEventsLocked(
 
 void PrefixCache::OnFeedStatusLocked(Prefix* p, const RangeStatus& s,
                                      std::vector<Completion>* out) {
-  const bool moved = s.progress > p->feed_rev || s.healthy != p->healthy;
   p->healthy = s.healthy;
   p->fresh_at = std::max(p->fresh_at, s.fresh_at);
   p->feed_rev = std::max(p->feed_rev, s.progress);
   if (p->live()) p->rev = std::max(p->rev, p->feed_rev);
-  if (moved) {
+  // Watchers learn the progress (for progress requests and notifies) when
+  // it moved since they were last told: at most once per answer, not per
+  // event.
+  if (p->feed_rev != p->told_rev || p->healthy != p->told_healthy) {
+    p->told_rev = p->feed_rev;
+    p->told_healthy = p->healthy;
     const RangeStatus st = p->Status();
     for (auto& [h, sub] : p->subs) sub.s->OnStatus(st);
   }

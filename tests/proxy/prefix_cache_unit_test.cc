@@ -8,6 +8,8 @@
 // SYNOD_TEST_SEED=<n> replays one.
 #include "proxy/prefix_cache.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -20,6 +22,7 @@
 #include "common/key_range.h"
 #include "gtest/gtest.h"
 #include "proxy/range_cache.h"
+#include "proxy/watch_proxy.h"
 #include "tests/proxy/fake_upstream.h"
 
 namespace synod::proxy {
@@ -774,6 +777,90 @@ TEST_F(PrefixCacheAuthTest, ALoadTheProxyMayNotMakeIsRetriedWithBackoff) {
   clock_.Advance(opts_.retry_min);
   cache_->Tick();
   EXPECT_EQ(up_.ranges.size(), 1u);
+}
+
+TEST_F(PrefixCacheTest, WatchersLearnProgressMadeByOtherKeysEvents) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  auto sub = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/k0", "", sub, 0));
+  w->Events({m.Step("/cfg/k1", "other", false)});
+  EXPECT_TRUE(sub->events.empty());
+  w->Progress(m.rev());
+  EXPECT_EQ(sub->status.progress, m.rev());
+  EXPECT_TRUE(sub->status.healthy);
+}
+
+// Through the Watch service: client watchers of keys and sub-ranges of a
+// cached prefix, with filters and prev_kv, all on the prefix's one watch.
+TEST_F(PrefixCacheTest, WatchServiceServesFiltersAndPrevKvFromThePrefix) {
+  Model m = Initial(3);
+  const int64_t loaded = m.rev();
+  FakeWatch* w = Load(m);
+  WatchProxyOptions o;
+  o.prefixes = cache_.get();
+  WatchProxy proxy(&hub_, &perms_, &clock_, o, nullptr);
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&proxy);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  auto stub = etcdserverpb::Watch::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto stream = stub->Watch(&ctx);
+  auto create = [&](int64_t id, const std::string& key, const std::string& end,
+                    int64_t start, bool prev_kv,
+                    etcdserverpb::WatchCreateRequest::FilterType filter) {
+    etcdserverpb::WatchRequest r;
+    auto* c = r.mutable_create_request();
+    c->set_watch_id(id);
+    c->set_key(key);
+    c->set_range_end(end);
+    c->set_start_revision(start);
+    c->set_prev_kv(prev_kv);
+    c->add_filters(filter);
+    ASSERT_TRUE(stream->Write(r));
+  };
+  create(1, "/cfg/k0", "", 0, true, etcdserverpb::WatchCreateRequest::NODELETE);
+  create(2, "/cfg/k1", "", 0, false, etcdserverpb::WatchCreateRequest::NOPUT);
+  create(3, "/cfg/k0", "/cfg/k9", loaded + 1, false,
+         etcdserverpb::WatchCreateRequest::NOPUT);
+  etcdserverpb::WatchResponse resp;
+  for (int created = 0; created < 3;) {
+    ASSERT_TRUE(stream->Read(&resp));
+    ASSERT_TRUE(resp.created());
+    EXPECT_EQ(resp.header().revision(), loaded);
+    ++created;
+  }
+  // A put and a delete of k0, then of k1: each watcher gets what its
+  // filter lets through, with prev_kv if it asked.
+  w->Events({m.Step("/cfg/k0", "p0", false)});
+  w->Events({m.Step("/cfg/k0", "", true)});
+  w->Events({m.Step("/cfg/k1", "p1", false)});
+  w->Events({m.Step("/cfg/k1", "", true)});
+  std::map<int64_t, std::vector<mvccpb::Event>> got;
+  while (got[1].size() + got[2].size() + got[3].size() < 4) {
+    ASSERT_TRUE(stream->Read(&resp));
+    for (const auto& e : resp.events()) got[resp.watch_id()].push_back(e);
+  }
+  ASSERT_EQ(got[1].size(), 1u);
+  EXPECT_EQ(got[1][0].type(), mvccpb::Event::PUT);
+  EXPECT_EQ(got[1][0].prev_kv().value(), "init0");
+  ASSERT_EQ(got[2].size(), 1u);
+  EXPECT_EQ(got[2][0].type(), mvccpb::Event::DELETE);
+  EXPECT_FALSE(got[2][0].has_prev_kv());
+  ASSERT_EQ(got[3].size(), 2u);  // the deletes of k0 and k1
+  EXPECT_EQ(got[3][0].kv().key(), "/cfg/k0");
+  EXPECT_EQ(got[3][1].kv().key(), "/cfg/k1");
+  EXPECT_EQ(up_.watches.size(), 1u);
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").subscribers, 3u);
+  stream->WritesDone();
+  ctx.TryCancel();
+  stream->Finish().ok();
+  server->Shutdown();
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").subscribers, 0u);
 }
 
 }  // namespace
