@@ -272,6 +272,72 @@ TEST_F(OptionsTest, TlsEndpoints) {
   EXPECT_TRUE(o->insecure_skip_tls_verify);
 }
 
+// --key-prefix, --watch-keys and --watch-read (issue 15's bench: services
+// each reading and watching a key of their own).
+TEST_F(OptionsTest, KeyPrefixAndWatchKeysDefaults) {
+  auto o = Parse({"watch"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->key_prefix, "");
+  EXPECT_EQ(o->watch_keys, WatchKeys::kSame);
+  EXPECT_FALSE(o->watch_read);
+  EXPECT_EQ(o->key_space, 1);
+  EXPECT_EQ(KeyOf(*o, 42), "00000042");
+}
+
+TEST_F(OptionsTest, KeyPrefixForEveryWorkload) {
+  auto o = Parse({"--key-prefix=/cfg/", "--key-size=4", "put"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->key_prefix, "/cfg/");
+  EXPECT_EQ(KeyOf(*o, 7), "/cfg/0007");
+  // And back to none on the next parse.
+  o = Parse({"range"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(KeyOf(*o, 7), "00000007");
+}
+
+TEST_F(OptionsTest, DistinctWatchKeysAreOnePerWatcher) {
+  auto o = Parse({"--watch-keys=distinct", "--watch-read",
+                         "--watch-streams=100", "--watch-per-stream=100",
+                         "--key-prefix=/cfg/", "--rate=100", "watch-latency"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->watch_keys, WatchKeys::kDistinct);
+  EXPECT_TRUE(o->watch_read);
+  EXPECT_EQ(o->watchers, 10000);
+  EXPECT_EQ(o->key_space, 10000);
+  // --watch-read is a boolean: --nowatch-read turns it off.
+  o = Parse({"--watch-read", "--nowatch-read", "watch"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->watch_read);
+  o = Parse({"--watch-keys", "same", "watch"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->watch_keys, WatchKeys::kSame);
+}
+
+TEST_F(OptionsTest, WatchKeysAndWatchReadErrors) {
+  EXPECT_EQ(Error({"--watch-keys=many", "watch"}),
+            "--watch-keys: must be 'same' or 'distinct' (got 'many')");
+  EXPECT_EQ(Error({"--watch-keys=distinct", "put"}),
+            "--watch-keys: only for the watch and watch-latency workloads");
+  EXPECT_EQ(Error({"--watch-read", "range"}),
+            "--watch-read: only for the watch and watch-latency workloads");
+  EXPECT_EQ(Error({"--watch-keys=distinct", "--key-space=5", "watch"}),
+            "--key-space: --watch-keys=distinct watches --watchers keys; do "
+            "not give --key-space");
+  EXPECT_EQ(Error({"--watch-keys=distinct", "--watchers=1000", "--key-size=2",
+                   "watch"}),
+            "--watchers: 1000 keys (--watch-keys=distinct) do not fit in "
+            "--key-size 2 (at most 100 distinct keys)");
+  EXPECT_EQ(Error({"--watch-read=perhaps", "watch"}),
+            "--watch-read: invalid value 'perhaps' (want true or false)");
+}
+
+TEST_F(OptionsTest, UsageNamesTheWatchKeysFlags) {
+  const std::string u = Usage();
+  EXPECT_NE(u.find("--key-prefix"), std::string::npos);
+  EXPECT_NE(u.find("--watch-keys"), std::string::npos);
+  EXPECT_NE(u.find("--watch-read"), std::string::npos);
+}
+
 TEST(FormatKeyTest, ZeroPaddedDecimal) {
   EXPECT_EQ(FormatKey(42, 8), "00000042");
   EXPECT_EQ(FormatKey(0, 1), "0");
