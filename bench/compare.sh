@@ -520,7 +520,7 @@ run_prefix_one() {
   fi
   PROXY_FLAGS=()
   sleep 1
-  local rss0 rss_keys rss_watch=0 keys watchers="" bpid
+  local rss0 rss_keys rss_watch=0 keys cbytes="" watchers="" bpid
   local t0 t1 m0 m1 p0 p1
   rss0=$(rss_kb "$PROXY_PID")
   bench ${p}_preload "$system" "$round" "${PFX[@]}" --seq-keys \
@@ -537,6 +537,8 @@ run_prefix_one() {
     # cached value); its LRU holds at most 2,048 ranges
     # (cache.DefaultMaxEntries), all taken after 10,000 reads.
     keys=2048
+  elif [[ $p == pc ]]; then
+    cbytes=$(metric "$PMETRICS" synod_proxy_prefix_cache_bytes)
   fi
   bench ${p}_watch "$system" "$round" "${PFX[@]}" --endpoints="$PEP" \
     --watch-keys=distinct --watch-read --watch-streams=100 \
@@ -563,11 +565,13 @@ run_prefix_one() {
   if ((rss_watch > 0)); then
     awk -v r0="$rss0" -v rk="$rss_keys" -v rw="$rss_watch" -v k="${keys:-0}" \
       -v w="${watchers:--1}" -v hz="$(getconf CLK_TCK)" -v t="$t0 $t1" \
+      -v cb="$cbytes" \
       -v m=$((m1 - m0)) -v p=$((p1 - p0)) 'BEGIN {
         split(t, ts, " "); s = ts[2] - ts[1]
         printf "{\"rss0_kb\":%d,\"rss_keys_kb\":%d,\"rss_watch_kb\":%d,", r0, rk, rw
         printf "\"cached_keys\":%d,", k
         if (k > 0) printf "\"per_key_b\":%.0f,", (rk - r0) * 1024 / k
+        if (k > 0 && cb != "") printf "\"counted_per_key_b\":%.0f,", cb / k
         printf "\"per_watcher_b\":%.0f,\"member_watchers\":%d,", (rw - rk) * 1024 / 10000, w
         printf "\"member_cpu_ms_s\":%.1f,\"proxy_cpu_ms_s\":%.1f}\n",
           m * 1000 / hz / s, p * 1000 / hz / s }' >"$RAW/$system.${p}_m.$round.json"
@@ -1088,6 +1092,7 @@ if has_shape prefix; then
   prefix_row "keys the proxy caches after each key is read once" m cached_keys
   prefix_row "proxy RSS with them (MiB)" m rss_keys_kb 0.0009765625
   prefix_row "proxy memory per cached key (B)" m per_key_b
+  prefix_row "bytes per key by the prefix cache's own count (B)" m counted_per_key_b
   prefix_row "proxy RSS with 10,000 idle watchers (MiB)" m rss_watch_kb 0.0009765625
   prefix_row "proxy memory per watcher (B)" m per_watcher_b
   prefix_row "event latency p50 (ms)" watch latency_ms.p50
@@ -1122,7 +1127,8 @@ for one watcher). Member and proxy CPU per second are user + system time
 (/proc/PID/stat) over 10 s of the puts, from 2 s into them. Memory per
 cached key is the RSS growth over the keys written and read, divided by the
 keys the proxy says it caches (for the prefix cache, that growth also holds
-the window of those 10,000 writes); memory per watcher is the RSS growth
+the window of those 10,000 writes, and its own count of the bytes it holds,
+\`synod_proxy_prefix_cache_bytes\`, is shown too); memory per watcher is the RSS growth
 over the watchers, divided by 10,000. Figures are medians over the rounds.
 ${PREFIX_WHY:+
 **synod-proxy not measured:** $PREFIX_WHY
