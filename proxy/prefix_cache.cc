@@ -10,9 +10,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/errors.h"
-#include "common/etcd_range.h"
 #include "common/key_range.h"
 #include "common/logging.h"
+#include "proxy/range_cache.h"
 
 namespace synod::proxy {
 
@@ -905,24 +905,13 @@ void PrefixCache::WakeLocked(Prefix* p, bool expire,
 void PrefixCache::ServeLocked(Prefix* p, const RangeRequest& r, Done done,
                               std::vector<Completion>* out) {
   const int64_t at = r.revision() > 0 ? r.revision() : p->rev;
-  std::vector<const mvccpb::KeyValue*> m = p->At(r.key(), r.range_end(), at);
-  auto resp = std::make_shared<RangeResponse>();
-  const int64_t count = static_cast<int64_t>(m.size());
-  auto meta = [](const mvccpb::KeyValue* kv) { return common::MetaOf(*kv); };
-  common::FilterByRevision(r, &m, meta);
-  common::SortRange(r, &m, meta,
-                    [](const mvccpb::KeyValue* kv) -> const std::string& {
-                      return kv->value();
-                    });
-  const size_t n = common::ApplyLimit(r, m.size(), resp.get());
-  resp->set_count(count);
-  if (!r.count_only()) {
-    for (size_t i = 0; i < n; ++i) {
-      mvccpb::KeyValue* kv = resp->add_kvs();
-      *kv = *m[i];
-      if (r.keys_only()) kv->clear_value();
-    }
+  // The range's state at `at`, answered by RangeCache's etcd rules.
+  std::map<std::string, mvccpb::KeyValue> state;
+  for (const mvccpb::KeyValue* kv : p->At(r.key(), r.range_end(), at)) {
+    state.emplace_hint(state.end(), kv->key(), *kv);
   }
+  auto resp = std::make_shared<RangeResponse>();
+  ComputeRange(r, state, resp.get());
   *resp->mutable_header() = p->Header();
   if (p->c_reads != nullptr) p->c_reads->Inc();
   if (metrics_ != nullptr) metrics_->cache_hits->Inc();
