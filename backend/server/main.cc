@@ -36,6 +36,7 @@
 #include "backend/server/snapshot.h"
 #include "common/clock.h"
 #include "common/flags_util.h"
+#include "common/etcd_metrics.h"
 #include "common/grpc_metrics.h"
 #include "common/tcp_relay.h"
 #include "common/http_server.h"
@@ -240,12 +241,31 @@ void HandleEtcdHttp(common::HttpServer* h, EtcdServer* s) {
     return common::HttpResponse{200, common::kPrometheusTextContentType,
                                 common::DefaultMetrics().RenderText()};
   });
-  h->Handle("/health", [s](const common::HttpRequest&) {
-    bool ok = s->Alarms().empty();
-    return common::HttpResponse{ok ? 200 : 503, "application/json",
-                                // etcd: http.Error adds the newline.
-                                ok ? "{\"health\":\"true\"}"
-                                   : "{\"health\":\"false\"}\n"};
+  // As etcd 3.4's /health: unhealthy with an alarm raised, without a
+  // leader, or when a linearizable read (etcd's QGET through the log) fails;
+  // counted in etcd_server_health_success / _failures.
+  h->HandleAsync("/health", "GET", [s](const common::HttpRequest&,
+                                       common::HttpResponder responder) {
+    auto answer = [responder](bool ok) mutable {
+      const auto& m = common::GetEtcdMetrics();
+      (ok ? m.health_success : m.health_failures)->Inc();
+      responder.Respond(common::HttpResponse{
+          ok ? 200 : 503, "application/json",
+          // etcd: http.Error adds the newline.
+          ok ? "{\"health\":\"true\"}" : "{\"health\":\"false\"}\n"});
+    };
+    if (!s->Alarms().empty()) {
+      SYNOD_LOG(WARNING) << "/health error due to an alarm";
+      answer(false);
+    } else if (s->leader() == 0) {
+      SYNOD_LOG(WARNING) << "/health error; no leader (status code 503)";
+      answer(false);
+    } else {
+      s->LinearizableRead([answer](absl::Status st) mutable {
+        if (!st.ok()) SYNOD_LOG(WARNING) << "/health error; QGET failed " << st.message();
+        answer(st.ok());
+      });
+    }
   });
   h->Handle("/version", [](const common::HttpRequest&) {
     return common::HttpResponse{

@@ -2,6 +2,7 @@
 // defrag, alarms (NOSPACE quota), member list, /health, /version, /metrics.
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <optional>
 #include <regex>
 #include <string>
@@ -170,6 +171,13 @@ TEST_F(MaintenanceTest, HealthEndpointReturnsTrue) {
   HttpResponse r = HttpGet(server_->MetricsUrl() + "/health");
   EXPECT_EQ(r.status, 200) << r.headers;
   EXPECT_EQ(r.body, "{\"health\":\"true\"}");
+  // Counted as etcd counts it (etcd_server_health_success), a series that
+  // only etcd 3.4's /health handler moves.
+  HttpResponse m = HttpGet(server_->MetricsUrl() + "/metrics");
+  const std::string series = "\netcd_server_health_success ";
+  const size_t at = m.body.find(series);
+  ASSERT_NE(at, std::string::npos) << m.body.substr(0, 2000);
+  EXPECT_GE(std::atof(m.body.c_str() + at + series.size()), 1.0);
 }
 
 TEST_F(MaintenanceTest, VersionEndpointReportsServerAndClusterVersion) {
