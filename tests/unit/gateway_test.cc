@@ -113,20 +113,31 @@ class GatewayTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // POSTs `body` to `path`; the whole answer.
-  Reply Post(const std::string& path, const std::string& body,
-             const std::string& token = "") {
-    int fd = Connect(port_);
-    if (fd < 0) return Reply();
+  // POSTs `body` to `path` on `port` and returns the connection (-1 if
+  // none), its answer unread.
+  static int SendPost(int port, const std::string& path, const std::string& body,
+                      const std::string& token = "") {
+    int fd = Connect(port);
+    if (fd < 0) return -1;
     std::string auth =
         token.empty() ? "" : absl::StrCat("Authorization: ", token, "\r\n");
     RawSendAll(fd, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\n", auth,
                              "Content-Length: ", body.size(), "\r\n\r\n",
                              body));
+    return fd;
+  }
+  // The whole answer on `fd` (from SendPost), which it closes.
+  static Reply ReadReply(int fd) {
+    if (fd < 0) return Reply();
     std::string raw;
     ReadUntil(fd, "", &raw);
     close(fd);
     return Parse(raw);
+  }
+  // POSTs `body` to `path`; the whole answer.
+  Reply Post(const std::string& path, const std::string& body,
+             const std::string& token = "") {
+    return ReadReply(SendPost(port_, path, body, token));
   }
 
   // POSTs `create` to /v3/watch and reads the answer into `raw` up to the
@@ -463,16 +474,7 @@ TEST_F(GatewayTest, MaxConcurrentStreamsQueuesCallsBeyondTheLimit) {
   auto port = http.Start("127.0.0.1", 0);
   ASSERT_TRUE(port.ok()) << port.status();
   auto send = [&](const std::string& path, const std::string& body) {
-    int fd = Connect(*port);
-    RawSendAll(fd, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: t\r\n"
-                                "Content-Length: ", body.size(), "\r\n\r\n", body));
-    return fd;
-  };
-  auto answer = [](int fd) {
-    std::string raw;
-    ReadUntil(fd, "", &raw);
-    close(fd);
-    return Parse(raw);
+    return SendPost(*port, path, body);
   };
   auto waiting_becomes = [&](size_t n) {
     const absl::Time end = absl::Now() + absl::Seconds(10);
@@ -506,10 +508,10 @@ TEST_F(GatewayTest, MaxConcurrentStreamsQueuesCallsBeyondTheLimit) {
   // A watch ends: the put takes its slot, then (FIFO, one slot) the range,
   // which therefore sees the put.
   close(watches[0]);
-  Reply p = answer(put);
+  Reply p = ReadReply(put);
   EXPECT_EQ(p.status, 200) << p.body;
   EXPECT_NE(p.body.find(R"("revision":"2")"), std::string::npos) << p.body;
-  Reply r = answer(range);
+  Reply r = ReadReply(range);
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find(R"("kvs":[{"key":"Zm9v")"), std::string::npos) << r.body;
   EXPECT_EQ(gateway->WaitingCalls(), 0u);
