@@ -40,6 +40,10 @@ absl::Status CheckOp(const RequestOp& op, int max_txn_ops) {
     if (op.request_delete_range().key().empty()) return Err(EtcdError::kEmptyKey);
   } else if (op.has_request_txn()) {
     return CheckTxn(op.request_txn(), max_txn_ops);
+  } else {
+    // An op with no request set, as etcd's checkRequestOp answers it (e2e
+    // TestV3CurlTxn sends one through the JSON gateway).
+    return Err(EtcdError::kKeyNotFound);
   }
   return absl::OkStatus();
 }

@@ -546,9 +546,11 @@ int Run(int argc, char** argv) {
   grpc::ServerBuilder peer_builder;
   peer_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (const std::string& u : cfg.listen_peer_urls) {
-    std::string hp = HostPort(u);
+    // host:port, or unix:<file> for a unix:// URL (etcd's TestEtcdUnixPeers).
+    std::string hp = PeerGrpcAddress(u);
     if (hp.empty()) {
-      SYNOD_LOG(ERROR) << "unsupported peer URL " << u << " (want http(s)://host:port)";
+      SYNOD_LOG(ERROR) << "unsupported peer URL " << u
+                       << " (want http(s)://host:port or unix(s)://name)";
       return 2;
     }
     auto creds = ListenerCredentials(u, *peer_tls, "peer");
@@ -732,7 +734,13 @@ int Run(int argc, char** argv) {
   // etcd's JSON gateway (--enable-grpc-gateway, --cors) on every client
   // URL, through an in-process channel to grpc_server.
   if (process_flags->enable_grpc_gateway) {
-    gateway = JsonGateway::ForServer(grpc_server.get(), process_flags->cors);
+    // etcd's gateway reaches the server through one gRPC connection, so
+    // --max-concurrent-streams bounds its calls in flight; ours too.
+    uint32_t max_streams = 0;
+    for (const auto& [name, value] : process_flags->client_grpc_args) {
+      if (name == GRPC_ARG_MAX_CONCURRENT_STREAMS) max_streams = static_cast<uint32_t>(value);
+    }
+    gateway = JsonGateway::ForServer(grpc_server.get(), process_flags->cors, max_streams);
   }
   for (size_t i = 0; i < client_http.size(); ++i) {
     common::HttpServer* h = client_http[i].get();
