@@ -452,7 +452,9 @@ void PrefixCache::LoadPage(const std::shared_ptr<Prefix>& p, uint64_t gen,
       if (!s.ok()) {
         SYNOD_LOG(WARNING) << "synod-proxy: cannot load cached prefix "
                            << p->key << ": " << s.error_message()
-                           << " (the proxy's user needs READ on it)";
+                           << " (with auth on, the proxy's --user needs READ "
+                              "on it); served per range until a retry loads "
+                              "it";
         const bool compacted = common::IsErr(common::FromGrpcStatus(s),
                                              common::EtcdError::kCompacted);
         DropDataLocked(p.get(), &out);
