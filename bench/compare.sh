@@ -521,7 +521,7 @@ run_prefix_one() {
   PROXY_FLAGS=()
   sleep 1
   local rss0 rss_keys rss_watch=0 keys cbytes="" watchers="" bpid
-  local t0 t1 m0 m1 p0 p1
+  local t0 t1 m0 m1 p0 p1 load1=""
   rss0=$(rss_kb "$PROXY_PID")
   bench ${p}_preload "$system" "$round" "${PFX[@]}" --seq-keys \
     --key-space=10000 --conns=10 --clients=100 --total=10000 --duration=30s put
@@ -556,6 +556,7 @@ run_prefix_one() {
       t0=$(date +%s.%N) m0=$(cpu_ticks "$SERVER_PID") p0=$(cpu_ticks "$PROXY_PID")
       sleep 10
       t1=$(date +%s.%N) m1=$(cpu_ticks "$SERVER_PID") p1=$(cpu_ticks "$PROXY_PID")
+      load1=$(cut -d' ' -f1 /proc/loadavg)
       break
     fi
     kill -0 "$bpid" 2>/dev/null || break
@@ -565,7 +566,7 @@ run_prefix_one() {
   if ((rss_watch > 0)); then
     awk -v r0="$rss0" -v rk="$rss_keys" -v rw="$rss_watch" -v k="${keys:-0}" \
       -v w="${watchers:--1}" -v hz="$(getconf CLK_TCK)" -v t="$t0 $t1" \
-      -v cb="$cbytes" \
+      -v cb="$cbytes" -v l="${load1:-0}" \
       -v m=$((m1 - m0)) -v p=$((p1 - p0)) 'BEGIN {
         split(t, ts, " "); s = ts[2] - ts[1]
         printf "{\"rss0_kb\":%d,\"rss_keys_kb\":%d,\"rss_watch_kb\":%d,", r0, rk, rw
@@ -573,8 +574,8 @@ run_prefix_one() {
         if (k > 0) printf "\"per_key_b\":%.0f,", (rk - r0) * 1024 / k
         if (k > 0 && cb != "") printf "\"counted_per_key_b\":%.0f,", cb / k
         printf "\"per_watcher_b\":%.0f,\"member_watchers\":%d,", (rw - rk) * 1024 / 10000, w
-        printf "\"member_cpu_ms_s\":%.1f,\"proxy_cpu_ms_s\":%.1f}\n",
-          m * 1000 / hz / s, p * 1000 / hz / s }' >"$RAW/$system.${p}_m.$round.json"
+        printf "\"member_cpu_ms_s\":%.1f,\"proxy_cpu_ms_s\":%.1f,\"load1\":%s}\n",
+          m * 1000 / hz / s, p * 1000 / hz / s, l }' >"$RAW/$system.${p}_m.$round.json"
   fi
   stop_all
   rm -rf "$dir"
@@ -1075,15 +1076,27 @@ PREFIX_SECTION=""
 if has_shape prefix; then
   PFX_ROWS=""
   PFX_RAW="| load average (1 min) as the round starts | $(all_rounds etcd load load1) | $(all_rounds synod load load1) | (same) |"$'\n'
-  # prefix_row LABEL RUN PATH [SCALE]: medians of etcd's pc_RUN, Synod's
-  # pc_RUN and pn_RUN, and Synod (cached) / etcd; every round in PFX_RAW.
+  # prefix_row LABEL RUN PATH [SCALE [ONLY]]: medians of etcd's pc_RUN,
+  # Synod's pc_RUN and pn_RUN, and Synod (cached) / etcd; every round in
+  # PFX_RAW. ONLY=pc: a figure only the prefix cache has ("—" elsewhere).
   prefix_row() {
-    local e s n
-    e=$(median etcd "pc_$2" "$3" "${4:-1}")
+    local e s n er nr r
     s=$(median synod "pc_$2" "$3" "${4:-1}")
+    if [[ ${5:-} == pc ]]; then
+      PFX_ROWS+="| $1 | — | $s | — | — |"$'\n'
+      PFX_RAW+="| $1 | — | $(all_rounds synod "pc_$2" "$3" "${4:-1}") | — |"$'\n'
+      return
+    fi
+    e=$(median etcd "pc_$2" "$3" "${4:-1}")
     n=$(median synod "pn_$2" "$3" "${4:-1}")
-    PFX_ROWS+="| $1 | $e | $s | $(ratio "$s" "$e") | $n |"$'\n'
-    PFX_RAW+="| $1 | $(all_rounds etcd "pc_$2" "$3" "${4:-1}") | $(all_rounds synod "pc_$2" "$3" "${4:-1}") | $(all_rounds synod "pn_$2" "$3" "${4:-1}") |"$'\n'
+    er=$(all_rounds etcd "pc_$2" "$3" "${4:-1}")
+    nr=$(all_rounds synod "pn_$2" "$3" "${4:-1}")
+    # The ratio to two significant figures when small (2 watchers / 10,002).
+    r=$(awk -v s="$s" -v e="$e" 'BEGIN {
+      if (s == "n/a" || e == "n/a" || e == 0) { print "n/a"; exit }
+      printf (s / e < 0.1) ? "%.2g\n" : "%.2f\n", s / e }')
+    PFX_ROWS+="| $1 | $e | $s | $r | $n |"$'\n'
+    PFX_RAW+="| $1 | $er | $(all_rounds synod "pc_$2" "$3" "${4:-1}") | $nr |"$'\n'
   }
   prefix_row "member watchers (upstream watches), 10,000 idle watchers" m member_watchers
   prefix_row "member CPU per second at 100 puts/s (ms)" m member_cpu_ms_s
@@ -1092,13 +1105,14 @@ if has_shape prefix; then
   prefix_row "keys the proxy caches after each key is read once" m cached_keys
   prefix_row "proxy RSS with them (MiB)" m rss_keys_kb 0.0009765625
   prefix_row "proxy memory per cached key (B)" m per_key_b
-  prefix_row "bytes per key by the prefix cache's own count (B)" m counted_per_key_b
+  prefix_row "bytes per key by the prefix cache's own count (B)" m counted_per_key_b 1 pc
   prefix_row "proxy RSS with 10,000 idle watchers (MiB)" m rss_watch_kb 0.0009765625
   prefix_row "proxy memory per watcher (B)" m per_watcher_b
   prefix_row "event latency p50 (ms)" watch latency_ms.p50
   prefix_row "event latency p99 (ms)" watch latency_ms.p99
   prefix_row "events received (of 2,000 puts)" watch ok
   prefix_row "reads of each key once through the proxy, 10 × 100 (ops/s)" read throughput
+  prefix_row "load average (1 min) at the end of the CPU window" m load1
   PFX_ERRORS=$(error_lines "$RAW"/*.pc_*.json "$RAW"/*.pn_*.json)
   PREFIX_FAILS=${PREFIX_FAILS%$'\n'}
   PREFIX_SECTION=$(cat <<EOS
@@ -1130,6 +1144,9 @@ keys the proxy says it caches (for the prefix cache, that growth also holds
 the window of those 10,000 writes, and its own count of the bytes it holds,
 \`synod_proxy_prefix_cache_bytes\`, is shown too); memory per watcher is the RSS growth
 over the watchers, divided by 10,000. Figures are medians over the rounds.
+The member's watchers under synod-proxy include one for the range cache:
+the proxy's readiness read (key \`00000000\`, outside \`/cfg/\`) puts that
+key in it.
 ${PREFIX_WHY:+
 **synod-proxy not measured:** $PREFIX_WHY
 }
