@@ -37,12 +37,14 @@
 #include "gtest/gtest.h"
 #include "proto/rpc.grpc.pb.h"
 #include "tests/support/raw_http_client.h"
+#include "tests/support/tls_client_hello.h"
 #include "tests/support/test_certs.h"
 
 namespace synod::common {
 namespace {
 
 using synod::testing::RawConnect;
+using synod::testing::ClientHello;
 using synod::testing::RawReadUntil;
 using synod::testing::RawSendAll;
 using synod::testing::Unchunk;
@@ -901,21 +903,6 @@ TlsResult TlsExchange(
   return result;
 }
 
-// The first flight of a TLS client: a ClientHello record.
-std::string ClientHello() {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(ctx);
-  BIO* wbio = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl, BIO_new(BIO_s_mem()), wbio);
-  EXPECT_NE(SSL_connect(ssl), 1);  // waits for the ServerHello
-  char* data = nullptr;
-  long n = BIO_get_mem_data(wbio, &data);
-  std::string hello(data, n);
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  ERR_clear_error();
-  return hello;
-}
 
 // Overwrites `to` in place with `from`'s bytes (not a rename: the server
 // must notice a changed file whose inode and size may stay the same).

@@ -28,6 +28,7 @@
 #include "common/tls_client_hello.h"
 #include "gtest/gtest.h"
 #include "tests/support/raw_http_client.h"
+#include "tests/support/tls_client_hello.h"
 #include "tests/support/test_certs.h"
 
 namespace synod::common {
@@ -36,40 +37,9 @@ namespace {
 using synod::testing::RawConnect;
 using synod::testing::RawReadUntil;
 using synod::testing::RawSendAll;
+using synod::testing::AlpnWire;
+using synod::testing::ClientHello;
 
-// ALPN in wire form: each name with a one-byte length.
-std::string AlpnWire(const std::vector<std::string>& names) {
-  std::string out;
-  for (const std::string& n : names) {
-    out.push_back(static_cast<char>(n.size()));
-    out += n;
-  }
-  return out;
-}
-
-// The first flight of an OpenSSL TLS client offering `alpn` (none when
-// empty): one ClientHello record.
-std::string ClientHello(const std::vector<std::string>& alpn) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(ctx);
-  if (!alpn.empty()) {
-    std::string wire = AlpnWire(alpn);
-    EXPECT_EQ(SSL_set_alpn_protos(
-                  ssl, reinterpret_cast<const unsigned char*>(wire.data()),
-                  static_cast<unsigned>(wire.size())),
-              0);
-  }
-  BIO* wbio = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl, BIO_new(BIO_s_mem()), wbio);
-  EXPECT_NE(SSL_connect(ssl), 1);  // waits for the ServerHello
-  char* data = nullptr;
-  long n = BIO_get_mem_data(wbio, &data);
-  std::string hello(data, n);
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  ERR_clear_error();
-  return hello;
-}
 
 TEST(ClientHelloTest, GrpcClientsAreH2OnlyOthersAreNot) {
   EXPECT_EQ(ClassifyClientHello(ClientHello({"h2"})),
@@ -126,20 +96,26 @@ TEST(ClientHelloTest, NotTlsOrMalformedIsOther) {
   }
 }
 
+// A socket listening on 127.0.0.1 at a free port; sets *port.
+int LoopbackListener(int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  EXPECT_EQ(listen(fd, 8), 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // Accepts one connection on a loopback port and echoes what it reads until
 // EOF, then closes: the relay's target.
 class EchoServer {
  public:
   EchoServer() {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    EXPECT_EQ(listen(listen_fd_, 8), 0);
-    socklen_t len = sizeof(a);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = LoopbackListener(&port_);
     thread_ = std::thread([this] {
       int fd = accept(listen_fd_, nullptr, nullptr);
       if (fd < 0) return;
@@ -177,15 +153,9 @@ class EchoServer {
 
 // A connected pair of TCP sockets on loopback: {client end, accepted end}.
 std::pair<int, int> TcpPair() {
-  int l = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  EXPECT_EQ(listen(l, 1), 0);
-  socklen_t len = sizeof(a);
-  getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
-  int c = RawConnect(ntohs(a.sin_port), 10);
+  int port = 0;
+  int l = LoopbackListener(&port);
+  int c = RawConnect(port, 10);
   int s = accept(l, nullptr, nullptr);
   close(l);
   return {c, s};
@@ -225,18 +195,12 @@ TEST(TcpRelayTest, RelaysBothWaysWithBackPressureAndHalfClose) {
 }
 
 TEST(TcpRelayTest, UnreachableTargetClosesTheClientAndStopCloses) {
-  // A port with nothing listening: bind one, then close it.
-  int l = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  socklen_t len = sizeof(a);
-  getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
-  close(l);
+  // A port with nothing listening: listen on one, then close it.
+  int closed_port = 0;
+  close(LoopbackListener(&closed_port));
   TcpRelay relay;
   EXPECT_EQ(relay.Start("not an ip", 1).code(), absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(relay.Start("127.0.0.1", ntohs(a.sin_port)).ok());
+  ASSERT_TRUE(relay.Start("127.0.0.1", closed_port).ok());
   EXPECT_EQ(relay.Start("127.0.0.1", 1).code(),
             absl::StatusCode::kFailedPrecondition);
   auto [client, accepted] = TcpPair();
