@@ -311,6 +311,11 @@ TEST_F(ProxyWatchItTest, SlowClientIsCanceledAndOthersKeepUp) {
   bool canceled = false;
   for (int i = 0; i < 400 && !canceled; ++i) {
     want.push_back(MemberPut(absl::StrCat("big/", i % 10), value));
+    // In lockstep with the fast client, so that it never has more than one
+    // event queued however loaded the machine is: only the slow one can
+    // outgrow its queue.
+    ASSERT_TRUE(WaitFor([&] { return fast->EventCount(1) == want.size(); },
+                        absl::Seconds(20)));
     if (i % 20 == 19) {
       canceled = ProxyMetric("synod_proxy_slow_watchers_canceled_total") >= 1;
     }
