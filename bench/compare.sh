@@ -1146,7 +1146,12 @@ the window of those 10,000 writes, and its own count of the bytes it holds,
 over the watchers, divided by 10,000. Figures are medians over the rounds.
 The member's watchers under synod-proxy include one for the range cache:
 the proxy's readiness read (key \`00000000\`, outside \`/cfg/\`) puts that
-key in it.
+key in it. Without the flag, synod-proxy's range cache keeps at most 1,024
+ranges, but the upstream watch of a range it evicts lingers 30 s
+(\`--watch-idle-linger\`): right after the 10,000 reads that proxy holds
+10,000 upstream watches, each a watch stream of its own on the member, so
+its memory per cached key counts them, and its watchers then find their
+ranges already watched.
 ${PREFIX_WHY:+
 **synod-proxy not measured:** $PREFIX_WHY
 }
