@@ -91,7 +91,9 @@ class RangeCache::Entry final : public RangeSubscriber {
       if (removed) return;
       status = s;
       live = true;
-      rev = std::max(rev, s.progress);
+      // FreshRev: against etcd 3.4 the member's answer may be ahead of
+      // events still on their way (RangeStatus; DESIGN's ordering bound).
+      rev = std::max(rev, s.FreshRev());
       cache_->WakeLocked(this, &out);
     }
     Run(&out);

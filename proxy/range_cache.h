@@ -28,6 +28,9 @@
 //     Rq (asking the member for watch progress if needed — the design of
 //     Kubernetes KEP-2340). Waits longer than `linearizable_wait` are
 //     forwarded.
+//   "Reached" counts the range's progress answers (RangeStatus::FreshRev):
+//   against etcd 3.4, whose answers can overtake events it had queued on
+//   the stream, a read may miss those (DESIGN's ordering bound).
 //   - anything else (a past revision) is forwarded.
 // keys_only, count_only, limit, sort and the revision filters are computed
 // here (ComputeRange) with etcd's rules from common/etcd_range.h, the ones

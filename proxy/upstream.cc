@@ -210,11 +210,17 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
   using Open = std::function<std::shared_ptr<void>(
       const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*,
       grpc::ClientBidiReactor<Req, Resp>*)>;
+  // `on_metadata` (optional) sees the server's initial metadata once,
+  // before the first on_response.
+  using OnMetadata = std::function<void(
+      const std::multimap<grpc::string_ref, grpc::string_ref>&)>;
   GrpcStream(Endpoints* endpoints, std::function<void(const Resp&)> on_response,
-             std::function<void(const grpc::Status&)> on_closed)
+             std::function<void(const grpc::Status&)> on_closed,
+             OnMetadata on_metadata = nullptr)
       : endpoints_(endpoints),
         on_response_(std::move(on_response)),
-        on_closed_(std::move(on_closed)) {}
+        on_closed_(std::move(on_closed)),
+        on_metadata_(std::move(on_metadata)) {}
 
   // Opens the call with `open`, sending `first` (if any) first.
   void Start(const Open& open, const Req* first) {
@@ -252,6 +258,12 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
       this->RemoveHold();
       return;
     }
+    // The initial metadata has arrived once a message has (gRPC reads it
+    // first).
+    if (on_metadata_) {
+      on_metadata_(ctx_.GetServerInitialMetadata());
+      on_metadata_ = nullptr;
+    }
     if (on_response_) on_response_(resp_);
     this->StartRead(&resp_);
   }
@@ -267,6 +279,7 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
     if (on_closed_) on_closed_(s);
     on_response_ = nullptr;
     on_closed_ = nullptr;
+    on_metadata_ = nullptr;
     std::shared_ptr<GrpcStream> self = std::move(self_);
     // `self` may free this object when it goes out of scope.
   }
@@ -275,6 +288,7 @@ class GrpcStream final : public grpc::ClientBidiReactor<Req, Resp>,
   Endpoints* endpoints_;
   std::function<void(const Resp&)> on_response_;
   std::function<void(const grpc::Status&)> on_closed_;
+  OnMetadata on_metadata_;  // on the reaction threads only
   size_t endpoint_index_ = 0;
   std::shared_ptr<void> stub_;
   grpc::ClientContext ctx_;
@@ -457,10 +471,19 @@ std::shared_ptr<UpstreamWatch> GrpcUpstream::Watch(
     }
     cb(r);
   };
+  WatchStream::OnMetadata on_metadata;
+  if (callbacks.on_metadata) {
+    on_metadata = [cb = std::move(callbacks.on_metadata)](
+                      const std::multimap<grpc::string_ref,
+                                          grpc::string_ref>& md) {
+      cb(OrderedProgressFromMetadata(md));
+    };
+  }
   auto s = std::make_shared<WatchStream>(
       endpoints_, std::move(on_response),
       RefreshOnTokenError(identity, token, "watch",
-                          std::move(callbacks.on_closed)));
+                          std::move(callbacks.on_closed)),
+      std::move(on_metadata));
   {
     absl::MutexLock l(&reauth->mu);
     reauth->stream = s;
@@ -550,6 +573,14 @@ void GrpcUpstream::Range(const etcdserverpb::RangeRequest& req,
       [resp, done = std::move(done)](const grpc::Status& s) {
         done(s, *resp);
       });
+}
+
+bool OrderedProgressFromMetadata(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& md) {
+  auto it = md.find(kWatchProgressMetadataKey);
+  return it != md.end() &&
+         absl::string_view(it->second.data(), it->second.size()) ==
+             kWatchProgressSlowestWatcher;
 }
 
 UpstreamAuthState AuthStateFromMetadata(

@@ -145,9 +145,30 @@ struct UpstreamAuthState {
 UpstreamAuthState AuthStateFromMetadata(
     const std::multimap<grpc::string_ref, grpc::string_ref>& md);
 
-// Callbacks of one upstream watch stream. Both run on gRPC threads, one at a
+// The initial metadata a synod member sends on every Watch stream: its
+// answer to a WatchProgressRequest (watch_id -1) is a revision every watcher
+// of the stream has been sent all events up to, and it comes after them
+// (backend/server/watch_service.cc). etcd 3.4 sends no such key: it answers
+// with the store's revision at once, even while a watcher of the stream is
+// still replaying history, and its answer can overtake events it had
+// already queued (v3rpc/watch.go's sendLoop picks between its event and
+// control channels at random).
+inline constexpr char kWatchProgressMetadataKey[] = "synod-progress";
+inline constexpr char kWatchProgressSlowestWatcher[] = "slowest-watcher";
+
+// True when `md` (a Watch stream's initial metadata) says the member's
+// progress answers are ordered as above.
+bool OrderedProgressFromMetadata(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& md);
+
+// Callbacks of one upstream watch stream. They run on gRPC threads, one at a
 // time and in stream order.
 struct UpstreamWatchCallbacks {
+  // Once, before the first on_response (when the member's initial metadata
+  // has arrived): whether the member's progress answers are ordered
+  // (OrderedProgressFromMetadata). Optional; a stream that ends before any
+  // response never calls it.
+  std::function<void(bool ordered_progress)> on_metadata;
   // Every response on the stream (created, events, progress, canceled).
   std::function<void(const etcdserverpb::WatchResponse&)> on_response;
   // The stream ended; called once, after the last on_response.

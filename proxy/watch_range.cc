@@ -34,10 +34,7 @@ WatchRange::~WatchRange() {
     main_.watch->Close();
     if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
   }
-  if (catchup_open_) {
-    catchup_.watch->Close();
-    if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
-  }
+  CloseCatchUpLocked();
   if (metrics_ != nullptr) metrics_->watch_ranges->Dec();
 }
 
@@ -76,12 +73,7 @@ void WatchRange::RemoveSubLocked(uint64_t handle) {
         lagging = true;
       }
     }
-    if (!lagging) {
-      catchup_.watch->Close();
-      catchup_.watch.reset();
-      catchup_open_ = false;
-      if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
-    }
+    if (!lagging) CloseCatchUpLocked();
   }
 }
 
@@ -113,7 +105,10 @@ bool WatchRange::Tick(absl::Duration linger) {
     OpenMainLocked(have_progress_ ? last_event_rev_ + 1 : main_.start);
   }
   if (catchup_retry_ && !catchup_open_) OpenCatchUpLocked();
-  if (catchup_open_ && catchup_.created) catchup_.watch->RequestProgress();
+  // Only an ordered member's answer can tell a quiet catch-up it is done.
+  if (catchup_open_ && catchup_.created && catchup_.ordered) {
+    catchup_.watch->RequestProgress();
+  }
   if (main_open_ && main_.created && fresh_subs_ > 0 &&
       now - last_progress_request_ >= options_.progress_interval) {
     main_.progress_sent.emplace_back(now, nullptr);
@@ -134,18 +129,19 @@ bool WatchRange::CloseIfIdle() {
     main_open_ = false;
     if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
   }
-  if (catchup_open_) {
-    catchup_.watch->Close();
-    catchup_.watch.reset();
-    catchup_open_ = false;
-    if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
-  }
+  CloseCatchUpLocked();
   return true;
 }
 
 RangeStatus WatchRange::Status() const {
   absl::MutexLock l(&mu_);
-  return RangeStatus{progress_, fresh_at_, main_open_ && main_.created};
+  return StatusLocked();
+}
+
+RangeStatus WatchRange::StatusLocked() const {
+  RangeStatus st{progress_, fresh_at_, main_open_ && main_.created};
+  if (answered_rev_ > progress_) st.fresh_rev = answered_rev_;
+  return st;
 }
 
 int64_t WatchRange::TEST_covered_from() const {
@@ -169,6 +165,7 @@ std::shared_ptr<UpstreamWatch> WatchRange::OpenLocked(Stream* st,
   st->start = start;
   st->created = false;
   st->up = false;
+  st->ordered = false;
   FlushProgressWaitersLocked(st);
   st->has_frag = false;
   st->frag.Clear();
@@ -181,6 +178,9 @@ std::shared_ptr<UpstreamWatch> WatchRange::OpenLocked(Stream* st,
   std::weak_ptr<WatchRange> self = weak_from_this();
   const uint64_t gen = st->gen;
   UpstreamWatchCallbacks cb;
+  cb.on_metadata = [self, gen](bool ordered_progress) {
+    if (auto s = self.lock()) s->OnMetadata(gen, ordered_progress);
+  };
   cb.on_response = [self, gen](const WatchResponse& r) {
     if (auto s = self.lock()) s->OnResponse(gen, r);
   };
@@ -213,6 +213,14 @@ void WatchRange::OpenCatchUpLocked() {
   catchup_.progress = start - 1;
   catchup_.watch = OpenLocked(&catchup_, start);
   if (metrics_ != nullptr) metrics_->catchups->Inc();
+}
+
+void WatchRange::OnMetadata(uint64_t gen, bool ordered_progress) {
+  absl::MutexLock l(&mu_);
+  if (main_open_ && gen == main_.gen) main_.ordered = ordered_progress;
+  if (catchup_open_ && gen == catchup_.gen) {
+    catchup_.ordered = ordered_progress;
+  }
 }
 
 void WatchRange::OnResponse(uint64_t gen, const WatchResponse& r) {
@@ -262,10 +270,8 @@ void WatchRange::OnClosed(uint64_t gen, const grpc::Status& s) {
     return;
   }
   if (catchup_open_ && gen == catchup_.gen) {
-    catchup_open_ = false;
-    catchup_.watch.reset();
+    CloseCatchUpLocked();
     catchup_retry_ = true;
-    if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
   }
 }
 
@@ -343,7 +349,10 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
       answered = std::move(main_.progress_sent.front().second);
       main_.progress_sent.pop_front();
     }
-    progress_ = std::max(progress_, r.header().revision());
+    // An unordered member's answer (etcd 3.4) may be ahead of events still
+    // on their way: a freshness hint only, never progress.
+    answered_rev_ = std::max(answered_rev_, r.header().revision());
+    if (main_.ordered) progress_ = std::max(progress_, r.header().revision());
     BroadcastStatusLocked();
     if (answered) answered();
     return;
@@ -381,24 +390,22 @@ void WatchRange::OnCatchUpResponseLocked(const WatchResponse& r) {
   }
   if (r.created() && !r.canceled()) {
     catchup_.created = true;
-    catchup_.watch->RequestProgress();
+    if (catchup_.ordered) catchup_.watch->RequestProgress();
     return;
   }
   if (r.canceled()) {
     CancelSubsLocked(lagging, r.compact_revision(),
                      r.compact_revision() > 0 ? kCompactedReason
                                               : r.cancel_reason());
-    if (catchup_open_) {
-      catchup_.watch->Close();
-      catchup_.watch.reset();
-      catchup_open_ = false;
-      if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
-    }
+    CloseCatchUpLocked();
     OpenCatchUpLocked();  // for subscribers still waiting, if any
     return;
   }
   if (r.events_size() == 0) {
-    if (r.watch_id() == -1) {
+    // Only an ordered member's answer says that every event up to it was
+    // sent; etcd 3.4's is the store's revision even while this watcher
+    // still replays history, and may overtake its events.
+    if (r.watch_id() == -1 && catchup_.ordered) {
       catchup_.progress = std::max(catchup_.progress, r.header().revision());
     }
     TryMergeCatchUpLocked();
@@ -426,14 +433,11 @@ void WatchRange::TryMergeCatchUpLocked() {
   // The catch-up stream reached the window: its subscribers continue from
   // the window and the live broadcast.
   const int64_t reached = catchup_.progress;
-  catchup_.watch->Close();
-  catchup_.watch.reset();
-  catchup_open_ = false;
-  if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
+  CloseCatchUpLocked();
   std::vector<const Batch*> all;
   for (const Batch& b : window_) all.push_back(&b);
   const ResponseHeader header = HeaderLocked(std::max(progress_, known_rev_));
-  const RangeStatus status{progress_, fresh_at_, main_open_ && main_.created};
+  const RangeStatus status = StatusLocked();
   std::vector<uint64_t> slow;
   for (auto& [h, s] : subs_) {
     if (s.state != SubState::kCatchUp) continue;
@@ -451,6 +455,14 @@ void WatchRange::TryMergeCatchUpLocked() {
     if (s.state == SubState::kWaitCatchUp) waiting = true;
   }
   if (waiting) OpenCatchUpLocked();
+}
+
+void WatchRange::CloseCatchUpLocked() {
+  if (!catchup_open_) return;
+  catchup_.watch->Close();
+  catchup_.watch.reset();
+  catchup_open_ = false;
+  if (metrics_ != nullptr) metrics_->upstream_watches->Dec();
 }
 
 // ---- subscribers ----
@@ -473,16 +485,22 @@ void WatchRange::ResolveLocked(uint64_t handle, Sub* sub) {
         return;
       }
     }
-    sub->s->OnStatus(
-        RangeStatus{progress_, fresh_at_, main_open_ && main_.created});
+    sub->s->OnStatus(StatusLocked());
     return;
   }
   if (catchup_open_ && s > catchup_.progress) {
     sub->state = SubState::kCatchUp;
-  } else {
-    sub->state = SubState::kWaitCatchUp;
-    if (!catchup_open_) OpenCatchUpLocked();
+    return;
   }
+  sub->state = SubState::kWaitCatchUp;
+  if (catchup_open_ && !catchup_.ordered) {
+    // The running catch-up is past s and, on a member without ordered
+    // progress answers, may not merge before the range's next event: start
+    // it again from the oldest position (each subscriber skips what it
+    // already has).
+    CloseCatchUpLocked();
+  }
+  if (!catchup_open_) OpenCatchUpLocked();
 }
 
 bool WatchRange::DeliverLocked(Sub* sub,
@@ -519,7 +537,7 @@ void WatchRange::CancelSubsLocked(const std::vector<uint64_t>& handles,
 }
 
 void WatchRange::BroadcastStatusLocked() {
-  const RangeStatus status{progress_, fresh_at_, main_open_ && main_.created};
+  const RangeStatus status = StatusLocked();
   for (auto& [h, s] : subs_) {
     if (s.state == SubState::kLive) s.s->OnStatus(status);
   }

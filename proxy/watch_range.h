@@ -12,7 +12,23 @@
 //   - s <  covered_from: fed by a catch-up upstream watch (at most one per
 //     range at a time, shared by every lagging subscriber) until it reaches
 //     the window, then merged into the live broadcast and the catch-up
-//     stream is closed.
+//     stream is closed. Until then the live stream's events are kept for it
+//     in the window only; after the merge it gets those above the last
+//     revision the catch-up gave it (repeats are dropped by revision).
+//
+// Progress answers. A member that says so in the Watch stream's initial
+// metadata (synod: kWatchProgressMetadataKey) answers a progress request
+// with a revision whose events it has already sent on the stream: such an
+// answer moves P (main stream) and the catch-up's position (a catch-up
+// then merges as soon as its answer reaches covered_from - 1). Without it
+// (etcd 3.4, whose answer is the store's revision, sent at once and able
+// to overtake queued or still-replaying events) an answer never moves P
+// nor the catch-up's position: P moves by events only, and a catch-up
+// merges once its own watcher delivers an event at covered_from - 1 or
+// later (a watcher's events come in revision order, and every event from
+// covered_from on also reaches the live stream). A quiet range's catch-up
+// then stays open (one more upstream watcher) until such an event. Such
+// answers only raise `fresh_rev` (RangeStatus), a freshness hint.
 // Failover: when the upstream stream fails, the next Tick() re-creates it
 // right after the newest event received, on the then-current endpoint;
 // events at or below it are dropped as repeats, so nothing is lost or
@@ -23,8 +39,9 @@
 // member, which cancels it as compacted.
 //
 // Freshness: answers to progress requests tell the range that the cluster's
-// state at the moment the request was sent is reflected up to P; that
-// moment is `fresh_at`. Subscribers see it through OnStatus.
+// state at the moment the request was sent is reflected up to `fresh_rev`
+// (P on an ordered member); that moment is `fresh_at`. Subscribers see both
+// through OnStatus.
 //
 // Thread-safety: all public methods are safe to call concurrently.
 // Subscriber callbacks run with the range's lock held: they must be quick
@@ -55,9 +72,20 @@ namespace synod::proxy {
 
 // What a subscriber learns about the range's upstream state.
 struct RangeStatus {
-  int64_t progress = 0;  // all events <= progress were delivered
+  // Every event <= progress was delivered (to live subscribers): safe to
+  // tell clients (progress notifies and answers).
+  int64_t progress = 0;
   absl::Time fresh_at = absl::InfinitePast();
   bool healthy = false;  // the upstream watch is up
+  // The newest revision the member answered a progress request of the
+  // live stream with (0 when none is above `progress`), for freshness
+  // checks (RangeCache) only, never to be told to a client: on a member
+  // without ordered progress answers (etcd 3.4) events at or below it may
+  // still be on their way -- those it had queued on the stream when it
+  // answered, or, while it replays history to the watch (a start in the
+  // past, a resumed stream), more. Use FreshRev().
+  int64_t fresh_rev = 0;
+  int64_t FreshRev() const { return progress > fresh_rev ? progress : fresh_rev; }
 };
 
 class RangeSubscriber {
@@ -112,8 +140,9 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   void Unsubscribe(uint64_t handle);
   // Asks the member for progress now (a client's progress request, or a
   // linearizable read waiting for the range to catch up). `answered`, if
-  // set, runs once the answer has been applied (so subscribers' progress
-  // is at least the member's revision when it answered), or at once if the
+  // set, runs once the answer has been applied (so subscribers' FreshRev()
+  // is at least the member's revision when it answered, and so is their
+  // progress when the member's answers are ordered), or at once if the
   // upstream watch is not up, or when the stream fails first. It runs with
   // the range's lock held (like subscriber callbacks).
   void RequestProgress(std::function<void()> answered = nullptr);
@@ -159,6 +188,9 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
     uint64_t gen = 0;
     bool created = false;
     bool up = false;          // created and not closed
+    // The member said its progress answers are ordered (see above); false
+    // until its initial metadata is in.
+    bool ordered = false;
     int64_t start = 0;
     int64_t progress = 0;     // catch-up only
     // Progress requests in flight: when sent, and who waits for the answer.
@@ -172,6 +204,7 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   std::shared_ptr<UpstreamWatch> OpenLocked(Stream* st, int64_t start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnResponse(uint64_t gen, const etcdserverpb::WatchResponse& r);
+  void OnMetadata(uint64_t gen, bool ordered_progress);
   void OnClosed(uint64_t gen, const grpc::Status& s);
   // A whole (defragmented) response of the main stream / catch-up stream.
   void OnMainResponseLocked(const etcdserverpb::WatchResponse& r)
@@ -189,6 +222,8 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   static std::vector<Batch> ToBatches(const etcdserverpb::WatchResponse& r,
                                       int64_t after);
   void TryMergeCatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseCatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RangeStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelSubsLocked(const std::vector<uint64_t>& handles,
                         int64_t compact_revision, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -230,6 +265,9 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   // ahead of its queued events (etcd 3.4) cannot make us drop events.
   int64_t last_event_rev_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t known_rev_ ABSL_GUARDED_BY(mu_) = 0;  // newest header revision
+  // The newest answer to a progress request of the main stream (RangeStatus
+  // fresh_rev).
+  int64_t answered_rev_ ABSL_GUARDED_BY(mu_) = 0;
   etcdserverpb::ResponseHeader header_ ABSL_GUARDED_BY(mu_);
   absl::Time fresh_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_progress_request_ ABSL_GUARDED_BY(mu_) =

@@ -1,6 +1,9 @@
 // A fake Upstream for proxy unit tests: records every watch stream opened
 // and lets the test play the member (created, events, progress, cancel,
-// failure) synchronously on the test thread. Quorum reads, ranges (with
+// failure) synchronously on the test thread. Watch streams say, before
+// their first response, that progress answers are ordered (a synod member)
+// unless FakeUpstream::ordered_progress is false (etcd 3.4: the test then
+// plays answers that overtake events). Quorum reads, ranges (with
 // whose credentials they were made) and auth status polls wait in queues
 // until the test answers them.
 // Thread-safety: single-threaded (the test thread).
@@ -57,7 +60,7 @@ class FakeWatch final : public UpstreamWatch {
     r.set_created(true);
     r.set_watch_id(0);
     *r.mutable_header() = Header(rev);
-    cb.on_response(r);
+    Send(r);
   }
   void Events(std::vector<mvccpb::Event> events, int64_t header_rev = 0,
               bool fragment = false) {
@@ -70,14 +73,14 @@ class FakeWatch final : public UpstreamWatch {
       *r.add_events() = std::move(e);
     }
     *r.mutable_header() = Header(header_rev > 0 ? header_rev : last);
-    cb.on_response(r);
+    Send(r);
   }
   // The answer to a progress request.
   void Progress(int64_t rev) {
     etcdserverpb::WatchResponse r;
     r.set_watch_id(-1);
     *r.mutable_header() = Header(rev);
-    cb.on_response(r);
+    Send(r);
   }
   void Compacted(int64_t compact_rev) {
     etcdserverpb::WatchResponse r;
@@ -85,6 +88,14 @@ class FakeWatch final : public UpstreamWatch {
     r.set_canceled(true);
     r.set_compact_revision(compact_rev);
     *r.mutable_header() = Header(compact_rev);
+    Send(r);
+  }
+  // Any response; the stream's metadata goes first.
+  void Send(const etcdserverpb::WatchResponse& r) {
+    if (!metadata_sent) {
+      metadata_sent = true;
+      if (cb.on_metadata) cb.on_metadata(ordered_progress);
+    }
     cb.on_response(r);
   }
   void Fail() {
@@ -98,6 +109,8 @@ class FakeWatch final : public UpstreamWatch {
   int progress_requests = 0;
   bool closed = false;
   bool failed = false;
+  bool ordered_progress = true;  // what the stream's metadata says
+  bool metadata_sent = false;
 };
 
 class FakeKeepAlive final : public UpstreamKeepAlive {
@@ -135,6 +148,7 @@ class FakeUpstream final : public Upstream {
       UpstreamWatchCallbacks callbacks) override {
     auto w = std::make_shared<FakeWatch>();
     w->create = create;
+    w->ordered_progress = ordered_progress;
     w->cb = std::move(callbacks);
     watches.push_back(w);
     return w;
@@ -160,6 +174,10 @@ class FakeUpstream final : public Upstream {
     return n;
   }
   FakeWatch* Last() { return watches.back().get(); }
+
+  // What new watch streams say of their progress answers: ordered (synod),
+  // or not (etcd 3.4).
+  bool ordered_progress = true;
 
   std::vector<std::shared_ptr<FakeWatch>> watches;
   std::vector<std::shared_ptr<FakeKeepAlive>> keepalives;

@@ -1,5 +1,7 @@
 // WatchRange on a fake upstream and a FakeClock: broadcast, window replay,
-// catch-up and merge, slow subscribers, failover, freshness.
+// catch-up and merge, slow subscribers, failover, freshness; and against a
+// member whose progress answers overtake events (etcd 3.4): no catch-up
+// merges early, no progress runs ahead of delivered events.
 #include "proxy/watch_range.h"
 
 #include <memory>
@@ -322,6 +324,208 @@ TEST_F(WatchRangeTest, DeletesAndPrevKvPassThrough) {
   up_.Last()->Created(10);
   up_.Last()->Events({Del("a1", 11)});
   EXPECT_EQ(s->revs, Revs(11, 11));
+}
+
+// ---- a member without ordered progress answers (etcd 3.4) ----
+//
+// etcd 3.4 answers a WatchProgressRequest at once with the store's revision,
+// even while the stream's watcher still replays history, and the answer can
+// overtake events already queued on the stream. The fake plays exactly that:
+// the answer comes first, the events after it.
+
+class WatchRangeEtcdTest : public WatchRangeTest {
+ protected:
+  WatchRangeEtcdTest() { up_.ordered_progress = false; }
+};
+
+// The reported loss: `etcdctl watch --rev 2` behind a live watch got nothing,
+// because the catch-up took etcd's early answer for "caught up" and merged
+// past the events it had not delivered yet.
+TEST_F(WatchRangeEtcdTest, EarlyProgressAnswerDoesNotMergeTheCatchUp) {
+  auto r = NewRange();
+  auto live = Sub(r.get(), 0);
+  up_.Last()->Created(100);  // the live watch covers 101 on
+  testing::FakeWatch* main = up_.Last();
+  auto old = Sub(r.get(), 2);
+  ASSERT_EQ(up_.watches.size(), 2u);
+  testing::FakeWatch* catchup = up_.Last();
+  EXPECT_EQ(catchup->create.start_revision(), 2);
+  catchup->Created(100);
+  // Asking is no use: no request is sent, and an answer is not believed.
+  EXPECT_EQ(catchup->progress_requests, 0);
+  catchup->Progress(100);  // overtakes the replay below
+  EXPECT_FALSE(catchup->closed);
+  catchup->Events({Put("a1", "x", 10), Put("a2", "x", 10)}, 100);
+  catchup->Events({Put("a3", "x", 50)}, 100);
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{10, 10, 50}));
+  // Live events meanwhile reach only the live subscriber.
+  main->Events({Put("a4", "y", 101)});
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{10, 10, 50}));
+  main->Events({Put("a5", "y", 102)});
+  // The catch-up's own watcher reaches the live range: merged, repeats
+  // dropped by revision.
+  catchup->Events({Put("a4", "y", 101)}, 101);
+  EXPECT_TRUE(catchup->closed);
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{10, 10, 50, 101, 102}));
+  catchup->Events({Put("a5", "y", 102)}, 102);  // after the close: ignored
+  main->Events({Put("a6", "z", 103)});
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{10, 10, 50, 101, 102, 103}));
+  EXPECT_EQ(live->revs, Revs(101, 103));
+  EXPECT_EQ(up_.OpenWatches(), 1);
+}
+
+TEST_F(WatchRangeEtcdTest, CatchUpEventJustBeforeTheLiveStartMerges) {
+  auto r = NewRange();
+  auto live = Sub(r.get(), 0);
+  up_.Last()->Created(100);
+  testing::FakeWatch* main = up_.Last();
+  auto old = Sub(r.get(), 50);
+  testing::FakeWatch* catchup = up_.Last();
+  catchup->Created(100);
+  catchup->Events({Put("a1", "x", 99)}, 100);
+  EXPECT_FALSE(catchup->closed);  // 100 may still hold an event
+  catchup->Events({Put("a1", "x", 100)}, 100);
+  EXPECT_TRUE(catchup->closed);  // 101 on is the live watch's
+  main->Events({Put("a1", "y", 101)});
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{99, 100, 101}));
+}
+
+TEST_F(WatchRangeEtcdTest, QuietRangeKeepsItsCatchUpOpenAndServesFromIt) {
+  auto r = NewRange();
+  auto live = Sub(r.get(), 0);
+  up_.Last()->Created(100);
+  testing::FakeWatch* main = up_.Last();
+  auto old = Sub(r.get(), 50);
+  testing::FakeWatch* catchup = up_.Last();
+  catchup->Created(100);
+  catchup->Events({Put("a1", "x", 60)}, 100);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    r->Tick(absl::Hours(1));
+    catchup->Progress(100 + i);
+  }
+  EXPECT_EQ(catchup->progress_requests, 0);
+  EXPECT_TRUE(catchup->open());
+  EXPECT_EQ(up_.OpenWatches(), 2);
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{60}));
+  // The range's next event ends it.
+  main->Events({Put("a2", "x", 200)});
+  catchup->Events({Put("a2", "x", 200)}, 200);
+  EXPECT_EQ(up_.OpenWatches(), 1);
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{60, 200}));
+  EXPECT_EQ(live->revs, (std::vector<int64_t>{200}));
+}
+
+TEST_F(WatchRangeEtcdTest, OlderLaggardRestartsTheCatchUpFromItsStart) {
+  auto r = NewRange();
+  auto live = Sub(r.get(), 0);
+  up_.Last()->Created(100);
+  testing::FakeWatch* main = up_.Last();
+  auto a = Sub(r.get(), 50);
+  testing::FakeWatch* c1 = up_.Last();
+  c1->Created(100);
+  c1->Events({Put("a1", "x", 60)}, 100);
+  // Older than c1's position: c1 might never merge on a quiet range, so
+  // the catch-up starts again from 30 for both.
+  auto b = Sub(r.get(), 30);
+  EXPECT_TRUE(c1->closed);
+  ASSERT_EQ(up_.watches.size(), 3u);
+  testing::FakeWatch* c2 = up_.Last();
+  EXPECT_EQ(c2->create.start_revision(), 30);
+  c2->Created(100);
+  c2->Events({Put("a0", "x", 40), Put("a1", "x", 60), Put("a2", "x", 70)},
+             100);
+  EXPECT_EQ(a->revs, (std::vector<int64_t>{60, 70}));
+  EXPECT_EQ(b->revs, (std::vector<int64_t>{40, 60, 70}));
+  main->Events({Put("a3", "x", 101)});
+  c2->Events({Put("a3", "x", 101)}, 101);
+  EXPECT_EQ(a->revs, (std::vector<int64_t>{60, 70, 101}));
+  EXPECT_EQ(b->revs, (std::vector<int64_t>{40, 60, 70, 101}));
+  EXPECT_EQ(up_.OpenWatches(), 1);
+}
+
+TEST_F(WatchRangeEtcdTest, FailedCatchUpResumesAfterWhatItDelivered) {
+  auto r = NewRange();
+  auto live = Sub(r.get(), 0);
+  up_.Last()->Created(100);
+  auto old = Sub(r.get(), 50);
+  testing::FakeWatch* c1 = up_.Last();
+  c1->Created(100);
+  c1->Events({Put("a1", "x", 60)}, 100);
+  c1->Fail();
+  r->Tick(absl::Hours(1));
+  ASSERT_EQ(up_.watches.size(), 3u);
+  testing::FakeWatch* c2 = up_.Last();
+  EXPECT_EQ(c2->create.start_revision(), 61);
+  c2->Created(100);
+  c2->Events({Put("a1", "x", 100)}, 100);
+  EXPECT_EQ(old->revs, (std::vector<int64_t>{60, 100}));
+  EXPECT_EQ(up_.OpenWatches(), 1);
+}
+
+// Progress told to subscribers (and so to clients) never runs ahead of the
+// events they were given; the answer is only a freshness hint.
+TEST_F(WatchRangeEtcdTest, ProgressAnswersAreAFreshnessHintNotProgress) {
+  auto r = NewRange();
+  auto s = Sub(r.get(), 0, nullptr, /*fresh=*/true);
+  up_.Last()->Created(100);
+  testing::FakeWatch* main = up_.Last();
+  const absl::Time t0 = clock_.Now();
+  int answered = 0;
+  r->RequestProgress([&] {
+    ++answered;
+    EXPECT_EQ(s->status.progress, 100);
+    EXPECT_EQ(s->status.FreshRev(), 120);
+  });
+  main->Progress(120);  // answers the creation's request
+  main->Progress(120);  // and ours, ahead of the event at 110 below
+  EXPECT_EQ(answered, 1);
+  EXPECT_EQ(r->Status().progress, 100);
+  EXPECT_EQ(r->Status().fresh_rev, 120);
+  EXPECT_EQ(r->Status().fresh_at, t0);
+  EXPECT_EQ(s->status.progress, 100);
+  main->Events({Put("a1", "x", 110)});
+  EXPECT_EQ(s->revs, Revs(110, 110));
+  EXPECT_EQ(r->Status().progress, 110);
+  EXPECT_EQ(r->Status().FreshRev(), 120);
+  main->Events({Put("a1", "x", 130)});
+  EXPECT_EQ(r->Status().progress, 130);
+  EXPECT_EQ(r->Status().fresh_rev, 0);  // not above progress
+  EXPECT_EQ(r->Status().FreshRev(), 130);
+}
+
+// A main watch started in the past (the member replays history to it) is
+// not moved ahead of that replay by the member's answer either.
+TEST_F(WatchRangeEtcdTest, ReplayingMainWatchProgressFollowsItsEvents) {
+  auto r = NewRange();
+  auto s = Sub(r.get(), 50);
+  up_.Last()->Created(100);
+  testing::FakeWatch* main = up_.Last();
+  EXPECT_EQ(main->create.start_revision(), 50);
+  main->Progress(100);
+  EXPECT_EQ(s->status.progress, 49);
+  main->Events({Put("a1", "x", 70)}, 100);
+  EXPECT_EQ(s->revs, Revs(70, 70));
+  EXPECT_EQ(r->Status().progress, 70);
+  auto later = Sub(r.get(), 60);  // inside the window: replayed
+  EXPECT_EQ(later->revs, Revs(70, 70));
+  EXPECT_EQ(up_.watches.size(), 1u);
+}
+
+// On a synod member (ordered answers) a quiet catch-up still merges on its
+// progress answer alone.
+TEST_F(WatchRangeTest, OrderedProgressAnswerMergesAQuietCatchUp) {
+  auto r = NewRange();
+  auto live = Sub(r.get(), 0);
+  up_.Last()->Created(100);
+  auto old = Sub(r.get(), 50);
+  testing::FakeWatch* catchup = up_.Last();
+  catchup->Created(100);
+  EXPECT_EQ(catchup->progress_requests, 1);
+  catchup->Progress(100);
+  EXPECT_TRUE(catchup->closed);
+  EXPECT_TRUE(old->revs.empty());
+  EXPECT_EQ(up_.OpenWatches(), 1);
 }
 
 }  // namespace
