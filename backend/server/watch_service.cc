@@ -393,6 +393,10 @@ grpc::ServerBidiReactor<WatchRequest, WatchResponse>* WatchService::Watch(
     return new RejectedStream<WatchRequest, WatchResponse>(
         common::Err(common::EtcdError::kNotSupportedForLearner));
   }
+  // Tells synod-proxy how RequestProgress answers (the slowest watcher's
+  // revision, after its events), which etcd 3.4 does not promise; sent with
+  // the first response (proxy/upstream.h kWatchProgressMetadataKey).
+  ctx->AddInitialMetadata("synod-progress", "slowest-watcher");
   return new WatchStream(s_, ctx);
 }
 
