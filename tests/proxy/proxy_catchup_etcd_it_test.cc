@@ -54,11 +54,7 @@ class ProxyCatchUpEtcdItTest : public ::testing::Test {
                                          grpc::InsecureChannelCredentials());
   }
   void TearDown() override {
-    if (HasFailure() && proxy_) {
-      std::string log = proxy_->Log();
-      if (log.size() > 4000) log = log.substr(log.size() - 4000);
-      std::cerr << "--- proxy log ---\n" << log << "\n";
-    }
+    if (HasFailure() && proxy_) std::cerr << proxy_->Log() << "\n";
     proxy_.reset();
     member_.reset();
     dir_.reset();

@@ -72,6 +72,28 @@ class WatchRangeTest : public ::testing::Test {
     if (handle != nullptr) *handle = h;
     return s;
   }
+  // A range whose upstream watch, created at `created`, feeds `live`
+  // (start 0), and `old` (from `start` <= created) on the catch-up watch it
+  // opened, created at `created` too.
+  struct Lagging {
+    std::shared_ptr<WatchRange> r;
+    std::shared_ptr<FakeSub> live, old;
+    testing::FakeWatch* main = nullptr;
+    testing::FakeWatch* catchup = nullptr;
+  };
+  Lagging LagBehindLive(int64_t created, int64_t start) {
+    Lagging l;
+    l.r = NewRange();
+    l.live = Sub(l.r.get(), 0);
+    l.main = up_.Last();
+    l.main->Created(created);
+    l.old = Sub(l.r.get(), start);
+    l.catchup = up_.Last();
+    EXPECT_NE(l.catchup, l.main);
+    EXPECT_EQ(l.catchup->create.start_revision(), start);
+    l.catchup->Created(created);
+    return l;
+  }
   // Puts one event per revision in [from, to] on `w`.
   static void PutRevs(testing::FakeWatch* w, int64_t from, int64_t to) {
     for (int64_t r = from; r <= to; ++r) {
@@ -342,15 +364,7 @@ class WatchRangeEtcdTest : public WatchRangeTest {
 // because the catch-up took etcd's early answer for "caught up" and merged
 // past the events it had not delivered yet.
 TEST_F(WatchRangeEtcdTest, EarlyProgressAnswerDoesNotMergeTheCatchUp) {
-  auto r = NewRange();
-  auto live = Sub(r.get(), 0);
-  up_.Last()->Created(100);  // the live watch covers 101 on
-  testing::FakeWatch* main = up_.Last();
-  auto old = Sub(r.get(), 2);
-  ASSERT_EQ(up_.watches.size(), 2u);
-  testing::FakeWatch* catchup = up_.Last();
-  EXPECT_EQ(catchup->create.start_revision(), 2);
-  catchup->Created(100);
+  auto [r, live, old, main, catchup] = LagBehindLive(100, 2);  // live: 101 on
   // Asking is no use: no request is sent, and an answer is not believed.
   EXPECT_EQ(catchup->progress_requests, 0);
   catchup->Progress(100);  // overtakes the replay below
@@ -375,13 +389,7 @@ TEST_F(WatchRangeEtcdTest, EarlyProgressAnswerDoesNotMergeTheCatchUp) {
 }
 
 TEST_F(WatchRangeEtcdTest, CatchUpEventJustBeforeTheLiveStartMerges) {
-  auto r = NewRange();
-  auto live = Sub(r.get(), 0);
-  up_.Last()->Created(100);
-  testing::FakeWatch* main = up_.Last();
-  auto old = Sub(r.get(), 50);
-  testing::FakeWatch* catchup = up_.Last();
-  catchup->Created(100);
+  auto [r, live, old, main, catchup] = LagBehindLive(100, 50);
   catchup->Events({Put("a1", "x", 99)}, 100);
   EXPECT_FALSE(catchup->closed);  // 100 may still hold an event
   catchup->Events({Put("a1", "x", 100)}, 100);
@@ -391,13 +399,7 @@ TEST_F(WatchRangeEtcdTest, CatchUpEventJustBeforeTheLiveStartMerges) {
 }
 
 TEST_F(WatchRangeEtcdTest, QuietRangeKeepsItsCatchUpOpenAndServesFromIt) {
-  auto r = NewRange();
-  auto live = Sub(r.get(), 0);
-  up_.Last()->Created(100);
-  testing::FakeWatch* main = up_.Last();
-  auto old = Sub(r.get(), 50);
-  testing::FakeWatch* catchup = up_.Last();
-  catchup->Created(100);
+  auto [r, live, old, main, catchup] = LagBehindLive(100, 50);
   catchup->Events({Put("a1", "x", 60)}, 100);
   for (int i = 0; i < 5; ++i) {
     clock_.Advance(absl::Seconds(1));
@@ -417,13 +419,7 @@ TEST_F(WatchRangeEtcdTest, QuietRangeKeepsItsCatchUpOpenAndServesFromIt) {
 }
 
 TEST_F(WatchRangeEtcdTest, OlderLaggardRestartsTheCatchUpFromItsStart) {
-  auto r = NewRange();
-  auto live = Sub(r.get(), 0);
-  up_.Last()->Created(100);
-  testing::FakeWatch* main = up_.Last();
-  auto a = Sub(r.get(), 50);
-  testing::FakeWatch* c1 = up_.Last();
-  c1->Created(100);
+  auto [r, live, a, main, c1] = LagBehindLive(100, 50);
   c1->Events({Put("a1", "x", 60)}, 100);
   // Older than c1's position: c1 might never merge on a quiet range, so
   // the catch-up starts again from 30 for both.
@@ -445,12 +441,7 @@ TEST_F(WatchRangeEtcdTest, OlderLaggardRestartsTheCatchUpFromItsStart) {
 }
 
 TEST_F(WatchRangeEtcdTest, FailedCatchUpResumesAfterWhatItDelivered) {
-  auto r = NewRange();
-  auto live = Sub(r.get(), 0);
-  up_.Last()->Created(100);
-  auto old = Sub(r.get(), 50);
-  testing::FakeWatch* c1 = up_.Last();
-  c1->Created(100);
+  auto [r, live, old, main, c1] = LagBehindLive(100, 50);
   c1->Events({Put("a1", "x", 60)}, 100);
   c1->Fail();
   r->Tick(absl::Hours(1));
@@ -515,12 +506,7 @@ TEST_F(WatchRangeEtcdTest, ReplayingMainWatchProgressFollowsItsEvents) {
 // On a synod member (ordered answers) a quiet catch-up still merges on its
 // progress answer alone.
 TEST_F(WatchRangeTest, OrderedProgressAnswerMergesAQuietCatchUp) {
-  auto r = NewRange();
-  auto live = Sub(r.get(), 0);
-  up_.Last()->Created(100);
-  auto old = Sub(r.get(), 50);
-  testing::FakeWatch* catchup = up_.Last();
-  catchup->Created(100);
+  auto [r, live, old, main, catchup] = LagBehindLive(100, 50);
   EXPECT_EQ(catchup->progress_requests, 1);
   catchup->Progress(100);
   EXPECT_TRUE(catchup->closed);
