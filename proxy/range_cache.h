@@ -30,7 +30,8 @@
 //     forwarded.
 //   "Reached" counts the range's progress answers (RangeStatus::FreshRev):
 //   against etcd 3.4, whose answers can overtake events it had queued on
-//   the stream, a read may miss those (DESIGN's ordering bound).
+//   the stream, or still had to replay to a watch that started in the
+//   past, a read may miss those (DESIGN's ordering bound).
 //   - anything else (a past revision) is forwarded.
 // keys_only, count_only, limit, sort and the revision filters are computed
 // here (ComputeRange) with etcd's rules from common/etcd_range.h, the ones

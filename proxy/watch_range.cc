@@ -166,6 +166,7 @@ std::shared_ptr<UpstreamWatch> WatchRange::OpenLocked(Stream* st,
   st->created = false;
   st->up = false;
   st->ordered = false;
+  st->replay_until = 0;
   FlushProgressWaitersLocked(st);
   st->has_frag = false;
   st->frag.Clear();
@@ -298,6 +299,13 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
       return;
     }
     main_.created = true;
+    // A start at or before the member's revision is replayed from history
+    // first: until the replay reaches that revision an unordered member's
+    // answer may run far ahead of it.
+    main_.replay_until =
+        main_.start != 0 && main_.start <= r.header().revision()
+            ? r.header().revision()
+            : 0;
     if (!have_progress_) {
       const int64_t h = r.header().revision();
       if (main_.start == 0) {
@@ -349,10 +357,14 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
       answered = std::move(main_.progress_sent.front().second);
       main_.progress_sent.pop_front();
     }
-    // An unordered member's answer (etcd 3.4) may be ahead of events still
-    // on their way: a freshness hint only, never progress.
+    // An unordered member's answer (etcd 3.4) moves progress only once the
+    // watch is synced (then it can be ahead only of events the member had
+    // already queued on the stream, as etcd's own answers to its clients);
+    // while the watch replays history it is a freshness hint only.
     answered_rev_ = std::max(answered_rev_, r.header().revision());
-    if (main_.ordered) progress_ = std::max(progress_, r.header().revision());
+    if (main_.ordered || main_.replay_until == 0) {
+      progress_ = std::max(progress_, r.header().revision());
+    }
     BroadcastStatusLocked();
     if (answered) answered();
     return;
@@ -360,6 +372,7 @@ void WatchRange::OnMainResponseLocked(const WatchResponse& r) {
   std::vector<Batch> batches = ToBatches(r, last_event_rev_);
   if (batches.empty()) return;
   last_event_rev_ = batches.back().rev;
+  if (last_event_rev_ >= main_.replay_until) main_.replay_until = 0;
   progress_ = std::max(progress_, last_event_rev_);
   const size_t first = window_.size();
   for (Batch& b : batches) {

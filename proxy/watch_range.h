@@ -21,14 +21,22 @@
 // with a revision whose events it has already sent on the stream: such an
 // answer moves P (main stream) and the catch-up's position (a catch-up
 // then merges as soon as its answer reaches covered_from - 1). Without it
-// (etcd 3.4, whose answer is the store's revision, sent at once and able
-// to overtake queued or still-replaying events) an answer never moves P
-// nor the catch-up's position: P moves by events only, and a catch-up
-// merges once its own watcher delivers an event at covered_from - 1 or
-// later (a watcher's events come in revision order, and every event from
-// covered_from on also reaches the live stream). A quiet range's catch-up
-// then stays open (one more upstream watcher) until such an event. Such
-// answers only raise `fresh_rev` (RangeStatus), a freshness hint.
+// (etcd 3.4) the answer is the store's revision, sent at once: it can
+// overtake a replay of history by far, and events already queued on the
+// stream (v3rpc/watch.go's sendLoop picks its event or control channel at
+// random). So there:
+//   - a catch-up's position moves by its events only: it merges once its
+//     own watcher delivers an event at covered_from - 1 or later (a
+//     watcher's events come in revision order, and every event from
+//     covered_from on reaches the live stream too); a quiet range keeps
+//     its catch-up open (one more upstream watcher) until such an event,
+//     and its subscribers are told no progress meanwhile;
+//   - an answer moves P only once the main watch no longer replays history
+//     (it started at 0 or after the member's revision, or has delivered an
+//     event at that revision or later). P can then be ahead only of events
+//     etcd had queued on the stream when it answered -- the bound etcd 3.4
+//     gives its own clients. Before that, answers raise only `fresh_rev`
+//     (RangeStatus), a freshness hint.
 // Failover: when the upstream stream fails, the next Tick() re-creates it
 // right after the newest event received, on the then-current endpoint;
 // events at or below it are dropped as repeats, so nothing is lost or
@@ -72,18 +80,18 @@ namespace synod::proxy {
 
 // What a subscriber learns about the range's upstream state.
 struct RangeStatus {
-  // Every event <= progress was delivered (to live subscribers): safe to
-  // tell clients (progress notifies and answers).
+  // Every event <= progress was delivered (to live subscribers), safe to
+  // tell clients (progress notifies and answers). Against etcd 3.4 (see
+  // "Progress answers") events it had queued on the stream when it answered
+  // may still follow, as they may for etcd's own clients.
   int64_t progress = 0;
   absl::Time fresh_at = absl::InfinitePast();
   bool healthy = false;  // the upstream watch is up
   // The newest revision the member answered a progress request of the
-  // live stream with (0 when none is above `progress`), for freshness
-  // checks (RangeCache) only, never to be told to a client: on a member
-  // without ordered progress answers (etcd 3.4) events at or below it may
-  // still be on their way -- those it had queued on the stream when it
-  // answered, or, while it replays history to the watch (a start in the
-  // past, a resumed stream), more. Use FreshRev().
+  // live stream with, when above `progress` (else 0): against etcd 3.4
+  // while it still replays history to the range's watch (a start in the
+  // past, a resumed stream). For freshness checks (RangeCache) only, never
+  // to be told to a client. Use FreshRev().
   int64_t fresh_rev = 0;
   int64_t FreshRev() const { return progress > fresh_rev ? progress : fresh_rev; }
 };
@@ -142,7 +150,8 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
   // linearizable read waiting for the range to catch up). `answered`, if
   // set, runs once the answer has been applied (so subscribers' FreshRev()
   // is at least the member's revision when it answered, and so is their
-  // progress when the member's answers are ordered), or at once if the
+  // progress unless an unordered member still replays history to the
+  // watch; see "Progress answers"), or at once if the
   // upstream watch is not up, or when the stream fails first. It runs with
   // the range's lock held (like subscriber callbacks).
   void RequestProgress(std::function<void()> answered = nullptr);
@@ -191,6 +200,9 @@ class WatchRange : public std::enable_shared_from_this<WatchRange> {
     // The member said its progress answers are ordered (see above); false
     // until its initial metadata is in.
     bool ordered = false;
+    // Main only: the member's revision when it created a watch that starts
+    // in the past, until an event at or after it arrives (0: none, or done).
+    int64_t replay_until = 0;
     int64_t start = 0;
     int64_t progress = 0;     // catch-up only
     // Progress requests in flight: when sent, and who waits for the answer.

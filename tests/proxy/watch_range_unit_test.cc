@@ -410,6 +410,10 @@ TEST_F(WatchRangeEtcdTest, QuietRangeKeepsItsCatchUpOpenAndServesFromIt) {
   EXPECT_TRUE(catchup->open());
   EXPECT_EQ(up_.OpenWatches(), 2);
   EXPECT_EQ(old->revs, (std::vector<int64_t>{60}));
+  // The live watch's answers reach live subscribers, not the lagging one.
+  main->Progress(150);
+  EXPECT_EQ(live->status.progress, 150);
+  EXPECT_EQ(old->status.progress, 0);
   // The range's next event ends it.
   main->Events({Put("a2", "x", 200)});
   catchup->Events({Put("a2", "x", 200)}, 200);
@@ -454,53 +458,72 @@ TEST_F(WatchRangeEtcdTest, FailedCatchUpResumesAfterWhatItDelivered) {
   EXPECT_EQ(up_.OpenWatches(), 1);
 }
 
-// Progress told to subscribers (and so to clients) never runs ahead of the
-// events they were given; the answer is only a freshness hint.
-TEST_F(WatchRangeEtcdTest, ProgressAnswersAreAFreshnessHintNotProgress) {
+// Once the live watch is synced, an answer moves progress: it can then be
+// ahead only of events etcd had queued on the stream, as etcd's answers to
+// its own clients are.
+TEST_F(WatchRangeEtcdTest, SyncedLiveWatchAnswersMoveProgress) {
   auto r = NewRange();
   auto s = Sub(r.get(), 0, nullptr, /*fresh=*/true);
   up_.Last()->Created(100);
-  testing::FakeWatch* main = up_.Last();
   const absl::Time t0 = clock_.Now();
-  int answered = 0;
-  r->RequestProgress([&] {
-    ++answered;
-    EXPECT_EQ(s->status.progress, 100);
-    EXPECT_EQ(s->status.FreshRev(), 120);
-  });
-  main->Progress(120);  // answers the creation's request
-  main->Progress(120);  // and ours, ahead of the event at 110 below
-  EXPECT_EQ(answered, 1);
-  EXPECT_EQ(r->Status().progress, 100);
-  EXPECT_EQ(r->Status().fresh_rev, 120);
-  EXPECT_EQ(r->Status().fresh_at, t0);
-  EXPECT_EQ(s->status.progress, 100);
-  main->Events({Put("a1", "x", 110)});
-  EXPECT_EQ(s->revs, Revs(110, 110));
-  EXPECT_EQ(r->Status().progress, 110);
-  EXPECT_EQ(r->Status().FreshRev(), 120);
-  main->Events({Put("a1", "x", 130)});
-  EXPECT_EQ(r->Status().progress, 130);
+  up_.Last()->Progress(120);
+  EXPECT_EQ(s->status.progress, 120);
+  EXPECT_EQ(s->status.fresh_at, t0);
   EXPECT_EQ(r->Status().fresh_rev, 0);  // not above progress
-  EXPECT_EQ(r->Status().FreshRev(), 130);
 }
 
-// A main watch started in the past (the member replays history to it) is
-// not moved ahead of that replay by the member's answer either.
+// A main watch started in the past is replayed history first: etcd's
+// answers meanwhile are only a freshness hint, and progress follows the
+// replayed events until they reach the member's revision at creation; the
+// same after a failover resumed it.
 TEST_F(WatchRangeEtcdTest, ReplayingMainWatchProgressFollowsItsEvents) {
   auto r = NewRange();
-  auto s = Sub(r.get(), 50);
+  auto s = Sub(r.get(), 50, nullptr, /*fresh=*/true);
   up_.Last()->Created(100);
   testing::FakeWatch* main = up_.Last();
   EXPECT_EQ(main->create.start_revision(), 50);
-  main->Progress(100);
-  EXPECT_EQ(s->status.progress, 49);
+  int answered = 0;
+  r->RequestProgress([&] {
+    ++answered;
+    EXPECT_EQ(s->status.progress, 49);
+    EXPECT_EQ(s->status.FreshRev(), 100);
+  });
+  main->Progress(100);  // answers the creation's request
+  main->Progress(100);  // and ours, ahead of the replay
+  EXPECT_EQ(answered, 1);
+  EXPECT_EQ(r->Status().progress, 49);
+  EXPECT_EQ(r->Status().fresh_rev, 100);
   main->Events({Put("a1", "x", 70)}, 100);
   EXPECT_EQ(s->revs, Revs(70, 70));
   EXPECT_EQ(r->Status().progress, 70);
+  main->Progress(110);
+  EXPECT_EQ(s->status.progress, 70);
+  EXPECT_EQ(s->status.FreshRev(), 110);
   auto later = Sub(r.get(), 60);  // inside the window: replayed
   EXPECT_EQ(later->revs, Revs(70, 70));
+  main->Events({Put("a1", "x", 100)}, 100);  // the replay reached 100
+  main->Progress(120);
+  EXPECT_EQ(s->status.progress, 120);
   EXPECT_EQ(up_.watches.size(), 1u);
+  // Resumed after a failure: replayed again until it reaches the new
+  // member's revision.
+  main->Fail();
+  clock_.Advance(absl::Seconds(1));
+  r->Tick(absl::Hours(1));
+  ASSERT_EQ(up_.watches.size(), 2u);
+  testing::FakeWatch* resumed = up_.Last();
+  EXPECT_EQ(resumed->create.start_revision(), 101);
+  resumed->Created(140);
+  resumed->Progress(140);
+  EXPECT_EQ(s->status.progress, 120);
+  EXPECT_EQ(s->status.FreshRev(), 140);
+  resumed->Events({Put("a1", "x", 130)}, 140);
+  resumed->Progress(145);
+  EXPECT_EQ(s->status.progress, 130);
+  resumed->Events({Put("a1", "x", 141)});
+  resumed->Progress(150);
+  EXPECT_EQ(s->status.progress, 150);
+  EXPECT_EQ(s->revs, (std::vector<int64_t>{70, 100, 130, 141}));
 }
 
 // On a synod member (ordered answers) a quiet catch-up still merges on its
