@@ -246,6 +246,7 @@ class TlsHandoffTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    absl::MutexLock l(&mu_);
     for (int fd : handed_) close(fd);
     std::filesystem::remove_all(dir_);
   }
