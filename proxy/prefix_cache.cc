@@ -141,6 +141,11 @@ class PrefixCache::Prefix {
   std::set<uint64_t> ranged;
   uint64_t next_handle = 1;
   std::vector<Waiter> waiters;
+  // The shared revision read of linearizable reads: whether one is in
+  // flight, and the reads that arrived since it started (they wait for
+  // the next one).
+  bool rev_read_inflight = false;
+  std::vector<RevisionDone> rev_read_next;
 
   // Metrics (null without a registry).
   common::Gauge* g_keys = nullptr;
@@ -806,22 +811,75 @@ bool PrefixCache::Range(const RangeRequest& req, const std::string& token,
     Forward(req, token, std::move(done));
     return true;
   }
-  if (req.revision() > 0 || req.serializable()) {
-    perms_->Check(token, req.key(), req.range_end(),
-                  [this, p, req, token, done](const grpc::Status& s,
-                                              uint64_t) {
-                    if (s.ok()) {
-                      RangePermitted(p, req, token, done, 0);
-                    } else if (PermissionCache::IsDecision(s)) {
-                      done(s, RangeResponse());  // refused, as the member
-                    } else {
-                      Forward(req, token, done);  // the member will answer
-                    }
-                  });
-    return true;
+  // The caller's permission (a decision kept per token and range), then
+  // for a linearizable read the cluster's revision from the prefix's
+  // shared quorum read, started after this read arrived.
+  const bool linearizable = req.revision() == 0 && !req.serializable();
+  perms_->Check(
+      token, req.key(), req.range_end(),
+      [this, p, req, token, done, linearizable](const grpc::Status& s,
+                                                uint64_t) {
+        if (!s.ok()) {
+          if (PermissionCache::IsDecision(s)) {
+            done(s, RangeResponse());  // refused, as the member
+          } else {
+            Forward(req, token, done);  // the member will answer
+          }
+        } else if (!linearizable) {
+          RangePermitted(p, req, token, done, 0);
+        } else {
+          ReadRevision(p, [this, p, req, token, done](const grpc::Status& rs,
+                                                      int64_t rev) {
+            if (rs.ok()) {
+              RangePermitted(p, req, token, done, rev);
+            } else {
+              ProbeLinearizable(p, req, token, done);
+            }
+          });
+        }
+      });
+  return true;
+}
+
+void PrefixCache::ReadRevision(const std::shared_ptr<Prefix>& p,
+                               RevisionDone done) {
+  bool start = false;
+  {
+    absl::MutexLock l(&mu_);
+    p->rev_read_next.push_back(std::move(done));
+    start = !p->rev_read_inflight;
+    p->rev_read_inflight = true;
   }
-  // Linearizable: the probe learns the cluster's revision with the
-  // caller's token over the caller's range (and so its permission).
+  if (start) StartRevisionRead(p);
+}
+
+// The batch is the reads that arrived before this read started, so its
+// revision is at least the cluster's revision when each of them arrived;
+// reads arriving while it is in flight wait for the next one, started
+// when it returns.
+void PrefixCache::StartRevisionRead(const std::shared_ptr<Prefix>& p) {
+  auto batch = std::make_shared<std::vector<RevisionDone>>();
+  {
+    absl::MutexLock l(&mu_);
+    batch->swap(p->rev_read_next);
+  }
+  upstream_->CurrentRevision(
+      p->key, [this, p, batch](absl::StatusOr<int64_t> rev) {
+        const grpc::Status s = common::ToGrpcStatus(rev.status());
+        for (const RevisionDone& cb : *batch) cb(s, rev.ok() ? *rev : 0);
+        bool again;
+        {
+          absl::MutexLock l(&mu_);
+          again = !p->rev_read_next.empty();
+          p->rev_read_inflight = again;
+        }
+        if (again) StartRevisionRead(p);
+      });
+}
+
+void PrefixCache::ProbeLinearizable(const std::shared_ptr<Prefix>& p,
+                                    const RangeRequest& req,
+                                    const std::string& token, Done done) {
   const uint64_t epoch = perms_->epoch();
   upstream_->Range(
       PermissionCache::Probe(req.key(), req.range_end(),
@@ -838,7 +896,6 @@ bool PrefixCache::Range(const RangeRequest& req, const std::string& token,
           Forward(req, token, done);
         }
       });
-  return true;
 }
 
 void PrefixCache::RangePermitted(const std::shared_ptr<Prefix>& p,

@@ -25,11 +25,17 @@
 //     cache reached every revision written through this proxy
 //     (read-your-writes); else it waits for that (asking progress) up to
 //     `linearizable_wait`, then forwards.
-//   - revision 0, linearizable: a probe carrying the caller's token over
-//     the caller's range (PermissionCache::Probe, a count-only quorum read)
-//     learns the cluster's revision Rq and the caller's permission; served
-//     once the cache reached Rq (KEP-2340), asking the member for progress
-//     if needed; forwarded after `linearizable_wait`.
+//   - revision 0, linearizable: the caller's permission from
+//     PermissionCache::Check (a decision kept per token and range), and
+//     the cluster's revision Rq from the prefix's shared quorum read
+//     (Upstream::CurrentRevision of the prefix key, as the proxy): one in
+//     flight per prefix, and a read uses only one that started after it
+//     arrived (reads arriving meanwhile wait for the next, started when it
+//     returns), so thousands of concurrent reads cost about two member
+//     reads. Served once the cache reached Rq (KEP-2340), asking the member
+//     for progress if needed; forwarded after `linearizable_wait`. If the
+//     shared read fails, the read probes as before: a count-only quorum
+//     read with the caller's token over the caller's range.
 //   - revision r > 0 with W <= r <= rev (and not below a compaction seen):
 //     served from the history once the caller may read the range; other
 //     revisions are forwarded (the member answers compacted / future).
@@ -176,6 +182,8 @@ class PrefixCache {
   class Feed;
   struct Waiter;
   using Completion = std::function<void()>;
+  // The cluster's revision, or the error (then the revision is 0).
+  using RevisionDone = std::function<void(const grpc::Status&, int64_t)>;
   using Unsub = std::pair<std::shared_ptr<WatchRange>, uint64_t>;
 
   // The prefix holding [key, range_end), or null.
@@ -191,6 +199,15 @@ class PrefixCache {
   void SubscribeFeed(const std::shared_ptr<Prefix>& p, int64_t start);
   void Forward(const etcdserverpb::RangeRequest& req, const std::string& token,
                Done done);
+  // Linearizable reads: `done` gets the revision of the prefix's shared
+  // quorum read, the first one started after this call (no lock held).
+  void ReadRevision(const std::shared_ptr<Prefix>& p, RevisionDone done);
+  void StartRevisionRead(const std::shared_ptr<Prefix>& p);
+  // The per-caller path: a linearizable probe with the caller's token over
+  // its range learns the revision and the permission at once.
+  void ProbeLinearizable(const std::shared_ptr<Prefix>& p,
+                         const etcdserverpb::RangeRequest& req,
+                         const std::string& token, Done done);
   // A caller found permitted (or checked by its probe): serves `req` once
   // the prefix reached `target` (and is fresh, for serializable reads), or
   // makes it wait.

@@ -215,6 +215,28 @@ class PrefixCacheTest : public ::testing::Test {
     return w;
   }
 
+  // Answers the oldest upstream Range with `s` and `r`.
+  void AnswerRange(const grpc::Status& s,
+                   const RangeResponse& r = RangeResponse()) {
+    ASSERT_FALSE(up_.ranges.empty());
+    auto done = std::move(up_.ranges.front().done);
+    up_.ranges.pop_front();
+    done(s, r);
+  }
+  static grpc::Status Denied() {
+    return common::ToGrpcStatus(
+        common::Err(common::EtcdError::kPermissionDenied));
+  }
+
+  // Answers the oldest shared revision read (a quorum read as the proxy).
+  void AnswerRevision(absl::StatusOr<int64_t> rev) {
+    ASSERT_FALSE(up_.quorum_reads.empty());
+    auto done = std::move(up_.quorum_reads.front());
+    up_.quorum_reads.pop_front();
+    ++revision_reads_;
+    done(rev);
+  }
+
   std::shared_ptr<Result> Read(RangeRequest req, const std::string& token = "",
                                bool* handled = nullptr) {
     auto r = std::make_shared<Result>();
@@ -267,6 +289,7 @@ class PrefixCacheTest : public ::testing::Test {
   PermissionCache perms_;
   PrefixCacheOptions opts_;
   std::unique_ptr<PrefixCache> cache_;
+  int revision_reads_ = 0;  // answered by AnswerRevision
 };
 
 Model Initial(int n) {
@@ -383,25 +406,19 @@ TEST_F(PrefixCacheTest, TrimmingTheWindowRaisesItsStartAndKeepsLaterStates) {
   EXPECT_EQ(up_.ranges.size(), 1u);  // forwarded
 }
 
-TEST_F(PrefixCacheTest, LinearizableReadsProbeWithTheCallersTokenThenWait) {
+// A linearizable read learns the cluster's revision from the prefix's
+// shared quorum read (as the proxy; the permission of a client without a
+// token, auth off, needs no member call), then waits for the watch.
+TEST_F(PrefixCacheTest, LinearizableReadsLearnTheClustersRevisionThenWait) {
   Model m = Initial(2);
   FakeWatch* w = Load(m);
-  auto res = Read(Req("/cfg/k1", "", 0, /*serializable=*/false), "tok");
-  ASSERT_EQ(up_.ranges.size(), 1u);
-  const FakeUpstream::RangeCall& probe = up_.ranges.front();
-  EXPECT_TRUE(probe.as.client);
-  EXPECT_EQ(probe.as.token, "tok");
-  EXPECT_TRUE(probe.req.count_only());
-  EXPECT_FALSE(probe.req.serializable());
-  EXPECT_EQ(probe.req.key(), "/cfg/k1");
+  auto res = Read(Req("/cfg/k1", "", 0, /*serializable=*/false));
+  EXPECT_TRUE(up_.ranges.empty());  // no probe
+  ASSERT_EQ(up_.quorum_reads.size(), 1u);
   // The cluster is one revision ahead of the watch.
   mvccpb::Event e = m.Step("/cfg/k1", "new", false);
-  RangeResponse pr;
-  *pr.mutable_header() = testing::Header(m.rev());
-  auto done = std::move(up_.ranges.front().done);
-  up_.ranges.pop_front();
   const int progress = w->progress_requests;
-  done(grpc::Status::OK, pr);
+  AnswerRevision(m.rev());
   EXPECT_FALSE(res->done);
   EXPECT_GT(w->progress_requests, progress);  // asked the member
   w->Events({e});
@@ -409,16 +426,87 @@ TEST_F(PrefixCacheTest, LinearizableReadsProbeWithTheCallersTokenThenWait) {
   ASSERT_EQ(res->resp.kvs_size(), 1);
   EXPECT_EQ(res->resp.kvs(0).value(), "new");
   // Waits are bounded: past linearizable_wait the read is forwarded.
-  auto late = Read(Req("/cfg/k1", "", 0, false), "tok");
-  done = std::move(up_.ranges.front().done);
-  up_.ranges.pop_front();
-  *pr.mutable_header() = testing::Header(m.rev() + 5);
-  done(grpc::Status::OK, pr);
+  auto late = Read(Req("/cfg/k1", "", 0, false));
+  AnswerRevision(m.rev() + 5);
   EXPECT_FALSE(late->done);
   clock_.Advance(opts_.linearizable_wait);
   cache_->Tick();
   ASSERT_EQ(up_.ranges.size(), 1u);
   EXPECT_FALSE(up_.ranges.front().req.count_only());  // the read itself
+  EXPECT_TRUE(up_.ranges.front().as.client);
+}
+
+// Many services each reading its own key: one revision read in flight,
+// and the reads that arrived meanwhile share the next one.
+TEST_F(PrefixCacheTest, ConcurrentLinearizableReadsShareTwoRevisionReads) {
+  Model m = Initial(4);
+  Load(m);
+  constexpr int kReads = 200;
+  std::vector<std::shared_ptr<Result>> rs;
+  for (int i = 0; i < kReads; ++i) {
+    rs.push_back(Read(Req("/cfg/k" + std::to_string(i), "", 0, false)));
+  }
+  EXPECT_TRUE(up_.ranges.empty());
+  while (!up_.quorum_reads.empty()) AnswerRevision(m.rev());
+  EXPECT_EQ(revision_reads_, 2);
+  for (int i = 0; i < kReads; ++i) {
+    ASSERT_TRUE(rs[i]->done) << i;
+    ASSERT_TRUE(rs[i]->status.ok()) << i;
+    EXPECT_EQ(rs[i]->resp.kvs_size(), i < 4 ? 1 : 0) << i;
+  }
+  EXPECT_TRUE(up_.ranges.empty());
+}
+
+// Linearizability: a read that arrives while a revision read is in flight
+// may miss a write that completed before it arrived, so it waits for the
+// next revision read. Reusing the one in flight would serve "init1".
+TEST_F(PrefixCacheTest, AReadArrivingDuringARevisionReadWaitsForTheNext) {
+  Model m = Initial(2);
+  FakeWatch* w = Load(m);
+  const int64_t before = m.rev();
+  auto first = Read(Req("/cfg/k1", "", 0, false));
+  ASSERT_EQ(up_.quorum_reads.size(), 1u);
+  // A write completes (its event not yet on the watch), then a read comes.
+  mvccpb::Event e = m.Step("/cfg/k1", "new", false);
+  auto second = Read(Req("/cfg/k1", "", 0, false));
+  EXPECT_EQ(up_.quorum_reads.size(), 1u);  // no second one yet
+  AnswerRevision(before);  // the first was read before the write
+  ASSERT_TRUE(first->done);
+  EXPECT_EQ(first->resp.kvs(0).value(), "init1");
+  EXPECT_FALSE(second->done);
+  ASSERT_EQ(up_.quorum_reads.size(), 1u);  // the next one, for `second`
+  AnswerRevision(m.rev());
+  EXPECT_FALSE(second->done);  // waits for the watch to reach it
+  w->Events({e});
+  ASSERT_TRUE(second->done);
+  EXPECT_EQ(second->resp.kvs(0).value(), "new");
+  EXPECT_TRUE(up_.quorum_reads.empty());
+  EXPECT_EQ(revision_reads_, 2);
+}
+
+// If the shared read fails, each read probes with its caller's token over
+// its range, as before.
+TEST_F(PrefixCacheTest, AFailedRevisionReadFallsBackToTheCallersProbe) {
+  Model m = Initial(2);
+  Load(m);
+  auto res = Read(Req("/cfg/k1", "", 0, false), "tok");
+  // The permission check of "tok" (auth off, but a token: probed).
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  EXPECT_TRUE(up_.ranges.front().req.serializable());
+  AnswerRange(grpc::Status::OK);
+  AnswerRevision(absl::UnavailableError("no leader"));
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  const FakeUpstream::RangeCall& probe = up_.ranges.front();
+  EXPECT_TRUE(probe.as.client);
+  EXPECT_EQ(probe.as.token, "tok");
+  EXPECT_TRUE(probe.req.count_only());
+  EXPECT_FALSE(probe.req.serializable());
+  EXPECT_EQ(probe.req.key(), "/cfg/k1");
+  RangeResponse pr;
+  *pr.mutable_header() = testing::Header(m.rev());
+  AnswerRange(grpc::Status::OK, pr);
+  ASSERT_TRUE(res->done);
+  EXPECT_EQ(res->resp.kvs(0).value(), "init1");
 }
 
 TEST_F(PrefixCacheTest, SerializableReadsSeeTheProxysOwnWrites) {
@@ -736,10 +824,7 @@ TEST_F(PrefixCacheAuthTest, ReadsAreServedOnlyToCallersAllowedTheirRange) {
   ASSERT_EQ(up_.ranges.size(), 1u);  // the permission probe, as eve
   EXPECT_EQ(up_.ranges.front().as.token, "eve");
   EXPECT_EQ(up_.ranges.front().req.key(), "/cfg/k0");
-  auto done = std::move(up_.ranges.front().done);
-  up_.ranges.pop_front();
-  done(common::ToGrpcStatus(common::Err(common::EtcdError::kPermissionDenied)),
-       RangeResponse());
+  AnswerRange(Denied());
   ASSERT_TRUE(denied->done);
   EXPECT_EQ(denied->status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(denied->resp.kvs_size(), 0);
@@ -748,14 +833,57 @@ TEST_F(PrefixCacheAuthTest, ReadsAreServedOnlyToCallersAllowedTheirRange) {
   ASSERT_TRUE(past->done);  // the decision is kept
   EXPECT_FALSE(past->status.ok());
   auto ok = Read(Req("/cfg/k0"), "alice");
-  done = std::move(up_.ranges.front().done);
-  up_.ranges.pop_front();
   RangeResponse pr;
   *pr.mutable_header() = testing::Header(m.rev());
-  done(grpc::Status::OK, pr);
+  AnswerRange(grpc::Status::OK, pr);
   ASSERT_TRUE(ok->done);
   ASSERT_TRUE(ok->status.ok());
   EXPECT_EQ(ok->resp.kvs(0).value(), "init0");
+}
+
+// With auth on and nothing cached: one permission probe per caller and
+// range (serializable, with its token), still at most two revision reads;
+// later reads of the same callers need no probe.
+TEST_F(PrefixCacheAuthTest, LinearizableReadsCheckPermissionsThenShareRevisions) {
+  Model m = Initial(4);
+  Load(m);
+  constexpr int kReads = 50;
+  auto read_all = [&] {
+    std::vector<std::shared_ptr<Result>> rs;
+    for (int i = 0; i < kReads; ++i) {
+      rs.push_back(Read(Req("/cfg/k" + std::to_string(i), "", 0, false),
+                        "svc" + std::to_string(i)));
+    }
+    return rs;
+  };
+  auto rs = read_all();
+  ASSERT_EQ(up_.ranges.size(), static_cast<size_t>(kReads));
+  while (!up_.ranges.empty()) {
+    FakeUpstream::RangeCall c = std::move(up_.ranges.front());
+    up_.ranges.pop_front();
+    EXPECT_TRUE(c.as.client);
+    EXPECT_TRUE(c.req.serializable());
+    EXPECT_TRUE(c.req.count_only());
+    c.done(grpc::Status::OK, RangeResponse());
+  }
+  while (!up_.quorum_reads.empty()) AnswerRevision(m.rev());
+  EXPECT_EQ(revision_reads_, 2);
+  for (const auto& r : rs) {
+    ASSERT_TRUE(r->done);
+    EXPECT_TRUE(r->status.ok());
+  }
+  rs = read_all();
+  EXPECT_TRUE(up_.ranges.empty());  // decisions kept
+  while (!up_.quorum_reads.empty()) AnswerRevision(m.rev());
+  EXPECT_EQ(revision_reads_, 4);  // two more
+  for (const auto& r : rs) EXPECT_TRUE(r->done);
+  // A refusal is the member's, and no revision read is made for it.
+  auto denied = Read(Req("/cfg/k0", "", 0, false), "eve");
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  AnswerRange(Denied());
+  ASSERT_TRUE(denied->done);
+  EXPECT_EQ(denied->status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(up_.quorum_reads.empty());
 }
 
 TEST_F(PrefixCacheAuthTest, ALoadTheProxyMayNotMakeIsRetriedWithBackoff) {
@@ -763,10 +891,7 @@ TEST_F(PrefixCacheAuthTest, ALoadTheProxyMayNotMakeIsRetriedWithBackoff) {
   Make();
   cache_->Start();
   ASSERT_EQ(up_.ranges.size(), 1u);
-  auto done = std::move(up_.ranges.front().done);
-  up_.ranges.pop_front();
-  done(common::ToGrpcStatus(common::Err(common::EtcdError::kPermissionDenied)),
-       RangeResponse());
+  AnswerRange(Denied());
   EXPECT_FALSE(cache_->TEST_stats("/cfg/").live);
   EXPECT_TRUE(cache_->Settled());
   bool handled = true;
