@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -146,6 +147,9 @@ class PrefixCache::Prefix {
   // the next one).
   bool rev_read_inflight = false;
   std::vector<RevisionDone> rev_read_next;
+  // The compaction check: when the next one is due, and whether one runs.
+  absl::Time check_at = absl::InfinitePast();
+  bool checking = false;
 
   // Metrics (null without a registry).
   common::Gauge* g_keys = nullptr;
@@ -529,6 +533,7 @@ bool PrefixCache::OnLoadedLocked(Prefix* p, std::vector<Completion>* out) {
   }
   p->rev = std::max(p->base, p->feed_rev);
   p->state = Prefix::State::kLive;
+  p->check_at = clock_->Now() + options_.compaction_check_interval;
   p->settled = true;
   p->backoff = options_.retry_min;
   SYNOD_LOG(INFO) << "synod-proxy: cached prefix " << p->key << " is live: "
@@ -1054,6 +1059,10 @@ void PrefixCache::NoteWriteRevision(int64_t revision) {
 
 void PrefixCache::NoteCompaction(int64_t revision) {
   absl::MutexLock l(&mu_);
+  NoteCompactionLocked(revision);
+}
+
+void PrefixCache::NoteCompactionLocked(int64_t revision) {
   for (auto& p : prefixes_) {
     p->compacted = std::max(p->compacted, revision);
     if (p->live()) {
@@ -1067,10 +1076,22 @@ void PrefixCache::Tick() {
   DropUnsubscribes();
   std::vector<Completion> out;
   std::vector<std::pair<std::shared_ptr<Prefix>, uint64_t>> load;
+  // Compaction checks to start: the prefix, its first probe's revision
+  // and the search's upper bound.
+  std::vector<std::tuple<std::shared_ptr<Prefix>, int64_t, int64_t>> checks;
   {
     absl::MutexLock l(&mu_);
     const absl::Time now = clock_->Now();
     for (auto& p : prefixes_) {
+      if (p->live() && !p->checking && now >= p->check_at) {
+        p->check_at = now + options_.compaction_check_interval;
+        // Revisions from `from` on are served from the window.
+        const int64_t from = std::max(p->window_start, p->compacted);
+        if (from > 0 && from <= p->rev) {
+          p->checking = true;
+          checks.emplace_back(p, from, p->rev + 1);
+        }
+      }
       if ((p->state == Prefix::State::kRetry ||
            p->state == Prefix::State::kFallback) &&
           now >= p->retry_at) {
@@ -1083,6 +1104,52 @@ void PrefixCache::Tick() {
   }
   Run(&out);
   for (auto& [p, gen] : load) StartLoad(p, gen);
+  for (auto& [p, from, end] : checks) {
+    CompactionProbe(p, from, 0, end, options_.compaction_check_probes);
+  }
+}
+
+// The member answers a Range below its compaction revision C with
+// ErrCompacted and one at or above it normally; the probe reads one key,
+// count only, from the member's own store (serializable).
+void PrefixCache::CompactionProbe(const std::shared_ptr<Prefix>& p,
+                                  int64_t at, int64_t compacted, int64_t ok,
+                                  int left) {
+  RangeRequest r = PermissionCache::Probe(p->key, "", /*serializable=*/true);
+  r.set_revision(at);
+  upstream_->Range(r, CallAs::Proxy(), [this, p, at, compacted, ok, left](
+                                           const grpc::Status& s,
+                                           const RangeResponse&) {
+    const bool below = common::IsErr(common::FromGrpcStatus(s),
+                                     common::EtcdError::kCompacted);
+    if (!s.ok() && !below) {
+      // No answer: keep what was found (the next check goes on).
+      EndCompactionCheck(p, compacted > 0 ? compacted + 1 : 0);
+      return;
+    }
+    const int64_t bad = below ? at : compacted;
+    const int64_t good = below ? ok : at;
+    if (bad == 0) {
+      EndCompactionCheck(p, 0);  // the window's start is readable
+    } else if (good - bad <= 1 || left <= 0) {
+      // C is `good`, or at most `good` when the probes ran out.
+      EndCompactionCheck(p, good);
+    } else {
+      CompactionProbe(p, bad + (good - bad) / 2, bad, good, left - 1);
+    }
+  });
+}
+
+void PrefixCache::EndCompactionCheck(const std::shared_ptr<Prefix>& p,
+                                     int64_t compact_revision) {
+  absl::MutexLock l(&mu_);
+  p->checking = false;
+  if (compact_revision <= p->compacted) return;
+  SYNOD_LOG(WARNING) << "synod-proxy: the cluster was compacted at revision "
+                     << compact_revision << " (seen by cached prefix "
+                     << p->key
+                     << "'s check); older revisions are left to the member";
+  NoteCompactionLocked(compact_revision);
 }
 
 PrefixCache::PrefixStats PrefixCache::TEST_stats(

@@ -50,6 +50,17 @@
 // are RangeSubscribers, called as WatchRange calls them (whole revisions,
 // in order; OnEvents returning false cancels them as too slow).
 //
+// Compactions made directly on a member. Every
+// `compaction_check_interval` (on Tick) each live prefix sends one
+// count-only serializable Range of its key, as the proxy, at revision
+// L = max(W, compaction mark). If the member answers compacted, a binary
+// search in (L, rev] (at most `compaction_check_probes` more probes)
+// finds the compaction revision C (or a revision above it when the probes
+// run out: forwarding more than needed is safe), and the compaction mark
+// of every prefix is raised to C as NoteCompaction does: reads below C
+// are forwarded (the member answers compacted) and watch starts below C
+// take the per-range path (the member cancels them as compacted).
+//
 // Compaction and errors. If the prefix watch is canceled as compacted (it
 // resumed after a failover past a compaction), every watcher of the prefix
 // is canceled with that compact_revision, as a member cancels a watcher
@@ -102,6 +113,11 @@ struct PrefixCacheOptions {
   // Backoff of a failed or over-budget load.
   absl::Duration retry_min = absl::Seconds(1);
   absl::Duration retry_max = absl::Seconds(60);
+  // How often a live prefix checks for a compaction made directly on a
+  // member (> 0), and the most probes one check may add to find its
+  // revision (>= 1).
+  absl::Duration compaction_check_interval = absl::Seconds(5);
+  int compaction_check_probes = 16;
 };
 
 // Splits --cache-prefixes ("/cfg/,/services/"): non-empty prefixes in the
@@ -167,7 +183,7 @@ class PrefixCache {
   // below it are no longer served.
   void NoteCompaction(int64_t revision);
   // Timer work: retries loads, forwards reads that waited too long,
-  // publishes metrics.
+  // checks for compactions made on a member, publishes metrics.
   void Tick();
 
   // For tests.
@@ -208,6 +224,17 @@ class PrefixCache {
   void ProbeLinearizable(const std::shared_ptr<Prefix>& p,
                          const etcdserverpb::RangeRequest& req,
                          const std::string& token, Done done);
+  // Compaction check: probes revision `at`; `compacted` is the newest
+  // revision found compacted (0: none yet), `ok` the oldest found readable
+  // (or rev + 1); `left` more probes are allowed. Ends the check with the
+  // compaction revision found (0: none).
+  void CompactionProbe(const std::shared_ptr<Prefix>& p, int64_t at,
+                       int64_t compacted, int64_t ok, int left);
+  void EndCompactionCheck(const std::shared_ptr<Prefix>& p,
+                          int64_t compact_revision);
+  // Revisions below `revision` are compacted: marks every prefix.
+  void NoteCompactionLocked(int64_t revision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A caller found permitted (or checked by its probe): serves `req` once
   // the prefix reached `target` (and is fresh, for serializable reads), or
   // makes it wait.

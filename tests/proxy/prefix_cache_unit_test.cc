@@ -228,6 +228,33 @@ class PrefixCacheTest : public ::testing::Test {
         common::Err(common::EtcdError::kPermissionDenied));
   }
 
+  // Answers the compaction check's probes (count-only, as the proxy, at a
+  // revision) as a member compacted at `c` (0: never) would, until none is
+  // left; returns how many there were.
+  int AnswerCompactionProbes(int64_t c, int64_t rev) {
+    int n = 0;
+    while (!up_.ranges.empty()) {
+      const FakeUpstream::RangeCall& q = up_.ranges.front();
+      EXPECT_FALSE(q.as.client);
+      EXPECT_TRUE(q.req.count_only());
+      EXPECT_TRUE(q.req.serializable());
+      EXPECT_EQ(q.req.key(), "/cfg/");
+      EXPECT_GT(q.req.revision(), 0);
+      ++n;
+      if (q.req.revision() < c) {
+        AnswerRange(Compacted());
+      } else {
+        RangeResponse r;
+        *r.mutable_header() = testing::Header(rev);
+        AnswerRange(grpc::Status::OK, r);
+      }
+    }
+    return n;
+  }
+  static grpc::Status Compacted() {
+    return common::ToGrpcStatus(common::Err(common::EtcdError::kCompacted));
+  }
+
   // Answers the oldest shared revision read (a quorum read as the proxy).
   void AnswerRevision(absl::StatusOr<int64_t> rev) {
     ASSERT_FALSE(up_.quorum_reads.empty());
@@ -716,6 +743,113 @@ TEST_F(PrefixCacheTest, ACompactionThroughTheProxyRaisesTheWindowStart) {
                                  m.rev() - 4));
   EXPECT_TRUE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
                                 m.rev() - 3));
+}
+
+// A compaction made directly on a member: the periodic check finds its
+// revision C (a probe at the window start, then a binary search), and
+// revisions below C are left to the member, as if compacted through the
+// proxy.
+TEST_F(PrefixCacheTest, ACompactionOnAMemberIsFoundByThePeriodicCheck) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(3);
+  const int64_t loaded = m.rev();
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 40; ++i) Step(&m, w, &rng);
+  w->Progress(m.rev());
+  const int64_t c = loaded + 25;  // compacted on a member
+  cache_->Tick();
+  EXPECT_TRUE(up_.ranges.empty());  // not due yet
+  clock_.Advance(opts_.compaction_check_interval);
+  cache_->Tick();
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  EXPECT_EQ(up_.ranges.front().req.revision(), loaded);  // the window start
+  cache_->Tick();
+  EXPECT_EQ(up_.ranges.size(), 1u);  // one check at a time
+  const int probes = AnswerCompactionProbes(c, m.rev());
+  EXPECT_GT(probes, 1);
+  EXPECT_LE(probes, 1 + opts_.compaction_check_probes);
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").window_start, c - 1);
+  // Below C: the member answers compacted.
+  auto old = Read(Req("/cfg/", "/cfg0", c - 1));
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  EXPECT_TRUE(up_.ranges.front().as.client);
+  EXPECT_FALSE(up_.ranges.front().req.count_only());
+  EXPECT_EQ(up_.ranges.front().req.revision(), c - 1);
+  AnswerRange(Compacted());
+  ASSERT_TRUE(old->done);
+  EXPECT_EQ(old->status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(old->status.error_message(),
+            "etcdserver: mvcc: required revision has been compacted");
+  EXPECT_FALSE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
+                                 c - 1));
+  // From C on: still served here.
+  auto at = Read(Req("/cfg/", "/cfg0", c));
+  ASSERT_TRUE(at->done);
+  ExpectSame(at->resp, m.Expect(Req("/cfg/", "/cfg0"), c), "at C");
+  auto sub = std::make_shared<FakeSub>();
+  ASSERT_TRUE(cache_->Subscribe("/cfg/", "/cfg0", sub, c));
+  EXPECT_EQ(sub->Revs(), m.EventRevs("/cfg/", "/cfg0", c));
+  EXPECT_TRUE(up_.ranges.empty());
+  // The next check probes at C: one probe, nothing new.
+  clock_.Advance(opts_.compaction_check_interval);
+  cache_->Tick();
+  ASSERT_EQ(up_.ranges.size(), 1u);
+  EXPECT_EQ(up_.ranges.front().req.revision(), c);
+  EXPECT_EQ(AnswerCompactionProbes(c, m.rev()), 1);
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").window_start, c - 1);
+}
+
+TEST_F(PrefixCacheTest, WithoutACompactionTheCheckChangesNothing) {
+  std::mt19937 rng(Seed());
+  Model m = Initial(3);
+  const int64_t loaded = m.rev();
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 20; ++i) Step(&m, w, &rng);
+  w->Progress(m.rev());
+  for (int round = 0; round < 3; ++round) {
+    clock_.Advance(opts_.compaction_check_interval);
+    cache_->Tick();
+    // One probe per interval, at the window start.
+    ASSERT_EQ(up_.ranges.size(), 1u);
+    EXPECT_EQ(up_.ranges.front().req.revision(), loaded);
+    EXPECT_EQ(AnswerCompactionProbes(0, m.rev()), 1);
+    EXPECT_EQ(cache_->TEST_stats("/cfg/").window_start, loaded);
+  }
+  auto res = Read(Req("/cfg/", "/cfg0", loaded));
+  ASSERT_TRUE(res->done);
+  ExpectSame(res->resp, m.Expect(Req("/cfg/", "/cfg0"), loaded), "at W");
+  EXPECT_TRUE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
+                                loaded + 1));
+  // A probe the member cannot answer changes nothing either.
+  clock_.Advance(opts_.compaction_check_interval);
+  cache_->Tick();
+  AnswerRange(common::ToGrpcStatus(absl::UnavailableError("no leader")));
+  EXPECT_TRUE(up_.ranges.empty());
+  EXPECT_EQ(cache_->TEST_stats("/cfg/").window_start, loaded);
+}
+
+// When the search runs out of probes the mark is raised at or above C:
+// a few revisions too many are left to the member, none too few.
+TEST_F(PrefixCacheTest, TheCompactionCheckSendsABoundedNumberOfProbes) {
+  std::mt19937 rng(Seed());
+  opts_.compaction_check_probes = 2;
+  Model m = Initial(3);
+  const int64_t loaded = m.rev();
+  FakeWatch* w = Load(m);
+  for (int i = 0; i < 100; ++i) Step(&m, w, &rng);
+  w->Progress(m.rev());
+  const int64_t c = loaded + 37;
+  clock_.Advance(opts_.compaction_check_interval);
+  cache_->Tick();
+  EXPECT_EQ(AnswerCompactionProbes(c, m.rev()), 3);
+  const int64_t mark = cache_->TEST_stats("/cfg/").window_start + 1;
+  EXPECT_GE(mark, c);
+  EXPECT_LE(mark, m.rev());
+  Read(Req("/cfg/", "/cfg0", c - 1));
+  EXPECT_EQ(up_.ranges.size(), 1u);  // forwarded
+  up_.ranges.clear();
+  EXPECT_FALSE(cache_->Subscribe("/cfg/k1", "", std::make_shared<FakeSub>(),
+                                 c - 1));
 }
 
 // Over its budget the prefix falls back to per-range serving (its watchers
