@@ -189,6 +189,10 @@ ABSL_FLAG(int64_t, cache_prefixes_max_bytes, int64_t{1} << 30,
 ABSL_FLAG(int64_t, cache_prefix_window_events, 100000,
           "Events of history kept per cached prefix (reads at past "
           "revisions and watches resuming in the window are served).");
+ABSL_FLAG(std::string, cache_prefix_compaction_check_interval, "5s",
+          "How often each cached prefix asks the cluster whether it was "
+          "compacted past the prefix's window start (a compaction made "
+          "through this proxy is seen at once).");
 ABSL_FLAG(std::string, watch_progress_notify_interval, "10m",
           "Interval of progress notifications to progress_notify watchers.");
 
@@ -510,6 +514,11 @@ int Run(int argc, char** argv) {
       std::max<int64_t>(1, absl::GetFlag(FLAGS_cache_prefix_window_events)));
   pfo.serializable_bound = rco.serializable_bound;
   pfo.linearizable_wait = rco.linearizable_wait;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_cache_prefix_compaction_check_interval),
+                           &pfo.compaction_check_interval) ||
+      pfo.compaction_check_interval <= absl::ZeroDuration()) {
+    return Fail("invalid --cache-prefix-compaction-check-interval (want a duration > 0, e.g. 5s)");
+  }
   std::unique_ptr<PrefixCache> prefixes;
   if (!prefix_list->empty()) {
     prefixes = std::make_unique<PrefixCache>(*prefix_list, &hub, &upstream,
