@@ -35,6 +35,7 @@
 #include "common/logging.h"
 #include "common/tls.h"
 #include "common/tls_client_hello.h"
+#include "common/uv_loop_thread.h"
 #include "common/tls_stream.h"
 
 namespace synod::common {
@@ -502,16 +503,7 @@ absl::Status HttpServer::Impl::Serve() {
   }
   if (serving_) return absl::FailedPreconditionError("HttpServer: already serving");
   serving_ = true;
-  thread_ = std::thread([this] {
-    // libuv writes with writev(), so a write to a reset connection raises
-    // SIGPIPE; keep it blocked (pending, harmless) on this thread only rather
-    // than changing the process-wide disposition.
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-  });
+  thread_ = StartUvLoopThread(&loop_);
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/uv_loop_thread.h"
 
 namespace synod::common {
 namespace {
@@ -114,15 +115,7 @@ absl::Status TcpRelay::Impl::Start(const std::string& host, int port) {
   }
   async_.data = this;
   running_ = true;
-  thread_ = std::thread([this] {
-    // A write to a reset connection raises SIGPIPE; keep it blocked on
-    // this thread (libuv then sees EPIPE).
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-  });
+  thread_ = StartUvLoopThread(&loop_);
   return absl::OkStatus();
 }
 
