@@ -248,6 +248,7 @@ absl::Status ReadGrpcArgs(EtcdProcessFlags* out) {
   if (streams > 0 && streams <= INT_MAX) {
     out->client_grpc_args.emplace_back(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                                        static_cast<int>(streams));
+    out->max_concurrent_streams = streams;
   }
   const absl::Duration min_time = absl::GetFlag(FLAGS_grpc_keepalive_min_time);
   const absl::Duration interval = absl::GetFlag(FLAGS_grpc_keepalive_interval);

@@ -45,6 +45,10 @@ struct EtcdProcessFlags {
   // --max-concurrent-streams is in 1..INT_MAX (0 and larger values leave
   // gRPC's default, unlimited, as grpc-go treats 0 and MaxUint32).
   std::vector<std::pair<std::string, int>> client_grpc_args;
+  // --max-concurrent-streams when it limits (1..INT_MAX), else 0 (no
+  // limit): the JSON gateway holds its calls to it, as etcd's gateway feels
+  // the limit through its one gRPC connection.
+  uint32_t max_concurrent_streams = 0;
   // Where the log goes: "" for stderr (etcd's "default" and "stderr"),
   // "stdout", or a file path (with --logger=zap only, as etcd).
   std::string log_output;
@@ -53,8 +57,8 @@ struct EtcdProcessFlags {
   // --force-new-cluster (backend/server/force_new_cluster.h).
   bool force_new_cluster = false;
   // --enable-grpc-gateway and --cors, for the JSON gateway on the client
-  // URLs (read here; main.cc does not act on them yet). `cors` holds the
-  // allowed origins as given; "*" (etcd's default) or empty allows all.
+  // URLs. `cors` holds the allowed origins as given; "*" (etcd's default)
+  // or empty allows all.
   bool enable_grpc_gateway = true;
   std::vector<std::string> cors;
   // Lines to log at WARNING once logging is set up (a flag accepted with no

@@ -618,7 +618,9 @@ int Run(int argc, char** argv) {
   common::TcpRelay relay;
   std::unique_ptr<JsonGateway> gateway;
   std::vector<std::unique_ptr<common::HttpServer>> client_http;
-  bool any_tls_client_url = false;
+  // The credentials of gRPC's loopback TLS listener, made once (from the
+  // first https:// URL's check); null when every client URL is http://.
+  std::shared_ptr<grpc::ServerCredentials> grpc_tls_creds;
   for (const std::string& u : cfg.listen_client_urls) {
     std::string host;
     int port = 0;
@@ -637,7 +639,7 @@ int Run(int argc, char** argv) {
     options.max_connections = 4096;
     absl::StatusOr<int> bound;
     if (common::IsTlsUrl(u)) {
-      any_tls_client_url = true;
+      if (grpc_tls_creds == nullptr) grpc_tls_creds = *creds;
       options.tls_handoff = [&relay](int fd) { relay.Relay(fd); };
       auto h = std::make_unique<common::HttpServer>(options);
       bound = h->ListenTls(ListenHost(host), port, *client_tls);
@@ -690,13 +692,8 @@ int Run(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // The loopback TLS listener the https client ports relay gRPC clients to.
   int grpc_tls_port = 0;
-  if (any_tls_client_url) {
-    auto creds = common::NewServerCredentials(*client_tls, "client");
-    if (!creds.ok()) {
-      SYNOD_LOG(ERROR) << creds.status().message();
-      return 2;
-    }
-    builder.AddListeningPort("127.0.0.1:0", *creds, &grpc_tls_port);
+  if (grpc_tls_creds != nullptr) {
+    builder.AddListeningPort("127.0.0.1:0", grpc_tls_creds, &grpc_tls_port);
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -720,12 +717,12 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&auth);
   RegisterLockElection(&builder, s);
   grpc_server = builder.BuildAndStart();
-  if (!grpc_server || (any_tls_client_url && grpc_tls_port == 0)) {
+  if (!grpc_server || (grpc_tls_creds != nullptr && grpc_tls_port == 0)) {
     SYNOD_LOG(ERROR) << "cannot start the gRPC server for "
                      << absl::GetFlag(FLAGS_listen_client_urls);
     return 1;
   }
-  if (any_tls_client_url) {
+  if (grpc_tls_creds != nullptr) {
     if (absl::Status st = relay.Start("127.0.0.1", grpc_tls_port); !st.ok()) {
       SYNOD_LOG(ERROR) << "cannot relay to the gRPC TLS listener: " << st.message();
       return 1;
@@ -734,13 +731,8 @@ int Run(int argc, char** argv) {
   // etcd's JSON gateway (--enable-grpc-gateway, --cors) on every client
   // URL, through an in-process channel to grpc_server.
   if (process_flags->enable_grpc_gateway) {
-    // etcd's gateway reaches the server through one gRPC connection, so
-    // --max-concurrent-streams bounds its calls in flight; ours too.
-    uint32_t max_streams = 0;
-    for (const auto& [name, value] : process_flags->client_grpc_args) {
-      if (name == GRPC_ARG_MAX_CONCURRENT_STREAMS) max_streams = static_cast<uint32_t>(value);
-    }
-    gateway = JsonGateway::ForServer(grpc_server.get(), process_flags->cors, max_streams);
+    gateway = JsonGateway::ForServer(grpc_server.get(), process_flags->cors,
+                                     process_flags->max_concurrent_streams);
   }
   for (size_t i = 0; i < client_http.size(); ++i) {
     common::HttpServer* h = client_http[i].get();
