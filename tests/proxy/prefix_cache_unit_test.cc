@@ -943,11 +943,8 @@ TEST_F(PrefixCacheTest, TotalBudgetCountsEveryPrefix) {
 class PrefixCacheAuthTest : public PrefixCacheTest {
  protected:
   PrefixCacheAuthTest() {
-    UpstreamAuthState on;
-    on.known = true;
-    on.enabled = true;
-    on.revision = 1;
-    perms_.SetAuthState(on);
+    perms_.SetAuthState(
+        UpstreamAuthState{/*known=*/true, /*enabled=*/true, /*revision=*/1});
   }
 };
 
